@@ -1,0 +1,108 @@
+"""Batched, hook-free Grad-CAM: the one place attention maps are computed.
+
+Selvaraju et al., "Grad-CAM", ICCV 2017; as used by GAIN (Li et al., CVPR 2018, eq. 1-2):
+`w^c = GAP(d s^c / d f)`, `A^c = ReLU(sum_k w^c_k f_k)`, upsampled bilinearly to the image and min-max normalised per
+map. The gradient is that of the class logit `s^c` itself (not scaled by it). The weights are constants unless
+`create_graph=True`; the map stays differentiable through the feature map `f`, which GAIN's losses rely on.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from benchmark.models import SplitModel
+
+
+def grad_cam(
+    model: SplitModel,
+    images: torch.Tensor,
+    classes: torch.Tensor,
+    *,
+    image_index: torch.Tensor | None = None,
+    create_graph: bool = False,
+    eps: float = 1e-12,
+) -> torch.Tensor:
+    """Grad-CAM maps `[P,H,W]` in [0, 1], one per (image, class) pair.
+
+    `classes[p]` is the class of pair `p` and `image_index[p]` its image (default: pair `p` is image `p`). Several
+    classes of one image are handled in rounds, one `autograd.grad` per round, never a per-image loop.
+    """
+    features = model.features(images)
+    logits = model.head(features)
+    return grad_cam_from(
+        features, logits, classes, image_index=image_index, size=images.shape[-2:], create_graph=create_graph, eps=eps
+    )
+
+
+def grad_cam_from(
+    features: torch.Tensor,
+    logits: torch.Tensor,
+    classes: torch.Tensor,
+    *,
+    image_index: torch.Tensor | None = None,
+    size: tuple[int, int] | torch.Size | None = None,
+    create_graph: bool = False,
+    eps: float = 1e-12,
+    normalise: bool = True,
+) -> torch.Tensor:
+    """Grad-CAM from a forward pass the caller already ran (`logits = head(features)`), so training reuses it.
+
+    `eps` guards the min-max division: `(A - min) / (max - min + eps)`; an all-zero map stays zero.
+    """
+    if image_index is None:
+        image_index = torch.arange(classes.shape[0], device=classes.device)
+    classes = classes.to(logits.device, torch.long)
+    image_index = image_index.to(logits.device, torch.long)
+    weights = _gradient_weights(features, logits, classes, image_index, create_graph)
+    cam = torch.relu(torch.einsum("pc,pchw->phw", weights, features[image_index]))
+    if size is not None and tuple(cam.shape[-2:]) != tuple(size):
+        cam = F.interpolate(cam.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False).squeeze(1)
+    return minmax_normalise(cam, eps) if normalise else cam
+
+
+def minmax_normalise(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Per-map min-max normalisation of `[P,H,W]` to [0, 1] (never over the batch, a known pitfall)."""
+    flat = maps.flatten(1)
+    lo = flat.amin(1).view(-1, 1, 1)
+    hi = flat.amax(1).view(-1, 1, 1)
+    return (maps - lo) / (hi - lo + eps)
+
+
+def _gradient_weights(
+    features: torch.Tensor,
+    logits: torch.Tensor,
+    classes: torch.Tensor,
+    image_index: torch.Tensor,
+    create_graph: bool,
+) -> torch.Tensor:
+    """`GAP(d logit[image, class] / d features[image])` for every pair, `[P,C]`.
+
+    Pairs are grouped into rounds in which every image appears at most once, so one backward per round yields each
+    pair's gradient exactly (the logits of one image do not depend on another image's features in eval mode).
+    """
+    n_pairs = classes.shape[0]
+    weights = features.new_zeros(n_pairs, features.shape[1])
+    if n_pairs == 0:
+        return weights
+    rounds = _occurrence_rank(image_index, features.shape[0])
+    n_rounds = int(rounds.max()) + 1
+    for r in range(n_rounds):
+        sel = (rounds == r).nonzero().squeeze(1)
+        target = logits[image_index[sel], classes[sel]].sum()
+        (grad,) = torch.autograd.grad(target, features, create_graph=create_graph, retain_graph=True)
+        w = grad[image_index[sel]].mean((2, 3))
+        weights = weights.index_copy(0, sel, w if create_graph else w.detach())
+    return weights
+
+
+def _occurrence_rank(image_index: torch.Tensor, n_images: int) -> torch.Tensor:
+    """For each pair, how many earlier pairs share its image (0 for the first), without a Python loop."""
+    order = torch.argsort(image_index, stable=True)
+    sorted_idx = image_index[order]
+    counts = torch.bincount(sorted_idx, minlength=n_images)
+    starts = torch.cumsum(counts, 0) - counts
+    rank_sorted = torch.arange(sorted_idx.shape[0], device=image_index.device) - starts[sorted_idx]
+    rank = torch.empty_like(rank_sorted)
+    rank[order] = rank_sorted
+    return rank

@@ -1,0 +1,1 @@
+"""Datasets: the built-in synthetic biased boats, in-memory splits and pixel-label budgets."""

@@ -1,0 +1,50 @@
+"""An evaluation or training split held in memory as tensors, and the batch dict built from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class TensorSplit:
+    """A whole split in memory: small enough for the built-in data, and indexing a tensor beats a DataLoader here."""
+
+    name: str
+    images: torch.Tensor  # uint8 [N,3,H,W]
+    labels: torch.Tensor  # float32 [N,K] multi-hot
+    masks: torch.Tensor  # int64 [N,H,W]: class index + 1, 0 background, 255 ignore
+    context: torch.Tensor | None  # int64 [N,H,W]: 1 on the audited context's pixels
+    has_context: torch.Tensor  # bool [N]
+    ids: list[str]
+    classes: tuple[str, ...]
+    pair: torch.Tensor  # int64 [N]: counterfactual pair index, -1 elsewhere
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batch(
+        self,
+        index: torch.Tensor,
+        *,
+        has_mask: torch.Tensor | None = None,
+        device: torch.device | str = "cpu",
+        mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
+        std: tuple[float, float, float] = (0.25, 0.25, 0.25),
+    ) -> dict[str, torch.Tensor]:
+        """The DESIGN.md batch dict for rows `index`; `has_mask` marks the rows inside the pixel-label budget."""
+        index = index.to(torch.long)
+        m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        image = (self.images[index].to(torch.float32) / 255.0 - m) / s
+        out = {
+            "image": image,
+            "labels": self.labels[index],
+            "mask": self.masks[index],
+            "has_mask": torch.zeros(len(index), dtype=torch.bool) if has_mask is None else has_mask.to(torch.bool),
+            "index": index.clone(),
+        }
+        if self.context is not None:
+            out["context"] = self.context[index]
+        return {k: v.to(device, non_blocking=True) for k, v in out.items()}

@@ -1,0 +1,309 @@
+"""One run: train a method on the pixel-label budget, evaluate on every split, write the record and predictions."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from benchmark import __version__
+from benchmark.attention import grad_cam_from
+from benchmark.datasets import synthetic
+from benchmark.datasets.budgets import budget_pool, nested_budget
+from benchmark.datasets.tensors import TensorSplit
+from benchmark.methods import build_method
+from benchmark.metrics import audit_metrics, region_share
+from benchmark.models import SplitModel, build_model
+from benchmark.spec import RunSpec
+from benchmark.store import RECORD_SCHEMA, run_dir, write_atomic, write_record
+
+# The role each evaluation split plays (DESIGN.md "Splits") -> its name in the built-in data.
+SYNTHETIC_ROLES = {
+    "val": "val",
+    "class_without_context": "boat_without_water",
+    "context_without_class": "water_without_boat",
+    "cf_original": "cf_original",
+    "cf_context_swapped": "cf_context_swapped",
+    "cf_object_removed": "cf_object_removed",
+}
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss part became NaN or infinite; the run stops and records this reason."""
+
+
+def load_data(spec: RunSpec, data_root: Path | None = None) -> dict[str, TensorSplit]:
+    """The training split and the evaluation splits by role."""
+    if spec.dataset != "synthetic-boats":
+        raise ValueError(f"unknown dataset {spec.dataset!r}; available: synthetic-boats")
+    config = synthetic.SyntheticConfig(**spec.dataset_params)
+    splits = synthetic.load(config, data_root)
+    return {"train": splits["train"]} | {role: splits[name] for role, name in SYNTHETIC_ROLES.items()}
+
+
+def run(
+    spec: RunSpec,
+    out_root: Path,
+    *,
+    data_root: Path | None = None,
+    progress: bool = True,
+    device: str = "cpu",
+    data: dict[str, TensorSplit] | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate `spec`, writing `<out_root>/runs/<run_id>/`; a non-finite loss is recorded, not raised."""
+    out = run_dir(out_root, spec.run_id)
+    out.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {
+        "schema": RECORD_SCHEMA,
+        "run_id": spec.run_id,
+        "config_hash": spec.config_hash,
+        "spec": spec.to_dict(),
+        "status": "running",
+        "error": None,
+        "environment": environment(device),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "curve": [],
+        "metrics": {},
+        "timings": {},
+    }
+    if spec.train.flush_denormal:
+        torch.set_flush_denormal(True)
+    data = data if data is not None else load_data(spec, data_root)
+    classes = data["train"].classes
+    class_index = _index_of(spec.audited_class, classes, "audited_class")
+    method = build_method(spec.method, **spec.method_params)
+    if spec.budget and not method.uses_pixel_labels:
+        raise ValueError(f"method {spec.method!r} uses no pixel labels; its budget must be 0, got {spec.budget}")
+    budget_rows = nested_budget(budget_pool(data["train"].labels, class_index), spec.budget, spec.budget_seed)
+    torch.manual_seed(spec.seed)
+    model = build_model(spec.model, len(classes), **spec.model_params).to(device)
+    try:
+        started = time.perf_counter()
+        record["curve"] = fit(model, method, data["train"], budget_rows, spec, device=device, progress=progress)
+        record["timings"]["train_seconds"] = time.perf_counter() - started
+    except NonFiniteLoss as err:
+        record.update(status="failed", error=str(err))
+    except Exception as err:
+        record.update(
+            status="failed",
+            error="".join(traceback.format_exception_only(err)).strip(),
+            traceback=traceback.format_exc(),
+        )
+        record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        write_record(out / "record.json", record)
+        raise
+    if record["status"] != "failed":
+        torch.save(model.state_dict(), out / "model.pt.tmp")
+        (out / "model.pt.tmp").replace(out / "model.pt")
+        started = time.perf_counter()
+        preds = predict(model, data, class_index, spec, device)
+        record["timings"]["eval_seconds"] = time.perf_counter() - started
+        write_atomic(out / "predictions.csv", predictions_csv(preds, classes))
+        audited = {role: _audited_view(p, class_index) for role, p in preds.items()}
+        record["metrics"] = audit_metrics(audited, spec.train.threshold)
+        record["timings"]["train_images_per_s"] = (
+            sum(p["steps_images"] for p in record["curve"]) / record["timings"]["train_seconds"]
+        )
+        record["status"] = "complete"
+    record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    write_record(out / "record.json", record)
+    return record
+
+
+def fit(
+    model: SplitModel,
+    method: Any,
+    train: TensorSplit,
+    budget_rows: torch.Tensor,
+    spec: RunSpec,
+    *,
+    device: str = "cpu",
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """The method-agnostic training loop; returns the per-epoch mean of every loss part."""
+    settings = spec.train
+    generator = torch.Generator().manual_seed(spec.seed)
+    in_budget = torch.zeros(len(train), dtype=torch.bool)
+    in_budget[budget_rows] = True
+    steps = math.ceil(len(train) / settings.batch_size)
+    optimizer, scheduler = _optimiser(model, settings, steps)
+    curve: list[dict[str, float]] = []
+    bar = tqdm(total=settings.epochs * steps, desc=spec.run_id, disable=not progress, leave=False, file=sys.stderr)
+    model.train()
+    for epoch in range(settings.epochs):
+        epoch_start = time.perf_counter()
+        sums: dict[str, float] = {}
+        n_images = 0
+        order = torch.randperm(len(train), generator=generator)
+        for step in range(steps):
+            rows = order[step * settings.batch_size : (step + 1) * settings.batch_size]
+            if settings.mask_batch and budget_rows.numel():
+                pick = torch.randperm(budget_rows.numel(), generator=generator)[: settings.mask_batch]
+                rows = torch.cat([rows, budget_rows[pick]])
+            batch = train.batch(rows, has_mask=in_budget[rows], device=device, mean=model.mean, std=model.std)
+            parts = method.training_loss(model, batch, epoch=epoch)
+            _check_finite(parts, epoch, step)
+            optimizer.zero_grad(set_to_none=True)
+            parts["total"].backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach()) * rows.numel()
+            n_images += rows.numel()
+            bar.update()
+            bar.set_postfix(epoch=epoch, loss=f"{float(parts['total'].detach()):.3f}", refresh=False)
+        curve.append(
+            {
+                "epoch": epoch,
+                **{k: v / n_images for k, v in sums.items()},
+                "seconds": time.perf_counter() - epoch_start,
+                "steps_images": n_images,
+            }
+        )
+    bar.close()
+    return curve
+
+
+def predict(
+    model: SplitModel, data: dict[str, TensorSplit], class_index: int, spec: RunSpec, device: str = "cpu"
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per-image scores for every class and the audited class's attention on context and object, for every role."""
+    model.eval()
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for role, split in data.items():
+        if role == "train":
+            continue
+        chunks: dict[str, list[torch.Tensor]] = {}
+        for start in range(0, len(split), spec.train.eval_batch_size):
+            rows = torch.arange(start, min(start + spec.train.eval_batch_size, len(split)))
+            batch = split.batch(rows, device=device, mean=model.mean, std=model.std)
+            with torch.enable_grad():
+                features = model.features(batch["image"])
+                logits = model.head(features)
+                classes = torch.full((rows.numel(),), class_index, device=device)
+                maps = grad_cam_from(features, logits, classes, size=batch["image"].shape[-2:]).detach()
+            context = batch.get("context", torch.zeros_like(batch["mask"]))
+            found = {
+                "scores": torch.sigmoid(logits.detach()),
+                "context_share": region_share(maps, context > 0),
+                "object_share": region_share(maps, batch["mask"] == class_index + 1),
+                "context_area": (context > 0).flatten(1).float().mean(1),
+            }
+            for key, value in found.items():
+                chunks.setdefault(key, []).append(value.cpu())
+        arrays = {k: torch.cat(v).numpy() for k, v in chunks.items()}
+        arrays.update(
+            labels=split.labels.numpy(),
+            has_context=split.has_context.numpy().astype(np.int8),
+            pair=split.pair.numpy(),
+            ids=np.asarray(split.ids),
+        )
+        out[role] = arrays
+    model.train()
+    return out
+
+
+def predictions_csv(preds: dict[str, dict[str, np.ndarray]], classes: tuple[str, ...]) -> str:
+    """One row per evaluated image: enough to recompute every metric and paired test without the model."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        [
+            "role",
+            "id",
+            "row",
+            "pair",
+            "has_context",
+            *[f"label_{c}" for c in classes],
+            *[f"score_{c}" for c in classes],
+            "context_share",
+            "object_share",
+            "context_area",
+        ]
+    )
+    for role, p in preds.items():
+        for i in range(len(p["ids"])):
+            writer.writerow(
+                [
+                    role,
+                    p["ids"][i],
+                    i,
+                    int(p["pair"][i]),
+                    int(p["has_context"][i]),
+                    *[int(v) for v in p["labels"][i]],
+                    *[f"{v:.6g}" for v in p["scores"][i]],
+                    f"{p['context_share'][i]:.6g}",
+                    f"{p['object_share'][i]:.6g}",
+                    f"{p['context_area'][i]:.6g}",
+                ]
+            )
+    return buffer.getvalue()
+
+
+def load_checkpoint(path: Path, model: SplitModel) -> SplitModel:
+    """Load a run's `model.pt` state dict safely (`weights_only=True`: no pickled code is executed)."""
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model
+
+
+def environment(device: str) -> dict[str, Any]:
+    return {
+        "gain_bench": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def _audited_view(p: dict[str, np.ndarray], class_index: int) -> dict[str, np.ndarray]:
+    return {
+        "score": p["scores"][:, class_index],
+        "label": p["labels"][:, class_index],
+        "has_context": p["has_context"],
+        "context_share": p["context_share"],
+        "context_area": p["context_area"],
+    }
+
+
+def _check_finite(parts: dict[str, torch.Tensor], epoch: int, step: int) -> None:
+    bad = {k: float(v) for k, v in parts.items() if not bool(torch.isfinite(v.detach()))}
+    if bad:
+        detail = ", ".join(f"{k}={v}" for k, v in bad.items())
+        raise NonFiniteLoss(f"non-finite loss at epoch {epoch}, step {step}: {detail}")
+
+
+def _index_of(name: str, classes: tuple[str, ...], key: str) -> int:
+    if name not in classes:
+        raise ValueError(f"{key}: {name!r} is not a class of this dataset; classes: {', '.join(classes)}")
+    return classes.index(name)
+
+
+def _optimiser(model: SplitModel, settings: Any, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Callable | None]:
+    params = model.parameters()
+    if settings.optimizer == "adam":
+        optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=0.9, weight_decay=settings.weight_decay)
+    scheduler = None
+    if settings.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch
+        )
+    return optimizer, scheduler

@@ -1,0 +1,51 @@
+"""Cost of one training step per method on the same model and batch (pytest-benchmark group "train-step").
+
+GAIN adds a backward to the feature map and a second forward/backward on the erased images; the issue's target is
+GAIN <= 2.5x the baseline step. Compare the group's rows: `pytest tests/perf --benchmark-only`.
+"""
+
+import pytest
+import torch
+
+from benchmark.methods import build_method
+from benchmark.models import build_model
+
+BATCH, SIZE, CLASSES = 64, 48, 5
+
+
+def _batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.zeros(BATCH, CLASSES)
+    labels[torch.arange(BATCH), torch.randint(0, CLASSES, (BATCH,), generator=g)] = 1.0
+    labels[torch.arange(0, BATCH, 3), torch.randint(0, CLASSES, (len(range(0, BATCH, 3)),), generator=g)] = 1.0
+    mask = torch.randint(0, CLASSES + 1, (BATCH, SIZE, SIZE), generator=g)
+    has_mask = torch.zeros(BATCH, dtype=torch.bool)
+    has_mask[:16] = True
+    return {
+        "image": torch.randn(BATCH, 3, SIZE, SIZE, generator=g),
+        "labels": labels,
+        "mask": mask,
+        "has_mask": has_mask,
+        "index": torch.arange(BATCH),
+    }
+
+
+@pytest.mark.benchmark(group="train-step")
+@pytest.mark.parametrize("method", ["gradcam", "gain", "gain_ext"])
+def test_train_step(benchmark, method):
+    torch.set_flush_denormal(True)
+    torch.manual_seed(0)
+    model = build_model("small_cnn", CLASSES).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = build_method(method, warmup_epochs=0) if method != "gradcam" else build_method(method)
+    batch = _batch()
+
+    def step() -> float:
+        parts = loss_fn.training_loss(model, batch, epoch=1)
+        optimizer.zero_grad(set_to_none=True)
+        parts["total"].backward()
+        optimizer.step()
+        return float(parts["total"].detach())
+
+    loss = benchmark.pedantic(step, rounds=15, warmup_rounds=3, iterations=1)
+    assert loss == loss  # finite step

@@ -1,0 +1,119 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.attention import grad_cam, grad_cam_from, minmax_normalise
+from benchmark.models import SplitModel, build_model
+
+
+def _reference_pytorch_grad_cam(model, images, classes):
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    with GradCAM(model=model, target_layers=[model.features[-1]]) as cam:
+        out = cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in classes])
+    return torch.from_numpy(out)
+
+
+def _reference_captum(model, images, classes):
+    from captum.attr import LayerGradCam
+
+    attr = LayerGradCam(model, model.features[-1]).attribute(images, target=classes, relu_attributions=True)
+    attr = F.interpolate(attr, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    lo = attr.flatten(1).amin(1).view(-1, 1, 1)
+    hi = attr.flatten(1).amax(1).view(-1, 1, 1)
+    return (attr - lo) / (hi - lo)
+
+
+@pytest.mark.parametrize(("name", "size"), [("small_cnn", 48), ("resnet18", 64)])
+def test_matches_reference_implementations(name, size):
+    model = build_model(name, 5).eval()
+    images = torch.randn(4, 3, size, size)
+    classes = torch.tensor([0, 3, 2, 4])
+    ours = grad_cam(model, images, classes)
+    assert ours.shape == (4, size, size)
+    torch.testing.assert_close(ours, _reference_pytorch_grad_cam(model, images, classes), atol=1e-4, rtol=0)
+    torch.testing.assert_close(ours, _reference_captum(model, images, classes), atol=1e-4, rtol=0)
+
+
+def test_maps_are_normalised_per_image_not_per_batch():
+    model = build_model("small_cnn", 5).eval()
+    with torch.no_grad():
+        model.head[-1].weight.abs_()
+    features = torch.rand(3, 64, 6, 6)
+    features.requires_grad_()
+    features = features * torch.tensor([1.0, 1000.0, 1.0]).view(3, 1, 1, 1)
+    logits = model.head(features)
+    maps = grad_cam_from(features, logits, torch.tensor([0, 0, 0]), size=(48, 48))
+    flat = maps.flatten(1)
+    assert torch.allclose(flat.amax(1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(flat.amin(1), torch.zeros(3), atol=1e-6)
+    raw = grad_cam_from(features, logits, torch.tensor([0, 0, 0]), size=(48, 48), normalise=False)
+    assert raw[1].max() > 100 * raw[0].max()
+
+
+def test_batched_equals_one_image_at_a_time():
+    model = build_model("small_cnn", 5).eval()
+    images = torch.randn(4, 3, 48, 48)
+    classes = torch.tensor([1, 0, 4, 2])
+    batched = grad_cam(model, images, classes)
+    single = torch.cat([grad_cam(model, images[i : i + 1], classes[i : i + 1]) for i in range(4)])
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
+
+
+def test_several_classes_per_image():
+    model = build_model("small_cnn", 5).eval()
+    images = torch.randn(2, 3, 48, 48)
+    image_index = torch.tensor([0, 0, 1, 0])
+    classes = torch.tensor([1, 3, 1, 4])
+    maps = grad_cam(model, images, classes, image_index=image_index)
+    for p in range(4):
+        alone = grad_cam(model, images[image_index[p]].unsqueeze(0), classes[p : p + 1])
+        torch.testing.assert_close(maps[p : p + 1], alone, atol=1e-5, rtol=0)
+    assert not torch.allclose(maps[0], maps[1])
+
+
+def test_all_zero_map_stays_zero():
+    model = SplitModel(
+        nn.ReLU(),
+        nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)),
+        name="t",
+        attention_layer="relu",
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+    )
+    images = -torch.rand(2, 3, 8, 8) - 0.1
+    maps = grad_cam(model, images.requires_grad_(), torch.tensor([0, 1]))
+    assert torch.isfinite(maps).all()
+    assert (maps == 0).all()
+    assert (minmax_normalise(torch.zeros(1, 4, 4)) == 0).all()
+
+
+def test_map_is_differentiable_through_features_with_constant_weights():
+    model = build_model("small_cnn", 5)
+    images = torch.randn(2, 3, 48, 48)
+    maps = grad_cam(model, images, torch.tensor([0, 2]))
+    maps.sum().backward()
+    conv = model.features[0][0].weight
+    assert conv.grad is not None and conv.grad.abs().sum() > 0
+    head_linear = model.head[-1].weight
+    assert head_linear.grad is None, "the gradient weights must be constants unless create_graph=True"
+
+    model.zero_grad(set_to_none=True)
+    grad_cam(model, images, torch.tensor([0, 2]), create_graph=True).sum().backward()
+    assert head_linear.grad is not None and head_linear.grad.abs().sum() > 0
+
+
+def test_grad_cam_from_reuses_a_forward_pass_and_upsamples_bilinearly():
+    model = build_model("small_cnn", 5).eval()
+    images = torch.randn(2, 3, 48, 48)
+    features = model.features(images)
+    logits = model.head(features)
+    raw = grad_cam_from(features, logits, torch.tensor([0, 1]), normalise=False)
+    assert raw.shape == (2, 6, 6)
+    up = grad_cam_from(features, logits, torch.tensor([0, 1]), size=(48, 48))
+    expected = minmax_normalise(
+        F.interpolate(raw.unsqueeze(1), size=(48, 48), mode="bilinear", align_corners=False).squeeze(1)
+    )
+    torch.testing.assert_close(up, expected)
