@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmark.models import SplitModel
+from benchmark.models import SplitModel, batchnorm_mode, has_training_batchnorm
 
 
 def grad_cam(
@@ -29,10 +29,22 @@ def grad_cam(
     classes of one image are handled in rounds, one `autograd.grad` per round, never a per-image loop.
     """
     features = model.features(images)
-    logits = model.head(features)
+    logits = cam_logits(model, features, model.head(features))
     return grad_cam_from(
         features, logits, classes, image_index=image_index, size=images.shape[-2:], create_graph=create_graph, eps=eps
     )
+
+
+def cam_logits(model: SplitModel, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Logits in which image i depends on `features[i]` alone, as Grad-CAM's per-image definition needs.
+
+    That holds for `logits` unless the head holds BatchNorm in training mode (e.g. attention at `block3` or
+    `layer3`), whose batch statistics couple the images; then the head is re-run with running statistics.
+    """
+    if not has_training_batchnorm(model.head):
+        return logits
+    with batchnorm_mode(model.head, "eval"):
+        return model.head(features)
 
 
 def grad_cam_from(
@@ -79,7 +91,7 @@ def _gradient_weights(
     """`GAP(d logit[image, class] / d features[image])` for every pair, `[P,C]`.
 
     Pairs are grouped into rounds in which every image appears at most once, so one backward per round yields each
-    pair's gradient exactly (the logits of one image do not depend on another image's features in eval mode).
+    pair's gradient exactly, given logits in which images do not interact (see `cam_logits`).
     """
     n_pairs = classes.shape[0]
     weights = features.new_zeros(n_pairs, features.shape[1])

@@ -89,6 +89,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_table(args: argparse.Namespace) -> int:
+    from benchmark.summary import format_table, load_records, summarise
+
+    records = load_records(args.dirs)
+    if not records:
+        print(
+            f"gain-bench: no run records under {', '.join(map(str, args.dirs))} (expected runs/*/record.json)",
+            file=sys.stderr,
+        )
+        return 2
+    print(format_table(summarise(records)))
+    return 0
+
+
 def cmd_methods(_: argparse.Namespace) -> int:
     for name, cls in METHODS.items():
         print(f"{name}{' (uses pixel labels)' if cls.uses_pixel_labels else ''}")
@@ -118,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
+    tb = sub.add_parser("table", help="mean ± sd over seeds of each configuration's paper-table row")
+    tb.add_argument("dirs", nargs="+", type=Path, help="output roots holding runs/*/record.json")
+    tb.set_defaults(func=cmd_table)
     m = sub.add_parser("methods", help="list the methods and their hyperparameters")
     m.set_defaults(func=cmd_methods)
     return parser

@@ -6,7 +6,8 @@ to the output of `features` (DESIGN.md, "Model").
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -163,3 +164,23 @@ def load_imagenet_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]
             f"file there, or set TORCH_HOME to the cache that holds it."
         )
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@contextmanager
+def batchnorm_mode(model: nn.Module, mode: str) -> Iterator[None]:
+    """Run a pass with BatchNorm in `mode` ("eval": running statistics, not updated; "train": batch statistics)."""
+    if mode not in ("eval", "train"):
+        raise ValueError(f"masked_bn must be 'eval' or 'train', got {mode!r}")
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.training for m in norms]
+    for m in norms:
+        m.train(mode == "train" and m.training)
+    try:
+        yield
+    finally:
+        for m, was in zip(norms, saved, strict=True):
+            m.train(was)
+
+
+def has_training_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in module.modules())

@@ -181,6 +181,7 @@ def predict(
     model: SplitModel, data: dict[str, TensorSplit], class_index: int, spec: RunSpec, device: str = "cpu"
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per-image scores for every class and the audited class's attention on context and object, for every role."""
+    was_training = model.training
     model.eval()
     out: dict[str, dict[str, np.ndarray]] = {}
     for role, split in data.items():
@@ -212,7 +213,7 @@ def predict(
             ids=np.asarray(split.ids),
         )
         out[role] = arrays
-    model.train()
+    model.train(was_training)
     return out
 
 
@@ -283,7 +284,7 @@ def _audited_view(p: dict[str, np.ndarray], class_index: int) -> dict[str, np.nd
 
 
 def _check_finite(parts: dict[str, torch.Tensor], epoch: int, step: int) -> None:
-    bad = {k: float(v) for k, v in parts.items() if not bool(torch.isfinite(v.detach()))}
+    bad = {k: float(v.detach()) for k, v in parts.items() if not bool(torch.isfinite(v.detach()))}
     if bad:
         detail = ", ".join(f"{k}={v}" for k, v in bad.items())
         raise NonFiniteLoss(f"non-finite loss at epoch {epoch}, step {step}: {detail}")

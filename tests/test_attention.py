@@ -117,3 +117,22 @@ def test_grad_cam_from_reuses_a_forward_pass_and_upsamples_bilinearly():
         F.interpolate(raw.unsqueeze(1), size=(48, 48), mode="bilinear", align_corners=False).squeeze(1)
     )
     torch.testing.assert_close(up, expected)
+
+
+def test_training_mode_batchnorm_in_the_head_does_not_couple_images():
+    """Attention at block3 leaves BatchNorm in the head; each map must still be its own image's Grad-CAM."""
+    model = build_model("small_cnn", 5, attention_layer="block3").train()
+    images = torch.randn(4, 3, 48, 48)
+    classes = torch.tensor([0, 1, 1, 3])
+    maps = grad_cam(model, images, classes)
+    features = model.features(images)
+    model.head.eval()
+    for i in range(4):
+        logit = model.head(features[i : i + 1])[0, classes[i]]
+        (grad,) = torch.autograd.grad(logit, features)
+        cam = torch.relu((grad[i].mean((1, 2)).view(-1, 1, 1) * features[i]).sum(0))
+        cam = F.interpolate(cam[None, None], size=(48, 48), mode="bilinear", align_corners=False)[0, 0]
+        expected = (cam - cam.min()) / (cam.max() - cam.min())
+        torch.testing.assert_close(maps[i], expected, atol=1e-4, rtol=0)
+    model.head.train()
+    assert all(m.training for m in model.modules())

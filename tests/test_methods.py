@@ -1,5 +1,4 @@
 import copy
-import math
 
 import pytest
 import torch
@@ -40,32 +39,41 @@ def tiny_batch() -> dict[str, torch.Tensor]:
     }
 
 
-def by_hand(model, batch, sigma=0.5, omega=10.0):
-    """Closed-form Grad-CAM, soft mask, L_am and L_e of the tiny model, written out without autograd."""
-    W, b = model.head[-1].weight.detach(), model.head[-1].bias.detach()
+def by_hand(model, batch, sigma=0.5, omega=10.0, alpha=1.0, omega_e=10.0):
+    """PAPER.md written out for the tiny model, per image as with batch 1, then averaged over the batch.
+
+    The Grad-CAM weights are the closed form `W[c] / (h w)` (constants); everything else is differentiable in the
+    model's parameters, so the gradients of the result can be compared with the method's.
+    """
+    conv, linear = model.features, model.head[-1]
+    W, b = linear.weight, linear.bias
     x = batch["image"]
-    per_image_am, per_image_e = [], []
-    for i in range(x.shape[0]):
-        classes = [c for c in range(2) if batch["labels"][i, c] > 0.5]
-        am, e = [], []
+    B = x.shape[0]
+    features = conv(x)
+    logits = features.mean((2, 3)) @ W.T + b
+    y = batch["labels"]
+    p = torch.sigmoid(logits)
+    cl = (-(y * torch.log(p) + (1 - y) * torch.log(1 - p))).mean()
+    am_sum, e_sum = x.new_zeros(()), x.new_zeros(())
+    for i in range(B):
+        classes = [c for c in range(2) if y[i, c] > 0.5]
+        am_i, e_i = [], []
         for c in classes:
-            cam = torch.relu(torch.einsum("k,khw->hw", W[c] / 16.0, x[i]))
+            cam = torch.relu(torch.einsum("k,khw->hw", W[c].detach() / 16.0, features[i]))
             a = (cam - cam.min()) / (cam.max() - cam.min())
             t = 1.0 / (1.0 + torch.exp(-omega * (a - sigma)))
             erased = x[i] * (1 - t)
-            am.append(1.0 / (1.0 + math.exp(-float(W[c] @ erased.mean((1, 2)) + b[c]))))
+            score = conv(erased.unsqueeze(0)).mean((2, 3))[0] @ W[c] + b[c]
+            am_i.append(torch.sigmoid(score))
             valid = batch["mask"][i] != 255
             h = (batch["mask"][i] == c + 1).float()
-            e.append(float(((a - h) ** 2)[valid].mean()))
+            e_i.append(((a - h) ** 2)[valid].mean())
         if classes:
-            per_image_am.append(sum(am) / len(am))
+            am_sum = am_sum + sum(am_i) / len(am_i)
             if batch["has_mask"][i]:
-                per_image_e.append(sum(e) / len(e))
-    logits = x.mean((2, 3)) @ W.T + b
-    y = batch["labels"]
-    cl = float((-(y * torch.log(torch.sigmoid(logits)) + (1 - y) * torch.log(1 - torch.sigmoid(logits)))).mean())
-    mean = lambda v: sum(v) / len(v) if v else 0.0  # noqa: E731
-    return cl, mean(per_image_am), mean(per_image_e)
+                e_sum = e_sum + sum(e_i) / len(e_i)
+    am, e = am_sum / B, e_sum / B
+    return {"cl": cl, "am": am, "e": e, "total": cl + alpha * am + omega_e * e}
 
 
 def test_registry_holds_the_three_paper_methods():
@@ -79,6 +87,7 @@ def test_registry_holds_the_three_paper_methods():
 def test_paper_defaults():
     gain = build_method("gain_ext")
     assert (gain.alpha, gain.sigma, gain.omega, gain.omega_e) == (1.0, 0.5, 10.0, 10.0)
+    assert (gain.masked_bn, gain.e_loss, gain.warmup_epochs, gain.norm_eps) == ("eval", "mse", 2, 1e-12)
 
 
 def test_gradcam_baseline_is_plain_multilabel_soft_margin():
@@ -91,17 +100,38 @@ def test_gradcam_baseline_is_plain_multilabel_soft_margin():
 
 def test_gain_losses_match_the_hand_computation():
     model, batch = tiny_model(), tiny_batch()
-    cl, am, e = by_hand(model, batch)
+    expected = {k: float(v.detach()) for k, v in by_hand(model, batch).items()}
     parts = build_method("gain_ext", warmup_epochs=0).training_loss(model, batch, epoch=0)
-    assert float(parts["cl"].detach()) == pytest.approx(cl, rel=1e-5)
-    assert float(parts["am"].detach()) == pytest.approx(am, rel=1e-5)
-    assert float(parts["e"].detach()) == pytest.approx(e, rel=1e-5)
-    assert float(parts["total"].detach()) == pytest.approx(cl + 1.0 * am + 10.0 * e, rel=1e-5)
+    for key in ("cl", "am", "e", "total"):
+        assert float(parts[key].detach()) == pytest.approx(expected[key], rel=1e-5), key
+    assert expected["e"] > 0 and expected["am"] > 0
 
     gain = build_method("gain", alpha=0.3, sigma=0.4, omega=5.0, warmup_epochs=0).training_loss(model, batch, epoch=0)
-    cl, am, _ = by_hand(model, batch, sigma=0.4, omega=5.0)
-    assert float(gain["total"].detach()) == pytest.approx(cl + 0.3 * am, rel=1e-5)
+    expected = by_hand(model, batch, sigma=0.4, omega=5.0, alpha=0.3, omega_e=0.0)
+    assert float(gain["total"].detach()) == pytest.approx(float(expected["total"].detach()), rel=1e-5)
     assert float(gain["e"].detach()) == 0.0
+
+
+def test_gain_ext_gradients_match_the_hand_computation():
+    """Same parameter gradients as PAPER.md's losses: constant Grad-CAM weights, the map differentiable through the
+    features, L_am's gradient through both the soft mask and the erased-image pass, L_e's through the map."""
+    batch = tiny_batch()
+    ours, ref = tiny_model(), tiny_model()
+    build_method("gain_ext", warmup_epochs=0).training_loss(ours, batch, epoch=0)["total"].backward()
+    by_hand(ref, batch)["total"].backward()
+    for (name, p), q in zip(ours.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_pixel_labelled_images_weigh_one_over_the_batch_size():
+    model, batch = tiny_model(), tiny_batch()
+    method = build_method("gain_ext", warmup_epochs=0)
+    full = float(method.training_loss(model, batch, epoch=0)["e"].detach())
+    first = {k: v[:1] for k, v in batch.items()}
+    second = {k: v[1:2] for k, v in batch.items()}
+    alone = [float(method.training_loss(model, b, epoch=0)["e"].detach()) for b in (first, second)]
+    assert full == pytest.approx(sum(alone) / 3, rel=1e-5)
+    assert alone[0] != pytest.approx(alone[1])
 
 
 def test_attention_mining_uses_ground_truth_classes_not_the_top_class():
@@ -109,9 +139,9 @@ def test_attention_mining_uses_ground_truth_classes_not_the_top_class():
     batch["labels"] = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
     logits = model(batch["image"])
     assert (logits[:, 0] > logits[:, 1]).all(), "class 0 must be the top class for this check to mean anything"
-    _, am, _ = by_hand(model, batch)
+    expected = float(by_hand(model, batch)["am"].detach())
     parts = build_method("gain", warmup_epochs=0).training_loss(model, batch, epoch=0)
-    assert float(parts["am"].detach()) == pytest.approx(am, rel=1e-5)
+    assert float(parts["am"].detach()) == pytest.approx(expected, rel=1e-5)
 
 
 def test_external_loss_by_hand():
@@ -150,16 +180,20 @@ def test_images_without_positive_labels_add_no_attention_mining_loss():
     method = build_method("gain", warmup_epochs=0)
     with_empty = float(method.training_loss(model, batch, epoch=0)["am"].detach())
     first_two = {k: v[:2] for k, v in batch.items()}
-    assert with_empty == pytest.approx(float(method.training_loss(model, first_two, epoch=0)["am"].detach()), rel=1e-6)
+    without = float(method.training_loss(model, first_two, epoch=0)["am"].detach())
+    assert 3 * with_empty == pytest.approx(2 * without, rel=1e-6), "the unlabelled image must add 0 to the batch sum"
     none = {k: v[2:] for k, v in batch.items()}
     assert float(method.training_loss(model, none, epoch=0)["am"].detach()) == 0.0
 
 
-def test_warmup_switches_attention_mining_on_later():
+def test_warmup_is_plain_classification_then_both_attention_losses_start():
     model, batch = tiny_model(), tiny_batch()
-    method = build_method("gain", warmup_epochs=2)
-    assert float(method.training_loss(model, batch, epoch=1)["am"].detach()) == 0.0
-    assert float(method.training_loss(model, batch, epoch=2)["am"].detach()) > 0.0
+    method = build_method("gain_ext", warmup_epochs=2)
+    during = method.training_loss(model, batch, epoch=1)
+    assert float(during["am"].detach()) == 0.0 and float(during["e"].detach()) == 0.0
+    assert float(during["total"].detach()) == pytest.approx(float(during["cl"].detach()))
+    after = method.training_loss(model, batch, epoch=2)
+    assert float(after["am"].detach()) > 0.0 and float(after["e"].detach()) > 0.0
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
@@ -176,13 +210,27 @@ def test_masked_pass_batchnorm_mode(mode):
     assert all(m.training for m in model.modules()), "the training mode must be restored after the masked pass"
 
 
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_masked_pass_uses_running_statistics_only_in_eval_mode(mode):
+    batch = tiny_batch()
+    batch["image"] = torch.rand(3, 3, 48, 48)
+    model = build_model("small_cnn", 2).train()
+    shifted = copy.deepcopy(model)
+    for m in shifted.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean += 3.0
+    method = build_method("gain", warmup_epochs=0, masked_bn=mode)
+    am = [float(method.training_loss(m, batch, epoch=0)["am"].detach()) for m in (model, shifted)]
+    assert (am[0] != pytest.approx(am[1], rel=1e-4)) == (mode == "eval")
+
+
 def test_outside_energy_variant_by_hand():
     from benchmark.methods.gain import outside_energy_loss
 
     raw = torch.tensor([[[2.0, 1.0], [1.0, 4.0]], [[0.0, 0.0], [0.0, 0.0]]])
     mask = torch.tensor([[[1, 0], [0, 255]], [[1, 1], [0, 0]]])
     loss = outside_energy_loss(raw, mask, torch.tensor([0, 0]), torch.tensor([0, 1]), 2)
-    assert float(loss) == pytest.approx((2.0 / 4.0 + 0.0) / 2)
+    assert float(loss) == pytest.approx((2.0 / 4.0 + 1.0) / 2), "an all-zero map must cost 1, not 0"
     with pytest.raises(ValueError, match="e_loss must be one of mse, outside_energy"):
         build_method("gain_ext", e_loss="l1")
 

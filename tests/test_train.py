@@ -38,7 +38,7 @@ def test_one_run_end_to_end(tmp_path, data_root):
     assert on_disk["config_hash"] == record["config_hash"] and on_disk["schema"] == 1
     assert [c["epoch"] for c in on_disk["curve"]] == [0, 1]
     assert on_disk["curve"][0]["am"] == 0.0 and on_disk["curve"][1]["am"] > 0.0
-    assert on_disk["curve"][0]["e"] > 0.0
+    assert on_disk["curve"][0]["e"] == 0.0 and on_disk["curve"][1]["e"] > 0.0
     metrics = on_disk["metrics"]
     for key in (
         "val_accuracy",
@@ -160,3 +160,17 @@ def test_cli_reports_bad_settings(tmp_path, data_root, capsys):
     assert "unknown parameter(s) alhpa" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="unknown train key 'epoch'"):
         main(["train", "--method", "gain", "--set", "train.epoch=2"])
+
+
+def test_predict_restores_the_models_mode(data_root):
+    from benchmark.train import predict
+
+    s = spec()
+    data = {k: v for k, v in load_data(s, data_root).items() if k in ("train", "val")}
+    model = build_model("small_cnn", 5).eval()
+    out = predict(model, data, 0, s)
+    assert not model.training
+    assert set(out) == {"val"} and out["val"]["scores"].shape == (60, 5)
+    model.train()
+    predict(model, data, 0, s)
+    assert model.training

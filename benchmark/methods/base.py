@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -12,7 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.models import SplitModel
+from benchmark.models import SplitModel, batchnorm_mode
+
+__all__ = ["HParam", "Method", "batch_mean_of_image_means", "batchnorm_mode", "classification_loss"]
 
 
 @dataclass(frozen=True)
@@ -69,27 +69,13 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return F.binary_cross_entropy_with_logits(logits, labels)
 
 
-@contextmanager
-def batchnorm_mode(model: torch.nn.Module, mode: str) -> Iterator[None]:
-    """Run a pass with BatchNorm in `mode` ("eval": running statistics, not updated; "train": batch statistics)."""
-    if mode not in ("eval", "train"):
-        raise ValueError(f"masked_bn must be 'eval' or 'train', got {mode!r}")
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    saved = [m.training for m in norms]
-    for m in norms:
-        m.train(mode == "train" and m.training)
-    try:
-        yield
-    finally:
-        for m, was in zip(norms, saved, strict=True):
-            m.train(was)
+def batch_mean_of_image_means(values: torch.Tensor, image_index: torch.Tensor, n_images: int) -> torch.Tensor:
+    """`(1/B) sum_b (1/n_b) sum_{pairs p of b} values[p]`: the batch mean of per-image losses.
 
-
-def per_image_mean(values: torch.Tensor, image_index: torch.Tensor, n_images: int) -> torch.Tensor:
-    """Mean over images of each image's mean over its pairs; images without pairs are left out (0 if none)."""
+    The paper trains with batch 1, so each image's loss is `L_cl + alpha L_am + omega_e L_e`; a batch of B images
+    averages those per-image losses. An image without pairs (no label, or no pixel label for `L_e`) contributes 0,
+    so a pixel-labelled image weighs `omega_e / B`, exactly as in the paper, however few of them a batch holds.
+    """
     sums = values.new_zeros(n_images).index_add(0, image_index, values)
-    counts = torch.bincount(image_index, minlength=n_images)
-    present = counts > 0
-    if not bool(present.any()):
-        return values.new_zeros(())
-    return (sums[present] / counts[present]).mean()
+    counts = torch.bincount(image_index, minlength=n_images).clamp_min(1)
+    return (sums / counts).sum() / max(n_images, 1)

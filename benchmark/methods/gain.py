@@ -3,35 +3,38 @@
 Li et al., "Tell Me Where to Look: Guided Attention Inference Network", CVPR 2018, eq. 3-7:
 `T(A) = sigmoid(omega (A - sigma))`, `I* = I - T(A) * I`, `L_am = (1/n) sum_c sigmoid(s^c(I*^c))` over the image's
 ground-truth classes, `L_self = L_cl + alpha L_am`; GAIN_ext adds `omega_e L_e`, `L_e = (1/n) sum_c mean (A^c - H^c)^2`
-on the images inside the pixel-label budget.
+on the images inside the pixel-label budget. The paper trains with batch 1; a batch here averages those per-image
+losses, so every image, pixel-labelled or not, weighs 1/B.
 """
 
 from __future__ import annotations
 
 import torch
 
-from benchmark.attention import grad_cam_from, minmax_normalise
-from benchmark.methods.base import HParam, Method, batchnorm_mode, classification_loss, per_image_mean
+from benchmark.attention import cam_logits, grad_cam_from, minmax_normalise
+from benchmark.methods.base import HParam, Method, batch_mean_of_image_means, batchnorm_mode, classification_loss
 from benchmark.models import SplitModel
 
 IGNORE = 255
+E_LOSSES = ("mse", "outside_energy")
 
 
 class GAIN(Method):
-    """`L_cl + alpha L_am`; attention mining starts after `warmup_epochs` epochs of plain classification."""
+    """`L_cl + alpha L_am`, after `warmup_epochs` epochs of plain classification."""
 
     name = "gain"
     HPARAMS = {
         "alpha": HParam(1.0, 0.1, 3.0, log=True, doc="weight of L_am (paper: 1)"),
         "sigma": HParam(0.5, 0.3, 0.7, doc="soft-mask threshold of T(A) (public implementations: 0.5)"),
         "omega": HParam(10.0, 5.0, 20.0, doc="soft-mask scale of T(A) (public implementations: 10)"),
-        "warmup_epochs": HParam(2, 0, 4, integer=True, doc="epochs of L_cl alone before L_am is switched on"),
+        "warmup_epochs": HParam(2, 0, 4, integer=True, doc="epochs of plain classification before L_am and L_e start"),
         "masked_bn": HParam("eval", doc="BatchNorm for the masked pass: 'eval' (running statistics) or 'train'"),
         "norm_eps": HParam(1e-12, doc="guard in the min-max normalisation (A-min)/(max-min+eps) of training maps"),
     }
 
-    def uses_attention_mining(self, epoch: int) -> bool:
-        return self.alpha > 0 and epoch >= self.warmup_epochs
+    def guided(self, epoch: int) -> bool:
+        """Whether the attention losses are on: after the warm-up of plain classification."""
+        return epoch >= self.warmup_epochs
 
     def training_loss(
         self, model: SplitModel, batch: dict[str, torch.Tensor], *, epoch: int
@@ -42,22 +45,28 @@ class GAIN(Method):
         cl = classification_loss(logits, labels)
         parts = {"cl": cl, "am": cl.new_zeros(()), "e": cl.new_zeros(())}
         pair_image, pair_class = (labels > 0.5).nonzero(as_tuple=True)
-        mining = self.uses_attention_mining(epoch) and pair_image.numel() > 0
-        external = self._external_pairs(batch, pair_image)
+        mining = self.guided(epoch) and self.alpha > 0 and pair_image.numel() > 0
+        external = self._external_pairs(batch, pair_image) & self.guided(epoch)
         if mining or bool(external.any()):
             raw = grad_cam_from(
-                features, logits, pair_class, image_index=pair_image, size=image.shape[-2:], normalise=False
+                features,
+                cam_logits(model, features, logits),
+                pair_class,
+                image_index=pair_image,
+                size=image.shape[-2:],
+                normalise=False,
             )
             maps = minmax_normalise(raw, self.norm_eps)
             if mining:
                 parts["am"] = self._mining_loss(model, image, maps, pair_image, pair_class)
             if bool(external.any()):
+                pairs = external.nonzero().squeeze(1)
                 parts["e"] = self._external_loss(
-                    raw[external],
-                    maps[external],
-                    batch["mask"][pair_image[external]],
-                    pair_class[external],
-                    pair_image[external],
+                    raw[pairs],
+                    maps[pairs],
+                    batch["mask"][pair_image[pairs]],
+                    pair_class[pairs],
+                    pair_image[pairs],
                     image.shape[0],
                 )
         parts["total"] = cl + self.alpha * parts["am"] + self._external_weight() * parts["e"]
@@ -94,7 +103,7 @@ class GAIN(Method):
         with batchnorm_mode(model, self.masked_bn):
             logits = model(erased)
         scores = torch.sigmoid(logits.gather(1, pair_class.unsqueeze(1)).squeeze(1))
-        return per_image_mean(scores, pair_image, image.shape[0])
+        return batch_mean_of_image_means(scores, pair_image, image.shape[0])
 
 
 class GAINExt(GAIN):
@@ -102,8 +111,10 @@ class GAINExt(GAIN):
 
     `e_loss="mse"` is the paper's pixel MSE between the normalised map and the binary mask. `e_loss="outside_energy"`
     is a documented variant, not the paper: the share of the raw (unnormalised) Grad-CAM energy that lies outside the
-    mask. The MSE of a min-max normalised map barely charges a low, spread-out response over a large context region,
-    yet that response is what dominates a globally pooled logit; the energy share charges it in proportion.
+    mask, with an all-zero map costing 1. The MSE of a min-max normalised map barely charges a low, spread-out
+    response over a large context region, yet that response is what dominates a globally pooled logit; and a dead
+    (all-zero) map costs only the mask's area share, which beats most imperfect maps. The variant charges the spread
+    response in proportion and gives a dead map the worst score.
     """
 
     name = "gain_ext"
@@ -141,25 +152,22 @@ class GAINExt(GAIN):
 def external_loss(
     maps: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor, pair_image: torch.Tensor, n_images: int
 ) -> torch.Tensor:
-    """`L_e`: per pair, the mean over non-ignored pixels of `(A^c - H^c)^2`, `H^c = [mask == c + 1]`;
-    averaged over each image's classes, then over the images that have a pixel label."""
+    """`L_e`: per pair, the mean over non-ignored pixels of `(A^c - H^c)^2`, `H^c = [mask == c + 1]`; averaged over
+    each image's classes, summed over the pixel-labelled images and divided by the batch size `n_images`."""
     target = (masks == (classes + 1).view(-1, 1, 1)).to(maps.dtype)
     valid = (masks != IGNORE).to(maps.dtype)
     per_pair = ((maps - target) ** 2 * valid).flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1.0)
-    return per_image_mean(per_pair, pair_image, n_images)
+    return batch_mean_of_image_means(per_pair, pair_image, n_images)
 
 
 def outside_energy_loss(
     raw: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor, pair_image: torch.Tensor, n_images: int
 ) -> torch.Tensor:
-    """Variant `L_e`: per pair, the share of the raw map's energy on non-ignored pixels outside the class mask
-    (0 for an all-zero map); averaged like `external_loss`."""
+    """Variant `L_e`: per pair, the share of the raw map's energy on non-ignored pixels outside the class mask; an
+    all-zero map costs 1 (it shows no evidence on the object); averaged like `external_loss`."""
     inside = (masks == (classes + 1).view(-1, 1, 1)).to(raw.dtype)
     valid = (masks != IGNORE).to(raw.dtype)
     total = (raw * valid).flatten(1).sum(1)
     outside = (raw * valid * (1.0 - inside)).flatten(1).sum(1)
-    per_pair = torch.where(total > 0, outside / total.clamp_min(1e-30), torch.zeros_like(total))
-    return per_image_mean(per_pair, pair_image, n_images)
-
-
-E_LOSSES = ("mse", "outside_energy")
+    per_pair = torch.where(total > 0, outside / total.clamp_min(1e-30), torch.ones_like(total))
+    return batch_mean_of_image_means(per_pair, pair_image, n_images)
