@@ -12,16 +12,7 @@ from typing import Any
 from benchmark.methods import METHODS
 from benchmark.models import MODELS
 from benchmark.spec import RunSpec, TrainSettings
-
-ROW = [
-    ("val_accuracy", "val acc"),
-    ("class_without_context", "boat w/o water"),
-    ("context_without_class", "water w/o boat"),
-    ("overall", "overall"),
-    ("shifted_auroc", "AUROC"),
-    ("context_attention_share", "attn on water"),
-    ("context_flip_rate", "ctx flip"),
-]
+from benchmark.summary import COLUMNS
 
 
 def parse_value(text: str) -> Any:
@@ -40,26 +31,27 @@ def apply_overrides(spec_kwargs: dict[str, Any], train: dict[str, Any], override
         key, sep, raw = item.partition("=")
         section, dot, name = key.partition(".")
         if not sep or not dot or not name:
-            raise SystemExit(
+            raise ValueError(
                 f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join([*sections, 'train'])}"
             )
         value = parse_value(raw)
         if section == "train":
             if name not in train_keys:
-                raise SystemExit(
+                raise ValueError(
                     f"--set {item!r}: unknown train key {name!r}; allowed: {', '.join(sorted(train_keys))}"
                 )
             train[name] = value
         elif section in sections:
             spec_kwargs.setdefault(sections[section], {})[name] = value
         else:
-            raise SystemExit(f"--set {item!r}: unknown section {section!r}; allowed: {', '.join([*sections, 'train'])}")
+            raise ValueError(f"--set {item!r}: unknown section {section!r}; allowed: {', '.join([*sections, 'train'])}")
 
 
 def format_row(run_id: str, metrics: dict[str, Any]) -> str:
-    header = f"{'run':<22}" + "".join(f"{label:>16}" for _, label in ROW)
-    cells = "".join(f"{metrics.get(key, float('nan')):>16.3f}" for key, _ in ROW)
-    return f"{header}\n{run_id:<22}{cells}"
+    width = max(22, len(run_id) + 2)
+    header = f"{'run':<{width}}" + "".join(f"{label:>16}" for _, label in COLUMNS)
+    cells = "".join(f"{metrics.get(key, float('nan')):>16.3f}" for key, _ in COLUMNS)
+    return f"{header}\n{run_id:<{width}}{cells}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -69,20 +61,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     train: dict[str, Any] = {}
     if args.epochs is not None:
         train["epochs"] = args.epochs
-    apply_overrides(spec_kwargs, train, args.set or [])
     try:
-        spec = RunSpec(train=TrainSettings(**train), **spec_kwargs)
+        apply_overrides(spec_kwargs, train, args.set or [])
+        spec = RunSpec(train=TrainSettings.from_dict(train), **spec_kwargs)
+        run_id = spec.run_id  # resolving it validates the method, model and data keys
+    except ValueError as err:
+        print(f"gain-bench: error: {err}", file=sys.stderr)
+        return 2
+    where = Path(args.out) / "runs" / run_id
+    try:
         record = run(spec, Path(args.out), data_root=args.data_root, progress=not args.quiet, device=args.device)
     except (ValueError, FileNotFoundError) as err:
         print(f"gain-bench: error: {err}", file=sys.stderr)
-        return 2
-    where = Path(args.out) / "runs" / spec.run_id
+        return 1 if (where / "record.json").exists() else 2
     if record["status"] != "complete":
-        print(f"run {spec.run_id} failed: {record['error']}\nrecord: {where / 'record.json'}", file=sys.stderr)
+        print(f"run {run_id} failed: {record['error']}\nrecord: {where / 'record.json'}", file=sys.stderr)
         return 1
     seconds = record["timings"]["train_seconds"] + record["timings"]["eval_seconds"]
-    print(f"run {spec.run_id} (config {spec.config_hash}) complete in {seconds:.1f} s -> {where}")
-    print(format_row(spec.run_id, record["metrics"]))
+    print(f"run {run_id} ({spec.label}) complete in {seconds:.1f} s -> {where}")
+    print(format_row(run_id, record["metrics"]))
     m = record["metrics"]
     if m.get("val_degenerate") or m.get("shifted_degenerate"):
         print("warning: the classifier's boat decision is constant on a split (degenerate)")
@@ -92,7 +89,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from benchmark.summary import format_table, load_records, summarise
 
-    records = load_records(args.dirs)
+    try:
+        records = load_records(args.dirs)
+    except ValueError as err:
+        print(f"gain-bench: error: {err}", file=sys.stderr)
+        return 2
     if not records:
         print(
             f"gain-bench: no run records under {', '.join(map(str, args.dirs))} (expected runs/*/record.json)",
@@ -146,4 +147,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise ValueError(main())

@@ -40,14 +40,24 @@ def is_degenerate(decisions: np.ndarray) -> bool:
     return bool(decisions.size > 0 and (decisions.all() or not decisions.any()))
 
 
-def audit_metrics(preds: dict[str, dict[str, np.ndarray]], threshold: float = 0.5) -> dict[str, float | bool]:
+def audit_metrics(preds: dict[str, dict[str, np.ndarray]], threshold: float = 0.5) -> dict[str, float | bool | int]:
     """The paper's four rows and the bias diagnostics from per-split arrays of the audited class.
 
-    Each split in `preds` holds `score` (sigmoid of the audited class), `label` (0/1), `has_context` (0/1) and
-    `context_share` (share of the class map on context pixels); counterfactual splits add nothing else, their rows
-    are aligned by pair.
+    Each role in `preds` holds `score` (sigmoid of the audited class's logit), `logit`, `label` (0/1), `has_context`
+    (0/1), `context_share` (share of the class map on context pixels, NaN for an all-zero map), `context_area` and
+    `pair`. Decisions are `score >= threshold`.
+
+    - `overall`: the mean of the two shifted-group rates (the paper's 50 + 50 images make it the pooled share too).
+    - `shifted_auroc`: AUROC of the logit between class-without-context (positives) and context-without-class
+      (negatives); threshold-free, and 0.5 for a classifier that cannot tell them apart.
+    - `context_attention_share`: mean share of the class map on the context over in-distribution images holding
+      both class and context, beside `context_area_share`, the context's share of those images' pixels (the value
+      a map spread evenly over the image would get); all-zero maps are counted in `context_attention_zero_maps`.
+    - `context_flip_rate`: share of counterfactual pairs whose decision changes when only the context is replaced
+      (lower is better); `object_removal_flip_rate`: share whose decision changes when only the object is removed
+      (higher is better); the mean score changes beside them.
     """
-    out: dict[str, float | bool] = {"threshold": threshold}
+    out: dict[str, float | bool | int] = {"threshold": threshold}
     val = preds["val"]
     val_pred = val["score"] >= threshold
     out["val_accuracy"] = float(np.mean(val_pred == (val["label"] > 0.5)))
@@ -56,22 +66,22 @@ def audit_metrics(preds: dict[str, dict[str, np.ndarray]], threshold: float = 0.
     xwc = preds["context_without_class"]["score"] >= threshold
     out["class_without_context"] = float(np.mean(cwc))
     out["context_without_class"] = float(np.mean(~xwc))
-    out["overall"] = float((cwc.sum() + (~xwc).sum()) / (cwc.size + xwc.size))
+    out["overall"] = (out["class_without_context"] + out["context_without_class"]) / 2.0
     out["shifted_degenerate"] = is_degenerate(np.concatenate([cwc, xwc]))
-    out["shifted_auroc"] = auroc(preds["class_without_context"]["score"], preds["context_without_class"]["score"])
+    out["shifted_auroc"] = auroc(preds["class_without_context"]["logit"], preds["context_without_class"]["logit"])
     both = (val["label"] > 0.5) & (val["has_context"] > 0.5)
-    out["context_attention_share"] = float(np.nanmean(val["context_share"][both])) if both.any() else float("nan")
+    shares = val["context_share"][both]
+    finite = shares[np.isfinite(shares)]
+    out["context_attention_share"] = float(finite.mean()) if finite.size else float("nan")
+    out["context_attention_zero_maps"] = int(shares.size - finite.size)
     out["context_area_share"] = float(np.mean(val["context_area"][both])) if both.any() else float("nan")
     if "cf_original" in preds:
-        original = preds["cf_original"]["score"] >= threshold
-        swapped = preds["cf_context_swapped"]["score"] >= threshold
-        removed = preds["cf_object_removed"]["score"] >= threshold
-        out["context_flip_rate"] = float(np.mean(original != swapped))
-        out["context_score_change"] = float(
-            np.mean(preds["cf_context_swapped"]["score"] - preds["cf_original"]["score"])
-        )
-        out["object_removal_flip_rate"] = float(np.mean(original & ~removed))
-        out["object_removal_score_change"] = float(
-            np.mean(preds["cf_object_removed"]["score"] - preds["cf_original"]["score"])
-        )
+        original = preds["cf_original"]
+        for role in ("cf_context_swapped", "cf_object_removed"):
+            if not np.array_equal(preds[role]["pair"], original["pair"]):
+                raise ValueError(f"{role}: rows are not aligned by pair with cf_original")
+        decision = original["score"] >= threshold
+        for name, role in (("context", "cf_context_swapped"), ("object_removal", "cf_object_removed")):
+            out[f"{name}_flip_rate"] = float(np.mean((preds[role]["score"] >= threshold) != decision))
+            out[f"{name}_score_change"] = float(np.mean(preds[role]["score"] - original["score"]))
     return out

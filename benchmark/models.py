@@ -130,10 +130,18 @@ MODELS: dict[str, Callable[..., SplitModel]] = {
 
 
 def build_model(name: str, num_classes: int, **params: object) -> SplitModel:
-    """`MODELS[name](num_classes, **params)` with an error that lists the known models."""
+    """`MODELS[name](num_classes, **params)` with an error that lists the known models or keys."""
+    params = build_model_params(name, params)
+    return MODELS[name](num_classes, **params)
+
+
+def build_model_params(name: str, params: dict[str, object]) -> dict[str, object]:
+    """The model's keyword parameters with defaults filled in; unknown keys are a ValueError listing the known."""
+    from benchmark.spec import factory_defaults
+
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    return MODELS[name](num_classes, **params)
+    return factory_defaults(MODELS[name], dict(params), f"model ({name})")
 
 
 def _check_layer(model: str, layer: str, allowed: tuple[str, ...]) -> None:

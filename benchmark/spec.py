@@ -3,9 +3,36 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
-from dataclasses import asdict, dataclass, field
+import numbers
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from benchmark import __version__
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+# key -> (check, what is allowed), so an error names the key, the value and what would be right.
+_TRAIN_RULES: dict[str, tuple[Any, str]] = {
+    "epochs": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "optimizer": (lambda v: v in ("adam", "sgd"), "adam, sgd"),
+    "lr": (lambda v: _real(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: _real(v) and v >= 0, "a number >= 0"),
+    "schedule": (lambda v: v in ("onecycle", "constant"), "onecycle, constant"),
+    "mask_batch": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "threshold": (lambda v: _real(v) and 0 < v < 1, "a number in (0, 1)"),
+    "eval_batch_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "flush_denormal": (lambda v: isinstance(v, bool), "true, false"),
+}
 
 
 @dataclass(frozen=True)
@@ -24,23 +51,20 @@ class TrainSettings:
     flush_denormal: bool = True
 
     def __post_init__(self) -> None:
-        checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0,
-            "weight_decay": self.weight_decay >= 0,
-            "mask_batch": self.mask_batch >= 0,
-            "threshold": 0.0 < self.threshold < 1.0,
-            "eval_batch_size": self.eval_batch_size >= 1,
-            "optimizer": self.optimizer in ("adam", "sgd"),
-            "schedule": self.schedule in ("onecycle", "constant"),
-        }
-        for key, ok in checks.items():
-            if not ok:
-                raise ValueError(f"train.{key}: invalid value {getattr(self, key)!r}")
+        for key, (ok, allowed) in _TRAIN_RULES.items():
+            if not ok(getattr(self, key)):
+                raise ValueError(f"train.{key}={getattr(self, key)!r}: allowed: {allowed}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown train key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        return cls(**data)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RunSpec:
     """One run: dataset, model, method and its parameters, pixel-label budget, seed and training settings."""
 
@@ -54,25 +78,68 @@ class RunSpec:
     model_params: dict[str, Any] = field(default_factory=dict)
     train: TrainSettings = field(default_factory=TrainSettings)
     audited_class: str = "boat"
-    context: str = "water"
     budget_seed: int = 0
     suite: str = "adhoc"
-
-    @property
-    def run_id(self) -> str:
-        return f"{self.method}-b{self.budget}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def resolved(self) -> dict[str, Any]:
+        """Everything that changes the result, with every default filled in, so that spelling a default out (or
+        `rho=1` for `rho=1.0`) does not change the hash; the data generator's digest and the code version included.
+        Raises ValueError naming any unknown method, model or data key."""
+        from benchmark.datasets.synthetic import SyntheticConfig, data_config
+        from benchmark.methods import build_method
+        from benchmark.models import build_model_params
+
+        data: SyntheticConfig = data_config(self.dataset, self.dataset_params)
+        payload = {k: v for k, v in self.to_dict().items() if k != "suite"}
+        payload.update(
+            method_params=build_method(self.method, **self.method_params).params,
+            dataset_params={**data.to_dict(), "digest": data.digest()},
+            model_params=build_model_params(self.model, self.model_params),
+            code=__version__,
+        )
+        return payload
+
     @property
     def config_hash(self) -> str:
-        """sha256 of everything that changes the result (the suite's name does not)."""
-        payload = {k: v for k, v in self.to_dict().items() if k != "suite"}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        """sha256 of `resolved()` (the suite's name does not change a result, so it is left out)."""
+        return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @property
+    def run_id(self) -> str:
+        """Readable and unique: `gain_ext-b78-s1-<first 6 of config_hash>`; two configurations never share a folder."""
+        return f"{self.method}-b{self.budget}-s{self.seed}-{self.config_hash[:6]}"
+
+    @property
+    def label(self) -> str:
+        """Method and budget plus whatever differs from the defaults, without the seed: one configuration's name."""
+        label = self.method + (f"-{self.budget}" if self.budget else "")
+        extras = {
+            **self.method_params,
+            **{f"data.{k}": v for k, v in self.dataset_params.items()},
+            **{f"model.{k}": v for k, v in self.model_params.items()},
+        }
+        extras |= {f"train.{k}": v for k, v in asdict(self.train).items() if v != getattr(TrainSettings(), k)}
+        if self.model != "small_cnn":
+            extras["model"] = self.model
+        if self.budget_seed:
+            extras["budget_seed"] = self.budget_seed
+        return label + ("".join(f" {k}={v}" for k, v in sorted(extras.items())) if extras else "")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
         data = dict(data)
-        data["train"] = TrainSettings(**data.get("train", {}))
+        data["train"] = TrainSettings.from_dict(data.get("train", {}))
         return cls(**data)
+
+
+def factory_defaults(factory: Any, params: dict[str, Any], what: str) -> dict[str, Any]:
+    """`params` completed with the keyword defaults of `factory`; an unknown key is a ValueError listing the known."""
+    signature = inspect.signature(factory)
+    known = {n: p.default for n, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY}
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what} key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+    return {**known, **params}

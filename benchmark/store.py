@@ -22,6 +22,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
@@ -32,13 +33,22 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_record(path: Path, record: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(record, indent=2, sort_keys=True, allow_nan=True) + "\n")
 
 
 def read_record(path: Path) -> dict[str, Any]:
     """A record, refusing one from an unknown schema version with the file named."""
-    record = json.loads(Path(path).read_text())
+    try:
+        record = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not a valid run record ({err})") from None
     if record.get("schema") != RECORD_SCHEMA:
         raise ValueError(f"{path}: record schema {record.get('schema')!r}, this gain-bench reads {RECORD_SCHEMA}")
     return record

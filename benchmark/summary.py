@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from benchmark.spec import RunSpec
 from benchmark.store import read_record
 
 COLUMNS = [
@@ -26,27 +28,27 @@ def load_records(roots: list[Path]) -> list[dict[str, Any]]:
     return [read_record(p) for root in roots for p in sorted(Path(root).glob("runs/*/record.json"))]
 
 
-def configuration(record: dict[str, Any]) -> str:
-    """A readable label of everything but the seed: method, budget, non-default parameters, data and model."""
+def configuration(record: dict[str, Any]) -> tuple[str, str]:
+    """(key, label) of a run's configuration: everything in its spec but the seed and the suite's name."""
     spec = record["spec"]
-    label = spec["method"] + (f"-{spec['budget']}" if spec["budget"] else "")
-    extras = {**spec["method_params"], **spec["dataset_params"], **spec["model_params"]}
-    if extras:
-        label += " " + json.dumps(extras, sort_keys=True, separators=(",", "="))
-    return label
+    key = json.dumps({k: v for k, v in spec.items() if k not in ("seed", "suite")}, sort_keys=True, default=str)
+    return key, RunSpec.from_dict(spec).label
 
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per configuration: seeds done, seeds failed, and mean/sd of each column over complete runs."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    labels: dict[str, str] = {}
     for record in records:
-        groups[configuration(record)].append(record)
+        key, labels[key] = configuration(record)
+        groups[key].append(record)
     rows = []
-    for label, group in groups.items():
+    for config_key, group in groups.items():
+        label = labels[config_key]
         done = [r for r in group if r["status"] == "complete"]
         row: dict[str, Any] = {"config": label, "seeds": len(done), "failed": len(group) - len(done)}
         for key, _ in COLUMNS:
-            values = [r["metrics"][key] for r in done if key in r["metrics"]]
+            values = [r["metrics"][key] for r in done if key in r["metrics"] and math.isfinite(r["metrics"][key])]
             row[key] = (
                 (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import platform
@@ -26,6 +25,7 @@ from benchmark.datasets.tensors import TensorSplit
 from benchmark.methods import build_method
 from benchmark.metrics import audit_metrics, region_share
 from benchmark.models import SplitModel, build_model
+from benchmark.predictions import audited_view, predictions_csv
 from benchmark.spec import RunSpec
 from benchmark.store import RECORD_SCHEMA, run_dir, write_atomic, write_record
 
@@ -46,9 +46,7 @@ class NonFiniteLoss(RuntimeError):
 
 def load_data(spec: RunSpec, data_root: Path | None = None) -> dict[str, TensorSplit]:
     """The training split and the evaluation splits by role."""
-    if spec.dataset != "synthetic-boats":
-        raise ValueError(f"unknown dataset {spec.dataset!r}; available: synthetic-boats")
-    config = synthetic.SyntheticConfig(**spec.dataset_params)
+    config = synthetic.data_config(spec.dataset, spec.dataset_params)
     splits = synthetic.load(config, data_root)
     return {"train": splits["train"]} | {role: splits[name] for role, name in SYNTHETIC_ROLES.items()}
 
@@ -62,14 +60,31 @@ def run(
     device: str = "cpu",
     data: dict[str, TensorSplit] | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate `spec`, writing `<out_root>/runs/<run_id>/`; a non-finite loss is recorded, not raised."""
+    """Train and evaluate `spec`, writing `<out_root>/runs/<run_id>/`.
+
+    Bad settings raise ValueError before anything is written. A non-finite loss (or non-finite logits after
+    training) fails the run with its reason recorded and returns the record; any other error is recorded, then
+    raised. A re-run first removes what an earlier attempt left in the folder, so a record never sits beside
+    another attempt's checkpoint or predictions.
+    """
+    config_hash = spec.config_hash
+    method = build_method(spec.method, **spec.method_params)
+    if spec.budget and not method.uses_pixel_labels:
+        raise ValueError(f"method {spec.method!r} uses no pixel labels; its budget must be 0, got {spec.budget}")
+    data = data if data is not None else load_data(spec, data_root)
+    classes = data["train"].classes
+    class_index = _index_of(spec.audited_class, classes, "audited_class")
+    budget_rows = nested_budget(budget_pool(data["train"].labels, class_index), spec.budget, spec.budget_seed)
     out = run_dir(out_root, spec.run_id)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in ("model.pt", "predictions.csv", "record.json"):
+        (out / stale).unlink(missing_ok=True)
     record: dict[str, Any] = {
         "schema": RECORD_SCHEMA,
         "run_id": spec.run_id,
-        "config_hash": spec.config_hash,
+        "config_hash": config_hash,
         "spec": spec.to_dict(),
+        "label": spec.label,
         "status": "running",
         "error": None,
         "environment": environment(device),
@@ -78,47 +93,39 @@ def run(
         "metrics": {},
         "timings": {},
     }
-    if spec.train.flush_denormal:
-        torch.set_flush_denormal(True)
-    data = data if data is not None else load_data(spec, data_root)
-    classes = data["train"].classes
-    class_index = _index_of(spec.audited_class, classes, "audited_class")
-    method = build_method(spec.method, **spec.method_params)
-    if spec.budget and not method.uses_pixel_labels:
-        raise ValueError(f"method {spec.method!r} uses no pixel labels; its budget must be 0, got {spec.budget}")
-    budget_rows = nested_budget(budget_pool(data["train"].labels, class_index), spec.budget, spec.budget_seed)
-    torch.manual_seed(spec.seed)
-    model = build_model(spec.model, len(classes), **spec.model_params).to(device)
+    write_record(out / "record.json", record)
+    torch.set_flush_denormal(spec.train.flush_denormal)
     try:
+        torch.manual_seed(spec.seed)
+        model = build_model(spec.model, len(classes), **spec.model_params).to(device)
         started = time.perf_counter()
         record["curve"] = fit(model, method, data["train"], budget_rows, spec, device=device, progress=progress)
         record["timings"]["train_seconds"] = time.perf_counter() - started
+        started = time.perf_counter()
+        preds = predict(model, data, class_index, spec, device)
+        record["timings"]["eval_seconds"] = time.perf_counter() - started
+        audited = {role: audited_view(p, class_index) for role, p in preds.items()}
+        record["metrics"] = audit_metrics(audited, spec.train.threshold)
+        images = sum(epoch["steps_images"] for epoch in record["curve"])
+        record["timings"]["train_images_per_s"] = images / record["timings"]["train_seconds"]
+        write_atomic(out / "predictions.csv", predictions_csv(preds, classes))
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        write_atomic(out / "model.pt", buffer.getvalue())
+        record["status"] = "complete"
     except NonFiniteLoss as err:
         record.update(status="failed", error=str(err))
-    except Exception as err:
+    except BaseException as err:
         record.update(
             status="failed",
             error="".join(traceback.format_exception_only(err)).strip(),
             traceback=traceback.format_exc(),
         )
+        raise
+    finally:
+        torch.set_flush_denormal(False)
         record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         write_record(out / "record.json", record)
-        raise
-    if record["status"] != "failed":
-        torch.save(model.state_dict(), out / "model.pt.tmp")
-        (out / "model.pt.tmp").replace(out / "model.pt")
-        started = time.perf_counter()
-        preds = predict(model, data, class_index, spec, device)
-        record["timings"]["eval_seconds"] = time.perf_counter() - started
-        write_atomic(out / "predictions.csv", predictions_csv(preds, classes))
-        audited = {role: _audited_view(p, class_index) for role, p in preds.items()}
-        record["metrics"] = audit_metrics(audited, spec.train.threshold)
-        record["timings"]["train_images_per_s"] = (
-            sum(p["steps_images"] for p in record["curve"]) / record["timings"]["train_seconds"]
-        )
-        record["status"] = "complete"
-    record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-    write_record(out / "record.json", record)
     return record
 
 
@@ -197,8 +204,10 @@ def predict(
                 classes = torch.full((rows.numel(),), class_index, device=device)
                 maps = grad_cam_from(features, logits, classes, size=batch["image"].shape[-2:]).detach()
             context = batch.get("context", torch.zeros_like(batch["mask"]))
+            if not bool(torch.isfinite(logits).all()):
+                raise NonFiniteLoss(f"non-finite logits on {role} after training: the weights diverged")
             found = {
-                "scores": torch.sigmoid(logits.detach()),
+                "logits": logits.detach(),
                 "context_share": region_share(maps, context > 0),
                 "object_share": region_share(maps, batch["mask"] == class_index + 1),
                 "context_area": (context > 0).flatten(1).float().mean(1),
@@ -206,6 +215,7 @@ def predict(
             for key, value in found.items():
                 chunks.setdefault(key, []).append(value.cpu())
         arrays = {k: torch.cat(v).numpy() for k, v in chunks.items()}
+        arrays["scores"] = torch.sigmoid(torch.from_numpy(arrays["logits"])).numpy()
         arrays.update(
             labels=split.labels.numpy(),
             has_context=split.has_context.numpy().astype(np.int8),
@@ -215,43 +225,6 @@ def predict(
         out[role] = arrays
     model.train(was_training)
     return out
-
-
-def predictions_csv(preds: dict[str, dict[str, np.ndarray]], classes: tuple[str, ...]) -> str:
-    """One row per evaluated image: enough to recompute every metric and paired test without the model."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        [
-            "role",
-            "id",
-            "row",
-            "pair",
-            "has_context",
-            *[f"label_{c}" for c in classes],
-            *[f"score_{c}" for c in classes],
-            "context_share",
-            "object_share",
-            "context_area",
-        ]
-    )
-    for role, p in preds.items():
-        for i in range(len(p["ids"])):
-            writer.writerow(
-                [
-                    role,
-                    p["ids"][i],
-                    i,
-                    int(p["pair"][i]),
-                    int(p["has_context"][i]),
-                    *[int(v) for v in p["labels"][i]],
-                    *[f"{v:.6g}" for v in p["scores"][i]],
-                    f"{p['context_share'][i]:.6g}",
-                    f"{p['object_share'][i]:.6g}",
-                    f"{p['context_area'][i]:.6g}",
-                ]
-            )
-    return buffer.getvalue()
 
 
 def load_checkpoint(path: Path, model: SplitModel) -> SplitModel:
@@ -270,16 +243,6 @@ def environment(device: str) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
-    }
-
-
-def _audited_view(p: dict[str, np.ndarray], class_index: int) -> dict[str, np.ndarray]:
-    return {
-        "score": p["scores"][:, class_index],
-        "label": p["labels"][:, class_index],
-        "has_context": p["has_context"],
-        "context_share": p["context_share"],
-        "context_area": p["context_area"],
     }
 
 

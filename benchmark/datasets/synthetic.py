@@ -93,6 +93,17 @@ class SyntheticConfig:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def data_config(dataset: str, params: dict[str, object]) -> SyntheticConfig:
+    """The built-in data's config from a run's `dataset` name and parameters, with errors naming the key."""
+    if dataset != NAME:
+        raise ValueError(f"unknown dataset {dataset!r}; available: {NAME}")
+    known = [f.name for f in dataclasses.fields(SyntheticConfig)]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"unknown data key(s) {', '.join(unknown)}; allowed: {', '.join(known)}")
+    return SyntheticConfig(**params)
+
+
 def default_root() -> Path:
     """``$GAIN_BENCH_DATA`` if set, else ``./datasets`` (the repository's data root when run from its top level)."""
     env = os.environ.get("GAIN_BENCH_DATA")
