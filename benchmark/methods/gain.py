@@ -61,33 +61,13 @@ class GAIN(Method):
                 parts["am"] = self._mining_loss(model, image, maps, pair_image, pair_class)
             if bool(external.any()):
                 pairs = external.nonzero().squeeze(1)
-                parts["e"] = self._external_loss(
-                    raw[pairs],
-                    maps[pairs],
-                    batch["mask"][pair_image[pairs]],
-                    pair_class[pairs],
-                    pair_image[pairs],
-                    image.shape[0],
-                )
-        parts["total"] = cl + self.alpha * parts["am"] + self._external_weight() * parts["e"]
+                parts["e"] = self._external_loss(raw[pairs], maps[pairs], batch, pair_image[pairs], pair_class[pairs])
+        parts["total"] = cl + self.alpha * parts["am"] + self.params.get("omega_e", 0.0) * parts["e"]
         return parts
 
     def _external_pairs(self, batch: dict[str, torch.Tensor], pair_image: torch.Tensor) -> torch.Tensor:
+        """Which (image, class) pairs get `L_e`: none for GAIN; GAIN_ext's pixel-labelled images."""
         return torch.zeros_like(pair_image, dtype=torch.bool)
-
-    def _external_weight(self) -> float:
-        return 0.0
-
-    def _external_loss(
-        self,
-        raw: torch.Tensor,
-        maps: torch.Tensor,
-        masks: torch.Tensor,
-        classes: torch.Tensor,
-        pair_image: torch.Tensor,
-        n_images: int,
-    ) -> torch.Tensor:
-        return raw.new_zeros(())
 
     def _mining_loss(
         self,
@@ -132,21 +112,18 @@ class GAINExt(GAIN):
     def _external_pairs(self, batch: dict[str, torch.Tensor], pair_image: torch.Tensor) -> torch.Tensor:
         return batch["has_mask"][pair_image]
 
-    def _external_weight(self) -> float:
-        return float(self.omega_e)
-
     def _external_loss(
         self,
         raw: torch.Tensor,
         maps: torch.Tensor,
-        masks: torch.Tensor,
-        classes: torch.Tensor,
+        batch: dict[str, torch.Tensor],
         pair_image: torch.Tensor,
-        n_images: int,
+        pair_class: torch.Tensor,
     ) -> torch.Tensor:
+        masks, n_images = batch["mask"][pair_image], batch["image"].shape[0]
         if self.e_loss == "outside_energy":
-            return outside_energy_loss(raw, masks, classes, pair_image, n_images)
-        return external_loss(maps, masks, classes, pair_image, n_images)
+            return outside_energy_loss(raw, masks, pair_class, pair_image, n_images)
+        return external_loss(maps, masks, pair_class, pair_image, n_images)
 
 
 def external_loss(
