@@ -52,8 +52,17 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row[key] = (
                 (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
             )
-        rows.append(row)
+        rows.append(row | {"_order": _order(group[0]["spec"], label)})
+    rows.sort(key=lambda r: r.pop("_order"))
     return rows
+
+
+def _order(spec: dict[str, Any], label: str) -> tuple[int, int, str]:
+    """Baseline first, then the registry's order of methods, budgets ascending."""
+    from benchmark.methods import METHODS
+
+    names = list(METHODS)
+    return (names.index(spec["method"]) if spec["method"] in names else len(names), spec["budget"], label)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

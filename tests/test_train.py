@@ -259,7 +259,9 @@ def test_table_summarises_seeds_per_configuration(tmp_path, data_root, capsys):
     run(
         spec(method="gain", train=TrainSettings(epochs=1, batch_size=32)), tmp_path, data_root=data_root, progress=False
     )
-    rows = {r["config"].split()[0]: r for r in summarise(load_records([tmp_path]))}
+    summary = summarise(load_records([tmp_path]))
+    assert [r["config"].split()[0] for r in summary] == ["gradcam", "gain"], "baseline first, registry order"
+    rows = {r["config"].split()[0]: r for r in summary}
     assert set(rows) == {"gradcam", "gain"}
     assert (rows["gradcam"]["seeds"], rows["gain"]["seeds"]) == (2, 1)
     mean, sd = rows["gradcam"]["val_accuracy"]
