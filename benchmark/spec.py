@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -102,12 +103,12 @@ class RunSpec:
         )
         return payload
 
-    @property
+    @functools.cached_property
     def config_hash(self) -> str:
         """sha256 of `resolved()` (the suite's name does not change a result, so it is left out)."""
         return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    @property
+    @functools.cached_property
     def run_id(self) -> str:
         """Readable and unique: `gain_ext-b78-s1-<first 6 of config_hash>`; two configurations never share a folder."""
         return f"{self.method}-b{self.budget}-s{self.seed}-{self.config_hash[:6]}"

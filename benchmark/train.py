@@ -8,7 +8,6 @@ import platform
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,11 @@ from benchmark.attention import grad_cam_from
 from benchmark.datasets import synthetic
 from benchmark.datasets.budgets import budget_pool, nested_budget
 from benchmark.datasets.tensors import TensorSplit
-from benchmark.methods import build_method
+from benchmark.methods import Method, build_method
 from benchmark.metrics import audit_metrics, region_share
 from benchmark.models import SplitModel, build_model
 from benchmark.predictions import audited_view, predictions_csv
-from benchmark.spec import RunSpec
+from benchmark.spec import RunSpec, TrainSettings
 from benchmark.store import RECORD_SCHEMA, run_dir, write_atomic, write_record
 
 # The role each evaluation split plays (DESIGN.md "Splits") -> its name in the built-in data.
@@ -131,7 +130,7 @@ def run(
 
 def fit(
     model: SplitModel,
-    method: Any,
+    method: Method,
     train: TensorSplit,
     budget_rows: torch.Tensor,
     spec: RunSpec,
@@ -161,17 +160,18 @@ def fit(
                 rows = torch.cat([rows, budget_rows[pick]])
             batch = train.batch(rows, has_mask=in_budget[rows], device=device, mean=model.mean, std=model.std)
             parts = method.training_loss(model, batch, epoch=epoch)
-            _check_finite(parts, epoch, step)
+            values = dict(zip(parts, torch.stack([v.detach() for v in parts.values()]).tolist(), strict=True))
+            _check_finite(values, epoch, step)
             optimizer.zero_grad(set_to_none=True)
             parts["total"].backward()
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            for key, value in parts.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach()) * rows.numel()
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.0) + value * rows.numel()
             n_images += rows.numel()
             bar.update()
-            bar.set_postfix(epoch=epoch, loss=f"{float(parts['total'].detach()):.3f}", refresh=False)
+            bar.set_postfix(epoch=epoch, loss=f"{values['total']:.3f}", refresh=False)
         curve.append(
             {
                 "epoch": epoch,
@@ -198,8 +198,10 @@ def predict(
         for start in range(0, len(split), spec.train.eval_batch_size):
             rows = torch.arange(start, min(start + spec.train.eval_batch_size, len(split)))
             batch = split.batch(rows, device=device, mean=model.mean, std=model.std)
-            with torch.enable_grad():
+            with torch.no_grad():
                 features = model.features(batch["image"])
+            features.requires_grad_(True)
+            with torch.enable_grad():
                 logits = model.head(features)
                 classes = torch.full((rows.numel(),), class_index, device=device)
                 maps = grad_cam_from(features, logits, classes, size=batch["image"].shape[-2:]).detach()
@@ -246,8 +248,8 @@ def environment(device: str) -> dict[str, Any]:
     }
 
 
-def _check_finite(parts: dict[str, torch.Tensor], epoch: int, step: int) -> None:
-    bad = {k: float(v.detach()) for k, v in parts.items() if not bool(torch.isfinite(v.detach()))}
+def _check_finite(values: dict[str, float], epoch: int, step: int) -> None:
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
         detail = ", ".join(f"{k}={v}" for k, v in bad.items())
         raise NonFiniteLoss(f"non-finite loss at epoch {epoch}, step {step}: {detail}")
@@ -259,7 +261,9 @@ def _index_of(name: str, classes: tuple[str, ...], key: str) -> int:
     return classes.index(name)
 
 
-def _optimiser(model: SplitModel, settings: Any, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Callable | None]:
+def _optimiser(
+    model: SplitModel, settings: TrainSettings, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
     params = model.parameters()
     if settings.optimizer == "adam":
         optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)

@@ -131,8 +131,7 @@ def external_loss(
 ) -> torch.Tensor:
     """`L_e`: per pair, the mean over non-ignored pixels of `(A^c - H^c)^2`, `H^c = [mask == c + 1]`; averaged over
     each image's classes, summed over the pixel-labelled images and divided by the batch size `n_images`."""
-    target = (masks == (classes + 1).view(-1, 1, 1)).to(maps.dtype)
-    valid = (masks != IGNORE).to(maps.dtype)
+    target, valid = _class_mask(masks, classes, maps.dtype)
     per_pair = ((maps - target) ** 2 * valid).flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1.0)
     return batch_mean_of_image_means(per_pair, pair_image, n_images)
 
@@ -142,9 +141,13 @@ def outside_energy_loss(
 ) -> torch.Tensor:
     """Variant `L_e`: per pair, the share of the raw map's energy on non-ignored pixels outside the class mask; an
     all-zero map costs 1 (it shows no evidence on the object); averaged like `external_loss`."""
-    inside = (masks == (classes + 1).view(-1, 1, 1)).to(raw.dtype)
-    valid = (masks != IGNORE).to(raw.dtype)
+    inside, valid = _class_mask(masks, classes, raw.dtype)
     total = (raw * valid).flatten(1).sum(1)
     outside = (raw * valid * (1.0 - inside)).flatten(1).sum(1)
     per_pair = torch.where(total > 0, outside / total.clamp_min(1e-30), torch.ones_like(total))
     return batch_mean_of_image_means(per_pair, pair_image, n_images)
+
+
+def _class_mask(masks: torch.Tensor, classes: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per pair, the binary mask `H^c = [mask == c + 1]` and the pixels that count (not 255)."""
+    return (masks == (classes + 1).view(-1, 1, 1)).to(dtype), (masks != IGNORE).to(dtype)
