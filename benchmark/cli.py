@@ -1,4 +1,5 @@
-"""Command line: `gain-bench train ...` runs one run on the built-in data and prints its row of the paper's table."""
+"""Command line: `gain-bench run SUITE` runs a suite (resumable) and renders its report; `gain-bench train ...` runs one
+run; `status`, `report`, `table`, `list` and `methods` read what is there."""
 
 from __future__ import annotations
 
@@ -112,6 +113,135 @@ def cmd_methods(_: argparse.Namespace) -> int:
     return 0
 
 
+def _error(err: Exception) -> int:
+    print(f"gain-bench: error: {err}", file=sys.stderr)
+    return 2
+
+
+def _plan_lines(planned: list[Any]) -> list[str]:
+    width = max([6, *(len(p.spec.run_id) for p in planned)])
+    lines = [f"{'run':<{width}}  {'state':<9} {'action':<8} why"]
+    lines += [f"{p.spec.run_id:<{width}}  {p.state:<9} {p.action:<8} {p.reason}" for p in planned]
+    return lines
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark import runner, suites
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    except ValueError:
+        return _error(ValueError(f"--seeds {args.seeds!r}: expected integers separated by commas, e.g. 0,1,2"))
+    try:
+        suite = suites.load(args.suite, args.set or [], seeds)
+        filters = runner.parse_filters(args.only or [])
+        out = Path(args.out) if args.out else Path("reports") / suite.name
+        if args.dry_run:
+            planned = runner.plan(suite, out, filters=filters, retry_failed=args.retry_failed)
+            print("\n".join(_plan_lines(planned)))
+            todo = sum(p.action == "run" for p in planned)
+            print(f"{todo} of {len(planned)} runs would run; output: {out}")
+            return 0
+        result = runner.run_suite(
+            suite,
+            out,
+            jobs=args.jobs,
+            launcher=args.launcher,
+            retry_failed=args.retry_failed,
+            filters=filters,
+            quiet=args.quiet,
+            data_root=args.data_root,
+            device=args.device,
+            threads=args.threads,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        return _error(err)
+    skipped = [p for p in result.planned if p.action != "run"]
+    print(f"suite {suite.name}: {len(result.finished)} run(s) executed, {len(skipped)} skipped -> {out}")
+    for p in skipped:
+        if p.action in ("locked", "conflict") or p.state == "failed":
+            print(f"  skipped {p.spec.run_id}: {p.reason}")
+    _print_summary(out, suite)
+    if not args.no_report:
+        from benchmark.report import write_report
+
+        print(f"report: {write_report(out)}")
+    return 1 if result.failed else 0
+
+
+def _print_summary(out: Path, suite: Any) -> None:
+    from benchmark.store import read_record
+    from benchmark.summary import format_table, summarise
+
+    records = []
+    for spec in suite.runs():
+        path = out / "runs" / spec.run_id / "record.json"
+        if path.is_file():
+            records.append(read_record(path))
+    if records:
+        print(format_table(summarise(records, short=True)))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from benchmark import runner
+
+    try:
+        suite = runner.read_suite_file(args.dir)
+    except ValueError as err:
+        return _error(err)
+    planned = runner.plan(suite, args.dir)
+    counts: dict[str, int] = {}
+    for p in planned:
+        counts[p.state] = counts.get(p.state, 0) + 1
+    print(
+        f"suite {suite.name} ({suite.source}): {len(planned)} runs: " + ", ".join(f"{n} {k}" for k, n in counts.items())
+    )
+    if args.verbose:
+        print("\n".join(_plan_lines(planned)))
+    for p in planned:
+        if p.state == "failed" and p.record:
+            print(f"  failed {p.spec.run_id}: {p.record.get('error')}")
+    known = {p.spec.run_id for p in planned}
+    extra = sorted(d.name for d in Path(args.dir).glob("runs/*") if d.is_dir() and d.name not in known)
+    if extra:
+        print(
+            f"{len(extra)} run folder(s) not in the suite as it is now (earlier configurations, not reported): "
+            + ", ".join(extra[:5])
+            + (" ..." if len(extra) > 5 else "")
+        )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmark.report import write_report
+
+    try:
+        path = write_report(args.dir, args.output)
+    except (ValueError, FileNotFoundError) as err:
+        return _error(err)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    from benchmark.datasets.synthetic import NAME
+    from benchmark.suites import available, load
+
+    print("methods:")
+    for name, cls in METHODS.items():
+        print(f"  {name}{' (uses pixel labels)' if cls.uses_pixel_labels else ''}")
+    print(f"datasets:\n  {NAME} (built in, generated on first use)")
+    print("models:\n" + "".join(f"  {m}\n" for m in MODELS).rstrip())
+    print("suites:")
+    for name in available():
+        try:
+            suite = load(name)
+            print(f"  {name}: {len(suite.runs())} runs; {suite.description}")
+        except ValueError as err:
+            print(f"  {name}: invalid ({err})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gain-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +268,47 @@ def build_parser() -> argparse.ArgumentParser:
     tb.set_defaults(func=cmd_table)
     m = sub.add_parser("methods", help="list the methods and their hyperparameters")
     m.set_defaults(func=cmd_methods)
+    r = sub.add_parser("run", help="run a suite: every method x budget x seed, resumable")
+    r.add_argument("suite", help="a suite file, or the name of one in suites/ (quick, smoke, ...)")
+    r.add_argument("--out", help="results folder (default: reports/<suite name>)")
+    r.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a suite key, e.g. train.epochs=2, methods.gain.alpha=0.3, data.rho=0.95 (repeatable)",
+    )
+    r.add_argument("--seeds", help="comma-separated seeds, replacing the suite's, e.g. 0,1,2")
+    r.add_argument(
+        "--only",
+        action="append",
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="run a subset: method=gain_ext,budget=78 (keys: method, budget, seed; a repeated key ORs)",
+    )
+    r.add_argument("--jobs", type=int, default=1, help="runs at once (local processes; torch threads split)")
+    r.add_argument(
+        "--launcher",
+        default="inprocess",
+        choices=["inprocess", "local", "submitit-local", "slurm"],
+        help="where runs execute: this process (or a pool with --jobs), submitit's local executor, SLURM",
+    )
+    r.add_argument("--threads", type=int, help="torch threads per run (default: all cores / jobs)")
+    r.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    r.add_argument("--dry-run", action="store_true", help="list what would run and what is done, run nothing")
+    r.add_argument("--quiet", action="store_true", help="no progress bars; one line per finished run (for CI logs)")
+    r.add_argument("--no-report", action="store_true", help="do not write index.html at the end")
+    r.add_argument("--data-root", type=Path, help="data root (default: $GAIN_BENCH_DATA or ./datasets)")
+    r.add_argument("--device", help="override the suite's device (cpu, cuda, cuda:N)")
+    r.set_defaults(func=cmd_run)
+    st = sub.add_parser("status", help="what a suite results folder holds: complete, failed, running, missing")
+    st.add_argument("dir", type=Path)
+    st.add_argument("-v", "--verbose", action="store_true", help="one line per run")
+    st.set_defaults(func=cmd_status)
+    rp = sub.add_parser("report", help="render DIR/index.html and DIR/results.csv from a suite results folder")
+    rp.add_argument("dir", type=Path)
+    rp.add_argument("-o", "--output", type=Path, help="the HTML file (default: DIR/index.html)")
+    rp.set_defaults(func=cmd_report)
+    ls = sub.add_parser("list", help="methods, datasets, models and suites")
+    ls.set_defaults(func=cmd_list)
     return parser
 
 

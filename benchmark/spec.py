@@ -114,6 +114,13 @@ class RunSpec:
         return f"{self.method}-b{self.budget}-s{self.seed}-{self.config_hash[:6]}"
 
     @property
+    def method_label(self) -> str:
+        """Method, budget and the method parameters given: a configuration's name within one suite, where the data,
+        model and training settings are shared."""
+        extras = "".join(f" {k}={v}" for k, v in sorted(self.method_params.items()))
+        return self.method + (f"-{self.budget}" if self.budget else "") + extras
+
+    @property
     def label(self) -> str:
         """Method and budget plus whatever differs from the defaults, without the seed: one configuration's name."""
         label = self.method + (f"-{self.budget}" if self.budget else "")

@@ -52,3 +52,88 @@ def read_record(path: Path) -> dict[str, Any]:
     if record.get("schema") != RECORD_SCHEMA:
         raise ValueError(f"{path}: record schema {record.get('schema')!r}, this gain-bench reads {RECORD_SCHEMA}")
     return record
+
+
+# What a run folder holds, as the runner sees it.
+COMPLETE, FAILED, RUNNING, MISSING, CONFLICT = "complete", "failed", "running", "missing", "conflict"
+
+
+def run_state(out_root: Path, run_id: str, config_hash: str) -> tuple[str, dict[str, Any] | None]:
+    """(state, record) of a run folder.
+
+    `complete` needs the record's status, a matching `config_hash` and the predictions beside it; `running` is a
+    record left by an attempt that is in progress or was killed (the lock tells which); an unreadable record counts
+    as `missing` (a rerun replaces it); a folder whose record holds another configuration is a `conflict`, never
+    overwritten.
+    """
+    folder = run_dir(out_root, run_id)
+    path = folder / "record.json"
+    if not path.is_file():
+        return MISSING, None
+    try:
+        record = read_record(path)
+    except ValueError:
+        return MISSING, None
+    if record.get("config_hash") != config_hash:
+        return CONFLICT, record
+    status = record.get("status")
+    if status == COMPLETE and (folder / "predictions.csv").is_file():
+        return COMPLETE, record
+    if status == FAILED:
+        return FAILED, record
+    if status == "running":
+        return RUNNING, record
+    return MISSING, record
+
+
+class RunLock:
+    """An exclusive, non-blocking `flock` on `runs/<run_id>/.lock`, held while a run trains.
+
+    The kernel drops it when the holder dies (even by SIGKILL), so a killed runner never leaves a stale lock; a
+    second runner on the same folder sees the lock taken and skips the run. The file names its holder.
+    (flock is local to a machine on some network file systems; on a cluster the submitting runner assigns each run
+    to exactly one job, so the lock there only guards against a second submission.)
+    """
+
+    def __init__(self, out_root: Path, run_id: str) -> None:
+        self.path = run_dir(out_root, run_id) / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        import fcntl
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def held_elsewhere(self) -> bool:
+        """True when another process holds the lock now."""
+        if not self.path.exists():
+            return False
+        if self.acquire():
+            self.release()
+            return False
+        return True
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()

@@ -28,19 +28,21 @@ def load_records(roots: list[Path]) -> list[dict[str, Any]]:
     return [read_record(p) for root in roots for p in sorted(Path(root).glob("runs/*/record.json"))]
 
 
-def configuration(record: dict[str, Any]) -> tuple[str, str]:
-    """(key, label) of a run's configuration: everything in its spec but the seed and the suite's name."""
+def configuration(record: dict[str, Any], short: bool = False) -> tuple[str, str]:
+    """(key, label) of a run's configuration: everything in its spec but the seed and the suite's name. `short`
+    labels name only the method, budget and method parameters (enough within one suite)."""
     spec = record["spec"]
     key = json.dumps({k: v for k, v in spec.items() if k not in ("seed", "suite")}, sort_keys=True, default=str)
-    return key, RunSpec.from_dict(spec).label
+    run_spec = RunSpec.from_dict(spec)
+    return key, run_spec.method_label if short else run_spec.label
 
 
-def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarise(records: list[dict[str, Any]], short: bool = False) -> list[dict[str, Any]]:
     """One row per configuration: seeds done, seeds failed, and mean/sd of each column over complete runs."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     labels: dict[str, str] = {}
     for record in records:
-        key, labels[key] = configuration(record)
+        key, labels[key] = configuration(record, short)
         groups[key].append(record)
     rows = []
     for config_key, group in groups.items():

@@ -27,6 +27,7 @@ from benchmark.models import SplitModel, build_model
 from benchmark.predictions import audited_view, predictions_csv
 from benchmark.spec import RunSpec, TrainSettings
 from benchmark.store import RECORD_SCHEMA, run_dir, write_atomic, write_record
+from benchmark.timing import TimingSettings, measure
 
 # The role each evaluation split plays (DESIGN.md "Splits") -> its name in the built-in data.
 SYNTHETIC_ROLES = {
@@ -58,6 +59,7 @@ def run(
     progress: bool = True,
     device: str = "cpu",
     data: dict[str, TensorSplit] | None = None,
+    timing: TimingSettings | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate `spec`, writing `<out_root>/runs/<run_id>/`.
 
@@ -76,7 +78,7 @@ def run(
     budget_rows = nested_budget(budget_pool(data["train"].labels, class_index), spec.budget, spec.budget_seed)
     out = run_dir(out_root, spec.run_id)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("model.pt", "predictions.csv", "record.json"):
+    for stale in ("model.pt", "predictions.csv", "record.json", *(p.name for p in out.glob(".*.tmp"))):
         (out / stale).unlink(missing_ok=True)
     record: dict[str, Any] = {
         "schema": RECORD_SCHEMA,
@@ -111,6 +113,8 @@ def run(
         buffer = io.BytesIO()
         torch.save(model.state_dict(), buffer)
         write_atomic(out / "model.pt", buffer.getvalue())
+        if timing is not None and timing.enabled:
+            record["timings"]["throughput"] = _throughput(model, method, data["train"], class_index, timing, device)
         record["status"] = "complete"
     except NonFiniteLoss as err:
         record.update(status="failed", error=str(err))
@@ -227,6 +231,15 @@ def predict(
         out[role] = arrays
     model.train(was_training)
     return out
+
+
+def _throughput(
+    model: SplitModel, method: Method, train: TensorSplit, class_index: int, settings: TimingSettings, device: str
+) -> dict[str, Any]:
+    rows = torch.arange(min(settings.batch_size, len(train)))
+    has_mask = torch.full((rows.numel(),), method.uses_pixel_labels)
+    batch = train.batch(rows, has_mask=has_mask, device=device, mean=model.mean, std=model.std)
+    return measure(model, method, batch, class_index, settings)
 
 
 def load_checkpoint(path: Path, model: SplitModel) -> SplitModel:

@@ -1,0 +1,361 @@
+"""Execute a suite's runs: in this process, in a local process pool (`jobs`), or as submitit jobs (SLURM, or
+submitit's local executor, which exercises the same code path without a cluster).
+
+Every run goes through `execute`, wherever it runs: take the run's lock (skip if another runner holds it), look at
+the folder again (skip if it is complete by now), train and record. Finished runs are never touched again unless
+their configuration changes (a new `run_id`) or they failed and `retry_failed` is set.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from benchmark.spec import RunSpec
+from benchmark.store import (
+    COMPLETE,
+    CONFLICT,
+    FAILED,
+    MISSING,
+    RECORD_SCHEMA,
+    RUNNING,
+    RunLock,
+    run_dir,
+    run_state,
+    write_atomic,
+    write_record,
+)
+from benchmark.suites import LAUNCHERS, Suite, SuiteError
+from benchmark.timing import TimingSettings
+
+FILTER_KEYS = ("method", "budget", "seed")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A run of the suite, what its folder holds now and what this invocation will do with it."""
+
+    spec: RunSpec
+    state: str
+    action: str  # "run", "skip", "locked" or "conflict"
+    reason: str
+    record: dict[str, Any] | None = None
+
+
+def parse_filters(items: Iterable[str]) -> dict[str, set[str]]:
+    """`--only method=gain_ext,budget=78` → {key: allowed values}; a key given twice allows either value."""
+    filters: dict[str, set[str]] = {}
+    for item in items:
+        for part in item.split(","):
+            key, sep, value = part.partition("=")
+            key, value = key.strip(), value.strip()
+            if not sep or not value:
+                raise SuiteError(
+                    f"--only {item!r}: expected KEY=VALUE[,KEY=VALUE...] with KEY one of {', '.join(FILTER_KEYS)}"
+                )
+            if key not in FILTER_KEYS:
+                raise SuiteError(f"--only {item!r}: unknown key {key!r}; allowed: {', '.join(FILTER_KEYS)}")
+            filters.setdefault(key, set()).add(value)
+    return filters
+
+
+def _matches(spec: RunSpec, filters: dict[str, set[str]]) -> bool:
+    return all(str(getattr(spec, key)) in values for key, values in filters.items())
+
+
+def plan(
+    suite: Suite, out_root: Path, *, filters: dict[str, set[str]] | None = None, retry_failed: bool = False
+) -> list[Planned]:
+    """What each selected run of the suite would do now."""
+    planned = []
+    for spec in suite.runs():
+        if filters and not _matches(spec, filters):
+            continue
+        state, record = run_state(out_root, spec.run_id, spec.config_hash)
+        if state == COMPLETE:
+            action, reason = "skip", "complete"
+        elif state == FAILED and not retry_failed:
+            action, reason = "skip", "failed earlier (--retry-failed to run it again)"
+        elif state == CONFLICT:
+            action, reason = "conflict", "its folder holds another configuration (same run id prefix); not touched"
+        elif RunLock(out_root, spec.run_id).held_elsewhere():
+            action, reason = "locked", "another runner is running it"
+        else:
+            action = "run"
+            reason = {MISSING: "not run yet", RUNNING: "interrupted earlier", FAILED: "retrying a failed run"}[state]
+        planned.append(Planned(spec, state, action, reason, record))
+    return planned
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_data(dataset: str, params_json: str, data_root: str | None) -> dict[str, Any]:
+    """The dataset's splits, loaded once per process and shared by its runs (they never modify them)."""
+    from benchmark.train import load_data
+
+    spec = RunSpec(method="gradcam", dataset=dataset, dataset_params=json.loads(params_json))
+    return load_data(spec, Path(data_root) if data_root else None)
+
+
+def execute(
+    spec_dict: dict[str, Any],
+    out_root: str,
+    *,
+    data_root: str | None = None,
+    device: str = "cpu",
+    timing: dict[str, Any] | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run one spec under its lock; returns a small summary (run_id, status, seconds, error). Plain data in and out,
+    so it can run in a pool worker or a submitit job."""
+    import torch
+
+    from benchmark.train import run
+
+    if threads:
+        torch.set_num_threads(threads)
+    spec = RunSpec.from_dict(spec_dict)
+    root = Path(out_root)
+    summary: dict[str, Any] = {"run_id": spec.run_id, "label": spec.label, "seconds": 0.0, "error": None}
+    lock = RunLock(root, spec.run_id)
+    if not lock.acquire():
+        return summary | {"status": "locked"}
+    started = time.perf_counter()
+    try:
+        state, _ = run_state(root, spec.run_id, spec.config_hash)
+        if state == COMPLETE:
+            summary["status"] = "already complete"
+            return summary
+        data = _cached_data(spec.dataset, json.dumps(spec.dataset_params, sort_keys=True), data_root)
+        settings = TimingSettings(**timing) if timing is not None else None
+        record = run(
+            spec,
+            root,
+            data_root=Path(data_root) if data_root else None,
+            progress=progress,
+            device=device,
+            data=data,
+            timing=settings,
+        )
+        summary.update(status=record["status"], error=record["error"])
+    except Exception as err:  # train.run records what fails once it has started; the suite goes on
+        summary.update(status=FAILED, error="".join(traceback.format_exception_only(err)).strip())
+        if run_state(root, spec.run_id, spec.config_hash)[0] != FAILED:
+            record_failure(spec, root, summary["error"])
+    finally:
+        summary["seconds"] = time.perf_counter() - started
+        lock.release()
+    return summary
+
+
+def record_failure(spec: RunSpec, out_root: Path, error: str) -> None:
+    """A failed record for a run that stopped before training began (e.g. a budget larger than its pool)."""
+    record = {
+        "schema": RECORD_SCHEMA,
+        "run_id": spec.run_id,
+        "config_hash": spec.config_hash,
+        "spec": spec.to_dict(),
+        "label": spec.label,
+        "status": FAILED,
+        "error": error,
+        "curve": [],
+        "metrics": {},
+        "timings": {},
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_record(run_dir(out_root, spec.run_id) / "record.json", record)
+
+
+@dataclass
+class SuiteResult:
+    planned: list[Planned]
+    finished: list[dict[str, Any]]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [f for f in self.finished if f["status"] == FAILED]
+
+
+def _worker_threads(jobs: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // jobs)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_suite(
+    suite: Suite,
+    out_root: Path,
+    *,
+    jobs: int = 1,
+    launcher: str = "inprocess",
+    retry_failed: bool = False,
+    filters: dict[str, set[str]] | None = None,
+    quiet: bool = False,
+    data_root: Path | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+) -> SuiteResult:
+    """Run what `plan` says should run; records land in `<out_root>/runs/`, the resolved suite in `suite.json`."""
+    if launcher not in LAUNCHERS:
+        raise SuiteError(f"launcher {launcher!r}: allowed: {', '.join(LAUNCHERS)}")
+    if jobs < 1:
+        raise SuiteError(f"jobs={jobs}: allowed: an integer >= 1")
+    out_root = Path(out_root).resolve()
+    write_suite_file(suite, out_root)
+    planned = plan(suite, out_root, filters=filters, retry_failed=retry_failed)
+    todo = [p.spec for p in planned if p.action == "run"]
+    if todo:
+        from benchmark.datasets import synthetic
+
+        synthetic.ensure_generated(synthetic.data_config(suite.dataset, suite.dataset_params), data_root)
+    device = device or suite.device
+    common: dict[str, Any] = {
+        "data_root": str(Path(data_root).resolve()) if data_root else None,
+        "device": device,
+        "timing": asdict(suite.timing),
+    }
+    bar = tqdm(total=len(todo), desc=f"suite {suite.name}", unit="run", disable=quiet, file=sys.stderr)
+    finished: list[dict[str, Any]] = []
+
+    def done(summary: dict[str, Any]) -> None:
+        finished.append(summary)
+        line = f"[{len(finished)}/{len(todo)}] {summary['run_id']} {summary['status']} in {summary['seconds']:.1f} s"
+        if summary.get("error"):
+            line += f": {summary['error']}"
+        if quiet:
+            print(line, flush=True)
+        else:
+            bar.write(line, file=sys.stderr)
+            bar.update()
+
+    try:
+        if launcher == "inprocess" and jobs == 1:
+            for spec in todo:
+                done(execute(spec.to_dict(), str(out_root), threads=threads, progress=not quiet, **common))
+        elif launcher in ("inprocess", "local"):
+            _run_pool(todo, out_root, jobs, threads or _worker_threads(jobs), common, done)
+        else:
+            _run_submitit(suite, todo, out_root, launcher, jobs, threads or _worker_threads(jobs), common, done)
+    finally:
+        bar.close()
+    return SuiteResult(planned, finished)
+
+
+def _run_pool(
+    todo: list[RunSpec], out_root: Path, jobs: int, threads: int, common: dict[str, Any], done: Callable
+) -> None:
+    context = multiprocessing.get_context("spawn")  # a forked torch process can deadlock in OpenMP
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = [pool.submit(execute, s.to_dict(), str(out_root), threads=threads, **common) for s in todo]
+        for future in _as_done(futures):
+            done(future.result())
+
+
+def _as_done(futures: list[Future]) -> Iterable[Future]:
+    pending = set(futures)
+    while pending:
+        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        yield from finished
+
+
+def _run_submitit(
+    suite: Suite,
+    todo: list[RunSpec],
+    out_root: Path,
+    launcher: str,
+    jobs: int,
+    threads: int,
+    common: dict[str, Any],
+    done: Callable,
+) -> None:
+    """Each run one submitit job. On SLURM all are submitted as one job array (`array_parallelism` caps how many
+    run at once); submitit's local executor starts every job it is given, so at most `jobs` are in flight."""
+    import submitit
+
+    folder = out_root / "submitit" / "%j"
+    if launcher == "slurm":
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        s = suite.slurm
+        params: dict[str, Any] = {
+            "timeout_min": s.timeout_min,
+            "cpus_per_task": s.cpus_per_task,
+            "gpus_per_node": s.gpus_per_node,
+            "mem_gb": s.mem_gb,
+            "slurm_array_parallelism": s.array_parallelism,
+            "name": f"gain-bench-{suite.name}",
+        }
+        params |= {f"slurm_{k}": getattr(s, k) for k in ("partition", "account", "constraint") if getattr(s, k)}
+        executor.update_parameters(**params)
+        threads, in_flight = s.cpus_per_task, len(todo)
+    else:
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=suite.slurm.timeout_min)
+        in_flight = jobs
+
+    def submit(spec: RunSpec) -> Any:
+        return executor.submit(execute, spec.to_dict(), str(out_root), threads=threads, **common)
+
+    queue = list(todo)
+    active: dict[Any, RunSpec] = {}
+    if launcher == "slurm":
+        with executor.batch():
+            jobs_list = [submit(spec) for spec in queue]
+        active = dict(zip(jobs_list, queue, strict=True))
+        queue = []
+    while queue or active:
+        while queue and len(active) < in_flight:
+            spec = queue.pop(0)
+            active[submit(spec)] = spec
+        for job in [j for j in active if j.done()]:
+            spec = active.pop(job)
+            try:
+                done(job.result())
+            except Exception as err:  # the job died (timeout, node failure): its record says "running" or failed
+                done(
+                    {
+                        "run_id": spec.run_id,
+                        "label": spec.label,
+                        "status": FAILED,
+                        "seconds": 0.0,
+                        "error": f"job {job.job_id}: {err}".strip(),
+                    }
+                )
+        time.sleep(0.2)
+
+
+def write_suite_file(suite: Suite, out_root: Path) -> None:
+    """`<out_root>/suite.json`: the resolved suite, so `status` and `report` know what the folder should hold."""
+    payload = suite.to_dict() | {"written": datetime.now(UTC).isoformat(timespec="seconds")}
+    write_atomic(Path(out_root) / "suite.json", json.dumps(payload, indent=2, default=str) + "\n")  # file order kept
+
+
+def read_suite_file(out_root: Path) -> Suite:
+    """The suite a results folder was run with, from its `suite.json`."""
+    from benchmark.suites import from_dict
+
+    path = Path(out_root) / "suite.json"
+    if not path.is_file():
+        raise SuiteError(f"{path} not found: not a suite results folder (run `gain-bench run SUITE` first)")
+    try:
+        payload = json.loads(path.read_text())
+        return from_dict(payload["raw"], source=payload.get("source", ""))
+    except (json.JSONDecodeError, KeyError) as err:
+        raise SuiteError(f"{path}: not a valid suite file ({err})") from None

@@ -1,0 +1,357 @@
+"""Suites: a TOML file names the data, model, training settings, methods, budgets and seeds; `Suite.runs()` expands
+it into one `RunSpec` per method, pixel-label budget and seed.
+
+A suite file looks like this (every section but `[methods]` may be left out; unknown keys are errors)::
+
+    name = "quick"                 # output folder: reports/<name>/
+    description = "..."
+    seeds = [0, 1, 2]
+    budgets = [9, 23, 78, 200, 1464]   # for methods that use pixel labels; the others run once per seed
+    audited_class = "boat"
+    budget_seed = 0
+    device = "cpu"
+
+    [data]                         # `name` plus the dataset's own keys
+    name = "synthetic-boats"
+    [model]                        # `name` plus the model's own keys
+    name = "small_cnn"
+    [train]                        # TrainSettings keys
+    epochs = 8
+    [methods.gradcam]              # one table per method entry; the key is its name in the suite
+    [methods.gain_ext]
+    alpha = 1.0                    # the method's hyperparameters
+    budgets = [78, 1464]           # optional: this entry's own budgets
+    [methods.gain_ext_energy]
+    method = "gain_ext"            # optional: the registry name when the key is not one
+    e_loss = "outside_energy"
+    [timing]                       # throughput measured after each run (recorded, not part of the result hash)
+    enabled = true
+    [slurm]                        # resources for `--launcher slurm`
+    partition = "gpu"
+
+Overrides (`--set train.epochs=2`, `--set methods.gain.alpha=0.3`, `--set seeds=[0,1]`) are applied to the parsed
+TOML before validation, so an override is checked exactly like the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import numbers
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark.spec import RunSpec, TrainSettings
+from benchmark.timing import TimingSettings
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+TOP_KEYS = ("name", "description", "seeds", "budgets", "audited_class", "budget_seed", "device")
+SECTIONS = ("data", "model", "train", "methods", "timing", "slurm")
+LAUNCHERS = ("inprocess", "local", "submitit-local", "slurm")
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _int_list(value: Any, low: int) -> bool:
+    return isinstance(value, list) and bool(value) and all(_int(v) and v >= low for v in value)
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """submitit's SLURM parameters for `--launcher slurm`; `array_parallelism` caps the jobs running at once."""
+
+    partition: str = ""
+    timeout_min: int = 60
+    cpus_per_task: int = 4
+    gpus_per_node: int = 0
+    mem_gb: int = 16
+    array_parallelism: int = 64
+    account: str = ""
+    constraint: str = ""
+
+
+_RULES: dict[str, dict[str, tuple[Any, str]]] = {
+    "": {
+        "name": (lambda v: isinstance(v, str) and v.strip() != "" and "/" not in v, "a non-empty name without '/'"),
+        "description": (lambda v: isinstance(v, str), "a string"),
+        "seeds": (lambda v: _int_list(v, 0), "a non-empty list of integers >= 0"),
+        "budgets": (lambda v: _int_list(v, 1), "a non-empty list of integers >= 1"),
+        "audited_class": (lambda v: isinstance(v, str) and v != "", "a class name"),
+        "budget_seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+        "device": (
+            lambda v: isinstance(v, str) and (v in ("cpu", "cuda", "mps") or v.startswith("cuda:")),
+            "cpu, cuda, cuda:N, mps",
+        ),
+    },
+    "timing": {
+        "enabled": (lambda v: isinstance(v, bool), "true, false"),
+        "batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+        "warmup": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+        "iterations": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    },
+    "slurm": {
+        "partition": (lambda v: isinstance(v, str), "a string"),
+        "timeout_min": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+        "cpus_per_task": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+        "gpus_per_node": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+        "mem_gb": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+        "array_parallelism": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+        "account": (lambda v: isinstance(v, str), "a string"),
+        "constraint": (lambda v: isinstance(v, str), "a string"),
+    },
+}
+
+
+class SuiteError(ValueError):
+    """A suite file or override that cannot be used; the message names the file, the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One `[methods.<key>]` table: the registry method, its parameters and the budgets it runs at."""
+
+    key: str
+    method: str
+    params: dict[str, Any]
+    budgets: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    methods: tuple[MethodEntry, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    description: str = ""
+    dataset: str = "synthetic-boats"
+    dataset_params: dict[str, Any] = field(default_factory=dict)
+    model: str = "small_cnn"
+    model_params: dict[str, Any] = field(default_factory=dict)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    audited_class: str = "boat"
+    budget_seed: int = 0
+    device: str = "cpu"
+    timing: TimingSettings = field(default_factory=TimingSettings)
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    source: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def runs(self) -> list[RunSpec]:
+        """Every run: for each method entry (file order), each of its budgets (0 for a method without pixel labels),
+        each seed. Two entries that resolve to the same configuration are one run."""
+        specs: dict[str, RunSpec] = {}
+        for entry in self.methods:
+            for budget in entry.budgets:
+                for seed in self.seeds:
+                    spec = RunSpec(
+                        method=entry.method,
+                        budget=budget,
+                        seed=seed,
+                        method_params=dict(entry.params),
+                        dataset=self.dataset,
+                        dataset_params=dict(self.dataset_params),
+                        model=self.model,
+                        model_params=dict(self.model_params),
+                        train=self.train,
+                        audited_class=self.audited_class,
+                        budget_seed=self.budget_seed,
+                        suite=self.name,
+                    )
+                    specs.setdefault(spec.run_id, spec)
+        return list(specs.values())
+
+    @property
+    def digest(self) -> str:
+        """sha256 (16 hex) of the suite as resolved (file and overrides), for provenance."""
+        return hashlib.sha256(json.dumps(self.raw, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved suite as plain data, written beside its runs as `suite.json`."""
+        return {"name": self.name, "source": self.source, "digest": self.digest, "raw": self.raw} | {
+            "timing": asdict(self.timing),
+            "slurm": asdict(self.slurm),
+        }
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """A suite file: a path if it exists, else `suites/<name>.toml` in the working folder or the repository."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    for folder in (Path.cwd() / "suites", SUITES_DIR):
+        candidate = folder / f"{path.name.removesuffix('.toml')}.toml"
+        if candidate.is_file():
+            return candidate
+    raise SuiteError(
+        f"suite {str(name_or_path)!r} not found (a path, or a name in suites/); "
+        f"available: {', '.join(available()) or 'none'}"
+    )
+
+
+def available() -> list[str]:
+    """Names of the suites shipped in `suites/` (working folder first, then the repository's)."""
+    names: dict[str, None] = {}
+    for folder in (Path.cwd() / "suites", SUITES_DIR):
+        if folder.is_dir():
+            names.update(dict.fromkeys(p.stem for p in sorted(folder.glob("*.toml"))))
+    return list(names)
+
+
+def load(name_or_path: str | Path, overrides: list[str] | None = None, seeds: list[int] | None = None) -> Suite:
+    """Read, override and validate a suite; every error names the file and the key."""
+    path = resolve_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise SuiteError(f"{path}: not valid TOML ({err})") from None
+    raw = apply_overrides(raw, overrides or [])
+    if seeds is not None:
+        raw["seeds"] = list(seeds)
+    try:
+        return from_dict(raw, source=str(path))
+    except SuiteError as err:
+        raise SuiteError(f"{path}: {err}") from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`KEY.PATH=VALUE` items applied to a copy of the parsed TOML; values parse as TOML values where they can
+    (`2`, `0.3`, `true`, `[0, 1]`, `"text"`), else as a bare string."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise SuiteError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=2 or methods.gain.alpha=0.3")
+        if parts[0] not in (*TOP_KEYS, *SECTIONS):
+            raise SuiteError(f"--set {item!r}: unknown key {parts[0]!r}; allowed: {', '.join((*TOP_KEYS, *SECTIONS))}")
+        node = raw
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SuiteError(f"--set {item!r}: {part!r} is not a table")
+        node[parts[-1]] = parse_value(text.strip())
+    return raw
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _check(section: str, table: dict[str, Any]) -> None:
+    rules = _RULES[section]
+    where = f"{section}." if section else ""
+    allowed = (*rules, *SECTIONS) if not section else tuple(rules)
+    for key, value in table.items():
+        if key not in allowed:
+            raise SuiteError(f"unknown key {where}{key}; allowed: {', '.join(allowed)}")
+        if key in rules and not rules[key][0](value):
+            raise SuiteError(f"{where}{key} = {value!r}: allowed: {rules[key][1]}")
+
+
+def _named(section: str, table: Any, default: str) -> tuple[str, dict[str, Any]]:
+    if not isinstance(table, dict):
+        raise SuiteError(f"[{section}] must be a table, got {table!r}")
+    params = dict(table)
+    name = params.pop("name", default)
+    if not isinstance(name, str):
+        raise SuiteError(f"{section}.name = {name!r}: allowed: a string")
+    return name, params
+
+
+def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
+    """A validated `Suite` from parsed TOML: the data, model and method keys are checked by resolving every run."""
+    from benchmark.methods import METHODS
+
+    _check("", raw)
+    if "name" not in raw:
+        raise SuiteError("missing key name (the suite's output folder name)")
+    for section in ("timing", "slurm"):
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            raise SuiteError(f"[{section}] must be a table, got {table!r}")
+        _check(section, table)
+    dataset, dataset_params = _named("data", raw.get("data", {}), "synthetic-boats")
+    model, model_params = _named("model", raw.get("model", {}), "small_cnn")
+    try:
+        train = TrainSettings.from_dict(raw.get("train", {}))
+    except ValueError as err:
+        raise SuiteError(str(err)) from None
+    budgets = tuple(raw.get("budgets", (9, 23, 78, 200, 1464)))
+    methods_table = raw.get("methods")
+    if not isinstance(methods_table, dict) or not methods_table:
+        raise SuiteError("missing [methods.<name>] tables; at least one method is needed, e.g. [methods.gradcam]")
+    entries = []
+    for key, table in methods_table.items():
+        if not isinstance(table, dict):
+            raise SuiteError(f"methods.{key} must be a table, got {table!r}")
+        params = dict(table)
+        method = params.pop("method", key)
+        if method not in METHODS:
+            raise SuiteError(f"methods.{key}: unknown method {method!r}; allowed: {', '.join(METHODS)}")
+        own = params.pop("budgets", None)
+        if own is not None and not (own == [0] or _int_list(own, 1)):
+            raise SuiteError(f"methods.{key}.budgets = {own!r}: allowed: a non-empty list of integers >= 1")
+        if not METHODS[method].uses_pixel_labels:
+            if own not in (None, [0]):
+                raise SuiteError(f"methods.{key}.budgets = {own!r}: method {method!r} uses no pixel labels")
+            entry_budgets: tuple[int, ...] = (0,)
+        else:
+            entry_budgets = tuple(own) if own is not None else budgets
+        entries.append(MethodEntry(key, method, params, entry_budgets))
+    suite = Suite(
+        name=raw["name"],
+        description=raw.get("description", ""),
+        methods=tuple(entries),
+        seeds=tuple(raw.get("seeds", (0, 1, 2))),
+        dataset=dataset,
+        dataset_params=dataset_params,
+        model=model,
+        model_params=model_params,
+        train=train,
+        audited_class=raw.get("audited_class", "boat"),
+        budget_seed=raw.get("budget_seed", 0),
+        device=raw.get("device", "cpu"),
+        timing=TimingSettings(**raw.get("timing", {})),
+        slurm=SlurmSettings(**raw.get("slurm", {})),
+        source=source,
+        raw=raw,
+    )
+    _validate_components(suite)
+    return suite
+
+
+def _validate_components(suite: Suite) -> None:
+    """Resolve the data, model and every method entry once, so a wrong key fails before anything runs."""
+    from benchmark.datasets import synthetic
+    from benchmark.methods import build_method
+    from benchmark.models import build_model, build_model_params
+
+    try:
+        synthetic.data_config(suite.dataset, suite.dataset_params)
+    except ValueError as err:
+        raise SuiteError(f"[data]: {err}") from None
+    if suite.audited_class not in synthetic.CLASSES:
+        raise SuiteError(
+            f"audited_class = {suite.audited_class!r}: not a class of {suite.dataset}; allowed: "
+            + ", ".join(synthetic.CLASSES)
+        )
+    try:
+        build_model_params(suite.model, suite.model_params)
+        with torch.device("meta"):  # checks layer names and the like without allocating weights
+            build_model(suite.model, len(synthetic.CLASSES), **suite.model_params)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        raise SuiteError(f"[model]: {err}") from None
+    for entry in suite.methods:
+        try:
+            build_method(entry.method, **entry.params)
+        except (ValueError, TypeError) as err:
+            raise SuiteError(f"methods.{entry.key}: {err}") from None
