@@ -165,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from benchmark.report import write_report
 
-        print(f"report: {write_report(out)}")
+        print(f"report: {write_report(out).resolve()}")
     return 1 if result.failed else 0
 
 
@@ -219,7 +219,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         path = write_report(args.dir, args.output)
     except (ValueError, FileNotFoundError) as err:
         return _error(err)
-    print(f"report: {path}")
+    print(f"report: {path.resolve()}")
     return 0
 
 

@@ -195,9 +195,19 @@ def _worker_threads(jobs: int) -> int:
 
 
 def _init_worker(threads: int) -> None:
+    """Pool worker set-up: its torch threads, and (Linux) to die with the runner, so a killed runner leaves no
+    orphan training on (its runs would be safe under their locks, but the machine would stay busy)."""
     import torch
 
     torch.set_num_threads(threads)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def run_suite(
@@ -288,26 +298,10 @@ def _run_submitit(
 ) -> None:
     """Each run one submitit job. On SLURM all are submitted as one job array (`array_parallelism` caps how many
     run at once); submitit's local executor starts every job it is given, so at most `jobs` are in flight."""
-    import submitit
-
-    folder = out_root / "submitit" / "%j"
+    executor = make_executor(suite, launcher, out_root / "submitit" / "%j")
     if launcher == "slurm":
-        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        s = suite.slurm
-        params: dict[str, Any] = {
-            "timeout_min": s.timeout_min,
-            "cpus_per_task": s.cpus_per_task,
-            "gpus_per_node": s.gpus_per_node,
-            "mem_gb": s.mem_gb,
-            "slurm_array_parallelism": s.array_parallelism,
-            "name": f"gain-bench-{suite.name}",
-        }
-        params |= {f"slurm_{k}": getattr(s, k) for k in ("partition", "account", "constraint") if getattr(s, k)}
-        executor.update_parameters(**params)
-        threads, in_flight = s.cpus_per_task, len(todo)
+        threads, in_flight = suite.slurm.cpus_per_task, len(todo)
     else:
-        executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(timeout_min=suite.slurm.timeout_min)
         in_flight = jobs
 
     def submit(spec: RunSpec) -> Any:
@@ -339,6 +333,32 @@ def _run_submitit(
                     }
                 )
         time.sleep(0.2)
+
+
+def make_executor(suite: Suite, launcher: str, folder: Path) -> Any:
+    """A submitit executor: SLURM with the suite's `[slurm]` resources, or submitit's local executor."""
+    import submitit
+
+    if launcher != "slurm":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=suite.slurm.timeout_min)
+        return executor
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    except RuntimeError as err:
+        raise SuiteError(f"--launcher slurm: {err} (use --launcher local or submitit-local on this machine)") from None
+    s = suite.slurm
+    params: dict[str, Any] = {
+        "timeout_min": s.timeout_min,
+        "cpus_per_task": s.cpus_per_task,
+        "gpus_per_node": s.gpus_per_node,
+        "mem_gb": s.mem_gb,
+        "slurm_array_parallelism": s.array_parallelism,
+        "name": f"gain-bench-{suite.name}",
+    }
+    params |= {f"slurm_{k}": getattr(s, k) for k in ("partition", "account", "constraint") if getattr(s, k)}
+    executor.update_parameters(**params)
+    return executor
 
 
 def write_suite_file(suite: Suite, out_root: Path) -> None:

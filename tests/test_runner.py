@@ -1,0 +1,241 @@
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmark import runner
+from benchmark.cli import main
+from benchmark.store import RunLock, read_record
+from benchmark.suites import SuiteError, load
+
+TINY = """
+name = "tiny"
+seeds = [0, 1]
+budgets = [9]
+[data]
+n_train = 160
+n_val = 40
+n_shifted = 20
+n_counterfactual = 20
+[train]
+epochs = 1
+batch_size = 32
+[methods.gradcam]
+[methods.gain_ext]
+warmup_epochs = 0
+[timing]
+batch_size = 8
+warmup = 0
+iterations = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def suite_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def _records(out: Path) -> dict[str, dict]:
+    return {p.parent.name: read_record(p) for p in sorted(out.glob("runs/*/record.json"))}
+
+
+def _metrics_without_timing(record: dict) -> dict:
+    return {k: v for k, v in record["metrics"].items()}
+
+
+def test_suite_runs_once_and_resumes_without_retraining(tmp_path, suite_file, data_root):
+    suite = load(suite_file)
+    out = tmp_path / "out"
+    result = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)
+    assert [f["status"] for f in result.finished] == ["complete"] * 4
+    first = _records(out)
+    assert set(first) == {s.run_id for s in suite.runs()}
+    assert all(r["status"] == "complete" for r in first.values())
+    throughput = first[suite.runs()[0].run_id]["timings"]["throughput"]
+    assert throughput["train_images_per_s"] > 0 and throughput["batch_size"] == 8 and throughput["precision"] == "fp32"
+    assert json.loads((out / "suite.json").read_text())["raw"]["name"] == "tiny"
+
+    again = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)
+    assert again.finished == [] and all(p.action == "skip" for p in again.planned)
+    assert _records(out) == first, "complete runs are not touched"
+
+    changed = load(suite_file, ["train.lr=0.001"])
+    third = runner.run_suite(changed, out, quiet=True, data_root=data_root, threads=1)
+    assert len(third.finished) == 4, "a changed configuration is a new run"
+    assert {k: v for k, v in _records(out).items() if k in first} == first, "earlier results are kept apart"
+
+
+def test_failed_runs_are_recorded_and_retried_only_when_asked(tmp_path, suite_file, data_root):
+    suite = load(suite_file, ["budgets=[100000]", "seeds=[0]"])
+    out = tmp_path / "out"
+    result = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)
+    statuses = {f["run_id"].split("-")[0]: f["status"] for f in result.finished}
+    assert statuses == {"gradcam": "complete", "gain_ext": "failed"}, "one failure does not stop the suite"
+    failed = next(r for r in _records(out).values() if r["status"] == "failed")
+    assert "100000" in failed["error"] and "larger than" in failed["error"]
+    assert [p.action for p in runner.plan(suite, out)] == ["skip", "skip"]
+    retried = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1, retry_failed=True)
+    assert [f["run_id"] for f in retried.finished] == [failed["run_id"]]
+
+
+def test_a_locked_run_is_skipped_by_a_second_runner(tmp_path, suite_file, data_root):
+    suite = load(suite_file, ["seeds=[0]"])
+    out = tmp_path / "out"
+    spec = suite.runs()[0]
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from benchmark.store import RunLock; "
+            "assert RunLock(sys.argv[1], sys.argv[2]).acquire(); print('held', flush=True); time.sleep(60)",
+            str(out),
+            spec.run_id,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        planned = {p.spec.run_id: p.action for p in runner.plan(suite, out)}
+        assert planned[spec.run_id] == "locked"
+        assert runner.execute(spec.to_dict(), str(out), data_root=str(data_root))["status"] == "locked"
+        result = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)
+        assert [f["run_id"] for f in result.finished] == [suite.runs()[1].run_id]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not RunLock(out, spec.run_id).held_elsewhere(), "the kernel drops a dead holder's lock"
+    assert [p.action for p in runner.plan(suite, out)] == ["run", "skip"]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sigkill_midway_then_resume_leaves_every_run_exactly_once(tmp_path, suite_file, data_root, jobs):
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "benchmark", "run", str(suite_file), "--out", str(out), "--quiet", "--no-report",
+        "--threads", "1", "--data-root", str(data_root), "--seeds", "0,1,2", "--jobs", str(jobs),
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            done = [r for r in _safe_records(out) if r["status"] == "complete"]
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("no run completed within 120 s")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the runner only: its pool workers must die with it
+        proc.wait()
+    suite = load(suite_file, seeds=[0, 1, 2])
+    deadline = time.monotonic() + 10
+    try:
+        while any(RunLock(out, s.run_id).held_elsewhere() for s in suite.runs()):
+            assert time.monotonic() < deadline, "a pool worker outlived the killed runner"
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    before = {r["run_id"]: r for r in _safe_records(out) if r["status"] == "complete"}
+    assert 1 <= len(before) < 6, "killed part-way"
+    mtimes = {rid: (out / "runs" / rid / "model.pt").stat().st_mtime_ns for rid in before}
+
+    assert subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    after = _records(out)
+    assert sorted(after) == sorted(s.run_id for s in suite.runs()), "every run exactly once, no strays"
+    assert all(r["status"] == "complete" for r in after.values())
+    for rid, record in before.items():
+        assert after[rid] == record, f"{rid} was re-trained"
+        assert (out / "runs" / rid / "model.pt").stat().st_mtime_ns == mtimes[rid]
+    assert not list(out.glob("runs/*/.*.tmp")), "no half-written files left"
+
+
+def _safe_records(out: Path) -> list[dict]:
+    records = []
+    for path in out.glob("runs/*/record.json"):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            pytest.fail(f"{path} is not a whole JSON file: records must be written atomically")
+    return records
+
+
+def _comparable(records: dict[str, dict]) -> dict[str, dict]:
+    return {k: {"metrics": r["metrics"], "curve": [{**c, "seconds": 0} for c in r["curve"]]} for k, r in records.items()}
+
+
+def test_submitit_local_executor_and_process_pool_give_the_in_process_records(tmp_path, suite_file, data_root):
+    suite = load(suite_file, ["seeds=[0]", "timing.enabled=false"])
+    results = {}
+    for launcher, jobs in (("inprocess", 1), ("submitit-local", 2), ("local", 2)):
+        out = tmp_path / launcher
+        result = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1, launcher=launcher, jobs=jobs)
+        assert sorted(f["status"] for f in result.finished) == ["complete", "complete"], result.finished
+        results[launcher] = _comparable(_records(out))
+    assert results["submitit-local"] == results["inprocess"]
+    assert results["local"] == results["inprocess"]
+    assert list((tmp_path / "submitit-local" / "submitit").iterdir()), "submitit kept its job logs"
+
+
+def test_filters_and_dry_run(tmp_path, suite_file, data_root, capsys):
+    suite = load(suite_file)
+    chosen = runner.plan(suite, tmp_path, filters=runner.parse_filters(["method=gain_ext,seed=1"]))
+    assert [(p.spec.method, p.spec.seed) for p in chosen] == [("gain_ext", 1)]
+    either = runner.plan(suite, tmp_path, filters=runner.parse_filters(["seed=0,seed=1", "method=gradcam"]))
+    assert len(either) == 2
+    with pytest.raises(SuiteError, match="unknown key 'lr'"):
+        runner.parse_filters(["lr=1"])
+    assert main(["run", str(suite_file), "--out", str(tmp_path / "o"), "--dry-run", "--only", "budget=9"]) == 0
+    text = capsys.readouterr().out
+    assert "2 of 2 runs would run" in text and "not run yet" in text
+    assert not (tmp_path / "o").exists(), "a dry run writes nothing"
+
+
+def test_cli_run_status_report_and_errors(tmp_path, suite_file, data_root, capsys):
+    out = tmp_path / "o"
+    args = ["run", str(suite_file), "--out", str(out), "--quiet", "--seeds", "0", "--data-root", str(data_root)]
+    assert main([*args, "--only", "method=gradcam"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 run(s) executed" in printed and f"report: {(out / 'index.html').resolve()}" in printed
+    assert (out / "index.html").is_file() and (out / "results.csv").is_file()
+    assert main(["status", str(out)]) == 0
+    assert "2 runs: 1 complete, 1 missing" in capsys.readouterr().out
+    assert main(["run", str(suite_file), "--set", "train.epochs=0", "--out", str(out)]) == 2
+    assert "train.epochs=0" in capsys.readouterr().err
+    assert main(["run", str(suite_file), "--seeds", "a,b"]) == 2
+    assert main(["status", str(tmp_path / "nothing")]) == 2
+    assert "not a suite results folder" in capsys.readouterr().err
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "quick:" in listed and "gain_ext (uses pixel labels)" in listed and "synthetic-boats" in listed
+
+
+def test_slurm_launcher_maps_the_suite_resources(tmp_path, suite_file, monkeypatch):
+    suite = load(suite_file, ["slurm.partition=gpu", "slurm.gpus_per_node=1", "slurm.account=lab", "slurm.mem_gb=32"])
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(SuiteError, match="--launcher slurm: .*srun.*--launcher local"):
+        runner.make_executor(suite, "slurm", tmp_path / "%j")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    executor = runner.make_executor(suite, "slurm", tmp_path / "%j")
+    script = executor._executor._make_submission_file_text("python -m job", "uid")
+    for line in ("--partition=gpu", "--gpus-per-node=1", "--account=lab", "--mem=32GB", "--cpus-per-task=4",
+                 "--time=60", "--job-name=gain-bench-tiny"):  # fmt: skip
+        assert line in script, line

@@ -1,0 +1,115 @@
+import pytest
+
+from benchmark import suites
+from benchmark.suites import SuiteError, apply_overrides, from_dict, load
+
+MINIMAL = {"name": "t", "methods": {"gradcam": {}, "gain_ext": {}}}
+
+
+def test_shipped_suites_load_and_expand():
+    quick = load("quick")
+    runs = quick.runs()
+    assert {r.method for r in runs} == {"gradcam", "gain", "gain_ext"}
+    assert sorted({r.budget for r in runs if r.method == "gain_ext"}) == [9, 23, 78, 200, 1464]
+    assert {r.budget for r in runs if r.method != "gain_ext"} == {0}
+    assert len(quick.seeds) >= 3 and len(runs) == 7 * len(quick.seeds)
+    assert all(r.suite == "quick" for r in runs)
+    assert len({r.run_id for r in runs}) == len(runs)
+    smoke = load("smoke")
+    assert smoke.train.epochs <= 2 and smoke.dataset_params["n_train"] <= 400
+
+
+def test_run_order_follows_the_file_and_entries_resolve_params():
+    suite = from_dict(
+        {
+            "name": "t",
+            "seeds": [3],
+            "budgets": [9],
+            "methods": {
+                "gain_ext": {"budgets": [78, 9]},
+                "energy": {"method": "gain_ext", "e_loss": "outside_energy"},
+                "gradcam": {},
+            },
+        }
+    )
+    runs = suite.runs()
+    assert [(r.method, r.budget) for r in runs] == [("gain_ext", 78), ("gain_ext", 9), ("gain_ext", 9), ("gradcam", 0)]
+    assert runs[2].method_params == {"e_loss": "outside_energy"} and runs[2].run_id != runs[1].run_id
+    assert {r.seed for r in runs} == {3}
+
+
+def test_duplicate_entries_are_one_run():
+    suite = from_dict({"name": "t", "seeds": [0], "methods": {"gradcam": {}, "again": {"method": "gradcam"}}})
+    assert len(suite.runs()) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"bogus": 1}, "unknown key bogus"),
+        ({"seeds": []}, "seeds = []: allowed: a non-empty list of integers >= 0"),
+        ({"seeds": [0, "1"]}, "seeds"),
+        ({"budgets": [0]}, "budgets = [0]"),
+        ({"device": "tpu"}, "device = 'tpu'"),
+        ({"name": ""}, "name = ''"),
+        ({"train": {"epochs": 0}}, "train.epochs=0: allowed: an integer >= 1"),
+        ({"train": {"epoch": 2}}, "unknown train key(s) epoch"),
+        ({"timing": {"iterations": 0}}, "timing.iterations = 0"),
+        ({"timing": {"speed": 1}}, "unknown key timing.speed"),
+        ({"slurm": {"gpus_per_node": -1}}, "slurm.gpus_per_node = -1"),
+        ({"methods": {}}, "at least one method"),
+        ({"methods": {"gian": {}}}, "methods.gian: unknown method 'gian'"),
+        ({"methods": {"gain": {"alpah": 1}}}, "methods.gain: method 'gain': unknown parameter(s) alpah"),
+        ({"methods": {"gradcam": {"budgets": [9]}}}, "uses no pixel labels"),
+        ({"data": {"rho": 2.0}}, "[data]: SyntheticConfig.rho=2.0"),
+        ({"data": {"name": "voc"}}, "[data]: unknown dataset 'voc'"),
+        ({"model": {"attention_layer": "block9"}}, "[model]: small_cnn: unknown attention_layer 'block9'"),
+        ({"model": {"name": "vgg17"}}, "[model]: unknown model 'vgg17'"),
+        ({"audited_class": "ship"}, "audited_class = 'ship': not a class"),
+    ],
+)
+def test_invalid_suites_name_the_key_and_what_is_allowed(change, message):
+    with pytest.raises(SuiteError) as err:
+        from_dict(MINIMAL | change)
+    assert message in str(err.value)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text('name = "x"\n[methods.gradcam\n')
+    with pytest.raises(SuiteError, match=r"broken.toml: not valid TOML"):
+        load(path)
+    path.write_text('name = "x"\nseeds = [0]\n[methods.gradcam]\nlr = 1\n')
+    with pytest.raises(SuiteError, match=r"broken.toml: methods.gradcam: .*unknown parameter"):
+        load(path)
+    with pytest.raises(SuiteError, match="not found.*available: .*quick"):
+        load("no-such-suite")
+
+
+def test_overrides_are_validated_like_the_file():
+    raw = apply_overrides(
+        MINIMAL, ["train.epochs=2", "methods.gain_ext.alpha=0.3", "seeds=[0, 1]", "data.rho=0.95", "name=other"]
+    )
+    suite = from_dict(raw)
+    assert suite.train.epochs == 2 and suite.seeds == (0, 1) and suite.name == "other"
+    assert suite.methods[1].params == {"alpha": 0.3} and suite.dataset_params == {"rho": 0.95}
+    assert MINIMAL["methods"]["gain_ext"] == {}, "overrides work on a copy"
+    with pytest.raises(SuiteError, match="unknown key 'trian'"):
+        apply_overrides(MINIMAL, ["trian.epochs=2"])
+    with pytest.raises(SuiteError, match="expected KEY=VALUE"):
+        apply_overrides(MINIMAL, ["train.epochs"])
+    with pytest.raises(SuiteError, match=r"train.epochs=0"):
+        from_dict(apply_overrides(MINIMAL, ["train.epochs=0"]))
+
+
+def test_load_with_seeds_and_overrides(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('name = "s"\n[methods.gradcam]\n')
+    suite = load(path, ["train.lr=0.01"], seeds=[4, 5])
+    assert suite.seeds == (4, 5) and suite.train.lr == 0.01
+    assert suite.digest != load(path).digest, "the digest covers overrides"
+    assert suite.source == str(path)
+
+
+def test_available_lists_shipped_suites():
+    assert {"quick", "smoke"} <= set(suites.available())
