@@ -238,3 +238,17 @@ def test_slurm_launcher_maps_the_suite_resources(tmp_path, suite_file, monkeypat
     for line in ("--partition=gpu", "--gpus-per-node=1", "--account=lab", "--mem=32GB", "--cpus-per-task=4",
                  "--time=60", "--job-name=gain-bench-tiny"):  # fmt: skip
         assert line in script, line
+
+
+def test_report_escapes_text_from_the_suite(tmp_path, data_root):
+    path = tmp_path / "evil.toml"
+    path.write_text(TINY.replace('name = "tiny"', 'name = "<script>x"\ndescription = "<script>alert(1)</script>"'))
+    suite = load(path, ["seeds=[0]"])
+    out = tmp_path / "out"
+    runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1, filters={"method": {"gradcam"}})
+    from benchmark.report import write_report
+
+    html = write_report(out).read_text()
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;script&gt;x" in html
+    assert "1 complete, 0 failed" in html and "1 missing" in html, "a partial suite renders and says so"
