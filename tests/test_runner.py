@@ -52,10 +52,6 @@ def _records(out: Path) -> dict[str, dict]:
     return {p.parent.name: read_record(p) for p in sorted(out.glob("runs/*/record.json"))}
 
 
-def _metrics_without_timing(record: dict) -> dict:
-    return {k: v for k, v in record["metrics"].items()}
-
-
 def test_suite_runs_once_and_resumes_without_retraining(tmp_path, suite_file, data_root):
     suite = load(suite_file)
     out = tmp_path / "out"
@@ -174,7 +170,7 @@ def _safe_records(out: Path) -> list[dict]:
 
 
 def _comparable(records: dict[str, dict]) -> dict[str, dict]:
-    return {k: {"metrics": r["metrics"], "curve": [{**c, "seconds": 0} for c in r["curve"]]} for k, r in records.items()}
+    return {k: {"metrics": r["metrics"], "curve": [c | {"seconds": 0} for c in r["curve"]]} for k, r in records.items()}
 
 
 def test_submitit_local_executor_and_process_pool_give_the_in_process_records(tmp_path, suite_file, data_root):
@@ -226,7 +222,7 @@ def test_cli_run_status_report_and_errors(tmp_path, suite_file, data_root, capsy
 def test_slurm_launcher_maps_the_suite_resources(tmp_path, suite_file, monkeypatch):
     suite = load(suite_file, ["slurm.partition=gpu", "slurm.gpus_per_node=1", "slurm.account=lab", "slurm.mem_gb=32"])
     monkeypatch.setenv("PATH", "")
-    with pytest.raises(SuiteError, match="--launcher slurm: .*srun.*--launcher local"):
+    with pytest.raises(SuiteError, match=r"--launcher slurm: .*srun.*--launcher local"):
         runner.make_executor(suite, "slurm", tmp_path / "%j")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -82,7 +82,7 @@ def test_file_errors_name_the_file(tmp_path):
     path.write_text('name = "x"\nseeds = [0]\n[methods.gradcam]\nlr = 1\n')
     with pytest.raises(SuiteError, match=r"broken.toml: methods.gradcam: .*unknown parameter"):
         load(path)
-    with pytest.raises(SuiteError, match="not found.*available: .*quick"):
+    with pytest.raises(SuiteError, match=r"not found.*available: .*quick"):
         load("no-such-suite")
 
 
