@@ -196,7 +196,9 @@ def paired_bootstrap(
             )
     distribution = values.mean(1)
     difference = float(np.mean([_value(a, statistic) - _value(b, statistic) for a, b in pairs]))
-    return PairedComparison(difference, *_percentiles(distribution, confidence), bootstrap_p(distribution), distribution)
+    return PairedComparison(
+        difference, *_percentiles(distribution, confidence), bootstrap_p(distribution), distribution
+    )
 
 
 def bootstrap_p(distribution: np.ndarray) -> float:

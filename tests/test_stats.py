@@ -59,9 +59,10 @@ def test_same_seed_same_interval_and_other_seed_differs():
     assert (a.low, a.high) != (c.low, c.high)
     other = [x[::-1] for x in per_seed]
     assert paired_bootstrap(per_seed, other, rng=3)[:4] == paired_bootstrap(per_seed, other, rng=3)[:4]
-    assert probability_of_improvement([1, 2, 3], [2, 2, 1], rng=5)[:3] == probability_of_improvement(
-        [1, 2, 3], [2, 2, 1], rng=5
-    )[:3]
+    assert (
+        probability_of_improvement([1, 2, 3], [2, 2, 1], rng=5)[:3]
+        == probability_of_improvement([1, 2, 3], [2, 2, 1], rng=5)[:3]
+    )
 
 
 def _naive_two_level(per_seed, n, rng):
