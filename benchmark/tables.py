@@ -100,6 +100,21 @@ def _shifted(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
     return run.decision("class_without_context"), ~run.decision("context_without_class")
 
 
+def _rate(role: str, positive: bool) -> Grouper:
+    """Per image of `role`: whether the decision is `positive` (the paper's shifted-group rows)."""
+
+    def groups(run: Run) -> tuple[np.ndarray, ...] | None:
+        return (run.decision(role) == positive,) if _has(run, role) else None
+
+    return groups
+
+
+def _shifted_logits(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+    if not _has(run, "class_without_context", "context_without_class"):
+        return None
+    return run.column("class_without_context", "logits"), run.column("context_without_class", "logits")
+
+
 def _worst_group(run: Run) -> tuple[np.ndarray, ...]:
     """The four groups of `metrics.group_accuracies` as per-image correctness; empty groups left out."""
     label, context = run.column("val", "labels") > 0.5, run.preds["val"]["has_context"] > 0.5
@@ -130,14 +145,14 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef(
         "class_without_context",
         ("class_without_context",),
-        lambda r: _shifted(r)[:1] if _shifted(r) else None,
+        _rate("class_without_context", True),
         binary=True,
         degenerate="shifted_degenerate",
     ),
     MetricDef(
         "context_without_class",
         ("context_without_class",),
-        lambda r: _shifted(r)[1:] if _shifted(r) else None,
+        _rate("context_without_class", False),
         binary=True,
         degenerate="shifted_degenerate",
     ),
@@ -151,11 +166,7 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef(
         "shifted_auroc",
         ("class_without_context", "context_without_class"),
-        lambda r: (
-            (r.column("class_without_context", "logits"), r.column("context_without_class", "logits"))
-            if _has(r, "class_without_context", "context_without_class")
-            else None
-        ),
+        _shifted_logits,
         batched_auroc,
     ),
     MetricDef(
@@ -375,7 +386,9 @@ def paired_table(
         base_by_seed = {r.spec["seed"]: r for r in base_group}
         pairs = [(r, base_by_seed[r.spec["seed"]]) for r in group if r.spec["seed"] in base_by_seed]
         for m in METRICS:
-            found = [(r, b, gr, gb) for r, b in pairs if (gr := m.groups(r)) is not None and (gb := m.groups(b))]
+            found = [
+                (r, b, gr, gb) for r, b in pairs if (gr := m.groups(r)) is not None and (gb := m.groups(b)) is not None
+            ]
             found = [f for f in found if [len(g) for g in f[2]] == [len(g) for g in f[3]]]
             if not found:
                 continue
