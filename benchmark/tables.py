@@ -204,22 +204,25 @@ def load_runs(roots: list[Path]) -> tuple[list[Run], pd.DataFrame]:
             row = {"run_id": record.get("run_id", path.parent.name), "config": config, "label": label}
             predictions = path.parent / "predictions.csv"
             if record.get("status") != "complete":
+                kind = "incomplete or failed"
                 reason = f"status {record.get('status')!r}" + (f": {record['error']}" if record.get("error") else "")
             elif not predictions.exists():
-                reason = "no predictions.csv"
+                kind, reason = "without predictions", "no predictions.csv"
             elif row["run_id"] in seen:
-                reason = f"duplicate of run {row['run_id']} (first one kept)"
+                kind, reason = "duplicate", f"duplicate of run {row['run_id']} (first one kept)"
             else:
                 preds, classes = read_predictions(predictions)
                 audited = record["spec"].get("audited_class", "boat")
-                if audited not in classes:
-                    reason = f"audited class {audited!r} not among the classes of {predictions}"
-                else:
+                if audited in classes:
                     seen.add(row["run_id"])
                     runs.append(Run(record, preds, classes, classes.index(audited), config, label))
                     continue
-            excluded.append(row | {"path": str(path), "reason": reason})
-    return runs, pd.DataFrame(excluded, columns=["run_id", "config", "label", "path", "reason"])
+                kind, reason = (
+                    "unknown audited class",
+                    f"audited class {audited!r} not among the classes of {predictions}",
+                )
+            excluded.append(row | {"path": str(path), "kind": kind, "reason": reason})
+    return runs, pd.DataFrame(excluded, columns=["run_id", "config", "label", "path", "kind", "reason"])
 
 
 def _run_columns(run: Run) -> dict[str, Any]:
@@ -479,8 +482,11 @@ def paper_table(aggregated: pd.DataFrame, excluded: pd.DataFrame | None = None, 
     ]
     if marked:
         notes.append("† the decision is constant on that split in at least one seed (degenerate classifier)")
+    if (seeds == 1).any():
+        notes.append("with 1 seed the interval holds the image-level variation only")
     if excluded is not None and len(excluded):
-        notes.append(f"excluded: {len(excluded)} run(s) incomplete, failed or without predictions")
+        counts = excluded["kind"].value_counts(sort=False)
+        notes.append(f"excluded: {len(excluded)} run(s): " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
     table.attrs["footnotes"] = notes
     return table
 

@@ -223,7 +223,8 @@ def test_paper_table_layout_and_cli(root, tmp_path, capsys):
     assert all(cell.match(c) for c in table.to_numpy().ravel()), table
     assert table.loc["overall", "GAIN_ext-78"].endswith("†") and not table.loc["overall", "Grad-CAM"].endswith("†")
     text = format_paper_table(table)
-    assert "† the decision is constant" in text and "excluded: 2 run(s)" in text
+    assert "† the decision is constant" in text
+    assert "excluded: 2 run(s): 1 incomplete or failed, 1 without predictions" in text
     assert "GAIN_ext-78: gain_ext-78 train.epochs=1, 2 seed(s)" in text
 
     assert main(["table", str(root), "--csv", str(tmp_path / "csv")]) == 0
