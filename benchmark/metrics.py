@@ -115,20 +115,23 @@ def cam_segmentation(
     """
     h, w = pair_maps.shape[-2:]
     device = pair_maps.device
+    best = torch.full((n_images, h, w), float(bg_threshold), dtype=pair_maps.dtype, device=device)
+    label = torch.zeros(n_images, h, w, dtype=torch.long, device=device)
     if pair_maps.shape[0] == 0:
-        return torch.zeros(n_images, h, w, dtype=torch.long, device=device)
+        return label
+    pair_image = pair_image.to(device, torch.long)
     order = torch.argsort(pair_image, stable=True)
     counts = torch.bincount(pair_image, minlength=n_images)
     starts = torch.cumsum(counts, 0) - counts
     rank = torch.empty_like(pair_image)
     rank[order] = torch.arange(pair_image.numel(), device=device) - starts[pair_image[order]]
-    slots = int(rank.max()) + 2
-    stack = torch.full((n_images, slots, h, w), -torch.inf, dtype=pair_maps.dtype, device=device)
-    stack[:, 0] = bg_threshold
-    stack[pair_image, rank + 1] = pair_maps
-    label = torch.zeros(n_images, slots, dtype=torch.long, device=device)
-    label[pair_image, rank + 1] = pair_class.to(torch.long) + 1
-    return label.gather(1, stack.argmax(1).flatten(1)).view(n_images, h, w)
+    for r in range(int(rank.max()) + 1):  # rounds in which every image appears at most once
+        sel = (rank == r).nonzero().squeeze(1)
+        image, maps = pair_image[sel], pair_maps[sel]
+        better = maps > best[image]
+        best[image] = torch.where(better, maps, best[image])
+        label[image] = torch.where(better, (pair_class[sel].to(torch.long) + 1).view(-1, 1, 1), label[image])
+    return label
 
 
 def segmentation_counts(
