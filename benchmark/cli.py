@@ -88,20 +88,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from benchmark.summary import format_table, load_records, summarise
+    from benchmark.tables import build_tables, format_paper_table, write_csv
 
     try:
-        records = load_records(args.dirs)
+        tables = build_tables(args.dirs)
     except ValueError as err:
         print(f"gain-bench: error: {err}", file=sys.stderr)
         return 2
-    if not records:
+    if tables["tidy"].empty:
+        excluded = len(tables["excluded"])
         print(
-            f"gain-bench: no run records under {', '.join(map(str, args.dirs))} (expected runs/*/record.json)",
+            f"gain-bench: no complete run records under {', '.join(map(str, args.dirs))} (expected runs/*/record.json"
+            f" beside predictions.csv{f'; {excluded} run(s) excluded' if excluded else ''})",
             file=sys.stderr,
         )
         return 2
-    print(format_table(summarise(records)))
+    print(format_paper_table(tables["paper"]))
+    if getattr(args, "csv", None):
+        paths = write_csv(tables, args.csv)
+        print(f"tables written: {', '.join(str(p) for p in paths)}")
     return 0
 
 
@@ -263,8 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
-    tb = sub.add_parser("table", help="mean ± sd over seeds of each configuration's paper-table row")
+    tb = sub.add_parser("table", help="the paper's table: mean [95% bootstrap interval] over seeds per configuration")
     tb.add_argument("dirs", nargs="+", type=Path, help="output roots holding runs/*/record.json")
+    tb.add_argument("--csv", type=Path, metavar="DIR", help="also write the tidy, aggregated, paired and paper tables")
     tb.set_defaults(func=cmd_table)
     m = sub.add_parser("methods", help="list the methods and their hyperparameters")
     m.set_defaults(func=cmd_methods)

@@ -1,7 +1,9 @@
 """`predictions.csv`: per image, everything needed to recompute a run's metrics and paired tests without the model.
 
 Floats are written with 9 significant digits, which round-trips float32 exactly, so a metric recomputed from the
-file equals the recorded one (thresholds and ties included).
+file equals the recorded one (thresholds and ties included). Columns added later (the localisation metrics, the CAM
+segmentation counts) are optional when reading, so older files still load; the CAM counts are written for the roles
+that have them (val) and left empty elsewhere.
 """
 
 from __future__ import annotations
@@ -13,11 +15,18 @@ from pathlib import Path
 import numpy as np
 
 FLOAT = "{:.9g}"
+LOCALISATION = ("relevance_mass", "pointing_hit", "iou_at_tau")
+"""Per-image localisation metrics of the audited class's map (NaN where the image has no object mask)."""
 
 
 def predictions_csv(preds: dict[str, dict[str, np.ndarray]], classes: tuple[str, ...]) -> str:
-    """One row per evaluated image: role, id, pair, context flag, labels, logits and scores of every class, and the
-    audited class's attention share on the context and on the object, and the context's area share."""
+    """One row per evaluated image: role, id, pair, context flag, labels, logits and scores of every class, the
+    audited class's attention share on the context and on the object, the context's area share, the localisation
+    metrics (`LOCALISATION`) where computed, and the per-label CAM segmentation counts `cam_inter_<label>` /
+    `cam_union_<label>` (labels `background`, *classes) where computed."""
+    local = [k for k in LOCALISATION if any(k in p for p in preds.values())]
+    cam = any("cam_intersection" in p for p in preds.values())
+    labels = ("background", *classes)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
@@ -33,6 +42,8 @@ def predictions_csv(preds: dict[str, dict[str, np.ndarray]], classes: tuple[str,
             "context_share",
             "object_share",
             "context_area",
+            *local,
+            *([f"cam_inter_{c}" for c in labels] + [f"cam_union_{c}" for c in labels] if cam else []),
         ]
     )
     for role, p in preds.items():
@@ -48,9 +59,17 @@ def predictions_csv(preds: dict[str, dict[str, np.ndarray]], classes: tuple[str,
                     *[FLOAT.format(v) for v in p["logits"][i]],
                     *[FLOAT.format(v) for v in p["scores"][i]],
                     *[FLOAT.format(p[k][i]) for k in ("context_share", "object_share", "context_area")],
+                    *[FLOAT.format(p[k][i]) if k in p else "" for k in local],
+                    *(_counts(p, i, len(labels)) if cam else []),
                 ]
             )
     return buffer.getvalue()
+
+
+def _counts(p: dict[str, np.ndarray], i: int, n_labels: int) -> list[int | str]:
+    if "cam_intersection" not in p:
+        return [""] * (2 * n_labels)
+    return [int(v) for v in p["cam_intersection"][i]] + [int(v) for v in p["cam_union"][i]]
 
 
 def read_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], tuple[str, ...]]:
@@ -75,11 +94,20 @@ def read_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], tupl
                 for k in ("context_share", "object_share", "context_area")
             },
         }
+        for k in LOCALISATION:
+            if k in rows[0] and all(r[k] != "" for r in part):
+                out[role][k] = np.asarray([float(r[k]) for r in part], np.float32)
+        labels = ("background", *classes)
+        if f"cam_inter_{labels[0]}" in rows[0] and all(r[f"cam_inter_{labels[0]}"] != "" for r in part):
+            for key, prefix in (("cam_intersection", "cam_inter_"), ("cam_union", "cam_union_")):
+                out[role][key] = np.asarray([[int(r[prefix + c]) for c in labels] for r in part], np.int64)
     return out, classes
 
 
 def audited_view(p: dict[str, np.ndarray], class_index: int) -> dict[str, np.ndarray]:
-    """The per-image arrays of the audited class that `metrics.audit_metrics` reads."""
+    """The per-image arrays of the audited class that `metrics.audit_metrics` reads (plus every class's scores and
+    labels for mAP, and whatever localisation and CAM columns the role has)."""
+    optional = (*LOCALISATION, "cam_intersection", "cam_union")
     return {
         "score": p["scores"][:, class_index],
         "logit": p["logits"][:, class_index],
@@ -88,4 +116,7 @@ def audited_view(p: dict[str, np.ndarray], class_index: int) -> dict[str, np.nda
         "context_share": p["context_share"],
         "context_area": p["context_area"],
         "pair": p["pair"],
+        "scores_all": p["scores"],
+        "labels_all": p["labels"],
+        **{k: p[k] for k in optional if k in p},
     }

@@ -22,7 +22,16 @@ from benchmark.datasets import synthetic
 from benchmark.datasets.budgets import budget_pool, nested_budget
 from benchmark.datasets.tensors import TensorSplit
 from benchmark.methods import Method, build_method
-from benchmark.metrics import audit_metrics, region_share
+from benchmark.metrics import (
+    IOU_TAU,
+    attention_iou,
+    audit_metrics,
+    cam_segmentation,
+    pointing_game,
+    region_share,
+    relevance_mass,
+    segmentation_counts,
+)
 from benchmark.models import SplitModel, build_model
 from benchmark.predictions import audited_view, predictions_csv
 from benchmark.spec import RunSpec, TrainSettings
@@ -106,7 +115,7 @@ def run(
         preds = predict(model, data, class_index, spec, device)
         record["timings"]["eval_seconds"] = time.perf_counter() - started
         audited = {role: audited_view(p, class_index) for role, p in preds.items()}
-        record["metrics"] = audit_metrics(audited, spec.train.threshold)
+        record["metrics"] = audit_metrics(audited, spec.train.threshold, classes=classes)
         images = sum(epoch["steps_images"] for epoch in record["curve"])
         record["timings"]["train_images_per_s"] = images / record["timings"]["train_seconds"]
         write_atomic(out / "predictions.csv", predictions_csv(preds, classes))
@@ -191,7 +200,12 @@ def fit(
 def predict(
     model: SplitModel, data: dict[str, TensorSplit], class_index: int, spec: RunSpec, device: str = "cpu"
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Per-image scores for every class and the audited class's attention on context and object, for every role."""
+    """Per-image scores for every class and the audited class's attention on context and object, for every role.
+
+    Also per image, against the audited class's mask (255 = ignored): `relevance_mass`, `pointing_hit` and
+    `iou_at_tau` (NaN without object pixels); on `val`, the CAM segmentation from the maps of each image's
+    ground-truth classes as per-label intersection/union counts (`cam_intersection`, `cam_union`, `[N,K+1]`).
+    """
     was_training = model.training
     model.eval()
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -212,12 +226,19 @@ def predict(
             context = batch.get("context", torch.zeros_like(batch["mask"]))
             if not bool(torch.isfinite(logits).all()):
                 raise NonFiniteLoss(f"non-finite logits on {role} after training: the weights diverged")
+            mask = batch["mask"]
+            obj, valid = mask == class_index + 1, mask != 255
             found = {
                 "logits": logits.detach(),
                 "context_share": region_share(maps, context > 0),
-                "object_share": region_share(maps, batch["mask"] == class_index + 1),
+                "object_share": region_share(maps, obj),
                 "context_area": (context > 0).flatten(1).float().mean(1),
+                "relevance_mass": relevance_mass(maps, obj, valid),
+                "pointing_hit": pointing_game(maps, obj, valid),
+                "iou_at_tau": attention_iou(maps, obj, IOU_TAU, valid),
             }
+            if role == "val":
+                found["cam_intersection"], found["cam_union"] = _cam_counts(features, logits, batch)
             for key, value in found.items():
                 chunks.setdefault(key, []).append(value.cpu())
         arrays = {k: torch.cat(v).numpy() for k, v in chunks.items()}
@@ -240,6 +261,18 @@ def _throughput(
     has_mask = torch.full((rows.numel(),), method.uses_pixel_labels)
     batch = train.batch(rows, has_mask=has_mask, device=device, mean=model.mean, std=model.std)
     return measure(model, method, batch, class_index, settings)
+
+
+def _cam_counts(
+    features: torch.Tensor, logits: torch.Tensor, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Intersection/union counts per image and label of the CAM segmentation from the ground-truth classes' maps."""
+    image, cls = (batch["labels"] > 0.5).nonzero(as_tuple=True)
+    size = batch["image"].shape[-2:]
+    with torch.enable_grad():
+        maps = grad_cam_from(features, logits, cls, image_index=image, size=size).detach()
+    pred = cam_segmentation(maps, cls, image, features.shape[0])
+    return segmentation_counts(pred, batch["mask"], logits.shape[1] + 1)
 
 
 def load_checkpoint(path: Path, model: SplitModel) -> SplitModel:

@@ -2,7 +2,21 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.metrics import audit_metrics, auroc, is_degenerate, region_share
+from benchmark.metrics import (
+    attention_iou,
+    audit_metrics,
+    auroc,
+    average_precision,
+    cam_segmentation,
+    group_accuracies,
+    is_degenerate,
+    mean_average_precision,
+    mean_iou,
+    pointing_game,
+    region_share,
+    relevance_mass,
+    segmentation_counts,
+)
 
 
 def test_auroc_counts_ties_as_half():
@@ -89,3 +103,133 @@ def test_counterfactual_rows_must_be_aligned_by_pair():
     }
     with pytest.raises(ValueError, match="cf_context_swapped: rows are not aligned by pair"):
         audit_metrics(preds)
+
+
+def test_average_precision_against_hand_computed_values():
+    # ranks: hit (P 1, R 1/2), miss, hit (P 2/3, R 1), miss -> 1/2 * 1 + 1/2 * 2/3
+    assert average_precision(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 0])) == pytest.approx(5 / 6)
+    # a tie enters as one threshold: {0.9: miss}, {0.5, 0.5: one hit, one miss} -> R 1 at P 1/3
+    assert average_precision(np.array([0.9, 0.5, 0.5]), np.array([0, 1, 0])) == pytest.approx(1 / 3)
+    assert average_precision(np.array([0.2, 0.9, 0.1]), np.array([0, 1, 0])) == 1.0
+    assert np.isnan(average_precision(np.array([0.2, 0.3]), np.array([0, 0])))
+    scores = np.array([[0.9, 0.1, 0.3], [0.8, 0.7, 0.2], [0.7, 0.6, 0.1], [0.6, 0.2, 0.4]])
+    labels = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    m, ap = mean_average_precision(scores, labels)
+    assert ap[0] == pytest.approx(5 / 6) and ap[1] == pytest.approx(1.0) and np.isnan(ap[2])
+    assert m == pytest.approx((5 / 6 + 1) / 2), "classes without a positive are left out of the mean"
+
+
+def _maps(*rows):
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+OBJECT = torch.tensor([[[True, False], [True, False]]])
+
+
+def test_relevance_mass_all_zero_maps_and_ignored_pixels():
+    maps = _maps([[0.6, 0.2], [0.2, 0.0]], [[0.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]])
+    region = OBJECT.expand(3, 2, 2).clone()
+    region[2] = False
+    mass = relevance_mass(maps, region)
+    assert mass[0] == pytest.approx(0.8)
+    assert mass[1] == 0.0, "an all-zero map has no mass on the object"
+    assert torch.isnan(mass[2]), "no object: undefined"
+    valid = torch.tensor([[[True, False], [True, True]]])
+    assert relevance_mass(maps[:1], region[:1], valid)[0] == pytest.approx(0.8 / 0.8)
+
+
+def test_pointing_game_ties_zero_maps_and_missing_objects():
+    maps = _maps(
+        [[1.0, 0.2], [0.1, 0.0]],  # max inside: hit
+        [[0.1, 1.0], [0.0, 0.3]],  # max outside: miss
+        [[0.2, 1.0], [1.0, 0.0]],  # tied maxima, one inside: hit
+        [[0.2, 1.0], [0.0, 1.0]],  # tied maxima, none inside: miss
+        [[0.0, 0.0], [0.0, 0.0]],  # all-zero: points nowhere, a miss (not a tie of four maxima)
+        [[1.0, 0.0], [0.0, 0.0]],  # no object in the mask: NaN
+    )
+    region = OBJECT.expand(6, 2, 2).clone()
+    region[5] = False
+    hit = pointing_game(maps, region)
+    np.testing.assert_array_equal(hit[:5].numpy(), [1, 0, 1, 0, 0])
+    assert torch.isnan(hit[5])
+    valid = torch.tensor([[[True, False], [True, True]]])
+    # the peak sits on an ignored pixel: the next highest valid pixel (0.3, outside) decides
+    assert pointing_game(_maps([[0.1, 1.0], [0.0, 0.3]]), OBJECT, valid)[0] == 0.0
+    assert pointing_game(_maps([[0.5, 1.0], [0.0, 0.3]]), OBJECT, valid)[0] == 1.0
+
+
+def test_attention_iou_at_tau():
+    maps = _maps([[0.9, 0.6], [0.2, 0.0]], [[0.0, 0.0], [0.0, 0.0]], [[0.9, 0.1], [0.5, 0.1]], [[1.0, 0.0], [0.0, 0.0]])
+    region = OBJECT.expand(4, 2, 2).clone()
+    region[3] = False
+    iou = attention_iou(maps, region, tau=0.5)
+    assert iou[0] == pytest.approx(1 / 3), "{(0,0),(0,1)} vs {(0,0),(1,0)}"
+    assert iou[1] == 0.0, "an all-zero map selects nothing"
+    assert iou[2] == 1.0, "the threshold is inclusive (map >= tau)"
+    assert torch.isnan(iou[3])
+    assert attention_iou(maps[:1], region[:1], tau=0.1)[0] == pytest.approx(2 / 3)
+
+
+def test_cam_segmentation_and_voc_miou():
+    # image 0 has classes 0 and 2; image 1 has class 1; image 2 none (all background)
+    pair_maps = _maps(
+        [[0.9, 0.1], [0.5, 0.0]],  # image 0, class 0
+        [[0.3, 0.8], [0.5, 0.1]],  # image 0, class 2 (ties with class 0 at 0.5: the earlier pair wins)
+        [[0.2, 0.1], [0.7, 0.0]],  # image 1, class 1 (0.2 ties the background: background wins)
+    )
+    pred = cam_segmentation(pair_maps, torch.tensor([0, 2, 1]), torch.tensor([0, 0, 1]), 3, bg_threshold=0.2)
+    expected = torch.tensor([[[1, 3], [1, 0]], [[0, 0], [2, 0]], [[0, 0], [0, 0]]])
+    assert torch.equal(pred, expected)
+    target = torch.tensor([[[1, 3], [3, 255]], [[0, 2], [2, 0]], [[0, 0], [0, 0]]])
+    inter, union = segmentation_counts(pred, target, 4)
+    np.testing.assert_array_equal(inter.numpy(), [[0, 1, 0, 1], [2, 0, 1, 0], [4, 0, 0, 0]])
+    np.testing.assert_array_equal(union.numpy(), [[0, 2, 0, 2], [3, 0, 2, 0], [4, 0, 0, 0]])
+    miou, iou = mean_iou(inter.numpy(), union.numpy())
+    # summed over the split (not a mean of per-image IoUs): background 6/7, classes 0, 1, 2 each 1/2
+    np.testing.assert_allclose(iou, [6 / 7, 0.5, 0.5, 0.5])
+    assert miou == pytest.approx((6 / 7 + 1.5) / 4)
+    miou, iou = mean_iou(np.array([[3, 0, 0]]), np.array([[4, 0, 2]]))
+    assert np.isnan(iou[1]) and miou == pytest.approx(0.375), "labels absent everywhere are left out"
+
+
+def test_worst_group_accuracy_and_empty_groups():
+    preds = {
+        "val": _split([0.9, 0.2, 0.6, 0.4], labels=[1, 1, 0, 1], context=[1, 1, 1, 1]),
+        "class_without_context": _split([0.7, 0.3, 0.2, 0.9]),
+        "context_without_class": _split([0.6, 0.1]),
+    }
+    groups = group_accuracies(preds)
+    assert groups["class_with_context"] == (pytest.approx(1 / 3), 3)
+    assert np.isnan(groups["neither"][0]) and groups["neither"][1] == 0
+    m = audit_metrics(preds)
+    assert m["empty_groups"] == ["neither"], "an empty group is skipped and named"
+    assert m["worst_group"] == "class_with_context" and m["worst_group_accuracy"] == pytest.approx(1 / 3)
+    preds["val"] = _split([0.9, 0.2], labels=[1, 0], context=[1, 0])
+    m = audit_metrics(preds)
+    assert m["empty_groups"] == [] and m["group_accuracy_neither"] == 1.0
+    assert m["worst_group"] == "class_without_context" and m["worst_group_accuracy"] == 0.5
+
+
+def test_localisation_map_and_cam_summaries():
+    val = _split([0.9, 0.2, 0.6, 0.4], labels=[1, 1, 0, 1])
+    val["context_share"] = np.array([0.5, np.nan, 0.5, 0.5])
+    val |= {
+        "relevance_mass": np.array([0.8, 0.0, np.nan, np.nan]),
+        "pointing_hit": np.array([1.0, 0.0, np.nan, np.nan]),
+        "iou_at_tau": np.array([0.5, 0.0, np.nan, np.nan]),
+        "scores_all": np.array([[0.9, 0.1], [0.2, 0.3], [0.6, 0.9], [0.4, 0.2]]),
+        "labels_all": np.array([[1, 0], [1, 1], [0, 0], [1, 0]]),
+        "cam_intersection": np.array([[3, 1, 0], [2, 0, 0], [4, 0, 0], [1, 0, 0]]),
+        "cam_union": np.array([[4, 2, 0], [3, 1, 0], [4, 0, 0], [2, 0, 0]]),
+    }
+    preds = {"val": val, "class_without_context": _split([0.7]), "context_without_class": _split([0.6])}
+    m = audit_metrics(preds, classes=("boat", "car"))
+    assert m["localisation_images"] == 2 and m["localisation_zero_maps"] == 1
+    assert m["relevance_mass"] == pytest.approx(0.4) and m["pointing_game"] == 0.5 and m["attention_iou"] == 0.25
+    assert m["attention_iou_tau"] == 0.5
+    assert m["val_ap_boat"] == pytest.approx(average_precision(val["scores_all"][:, 0], val["labels_all"][:, 0]))
+    assert m["val_ap_car"] == 0.5, "one miss ranked above the one positive"
+    assert m["val_map"] == pytest.approx((m["val_ap_boat"] + 0.5) / 2)
+    assert m["cam_iou_background"] == pytest.approx(10 / 13) and m["cam_iou_boat"] == pytest.approx(1 / 3)
+    assert "cam_iou_car" not in m, "a label absent from predictions and masks is left out"
+    assert m["cam_miou"] == pytest.approx((10 / 13 + 1 / 3) / 2)

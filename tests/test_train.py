@@ -65,7 +65,7 @@ def test_one_run_end_to_end(tmp_path, data_root):
         "cf_context_swapped": 30,
         "cf_object_removed": 30,
     }
-    recomputed = audit_metrics({role: audited_view(p, 0) for role, p in preds.items()}, 0.5)
+    recomputed = audit_metrics({role: audited_view(p, 0) for role, p in preds.items()}, 0.5, classes=classes)
     assert json.loads(json.dumps(recomputed)) == metrics, "metrics must be recomputable from predictions.csv"
 
     model = load_checkpoint(out / "model.pt", build_model("small_cnn", 5))

@@ -1,0 +1,525 @@
+"""Result tables from run records and their `predictions.csv`: tidy, aggregated over seeds, paired against the
+baseline, and the paper's layout (Table 4 of GAIN, with intervals).
+
+Every interval is recomputed from the per-image predictions, not from the record's numbers, so it holds both the
+seed-to-seed and the test-set variation (`stats.hierarchical_bootstrap`). Incomplete or failed runs, runs without
+predictions and duplicates of a run are left out and listed in the `excluded` table. Each bootstrap draws from a
+generator seeded by (`seed`, configuration, metric), so adding a configuration or a metric never changes the others'
+intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.predictions import read_predictions
+from benchmark.stats import (
+    N_RESAMPLES,
+    Statistic,
+    batched_auroc,
+    batched_mean,
+    hierarchical_bootstrap,
+    holm,
+    mcnemar_exact,
+    mean_of_means,
+    min_of_means,
+    paired_bootstrap,
+    probability_of_improvement,
+    seed_mean_sd,
+)
+from benchmark.store import read_record
+from benchmark.summary import configuration
+
+BASELINE = "gradcam"
+DISPLAY = {"gradcam": "Grad-CAM", "gain": "GAIN", "gain_ext": "GAIN_ext"}
+# Spec keys that make two configurations a method-vs-baseline pair when everything else is equal.
+METHOD_KEYS = ("method", "method_params", "budget", "budget_seed", "seed", "suite")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One complete run: its record, its per-role predictions and the audited class's column."""
+
+    record: dict[str, Any]
+    preds: dict[str, dict[str, np.ndarray]]
+    classes: tuple[str, ...]
+    class_index: int
+    config: str
+    label: str
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.record["spec"]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.record["metrics"].get("threshold", self.spec.get("train", {}).get("threshold", 0.5)))
+
+    def decision(self, role: str) -> np.ndarray:
+        return self.preds[role]["scores"][:, self.class_index] >= self.threshold
+
+    def column(self, role: str, key: str) -> np.ndarray:
+        return self.preds[role][key][:, self.class_index]
+
+
+Grouper = Callable[[Run], tuple[np.ndarray, ...] | None]
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """How to get a metric's per-image groups from a run, and how to score and compare them."""
+
+    name: str
+    roles: tuple[str, ...]
+    groups: Grouper
+    statistic: Statistic = batched_mean
+    higher_is_better: bool = True
+    binary: bool = False  # one group of per-image 0/1 outcomes: the exact McNemar test applies
+    degenerate: str | None = None  # record flag that marks the cell
+
+
+def _has(run: Run, *roles: str) -> bool:
+    return all(r in run.preds for r in roles)
+
+
+def _val_accuracy(run: Run) -> tuple[np.ndarray, ...]:
+    return (run.decision("val") == (run.column("val", "labels") > 0.5),)
+
+
+def _shifted(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+    if not _has(run, "class_without_context", "context_without_class"):
+        return None
+    return run.decision("class_without_context"), ~run.decision("context_without_class")
+
+
+def _rate(role: str, positive: bool) -> Grouper:
+    """Per image of `role`: whether the decision is `positive` (the paper's shifted-group rows)."""
+
+    def groups(run: Run) -> tuple[np.ndarray, ...] | None:
+        return (run.decision(role) == positive,) if _has(run, role) else None
+
+    return groups
+
+
+def _shifted_logits(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+    if not _has(run, "class_without_context", "context_without_class"):
+        return None
+    return run.column("class_without_context", "logits"), run.column("context_without_class", "logits")
+
+
+def _worst_group(run: Run) -> tuple[np.ndarray, ...]:
+    """The four groups of `metrics.group_accuracies` as per-image correctness; empty groups left out."""
+    label, context = run.column("val", "labels") > 0.5, run.preds["val"]["has_context"] > 0.5
+    positive = run.decision("val")
+    groups = [positive[label & context], ~positive[~label & ~context], *(_shifted(run) or ())]
+    return tuple(g for g in groups if g.size)
+
+
+def _context_flip(run: Run) -> tuple[np.ndarray, ...] | None:
+    if not _has(run, "cf_original", "cf_context_swapped"):
+        return None
+    return (run.decision("cf_context_swapped") != run.decision("cf_original"),)
+
+
+def _localisation(key: str) -> Grouper:
+    def groups(run: Run) -> tuple[np.ndarray, ...] | None:
+        val = run.preds["val"]
+        if key not in val:
+            return None
+        located = (run.column("val", "labels") > 0.5) & np.isfinite(val["iou_at_tau"])
+        return (val[key][located].astype(float),)
+
+    return groups
+
+
+METRICS: tuple[MetricDef, ...] = (
+    MetricDef("val_accuracy", ("val",), _val_accuracy, binary=True, degenerate="val_degenerate"),
+    MetricDef(
+        "class_without_context",
+        ("class_without_context",),
+        _rate("class_without_context", True),
+        binary=True,
+        degenerate="shifted_degenerate",
+    ),
+    MetricDef(
+        "context_without_class",
+        ("context_without_class",),
+        _rate("context_without_class", False),
+        binary=True,
+        degenerate="shifted_degenerate",
+    ),
+    MetricDef(
+        "overall",
+        ("class_without_context", "context_without_class"),
+        _shifted,
+        mean_of_means,
+        degenerate="shifted_degenerate",
+    ),
+    MetricDef(
+        "shifted_auroc",
+        ("class_without_context", "context_without_class"),
+        _shifted_logits,
+        batched_auroc,
+    ),
+    MetricDef(
+        "worst_group_accuracy", ("val", "class_without_context", "context_without_class"), _worst_group, min_of_means
+    ),
+    MetricDef("context_flip_rate", ("cf_original", "cf_context_swapped"), _context_flip, higher_is_better=False),
+    MetricDef("relevance_mass", ("val",), _localisation("relevance_mass")),
+    MetricDef("pointing_game", ("val",), _localisation("pointing_hit"), binary=True),
+    MetricDef("attention_iou", ("val",), _localisation("iou_at_tau")),
+)
+METRIC = {m.name: m for m in METRICS}
+
+PAPER_ROWS = (
+    ("val_accuracy", "in-distribution val accuracy"),
+    ("class_without_context", "{cls} without context"),
+    ("context_without_class", "context without {cls}"),
+    ("overall", "overall"),
+    ("shifted_auroc", "AUROC, shifted groups"),
+    ("context_flip_rate", "context flip rate (lower is better)"),
+)
+
+
+def load_runs(roots: list[Path]) -> tuple[list[Run], pd.DataFrame]:
+    """Complete runs with their predictions under `<root>/runs/*/`, and a table of the runs left out and why.
+
+    An unreadable record raises ValueError naming its file (as `summary.load_records` does).
+    """
+    runs: list[Run] = []
+    excluded: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for root in roots:
+        for path in sorted(Path(root).glob("runs/*/record.json")):
+            record = read_record(path)
+            config, label = configuration(record)
+            row = {"run_id": record.get("run_id", path.parent.name), "config": config, "label": label}
+            predictions = path.parent / "predictions.csv"
+            if record.get("status") != "complete":
+                kind = "incomplete or failed"
+                reason = f"status {record.get('status')!r}" + (f": {record['error']}" if record.get("error") else "")
+            elif not predictions.exists():
+                kind, reason = "without predictions", "no predictions.csv"
+            elif row["run_id"] in seen:
+                kind, reason = "duplicate", f"duplicate of run {row['run_id']} (first one kept)"
+            else:
+                preds, classes = read_predictions(predictions)
+                audited = record["spec"].get("audited_class", "boat")
+                if audited in classes:
+                    seen.add(row["run_id"])
+                    runs.append(Run(record, preds, classes, classes.index(audited), config, label))
+                    continue
+                kind, reason = (
+                    "unknown audited class",
+                    f"audited class {audited!r} not among the classes of {predictions}",
+                )
+            excluded.append(row | {"path": str(path), "kind": kind, "reason": reason})
+    return runs, pd.DataFrame(excluded, columns=["run_id", "config", "label", "path", "kind", "reason"])
+
+
+def _run_columns(run: Run) -> dict[str, Any]:
+    spec = run.spec
+    return {
+        "run_id": run.record["run_id"],
+        "config": run.config,
+        "label": run.label,
+        "method": spec["method"],
+        "budget": spec["budget"],
+        "seed": spec["seed"],
+    }
+
+
+def _value(groups: tuple[np.ndarray, ...], statistic: Statistic) -> float:
+    return float(statistic(*(np.asarray(g)[None] for g in groups))[0])
+
+
+def tidy_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per run x metric: the `METRICS` recomputed from the predictions (role = the splits they read), then
+    every other numeric metric of the record (role `record`, e.g. `val_map`, `cam_miou`)."""
+    rows = []
+    for run in runs:
+        base = _run_columns(run)
+        metrics = run.record["metrics"]
+        for m in METRICS:
+            groups = m.groups(run)
+            if groups is None:
+                continue
+            degenerate = bool(metrics.get(m.degenerate, False)) if m.degenerate else False
+            value = _value(groups, m.statistic)
+            rows.append(base | {"role": "+".join(m.roles), "metric": m.name, "value": value, "degenerate": degenerate})
+        for key, value in metrics.items():
+            if key in METRIC or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            rows.append(base | {"role": "record", "metric": key, "value": float(value), "degenerate": False})
+    columns = ["run_id", "config", "label", "method", "budget", "seed", "role", "metric", "value", "degenerate"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _order(spec: dict[str, Any], label: str) -> tuple[int, int, str]:
+    """Baseline first, then the registry's order of methods, budgets ascending."""
+    from benchmark.methods import METHODS
+
+    names = list(METHODS)
+    return (names.index(spec["method"]) if spec["method"] in names else len(names), spec["budget"], label)
+
+
+def _configurations(runs: list[Run]) -> dict[str, list[Run]]:
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.config, []).append(run)
+    ordered = sorted(groups.items(), key=lambda kv: _order(kv[1][0].spec, kv[1][0].label))
+    return {k: sorted(v, key=lambda r: r.spec["seed"]) for k, v in ordered}
+
+
+def _rng(seed: int, *keys: str) -> np.random.Generator:
+    return np.random.default_rng([seed, *(zlib.crc32(k.encode()) for k in keys)])
+
+
+def aggregate_table(
+    runs: list[Run], excluded: pd.DataFrame | None = None, *, n_resamples: int = N_RESAMPLES, seed: int = 0
+) -> pd.DataFrame:
+    """Per configuration x metric: seeds, mean and sd over seeds, the two-level bootstrap 95% interval, the number
+    of seeds whose decision is degenerate on the metric's split, and the number of excluded runs of the
+    configuration. Rows in registry order (baseline first, budgets ascending)."""
+    rows = []
+    for config, group in _configurations(runs).items():
+        first = group[0]
+        n_excluded = int((excluded["config"] == config).sum()) if excluded is not None and len(excluded) else 0
+        for m in METRICS:
+            per_seed = [(r, g) for r in group if (g := m.groups(r)) is not None]
+            if not per_seed:
+                continue
+            values = np.array([_value(g, m.statistic) for _, g in per_seed])
+            mean, sd = seed_mean_sd(values)
+            interval = hierarchical_bootstrap(
+                [g for _, g in per_seed], m.statistic, rng=_rng(seed, config, m.name), n_resamples=n_resamples
+            )
+            degenerate = sum(bool(r.record["metrics"].get(m.degenerate, False)) for r, _ in per_seed if m.degenerate)
+            rows.append(
+                {
+                    "config": config,
+                    "label": first.label,
+                    "method": first.spec["method"],
+                    "budget": first.spec["budget"],
+                    "audited_class": first.classes[first.class_index],
+                    "metric": m.name,
+                    "n_seeds": len(per_seed),
+                    "mean": mean,
+                    "sd": sd,
+                    "ci_low": interval.low,
+                    "ci_high": interval.high,
+                    "degenerate_seeds": degenerate,
+                    "excluded_runs": n_excluded,
+                }
+            )
+    columns = [
+        "config",
+        "label",
+        "method",
+        "budget",
+        "audited_class",
+        "metric",
+        "n_seeds",
+        "mean",
+        "sd",
+        "ci_low",
+        "ci_high",
+        "degenerate_seeds",
+        "excluded_runs",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _setting_key(spec: dict[str, Any]) -> str:
+    """Everything but the method, its budget and the seed: what a method and its baseline must share."""
+    return json.dumps({k: v for k, v in spec.items() if k not in METHOD_KEYS}, sort_keys=True, default=str)
+
+
+def _check_aligned(run: Run, base: Run, roles: tuple[str, ...]) -> None:
+    for role in roles:
+        if not np.array_equal(run.preds[role]["ids"], base.preds[role]["ids"]):
+            raise ValueError(
+                f"runs {run.record['run_id']} and {base.record['run_id']}: the images of {role} differ, so they "
+                "cannot be compared pairwise (same dataset and data parameters expected)"
+            )
+
+
+def paired_table(
+    runs: list[Run],
+    *,
+    baseline: str = BASELINE,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    family: str = "metric",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Every configuration against the baseline configuration with the same dataset, model and train settings, on
+    the seeds both have (paired by seed number).
+
+    Per metric: the mean difference (method - baseline) with its paired two-level bootstrap interval and two-sided
+    p (`stats.paired_bootstrap`); `p_holm`, Holm-adjusted within the family — `family="metric"`: one family per
+    metric (the question "does any method beat the baseline on this row?"), `"all"`: every test of the table; for
+    single-split 0/1 metrics, the exact McNemar test per seed summarised as `mcnemar_significant` of
+    `mcnemar_seeds` seeds at p < `alpha`; and the probability of improvement over the seeds' values
+    (`stats.probability_of_improvement`, oriented so that > 0.5 means the method is better, also for metrics where
+    lower is better).
+    """
+    if family not in ("metric", "all"):
+        raise ValueError(f"family={family!r}: allowed: metric, all")
+    configs = _configurations(runs)
+    baselines = {
+        _setting_key(group[0].spec): (key, group)
+        for key, group in configs.items()
+        if group[0].spec["method"] == baseline
+    }
+    rows = []
+    for config, group in configs.items():
+        first = group[0]
+        if first.spec["method"] == baseline or _setting_key(first.spec) not in baselines:
+            continue
+        base_config, base_group = baselines[_setting_key(first.spec)]
+        base_by_seed = {r.spec["seed"]: r for r in base_group}
+        pairs = [(r, base_by_seed[r.spec["seed"]]) for r in group if r.spec["seed"] in base_by_seed]
+        for m in METRICS:
+            found = [
+                (r, b, gr, gb) for r, b in pairs if (gr := m.groups(r)) is not None and (gb := m.groups(b)) is not None
+            ]
+            found = [f for f in found if [len(g) for g in f[2]] == [len(g) for g in f[3]]]
+            if not found:
+                continue
+            for r, b, _, _ in found:
+                _check_aligned(r, b, m.roles)
+            rng = _rng(seed, config, base_config, m.name)
+            comparison = paired_bootstrap(
+                [f[2] for f in found], [f[3] for f in found], m.statistic, rng=rng, n_resamples=n_resamples
+            )
+            x = np.array([_value(f[2], m.statistic) for f in found])
+            y = np.array([_value(f[3], m.statistic) for f in found])
+            sign = 1.0 if m.higher_is_better else -1.0
+            poi = probability_of_improvement(sign * x, sign * y, rng=rng, n_resamples=n_resamples)
+            mcnemar = [mcnemar_exact(f[2][0], f[3][0])[2] for f in found] if m.binary else []
+            rows.append(
+                {
+                    "config": config,
+                    "label": first.label,
+                    "method": first.spec["method"],
+                    "budget": first.spec["budget"],
+                    "baseline": base_group[0].label,
+                    "metric": m.name,
+                    "higher_is_better": m.higher_is_better,
+                    "n_seeds": len(found),
+                    "difference": comparison.difference,
+                    "ci_low": comparison.low,
+                    "ci_high": comparison.high,
+                    "p_value": comparison.p_value,
+                    "mcnemar_seeds": len(mcnemar),
+                    "mcnemar_significant": int(sum(p < alpha for p in mcnemar)) if mcnemar else np.nan,
+                    "prob_improvement": poi.estimate,
+                    "poi_low": poi.low,
+                    "poi_high": poi.high,
+                }
+            )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    if family == "all":
+        table["p_holm"] = holm(table["p_value"].to_numpy())
+    else:
+        table["p_holm"] = table.groupby("metric")["p_value"].transform(lambda p: holm(p.to_numpy()))
+    columns = list(table.columns)
+    columns.insert(columns.index("p_value") + 1, columns.pop(columns.index("p_holm")))
+    return table[columns]
+
+
+def _column_names(aggregated: pd.DataFrame) -> dict[str, str]:
+    """A short paper-style name per configuration ("Grad-CAM", "GAIN_ext-78"), numbered where two would clash."""
+    names: dict[str, str] = {}
+    for config, row in aggregated.drop_duplicates("config").set_index("config").iterrows():
+        name = DISPLAY.get(row["method"], row["method"]) + (f"-{row['budget']}" if row["budget"] else "")
+        clashes = sum(n == name or n.startswith(f"{name} (") for n in names.values())
+        names[str(config)] = f"{name} ({clashes + 1})" if clashes else name
+    return names
+
+
+def paper_table(aggregated: pd.DataFrame, excluded: pd.DataFrame | None = None, *, digits: int = 3) -> pd.DataFrame:
+    """The paper's Table 4 layout: rows in-distribution val accuracy, class without context, context without class,
+    overall, then AUROC and the context flip rate; one column per configuration in registry order; cells
+    "mean [low, high]" (two-level bootstrap 95% interval), "†" where some seed's decision is constant on that split.
+    Footnotes (legend, †, exclusions) are in `.attrs["footnotes"]`."""
+    names = _column_names(aggregated)
+    classes = aggregated["audited_class"].unique() if len(aggregated) else []
+    cls = classes[0] if len(classes) == 1 else "class"
+    cells: dict[str, dict[str, str]] = {name: {} for name in names.values()}
+    marked = False
+    for _, row in aggregated.iterrows():
+        if row["metric"] not in dict(PAPER_ROWS):
+            continue
+        cell = f"{row['mean']:.{digits}f} [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]"
+        if row["degenerate_seeds"]:
+            cell += "†"
+            marked = True
+        cells[names[row["config"]]][row["metric"]] = cell
+    index = [label.format(cls=cls) for _, label in PAPER_ROWS]
+    table = pd.DataFrame(
+        {name: [col.get(key, "-") for key, _ in PAPER_ROWS] for name, col in cells.items()}, index=index
+    )
+    table.index.name = "metric"
+    seeds = aggregated.groupby("config")["n_seeds"].max()
+    notes = [
+        "mean over seeds [95% two-level bootstrap interval: seeds, then images within each seed]",
+        *(
+            f"{name}: {aggregated.loc[aggregated['config'] == c, 'label'].iloc[0]}, {seeds[c]} seed(s)"
+            for c, name in names.items()
+        ),
+    ]
+    if marked:
+        notes.append("† the decision is constant on that split in at least one seed (degenerate classifier)")
+    if (seeds == 1).any():
+        notes.append("with 1 seed the interval holds the image-level variation only")
+    if excluded is not None and len(excluded):
+        counts = excluded["kind"].value_counts(sort=False)
+        notes.append(f"excluded: {len(excluded)} run(s): " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
+    table.attrs["footnotes"] = notes
+    return table
+
+
+def format_paper_table(table: pd.DataFrame) -> str:
+    """`paper_table` as fixed-width text with its footnotes, for the terminal."""
+    head = [table.index.name or "", *table.columns]
+    body = [[str(i), *map(str, row)] for i, row in zip(table.index, table.to_numpy(), strict=True)]
+    widths = [max(len(r[c]) for r in [head, *body]) for c in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in [head, *body]]
+    return "\n".join([*lines, "", *table.attrs.get("footnotes", [])])
+
+
+def build_tables(roots: list[Path], *, n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """All tables of the runs under `roots`: tidy, aggregated, paired, paper, excluded."""
+    runs, excluded = load_runs(roots)
+    aggregated = aggregate_table(runs, excluded, n_resamples=n_resamples, seed=seed)
+    return {
+        "tidy": tidy_table(runs),
+        "aggregated": aggregated,
+        "paired": paired_table(runs, n_resamples=n_resamples, seed=seed),
+        "paper": paper_table(aggregated, excluded),
+        "excluded": excluded,
+    }
+
+
+def write_csv(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
+    """Each table as `<out_dir>/<name>.csv` (the paper table with its metric column); returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, table in tables.items():
+        path = out_dir / f"{name}.csv"
+        table.to_csv(path, index=name == "paper")
+        paths.append(path)
+    return paths

@@ -1,0 +1,242 @@
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.metrics import audit_metrics
+from benchmark.predictions import audited_view, predictions_csv, read_predictions
+from benchmark.spec import RunSpec, TrainSettings
+from benchmark.store import RECORD_SCHEMA, run_dir, write_atomic, write_record
+from benchmark.tables import (
+    METRIC,
+    aggregate_table,
+    format_paper_table,
+    load_runs,
+    paired_table,
+    paper_table,
+    tidy_table,
+)
+
+CLASSES = ("boat", "car")
+SIZES = {
+    "val": 40,
+    "class_without_context": 30,
+    "context_without_class": 30,
+    "cf_original": 20,
+    "cf_context_swapped": 20,
+    "cf_object_removed": 20,
+}
+TRAIN = TrainSettings(epochs=1)
+
+
+def _images(role, n, seed):
+    """What the data fixes, identical for every method of one seed: ids, labels, context, pairs."""
+    rng = np.random.default_rng([seed, len(role), n])
+    boat = {"val": rng.random(n) < 0.5, "class_without_context": np.ones(n, bool)}.get(role, np.zeros(n, bool))
+    if role.startswith("cf_"):
+        boat = (np.arange(n) % 2 == 0) & (role != "cf_object_removed")
+    has_context = boat if role == "val" else np.full(n, role in ("context_without_class", "cf_original"))
+    return {
+        "ids": np.asarray([f"{role}_{i:03d}" for i in range(n)]),
+        "pair": np.arange(n) if role.startswith("cf_") else np.full(n, -1),
+        "has_context": has_context.astype(np.int8),
+        "labels": np.stack([boat, rng.random(n) < 0.3], 1).astype(np.float32),
+    }
+
+
+def _predictions(images, role, rng, skill, constant):
+    """Per-image outputs as `train.predict` makes them; `skill` is how often the boat decision is right."""
+    n = len(images["ids"])
+    boat = images["labels"][:, 0] > 0.5
+    right = rng.random(n) < skill
+    boat_score = 0.1 if constant else np.where(right == boat, rng.uniform(0.55, 0.99, n), rng.uniform(0.01, 0.45, n))
+    scores = np.stack([np.broadcast_to(boat_score, n), rng.uniform(0.01, 0.99, n)], 1).astype(np.float32)
+    located = boat & (role == "val")
+    out = images | {
+        "logits": np.log(scores / (1 - scores)).astype(np.float32),
+        "scores": scores,
+        "context_share": np.where(rng.random(n) < 0.05, np.nan, rng.random(n)).astype(np.float32),
+        "object_share": rng.random(n).astype(np.float32),
+        "context_area": rng.random(n).astype(np.float32),
+        "relevance_mass": np.where(located, rng.random(n) * skill, np.nan).astype(np.float32),
+        "pointing_hit": np.where(located, rng.random(n) < skill, np.nan).astype(np.float32),
+        "iou_at_tau": np.where(located, rng.random(n) * skill, np.nan).astype(np.float32),
+    }
+    if role == "val":
+        out["cam_intersection"] = rng.integers(0, 50, (n, 3))
+        out["cam_union"] = out["cam_intersection"] + rng.integers(0, 50, (n, 3))
+    return out
+
+
+def fake_run(root, method, seed, skill, *, budget=0, status="complete", predictions=True, constant=False):
+    """A run folder as `train.run` writes it: record.json (metrics from `audit_metrics`) and predictions.csv."""
+    spec = RunSpec(method=method, budget=budget, seed=seed, train=TRAIN)
+    rng = np.random.default_rng([seed, budget, len(method)])
+    preds = {role: _predictions(_images(role, n, seed), role, rng, skill, constant) for role, n in SIZES.items()}
+    out = run_dir(root, spec.run_id)
+    record = {
+        "schema": RECORD_SCHEMA,
+        "run_id": spec.run_id,
+        "config_hash": spec.config_hash,
+        "spec": spec.to_dict(),
+        "label": spec.label,
+        "status": status,
+        "error": None if status == "complete" else "non-finite loss at epoch 0, step 3: total=nan",
+        "metrics": {},
+        "timings": {},
+    }
+    if status == "complete":
+        audited = {role: audited_view(p, 0) for role, p in preds.items()}
+        record["metrics"] = audit_metrics(audited, 0.5, classes=CLASSES)
+        if predictions:
+            write_atomic(out / "predictions.csv", predictions_csv(preds, CLASSES))
+    write_record(out / "record.json", record)
+    return spec, preds
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for seed in range(4):
+        fake_run(root, "gradcam", seed, 0.55)
+        fake_run(root, "gain", seed, 0.56)
+        fake_run(root, "gain_ext", seed, 0.95, budget=9)
+    fake_run(root, "gain_ext", 0, 0.5, budget=78, constant=True)
+    fake_run(root, "gain_ext", 1, 0.5, budget=78, constant=True)
+    fake_run(root, "gain_ext", 2, 0.5, budget=78, status="failed")
+    fake_run(root, "gain_ext", 3, 0.5, budget=78, predictions=False)
+    return root
+
+
+def test_predictions_round_trip_with_localisation_and_cam_columns(tmp_path):
+    spec, preds = fake_run(tmp_path, "gradcam", 0, 0.7)
+    path = run_dir(tmp_path, spec.run_id) / "predictions.csv"
+    back, classes = read_predictions(path)
+    assert classes == CLASSES
+    header = path.read_text().splitlines()[0].split(",")
+    assert {"relevance_mass", "pointing_hit", "iou_at_tau", "cam_inter_background", "cam_union_car"} <= set(header)
+    for role, p in preds.items():
+        for key, value in p.items():
+            np.testing.assert_array_equal(back[role][key], np.asarray(value).astype(back[role][key].dtype), err_msg=key)
+        assert ("cam_intersection" in back[role]) == (role == "val"), "CAM counts only where computed"
+    np.testing.assert_array_equal(back["val"]["relevance_mass"], preds["val"]["relevance_mass"].astype(np.float32))
+    assert predictions_csv(back, classes) == path.read_text(), "9 significant digits round-trip exactly"
+
+
+def test_old_predictions_without_the_new_columns_still_load(tmp_path):
+    _, preds = fake_run(tmp_path, "gradcam", 0, 0.7)
+    old = {
+        r: {
+            k: v
+            for k, v in p.items()
+            if k not in ("relevance_mass", "pointing_hit", "iou_at_tau", "cam_intersection", "cam_union")
+        }
+        for r, p in preds.items()
+    }
+    path = tmp_path / "old.csv"
+    path.write_text(predictions_csv(old, CLASSES))
+    back, _ = read_predictions(path)
+    assert "iou_at_tau" not in back["val"] and "cam_intersection" not in back["val"]
+    assert "relevance_mass" not in audit_metrics({r: audited_view(p, 0) for r, p in back.items()})
+
+
+def test_load_runs_excludes_and_counts_incomplete_runs(root):
+    runs, excluded = load_runs([root])
+    assert len(runs) == 14
+    assert sorted(excluded["reason"].str.split(":").str[0]) == ["no predictions.csv", "status 'failed'"]
+    again, excluded_again = load_runs([root, root])
+    assert len(again) == 14 and excluded_again["reason"].str.startswith("duplicate").sum() == 14
+
+
+def test_tidy_table_recomputes_the_recorded_metrics(root):
+    runs, _ = load_runs([root])
+    tidy = tidy_table(runs)
+    assert list(tidy.columns) == [
+        "run_id",
+        "config",
+        "label",
+        "method",
+        "budget",
+        "seed",
+        "role",
+        "metric",
+        "value",
+        "degenerate",
+    ]
+    for run in runs:
+        mine = tidy[(tidy["run_id"] == run.record["run_id"]) & tidy["metric"].isin(list(METRIC))]
+        for _, row in mine.iterrows():
+            assert row["value"] == pytest.approx(run.record["metrics"][row["metric"]]), row["metric"]
+    assert {"val_map", "cam_miou"} <= set(tidy.loc[tidy["role"] == "record", "metric"])
+    assert tidy.loc[tidy["label"].str.startswith("gain_ext-78") & (tidy["metric"] == "overall"), "degenerate"].all()
+
+
+def test_aggregated_table_intervals_are_seeded_and_hold_the_mean(root):
+    runs, excluded = load_runs([root])
+    first = aggregate_table(runs, excluded, n_resamples=500, seed=1)
+    again = aggregate_table(runs, excluded, n_resamples=500, seed=1)
+    pd.testing.assert_frame_equal(first, again)
+    assert not first.equals(aggregate_table(runs, excluded, n_resamples=500, seed=2))
+    assert list(dict.fromkeys(first["method"])) == ["gradcam", "gain", "gain_ext"], "registry order"
+    row = first[(first["method"] == "gradcam") & (first["metric"] == "val_accuracy")].iloc[0]
+    values = [r.record["metrics"]["val_accuracy"] for r in runs if r.spec["method"] == "gradcam"]
+    assert row["n_seeds"] == 4 and row["mean"] == pytest.approx(np.mean(values))
+    assert row["sd"] == pytest.approx(np.std(values, ddof=1))
+    assert row["ci_low"] <= row["mean"] <= row["ci_high"]
+    b78 = first[first["budget"] == 78]
+    assert (b78["n_seeds"] == 2).all() and (b78["excluded_runs"] == 2).all()
+    assert b78.set_index("metric").loc["class_without_context", "degenerate_seeds"] == 2
+
+
+def test_paired_table_finds_the_better_method_and_not_the_equal_one(root):
+    runs, _ = load_runs([root])
+    paired = paired_table(runs, n_resamples=1000)
+    assert set(paired["baseline"]) == {"gradcam train.epochs=1"}
+    good = paired[(paired["label"].str.startswith("gain_ext-9 ")) & (paired["metric"] == "overall")].iloc[0]
+    assert good["difference"] > 0.2 and good["ci_low"] > 0 and good["p_value"] < 0.01
+    assert good["prob_improvement"] == 1.0 and good["n_seeds"] == 4
+    same = paired[(paired["method"] == "gain") & (paired["metric"] == "overall")].iloc[0]
+    assert same["ci_low"] < 0 < same["ci_high"] and same["p_value"] > 0.05
+    assert (paired["p_holm"] >= paired["p_value"] - 1e-12).all() and (paired["p_holm"] <= 1).all()
+    cwc = paired[(paired["label"].str.startswith("gain_ext-9 ")) & (paired["metric"] == "class_without_context")].iloc[
+        0
+    ]
+    assert cwc["mcnemar_seeds"] == 4 and cwc["mcnemar_significant"] >= 3
+    assert np.isnan(paired.loc[paired["metric"] == "shifted_auroc", "mcnemar_significant"]).all()
+    flip = paired[(paired["label"].str.startswith("gain_ext-9 ")) & (paired["metric"] == "context_flip_rate")].iloc[0]
+    assert not flip["higher_is_better"]
+
+
+def test_paper_table_layout_and_cli(root, tmp_path, capsys):
+    runs, excluded = load_runs([root])
+    table = paper_table(aggregate_table(runs, excluded, n_resamples=300), excluded)
+    assert list(table.columns) == ["Grad-CAM", "GAIN", "GAIN_ext-9", "GAIN_ext-78"]
+    assert list(table.index[:4]) == [
+        "in-distribution val accuracy",
+        "boat without context",
+        "context without boat",
+        "overall",
+    ]
+    cell = re.compile(r"^\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]†?$")
+    assert all(cell.match(c) for c in table.to_numpy().ravel()), table
+    assert table.loc["overall", "GAIN_ext-78"].endswith("†") and not table.loc["overall", "Grad-CAM"].endswith("†")
+    text = format_paper_table(table)
+    assert "† the decision is constant" in text
+    assert "excluded: 2 run(s): 1 incomplete or failed, 1 without predictions" in text
+    assert "GAIN_ext-78: gain_ext-78 train.epochs=1, 2 seed(s)" in text
+
+    assert main(["table", str(root), "--csv", str(tmp_path / "csv")]) == 0
+    out = capsys.readouterr().out
+    assert "Grad-CAM" in out and "gradcam" in out and "overall" in out
+    written = {p.name for p in (tmp_path / "csv").iterdir()}
+    assert written == {"tidy.csv", "aggregated.csv", "paired.csv", "paper.csv", "excluded.csv"}
+    aggregated = pd.read_csv(tmp_path / "csv" / "aggregated.csv")
+    assert {"n_seeds", "mean", "sd", "ci_low", "ci_high"} <= set(aggregated.columns)
+
+
+def test_cli_table_without_complete_runs_exits_2(tmp_path, capsys):
+    fake_run(tmp_path, "gradcam", 0, 0.5, status="failed")
+    assert main(["table", str(tmp_path)]) == 2
+    assert "no complete run records" in capsys.readouterr().err
