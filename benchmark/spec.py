@@ -33,6 +33,7 @@ _TRAIN_RULES: dict[str, tuple[Any, str]] = {
     "threshold": (lambda v: _real(v) and 0 < v < 1, "a number in (0, 1)"),
     "eval_batch_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "flush_denormal": (lambda v: isinstance(v, bool), "true, false"),
+    "channels_last": (lambda v: isinstance(v, bool), "true, false"),
 }
 
 
@@ -50,6 +51,7 @@ class TrainSettings:
     threshold: float = 0.5
     eval_batch_size: int = 256
     flush_denormal: bool = True
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         for key, (ok, allowed) in _TRAIN_RULES.items():

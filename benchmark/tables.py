@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,18 +189,24 @@ PAPER_ROWS = (
 )
 
 
-def load_runs(roots: list[Path]) -> tuple[list[Run], pd.DataFrame]:
+def load_runs(
+    roots: list[Path], *, run_ids: Collection[str] | None = None, short: bool = False
+) -> tuple[list[Run], pd.DataFrame]:
     """Complete runs with their predictions under `<root>/runs/*/`, and a table of the runs left out and why.
 
-    An unreadable record raises ValueError naming its file (as `summary.load_records` does).
+    `run_ids` keeps only those runs (a suite's report reads the runs of the suite as it is now, not folders left by
+    earlier configurations); `short` labels configurations by method, budget and method parameters only. An
+    unreadable record raises ValueError naming its file (as `summary.load_records` does).
     """
     runs: list[Run] = []
     excluded: list[dict[str, Any]] = []
     seen: set[str] = set()
     for root in roots:
         for path in sorted(Path(root).glob("runs/*/record.json")):
+            if run_ids is not None and path.parent.name not in run_ids:
+                continue
             record = read_record(path)
-            config, label = configuration(record)
+            config, label = configuration(record, short)
             row = {"run_id": record.get("run_id", path.parent.name), "config": config, "label": label}
             predictions = path.parent / "predictions.csv"
             if record.get("status") != "complete":
@@ -500,9 +506,17 @@ def format_paper_table(table: pd.DataFrame) -> str:
     return "\n".join([*lines, "", *table.attrs.get("footnotes", [])])
 
 
-def build_tables(roots: list[Path], *, n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """All tables of the runs under `roots`: tidy, aggregated, paired, paper, excluded."""
-    runs, excluded = load_runs(roots)
+def build_tables(
+    roots: list[Path],
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    run_ids: Collection[str] | None = None,
+    short: bool = False,
+) -> dict[str, pd.DataFrame]:
+    """All tables of the runs under `roots` (see `load_runs` for `run_ids` and `short`): tidy, aggregated, paired,
+    paper, excluded."""
+    runs, excluded = load_runs(roots, run_ids=run_ids, short=short)
     aggregated = aggregate_table(runs, excluded, n_resamples=n_resamples, seed=seed)
     return {
         "tidy": tidy_table(runs),

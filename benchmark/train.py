@@ -108,6 +108,8 @@ def run(
     try:
         torch.manual_seed(spec.seed)
         model = build_model(spec.model, len(classes), **spec.model_params).to(device)
+        if spec.train.channels_last:  # the same math; 1.5-2x faster convolutions and pooling on CPU (oneDNN)
+            model = model.to(memory_format=torch.channels_last)
         started = time.perf_counter()
         record["curve"] = fit(model, method, data["train"], budget_rows, spec, device=device, progress=progress)
         record["timings"]["train_seconds"] = time.perf_counter() - started

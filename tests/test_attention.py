@@ -136,3 +136,13 @@ def test_training_mode_batchnorm_in_the_head_does_not_couple_images():
         torch.testing.assert_close(maps[i], expected, atol=1e-4, rtol=0)
     model.head.train()
     assert all(m.training for m in model.modules())
+
+
+def test_channels_last_model_gives_the_same_maps():
+    model = build_model("small_cnn", 5).eval()
+    images = torch.randn(6, 3, 48, 48)
+    classes = torch.tensor([0, 1, 2, 3, 4, 0])
+    expected = grad_cam(model, images, classes)
+    model = model.to(memory_format=torch.channels_last)
+    assert model.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(grad_cam(model, images, classes), expected, atol=1e-5, rtol=1e-4)

@@ -272,3 +272,14 @@ def test_table_summarises_seeds_per_configuration(tmp_path, data_root, capsys):
     (tmp_path / "runs" / "broken" / "record.json").write_text("{not json")
     assert main(["table", str(tmp_path)]) == 2
     assert "broken/record.json: not a valid run record" in capsys.readouterr().err
+
+
+def test_channels_last_is_the_same_training_up_to_float_rounding(tmp_path, data_root):
+    settings = {"epochs": 1, "batch_size": 32}
+    fast = run(spec(train=TrainSettings(**settings)), tmp_path, data_root=data_root, progress=False)
+    plain = run(
+        spec(train=TrainSettings(**settings, channels_last=False)), tmp_path, data_root=data_root, progress=False
+    )
+    assert fast["run_id"] != plain["run_id"], "the setting is part of the configuration"
+    assert fast["curve"][0]["cl"] == pytest.approx(plain["curve"][0]["cl"], rel=1e-4)
+    assert fast["metrics"]["shifted_auroc"] == pytest.approx(plain["metrics"]["shifted_auroc"], abs=0.02)

@@ -1,9 +1,9 @@
-"""Collect a suite results folder (its `suite.json` and run records) into the report's context and render it."""
+"""Collect a suite results folder (its `suite.json`, run records and predictions) into the report's context and
+render one self-contained HTML page with `results.csv` (and the run-level and paired tables) beside it."""
 
 from __future__ import annotations
 
-import csv
-import io
+import math
 import platform
 import subprocess
 from datetime import UTC, datetime
@@ -11,23 +11,52 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import pandas as pd
 
 from benchmark import __version__
+from benchmark.report.verdict import PAPER_TABLE4, verdict
 from benchmark.runner import plan, read_suite_file
 from benchmark.spec import RunSpec
-from benchmark.summary import COLUMNS, summarise
+from benchmark.store import write_atomic
+from benchmark.tables import BASELINE, DISPLAY, build_tables
 
 TEMPLATES = Path(__file__).parent / "templates"
+CONTEXT_NAMES = {"synthetic-boats": "water"}
+SIGNIFICANCE_METRICS = ("val_accuracy", "class_without_context", "context_without_class", "overall", "shifted_auroc",
+                        "worst_group_accuracy", "context_flip_rate")  # fmt: skip
+LOCALISATION_METRICS = (
+    ("relevance_mass", "relevance mass (energy in the object mask)"),
+    ("pointing_game", "pointing game (hit rate)"),
+    ("attention_iou", "IoU of the map at τ = 0.5"),
+)
+CURVE_METRICS = (
+    ("val_accuracy", "in-distribution val accuracy"),
+    ("class_without_context", "{cls} without context: share called {cls}"),
+    ("context_without_class", "context without {cls}: share called not {cls}"),
+    ("shifted_auroc", "AUROC, shifted groups"),
+    ("context_flip_rate", "context flip rate (lower is better)"),
+    ("relevance_mass", "relevance mass"),
+)
 
 
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["num"] = _num
+    return env
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
 
 
 def _git_commit() -> str:
@@ -45,71 +74,133 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def results_csv(records: list[dict[str, Any]]) -> str:
-    """One row per run: identity, status and every scalar metric and timing."""
-    keys = sorted({k for r in records for k, v in r.get("metrics", {}).items() if isinstance(v, int | float)})
-    timing_keys = ["train_seconds", "eval_seconds", "train_images_per_s"]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["run_id", "label", "method", "budget", "seed", "status", "error", *keys, *timing_keys])
-    for r in records:
-        spec = r["spec"]
-        writer.writerow(
-            [r["run_id"], r["label"], spec["method"], spec["budget"], spec["seed"], r["status"], r.get("error") or ""]
-            + [r["metrics"].get(k, "") for k in keys]
-            + [r.get("timings", {}).get(k, "") for k in timing_keys]
+def _display(method: str, budget: int) -> str:
+    return DISPLAY.get(method, method) + (f"-{budget}" if budget else "")
+
+
+def _throughput(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per configuration (its lowest seed's figures), with the ratio of its train-step time to the
+    baseline's (how much the method's training costs, 1.0 = as dear as Grad-CAM)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in sorted(records, key=lambda r: r["spec"]["seed"]):
+        t = r.get("timings", {}).get("throughput")
+        spec = RunSpec.from_dict(r["spec"])
+        if t and spec.method_label not in rows:
+            rows[spec.method_label] = {"config": spec.method_label, "method": spec.method, **t}
+    base = next((row for row in rows.values() if row["method"] == BASELINE), None)
+    for row in rows.values():
+        row["train_cost_ratio"] = base["train_images_per_s"] / row["train_images_per_s"] if base else float("nan")
+        row["attention_speed_ratio"] = (
+            row["attention_images_per_s"] / base["attention_images_per_s"] if base else float("nan")
         )
-    return buffer.getvalue()
+    return list(rows.values())
 
 
-def context(out_root: Path) -> dict[str, Any]:
-    """Everything the template shows, from the folder alone (a partial suite renders too)."""
+def _run_level(records: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Mean over seeds of record-level metrics that have no per-image form (CAM mIoU, context attention share)."""
+    out: dict[str, dict[str, float]] = {}
+    for r in records:
+        label = RunSpec.from_dict(r["spec"]).method_label
+        for key in keys:
+            value = r.get("metrics", {}).get(key)
+            if isinstance(value, int | float) and math.isfinite(value):
+                out.setdefault(label, {}).setdefault(key, []).append(value)  # type: ignore[arg-type]
+    return {label: {k: sum(v) / len(v) for k, v in d.items()} for label, d in out.items()}  # type: ignore[misc]
+
+
+def _figures(
+    tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], throughput: list[dict], out_root: Path, data_root
+) -> dict[str, str | None]:
+    from benchmark.report import figures, gallery
+
+    aggregated = tables["aggregated"]
+    cls = aggregated["audited_class"].iloc[0] if len(aggregated) else "class"
+    metrics = [(k, label.format(cls=cls)) for k, label in CURVE_METRICS]
+    complete = [r for r in records if r["status"] == "complete"]
+    return {
+        "budget_curves": figures.budget_curves(aggregated, metrics) if len(aggregated) else None,
+        "training_curves": figures.training_curves(complete) if complete else None,
+        "throughput": figures.throughput_chart(throughput) if throughput else None,
+        "gallery": gallery.gallery(out_root, data_root),
+    }
+
+
+def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int = 2000) -> dict[str, Any]:
+    """Everything the template shows, from the folder alone (a partial suite renders too, saying what is missing)."""
+    out_root = Path(out_root)
     suite = read_suite_file(out_root)
     planned = plan(suite, out_root)
     records = [p.record for p in planned if p.record is not None and p.state in ("complete", "failed")]
     counts = {state: sum(p.state == state for p in planned) for state in ("complete", "failed", "running", "missing")}
-    rows = summarise(records, short=True) if records else []
+    tables = build_tables([out_root], run_ids={p.spec.run_id for p in planned}, short=True, n_resamples=n_resamples)
+    paper = tables["paper"]
+    paired = tables["paired"]
+    significance = paired[paired["metric"].isin(SIGNIFICANCE_METRICS)].to_dict("records") if len(paired) else []
+    aggregated = tables["aggregated"]
+    localisation = []
+    run_level = _run_level(records, ("context_attention_share", "context_area_share", "cam_miou"))
+    if len(aggregated):
+        for _, group in aggregated.groupby("config", sort=False):
+            by_metric = group.set_index("metric")
+            label = group["label"].iloc[0]
+            row = {"config": label, "name": _display(group["method"].iloc[0], int(group["budget"].iloc[0]))}
+            for key, _ in LOCALISATION_METRICS:
+                row[key] = by_metric.loc[key].to_dict() if key in by_metric.index else None
+            row |= run_level.get(label, {})
+            localisation.append(row)
+    throughput = _throughput([r for r in records if r["status"] == "complete"])
     environment = next((r["environment"] for r in records if r.get("environment")), {})
-    throughput = []
-    for row in rows:
-        group = [
-            r
-            for r in records
-            if RunSpec.from_dict(r["spec"]).method_label == row["config"] and "throughput" in r.get("timings", {})
-        ]
-        if group:
-            t = group[0]["timings"]["throughput"]
-            throughput.append({"config": row["config"], **t})
     return {
         "suite": suite,
         "counts": counts,
         "total": len(planned),
-        "columns": COLUMNS,
-        "rows": rows,
+        "paper": {
+            "columns": list(paper.columns),
+            "rows": [(index, list(row)) for index, row in zip(paper.index, paper.to_numpy(), strict=True)],
+            "footnotes": paper.attrs.get("footnotes", []),
+        },
+        "paper_voc": PAPER_TABLE4,
+        "verdict": verdict(
+            aggregated,
+            paired,
+            n_seeds=len(suite.seeds),
+            cls=suite.audited_class,
+            context=CONTEXT_NAMES.get(suite.dataset, "context"),
+        ),
+        "significance": significance,
+        "localisation": localisation,
+        "localisation_metrics": LOCALISATION_METRICS,
         "failed": [p for p in planned if p.state == "failed"],
         "missing": [p for p in planned if p.state in ("missing", "running")],
+        "excluded": tables["excluded"].to_dict("records"),
         "throughput": throughput,
+        "figures": _figures(tables, records, throughput, out_root, data_root),
         "environment": environment,
         "provenance": {
             "gain-bench": __version__,
             "git commit": _git_commit(),
             "suite file": suite.source,
             "suite digest": suite.digest,
+            "seeds": ", ".join(map(str, suite.seeds)),
             "rendered": datetime.now(UTC).isoformat(timespec="seconds"),
             "python": platform.python_version(),
         },
+        "_tables": tables,
     }
 
 
-def write_report(out_root: Path | str, output: Path | str | None = None) -> Path:
-    """Render `<out_root>/index.html` (or `output`) and `results.csv` beside it; returns the HTML path."""
-    from benchmark.store import write_atomic
-
+def write_report(
+    out_root: Path | str, output: Path | str | None = None, data_root: Path | None = None, *, n_resamples: int = 2000
+) -> Path:
+    """Render `<out_root>/index.html` (or `output`), with `results.csv` (per configuration and metric: mean, sd and
+    interval), `results_runs.csv` (per run and metric) and `results_paired.csv` (against the baseline) beside it;
+    returns the HTML path."""
     out_root = Path(out_root)
-    ctx = context(out_root)
+    ctx = context(out_root, data_root, n_resamples=n_resamples)
+    tables = ctx.pop("_tables")
     html = _environment().get_template("report.html.j2").render(**ctx)
     path = Path(output) if output else out_root / "index.html"
-    records = [p.record for p in plan(ctx["suite"], out_root) if p.record is not None]
     write_atomic(path, html)
-    write_atomic(path.parent / "results.csv", results_csv(records))
+    for name, key in (("results.csv", "aggregated"), ("results_runs.csv", "tidy"), ("results_paired.csv", "paired")):
+        write_atomic(path.parent / name, tables[key].to_csv(index=False))
     return path

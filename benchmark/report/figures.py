@@ -1,0 +1,419 @@
+"""The report's figures, each returned as a `data:image/png;base64,...` URI so the HTML stays one self-contained file.
+
+Figures are drawn on matplotlib `Figure` objects with an explicit Agg canvas (no pyplot, no global backend or style
+change, nothing left open), styled by seaborn inside a local `rc_context`, and saved without a timestamp so the same
+input gives the same bytes. Every method keeps one colour-blind-safe colour (Okabe & Ito) across all figures;
+configurations of one method (its budgets) are shades of that colour, darker for larger budgets.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import re
+import sys
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
+
+from benchmark.tables import BASELINE, DISPLAY
+
+DPI = 100
+# Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies.
+METHOD_COLOURS = {"gradcam": "#0072B2", "gain": "#E69F00", "gain_ext": "#009E73"}
+EXTRA_COLOURS = ("#CC79A7", "#D55E00", "#56B4E9", "#000000", "#999999")
+PAPER_BUDGETS = (9, 23, 78, 200, 1464)
+LOSS_PARTS = {
+    "total": "total loss",
+    "cl": "classification  $L_{cl}$",
+    "am": "attention mining  $L_{am}$",
+    "e": "external supervision  $L_e$",
+}
+CURVE_BOOKKEEPING = ("epoch", "seconds", "steps_images")
+
+
+def method_colour(method: str) -> str:
+    """The method's colour in every figure: fixed for the paper's methods, a stable pick for any other."""
+    if method in METHOD_COLOURS:
+        return METHOD_COLOURS[method]
+    return EXTRA_COLOURS[zlib.crc32(method.encode()) % len(EXTRA_COLOURS)]
+
+
+def shade(colour: str, i: int, n: int) -> tuple[float, float, float]:
+    """The `i`-th of `n` shades of `colour`, light to dark (one configuration per budget of a method)."""
+    rgb = np.array(to_rgb(colour))
+    if n <= 1:
+        return tuple(rgb)
+    t = -0.5 + 0.8 * i / (n - 1)  # -0.5: halfway to white ... +0.3: 30% towards black
+    out = rgb + (1 - rgb) * -t if t < 0 else rgb * (1 - t)
+    return tuple(float(c) for c in out)
+
+
+def display_name(method: str, budget: int = 0, params: dict[str, Any] | None = None) -> str:
+    """ "GAIN_ext-78", plus any method parameters: a configuration's name within one suite."""
+    name = DISPLAY.get(method, method) + (f"-{budget}" if budget else "")
+    return name + "".join(f" {k}={v}" for k, v in sorted((params or {}).items()))
+
+
+def png_data_uri(fig: Figure, *, dpi: int = DPI) -> str:
+    """Render `fig` with Agg to a base64 PNG data URI and close it; no timestamp, so the bytes are reproducible."""
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    if "matplotlib.pyplot" in sys.modules:  # a figure made with pyplot is registered there; free it
+        sys.modules["matplotlib.pyplot"].close(fig)
+    fig.clear()
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@contextmanager
+def style(font_scale: float = 1.0) -> Iterator[None]:
+    """seaborn's whitegrid look and readable fonts for the figures drawn inside, without touching global state."""
+    rc = {
+        **sns.axes_style("whitegrid"),
+        **sns.plotting_context("notebook", font_scale=0.8 * font_scale),
+        "figure.dpi": DPI,
+        "savefig.dpi": DPI,
+        "legend.frameon": False,
+        "axes.titleweight": "bold",
+    }
+    with mpl.rc_context(rc):
+        yield
+
+
+def _message(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.35", wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+
+
+def empty_figure(text: str, *, size: tuple[float, float] = (6.0, 1.2)) -> str:
+    """A small figure that only says `text` (e.g. "no runs with a training curve yet")."""
+    with style():
+        fig = Figure(figsize=size)
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, text, ha="center", va="center", color="0.35")
+        return png_data_uri(fig)
+
+
+# --------------------------------------------------------------------------------------------------------- budgets
+
+
+@dataclass
+class _Series:
+    """The configurations of one method and parameter set: a curve over budgets, or a level (budget 0)."""
+
+    method: str
+    params: dict[str, Any]
+    level: bool
+    configs: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return display_name(self.method, 0, self.params)
+
+
+def _spec_of(config: str) -> dict[str, Any]:
+    """The spec behind an aggregated table's `config` key (JSON of the spec without seed), or {} for any other key."""
+    try:
+        spec = json.loads(config)
+    except (TypeError, ValueError):
+        return {}
+    return spec if isinstance(spec, dict) else {}
+
+
+def _series(aggregated: pd.DataFrame) -> list[_Series]:
+    """Configurations grouped into series in table order: one per (method, parameters, budget 0 or not)."""
+    found: dict[str, _Series] = {}
+    for config, row in aggregated.drop_duplicates("config").set_index("config").iterrows():
+        spec = _spec_of(str(config))
+        params = spec.get("method_params", {}) if isinstance(spec.get("method_params"), dict) else {}
+        rest = {k: v for k, v in spec.items() if k not in ("budget", "method")}
+        level = int(row["budget"]) == 0
+        key = json.dumps([row["method"], rest, level], sort_keys=True, default=str)
+        found.setdefault(key, _Series(str(row["method"]), params, level)).configs.append(str(config))
+    return list(found.values())
+
+
+def _ylim(values: np.ndarray, min_span: float = 0.1) -> tuple[float, float] | None:
+    """Limits around `values` with a little room; rates (all in [0, 1]) keep at least `min_span` and stay in range."""
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return None
+    lo, hi = float(values.min()), float(values.max())
+    rate = lo >= 0 and hi <= 1
+    if rate and hi - lo < min_span:
+        centre = min(max((lo + hi) / 2, min_span / 2), 1 - min_span / 2)
+        lo, hi = centre - min_span / 2, centre + min_span / 2
+    pad = max(0.06 * (hi - lo), 1e-3)
+    lo, hi = lo - pad, hi + pad
+    return (max(lo, -0.03), min(hi, 1.03)) if rate else (lo, hi)
+
+
+def budget_curves(aggregated: pd.DataFrame, metrics: Sequence[tuple[str, str]], *, columns: int = 3) -> str:
+    """One panel per metric `(key, label)`: each mask-using configuration's mean over seeds against its pixel-label
+    budget (log axis, ticks at the budgets run) with its 95% interval as a band, and the budget-free methods
+    (Grad-CAM, GAIN) as dashed levels with light bands, so one reads off where supervision starts to pay.
+
+    `aggregated` is `tables.aggregate_table`'s frame (columns config, method, budget, metric, mean, ci_low,
+    ci_high; `degenerate_seeds` optional). A metric without rows gets a panel that says so.
+    """
+    metrics = list(metrics)
+    series = _series(aggregated) if len(aggregated) else []
+    budgets = sorted({int(b) for b in aggregated.get("budget", pd.Series(dtype=int)) if int(b) > 0})
+    ticks = budgets or list(PAPER_BUDGETS)
+    xlim = (ticks[0] / 1.6, ticks[-1] * 1.6)
+    n_panels = max(len(metrics), 1)
+    ncols = min(n_panels, columns)
+    nrows = math.ceil(n_panels / ncols)
+    by_method: dict[str, int] = {}
+    styles: dict[int, tuple[str, str]] = {}
+    for i, s in enumerate(series):
+        k = by_method.get(s.method, 0)
+        by_method[s.method] = k + 1
+        styles[i] = (("--", ":", "-.")[k % 3], "o^sD"[k % 4]) if s.level else (("-", "--", ":")[k % 3], "os^D"[k % 4])
+    with style():
+        fig = Figure(figsize=(3.9 * ncols, 3.1 * nrows + 0.5), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        handles: dict[str, Any] = {}
+        degenerate_shown = False
+        for i_ax, (ax, (key, label)) in enumerate(zip(axes, metrics, strict=False)):
+            ax.set_title(label)
+            rows = aggregated[aggregated["metric"] == key] if len(aggregated) else aggregated
+            if not len(rows):
+                _message(ax, f"no results for\n{label}")
+                continue
+            ax.set_xscale("log")
+            ax.set_xlim(*xlim)
+            ax.xaxis.set_major_locator(FixedLocator(ticks))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.set_xlabel("pixel-label budget (images)")
+            if i_ax % ncols == 0:
+                ax.set_ylabel("mean over seeds, 95% CI")
+            for i, s in enumerate(series):
+                points = rows[rows["config"].isin(s.configs)].sort_values("budget")
+                if not len(points):
+                    continue
+                colour = method_colour(s.method)
+                linestyle, marker = styles[i]
+                if s.level:
+                    for _, p in points.iterrows():
+                        ax.axhspan(p["ci_low"], p["ci_high"], color=colour, alpha=0.10, lw=0)
+                        line = ax.axhline(p["mean"], color=colour, ls=linestyle, lw=1.6)
+                    handles.setdefault(s.name, line)
+                    continue
+                x = points["budget"].to_numpy(float)
+                ax.fill_between(x, points["ci_low"], points["ci_high"], color=colour, alpha=0.18, lw=0)
+                main = s.method == "gain_ext"
+                (line,) = ax.plot(
+                    x, points["mean"], color=colour, ls=linestyle, marker=marker, lw=2.2 if main else 1.6, ms=5
+                )
+                handles.setdefault(s.name, line)
+                if "degenerate_seeds" in points:
+                    bad = points[points["degenerate_seeds"] > 0]
+                    if len(bad):
+                        degenerate_shown = True
+                        ax.plot(bad["budget"], bad["mean"], ls="", marker=marker, ms=7, mfc="white", mec=colour)
+            limits = _ylim(rows[["mean", "ci_low", "ci_high"]].to_numpy(float).ravel())
+            if limits:
+                ax.set_ylim(*limits)
+        for ax in axes[len(metrics) :]:
+            ax.set_visible(False)
+        if degenerate_shown:
+            handles["hollow: decision constant in some seed"] = Line2D(
+                [], [], ls="", marker="o", mfc="white", mec="0.3", ms=7
+            )
+        if handles:
+            fig.legend(
+                handles.values(), handles.keys(), loc="outside lower center", ncols=min(len(handles), 5), fontsize=9
+            )
+        return png_data_uri(fig)
+
+
+# ------------------------------------------------------------------------------------------------- training curves
+
+
+def _config_of(record: dict[str, Any]) -> tuple[str, str, int, dict[str, Any]]:
+    """(key, method, budget, method params) of a run's configuration: its spec without the seed and suite."""
+    spec = record["spec"]
+    key = json.dumps({k: v for k, v in spec.items() if k not in ("seed", "suite")}, sort_keys=True, default=str)
+    return key, spec["method"], int(spec.get("budget", 0)), dict(spec.get("method_params", {}))
+
+
+def _method_rank(method: str) -> int:
+    from benchmark.methods import METHODS
+
+    names = list(METHODS)
+    return names.index(method) if method in names else len(names)
+
+
+def config_colours(configs: Sequence[tuple[str, int]]) -> list[tuple[float, float, float]]:
+    """A colour per `(method, budget)` configuration: the method's colour, shaded by the rank of the budget."""
+    budgets: dict[str, list[int]] = {}
+    for method, budget in configs:
+        budgets.setdefault(method, [])
+        if budget not in budgets[method]:
+            budgets[method].append(budget)
+    out = []
+    for method, budget in configs:
+        ranks = sorted(budgets[method])
+        out.append(shade(method_colour(method), ranks.index(budget), len(ranks)))
+    return out
+
+
+def training_curves(records: list[dict[str, Any]]) -> str:
+    """One panel per loss part (total, L_cl, L_am, L_e, then any other), each configuration's per-epoch mean loss,
+    every seed a thin line in the configuration's colour: to see whether runs converged and whether a seed diverged.
+
+    Runs without a curve are left out; parts a configuration does not have are simply absent from its panel.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    meta: dict[str, tuple[str, int, dict[str, Any]]] = {}
+    for record in records:
+        if not record.get("curve"):
+            continue
+        key, method, budget, params = _config_of(record)
+        groups.setdefault(key, []).append(record)
+        meta[key] = (method, budget, params)
+    if not groups:
+        return empty_figure("no run has a training curve yet")
+    order = sorted(groups, key=lambda k: (_method_rank(meta[k][0]), meta[k][1], display_name(*meta[k])))
+    colours = dict(zip(order, config_colours([meta[k][:2] for k in order]), strict=True))
+    parts_seen = {p for g in groups.values() for r in g for e in r["curve"] for p in e if p not in CURVE_BOOKKEEPING}
+    parts = [p for p in LOSS_PARTS if p in parts_seen] + sorted(parts_seen - set(LOSS_PARTS))
+    n = len(parts)
+    ncols = 2 if n == 4 else min(n, 3)
+    nrows = math.ceil(n / ncols)
+    with style():
+        fig = Figure(figsize=(3.6 * ncols + 2.2, 2.8 * nrows + 0.3), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        handles: dict[str, Any] = {}
+        for ax, part in zip(axes, parts, strict=False):
+            ax.set_title(LOSS_PARTS.get(part, part))
+            for key in order:
+                for record in sorted(groups[key], key=lambda r: r["spec"].get("seed", 0)):
+                    points = [(e["epoch"] + 1, e[part]) for e in record["curve"] if part in e]
+                    if not points:
+                        continue
+                    x, y = zip(*points, strict=True)
+                    (line,) = ax.plot(x, y, color=colours[key], lw=1.1, alpha=0.85, marker="." if len(x) < 3 else "")
+                    handles.setdefault(display_name(*meta[key]), line)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("mean loss")
+        for ax in axes[n:]:
+            ax.set_visible(False)
+        seeds = max(len(g) for g in groups.values())
+        title = f"one line per seed ({seeds} at most)" if seeds > 1 else "one line per run"
+        fig.legend(handles.values(), handles.keys(), loc="outside right upper", fontsize=9, title=title)
+        return png_data_uri(fig)
+
+
+# ------------------------------------------------------------------------------------------------------ throughput
+
+THROUGHPUT_KEYS = (
+    ("train_images_per_s", "training step (images/s)"),
+    ("attention_images_per_s", "attention maps (images/s)"),
+)
+
+
+def _row_method(row: dict[str, Any]) -> str:
+    if row.get("method"):
+        return str(row["method"])
+    match = re.match(r"[^\s-]+", str(row.get("config", "")))
+    return match.group(0) if match else ""
+
+
+def _row_budget(row: dict[str, Any]) -> int:
+    if "budget" in row:
+        return int(row["budget"])
+    match = re.match(r"[^\s-]+-(\d+)", str(row.get("config", "")))
+    return int(match.group(1)) if match else 0
+
+
+def throughput_ratios(rows: list[dict[str, Any]], key: str, *, baseline: str = BASELINE) -> list[float | None]:
+    """Each row's `key` divided by the first `baseline` row's (1.0 for the baseline itself); None where either
+    value is missing or not positive, or no baseline row exists. Below 1 means slower than the baseline."""
+    base = next((r.get(key) for r in rows if _row_method(r) == baseline), None)
+    if not isinstance(base, int | float) or not base > 0:
+        return [None] * len(rows)
+    out: list[float | None] = []
+    for row in rows:
+        value = row.get(key)
+        out.append(float(value) / float(base) if isinstance(value, int | float) and value > 0 else None)
+    return out
+
+
+def _setting_note(rows: list[dict[str, Any]]) -> str:
+    parts = []
+    for key, fmt in (("device", "{}"), ("precision", "{}"), ("batch_size", "batch {}"), ("threads", "{} threads")):
+        values = {r.get(key) for r in rows if r.get(key) is not None}
+        if len(values) == 1:
+            parts.append(fmt.format(values.pop()))
+    return ", ".join(parts)
+
+
+def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE) -> str:
+    """Horizontal bars of training and attention throughput per configuration (images/s, higher is faster), each
+    annotated with its value and its ratio to the Grad-CAM baseline: the cost of each method at a glance.
+
+    `rows` are `{"config": "gain_ext-78", "train_images_per_s": ..., "attention_images_per_s": ...}` (a record's
+    `timings.throughput` plus its configuration name; `method` and `budget` keys are used when given).
+    """
+    if not rows:
+        return empty_figure("no throughput measured")
+    rows = sorted(rows, key=lambda r: (_method_rank(_row_method(r)), _row_budget(r)))
+    colours = config_colours([(_row_method(r), _row_budget(r)) for r in rows])
+    labels = [str(r.get("config", "?")) for r in rows]
+    labels = [
+        display_name(_row_method(r), 0) + label[len(_row_method(r)) :] for r, label in zip(rows, labels, strict=True)
+    ]
+    y = np.arange(len(rows))
+    with style():
+        fig = Figure(figsize=(10.5, 0.36 * len(rows) + 1.5), layout="constrained")
+        axes = fig.subplots(1, len(THROUGHPUT_KEYS), sharey=True, squeeze=False).ravel()
+        for ax, (key, title) in zip(axes, THROUGHPUT_KEYS, strict=True):
+            values = np.array([float(r[key]) if isinstance(r.get(key), int | float) else np.nan for r in rows])
+            ratios = throughput_ratios(rows, key, baseline=baseline)
+            ax.barh(y, np.nan_to_num(values), color=colours, height=0.7)
+            top = np.nanmax(values) if np.isfinite(values).any() else 1.0
+            for yi, value, ratio in zip(y, values, ratios, strict=True):
+                if not np.isfinite(value):
+                    text = "n/a"
+                    value = 0.0
+                else:
+                    text = f"{value:,.0f}" + (f"  \N{MULTIPLICATION SIGN}{ratio:.2f}" if ratio is not None else "")
+                ax.text(value + 0.015 * top, yi, text, va="center", ha="left", fontsize=8.5)
+            ax.set_xlim(0, top * 1.45)
+            ax.set_title(title)
+            ax.set_xlabel("images/s")
+            ax.grid(axis="y", visible=False)
+        axes[0].set_yticks(y, labels)
+        axes[0].invert_yaxis()
+        note = _setting_note(rows)
+        has_base = any(_row_method(r) == baseline for r in rows)
+        ratio_note = (
+            f"\N{MULTIPLICATION SIGN}: ratio to {DISPLAY.get(baseline, baseline)}"
+            if has_base
+            else "no baseline run: no ratios"
+        )
+        fig.suptitle(" · ".join(filter(None, [note, ratio_note])), fontsize=9, color="0.3")
+        return png_data_uri(fig)

@@ -1,0 +1,194 @@
+import base64
+import io
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from benchmark import runner
+from benchmark.report import figures, gallery
+from benchmark.suites import load
+
+TINY = """
+name = "tiny-gallery"
+seeds = [0, 1]
+budgets = [9]
+[data]
+n_train = 160
+n_val = 40
+n_shifted = 20
+n_counterfactual = 20
+[train]
+epochs = 1
+batch_size = 32
+[methods.gradcam]
+[methods.gain_ext]
+warmup_epochs = 0
+[timing]
+enabled = false
+"""
+
+METRICS = [("class_without_context", "boat without water"), ("overall", "overall")]
+
+
+def png(uri: str) -> Image.Image:
+    assert uri.startswith("data:image/png;base64,")
+    image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    image.load()
+    assert image.format == "PNG" and image.width > 0 and image.height > 0
+    return image
+
+
+def aggregated(methods: dict[str, list[int]], metrics=("class_without_context", "overall")) -> pd.DataFrame:
+    rows = []
+    for method, budgets in methods.items():
+        for budget in budgets:
+            config = json.dumps({"method": method, "budget": budget, "method_params": {}, "seed_free": True})
+            for i, metric in enumerate(metrics):
+                mean = 0.1 + 0.1 * i + budget / 2000
+                rows.append(
+                    {"config": config, "label": f"{method}-{budget}", "method": method, "budget": budget}
+                    | {"metric": metric, "mean": mean, "ci_low": mean - 0.05, "ci_high": mean + 0.05}
+                    | {"n_seeds": 2, "sd": 0.01, "degenerate_seeds": int(budget == 9)}
+                )
+    return pd.DataFrame(rows)
+
+
+PAPER = {"gradcam": [0], "gain": [0], "gain_ext": [9, 23, 78, 200, 1464]}
+
+
+def test_budget_curves_full_suite_is_a_png_and_deterministic():
+    table = aggregated(PAPER)
+    first = figures.budget_curves(table, METRICS)
+    assert png(first).width > 300
+    assert figures.budget_curves(table, METRICS) == first
+
+
+@pytest.mark.parametrize(
+    "methods",
+    [
+        {"gradcam": [0], "gain_ext": [9, 78]},  # no GAIN
+        {"gain_ext": [23]},  # no baseline, one budget
+        {"gradcam": [0], "gain": [0]},  # no mask-using method
+        {"gradcam": [0], "gain_ext": [9, 1464], "gain_other": [78]},  # another mask-using method
+    ],
+)
+def test_budget_curves_tolerate_missing_methods_and_budgets(methods):
+    png(figures.budget_curves(aggregated(methods), METRICS))
+
+
+def test_budget_curves_panel_for_an_absent_metric_and_an_empty_table():
+    table = aggregated(PAPER, metrics=("overall",))
+    png(figures.budget_curves(table, [*METRICS, ("no_such_metric", "nothing")]))
+    png(figures.budget_curves(table.iloc[0:0], METRICS))
+
+
+def record(method: str, budget: int, seed: int, epochs: int = 3) -> dict:
+    parts = ["total", "cl"] + (["am", "e"] if method != "gradcam" else [])
+    curve = [
+        {"epoch": e, "seconds": 0.1, "steps_images": 64} | {p: 1.0 / (e + seed + 1) for p in parts}
+        for e in range(epochs)
+    ]
+    spec = {"method": method, "budget": budget, "seed": seed, "method_params": {}, "suite": "t"}
+    return {"spec": spec, "curve": curve, "status": "complete"}
+
+
+def test_training_curves_two_seeds_per_configuration():
+    records = [record(m, b, s) for m, b in [("gradcam", 0), ("gain_ext", 9), ("gain_ext", 78)] for s in (0, 1)]
+    uri = figures.training_curves(records)
+    assert png(uri).width > 300
+    assert figures.training_curves(list(reversed(records))) == uri, "order of records does not matter"
+    png(figures.training_curves([{"spec": records[0]["spec"], "curve": []}]))
+
+
+ROWS = [
+    {"config": "gradcam", "method": "gradcam", "train_images_per_s": 1000.0, "attention_images_per_s": 4000.0},
+    {"config": "gain", "method": "gain", "train_images_per_s": 400.0, "attention_images_per_s": 4000.0},
+    {"config": "gain_ext-78", "train_images_per_s": 250.0, "attention_images_per_s": None},
+]
+
+
+def test_throughput_ratios_to_the_baseline():
+    assert figures.throughput_ratios(ROWS, "train_images_per_s") == [1.0, 0.4, 0.25]
+    assert figures.throughput_ratios(ROWS, "attention_images_per_s") == [1.0, 1.0, None]
+    assert figures.throughput_ratios(ROWS[1:], "train_images_per_s") == [None, None], "no baseline, no ratio"
+
+
+def test_throughput_chart_with_and_without_a_baseline():
+    png(figures.throughput_chart(ROWS))
+    png(figures.throughput_chart(ROWS[1:]))
+    png(figures.throughput_chart([]))
+
+
+def test_png_data_uri_closes_pyplot_figures():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    fig.add_subplot().plot([0, 1])
+    png(figures.png_data_uri(fig))
+    assert not plt.fignum_exists(fig.number)
+
+
+def test_shades_are_distinct_and_method_colours_fixed():
+    shades = figures.config_colours([("gain_ext", b) for b in (9, 23, 78, 200, 1464)])
+    assert len(set(shades)) == 5
+    assert figures.method_colour("gain") == figures.method_colour("gain") != figures.method_colour("gradcam")
+
+
+@pytest.fixture(scope="module")
+def suite_out(tmp_path_factory):
+    """A tiny suite trained once (gradcam and gain_ext-9, seeds 0 and 1): its results folder and data root."""
+    root = tmp_path_factory.mktemp("gallery")
+    path = root / "tiny.toml"
+    path.write_text(TINY)
+    out, data_root = root / "out", root / "data"
+    result = runner.run_suite(load(path), out, quiet=True, data_root=data_root, threads=1)
+    assert all(f["status"] == "complete" for f in result.finished)
+    return out, data_root
+
+
+def test_gallery_shows_the_same_images_for_every_configuration(suite_out):
+    out, data_root = suite_out
+    data = gallery.gallery_data(out, data_root, per_group=3)
+    assert data is not None
+    assert [r.run_id.split("-")[0] for r in data.rows] == ["gradcam", "gain_ext"]
+    assert all(r.run_id.split("-")[2] == "s0" for r in data.rows), "the lowest seed"
+    chosen = [i for ids in data.groups.values() for i in ids]
+    assert [len(ids) for ids in data.groups.values()] == [3, 3, 3]
+    assert list(data.groups)[:2] == ["boat without water", "water without boat"]
+    assert all(r.ids == chosen for r in data.rows)
+    assert all(r.maps.shape == (9, 48, 48) and np.all((r.maps >= 0) & (r.maps <= 1)) for r in data.rows)
+    assert all(np.all((r.scores > 0) & (r.scores < 1)) for r in data.rows)
+    assert gallery.gallery_data(out, data_root, per_group=3).groups == data.groups, "deterministic"
+    seeded = gallery.gallery_data(out, data_root, per_group=3, seed=1)
+    assert all(r.ids == [i for ids in seeded.groups.values() for i in ids] for r in seeded.rows)
+    uri = gallery.gallery(out, data_root, per_group=3)
+    assert png(uri).width > 300
+    assert gallery.gallery(out, data_root, per_group=3) == uri
+
+
+def test_gallery_skips_a_configuration_without_checkpoint_and_none_without_any(suite_out, tmp_path):
+    out, data_root = suite_out
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    for path in copy.glob("runs/gradcam-*/model.pt"):
+        path.unlink()
+    (next(copy.glob("runs/gain_ext-b9-s0-*")) / "model.pt").unlink()
+    data = gallery.gallery_data(copy, data_root, per_group=2)
+    assert data.rows[0].scores is None and "checkpoint" in data.rows[0].note
+    assert data.rows[1].run_id.startswith("gain_ext-b9-s1"), "the next seed with a checkpoint"
+    png(gallery.gallery(copy, data_root, per_group=2))
+    (next(copy.glob("runs/gain_ext-b9-s1-*")) / "model.pt").write_bytes(b"not a checkpoint")
+    data = gallery.gallery_data(copy, data_root, per_group=2)
+    assert [r.scores for r in data.rows] == [None, None] and "unreadable" in data.rows[1].note
+    assert [len(ids) for ids in data.groups.values()] == [2, 2, 2]
+    png(gallery.draw(data))
+    for path in copy.glob("runs/*/model.pt"):
+        path.unlink()
+    assert gallery.gallery(copy, data_root) is None
