@@ -9,7 +9,6 @@ of a boat on water. Each cell is the image with its map blended in and the audit
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,8 +185,14 @@ def gallery_data(
                 maps.append(m)
                 images.append(split.images[index].permute(0, 2, 3, 1).numpy())
                 row.ids += [split.ids[i] for i in index]
-        except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as err:  # a broken or mismatched checkpoint
-            rows.append(GalleryRow(row.name, spec.run_id, note=f"{checkpoint} unreadable ({err}): skipped"[:200]))
+        except Exception as err:  # a truncated, foreign or mismatched checkpoint must not sink the whole report
+            rows.append(
+                GalleryRow(
+                    row.name,
+                    spec.run_id,
+                    note=f"checkpoint unreadable ({type(err).__name__}: {err})"[:150] + ": skipped",
+                )
+            )
             continue
         row.scores, row.maps, row.images = np.concatenate(scores), np.concatenate(maps), np.concatenate(images)
         rows.append(row)
@@ -210,8 +215,10 @@ def draw(data: GalleryData) -> str:
     n_cols = sum(widths)
     cell, gap, group_gap, caption = 0.9, 0.05, 0.25, 0.22
     longest = max(len(line) for r in data.rows for line in r.name.splitlines())
-    left, right, top, bottom = max(1.1, 0.3 + 0.075 * longest), 1.05, 0.85, 0.35
-    row_h = [cell + caption + 0.12 if r.scores is not None else 0.45 for r in data.rows]
+    left, right, top, bottom = max(1.1, 0.35 + 0.08 * longest), 1.05, 0.85, 0.35
+    row_h = [
+        cell + caption + 0.12 if r.scores is not None else 0.3 + 0.17 * len(r.name.splitlines()) for r in data.rows
+    ]
     width = left + n_cols * cell + (n_cols - len(groups)) * gap + (len(groups) - 1) * group_gap + right
     height = top + sum(row_h) + bottom
     x0 = []
@@ -244,9 +251,10 @@ def draw(data: GalleryData) -> str:
             )
         y = top
         for row, h in zip(data.rows, row_h, strict=True):
-            fig.text((left - 0.12) / width, 1 - (y + cell / 2) / height, row.name, ha="right", va="center", fontsize=9)
+            middle = y + (cell if row.scores is not None else h) / 2
+            fig.text((left - 0.12) / width, 1 - middle / height, row.name, ha="right", va="center", fontsize=9)
             if row.scores is None:
-                fig.text(left / width, 1 - (y + 0.2) / height, row.note, va="center", fontsize=9, color="0.35")
+                fig.text(left / width, 1 - middle / height, row.note, va="center", fontsize=9, color="0.35")
                 y += h
                 continue
             i = 0
@@ -261,10 +269,11 @@ def draw(data: GalleryData) -> str:
                     )  # fmt: skip
                     i += 1
             y += h
-        cax = fig.add_axes(box(width - right + 0.25, top, 0.12, min(2.2, sum(row_h) - 0.2)))
-        fig.colorbar(mpl.cm.ScalarMappable(cmap=COLORMAP), cax=cax)
-        cax.set_ylabel("Grad-CAM (min-max per image)", fontsize=8)
-        cax.tick_params(labelsize=7)
+        if any(r.scores is not None for r in data.rows):
+            cax = fig.add_axes(box(width - right + 0.25, top, 0.12, min(2.2, sum(row_h) - 0.2)))
+            fig.colorbar(mpl.cm.ScalarMappable(cmap=COLORMAP), cax=cax)
+            cax.set_ylabel("Grad-CAM (min-max per image)", fontsize=8)
+            cax.tick_params(labelsize=7)
         fig.text(
             left / width,
             0.12 / height,

@@ -1,0 +1,114 @@
+"""The suite report in a real browser (Debian's chromium + chromedriver, driven by selenium).
+
+`.ci/run` installs chromium, runs the smoke suite and points `GAIN_BENCH_REPORT` at its report, so CI checks the
+artefact it publishes; locally the test renders a tiny suite of its own, and skips when chromium is absent.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmark import runner
+from benchmark.report import write_report
+from benchmark.suites import load
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="browser test needs chromium and chromedriver (Debian: apt-get install chromium chromium-driver)",
+)
+
+TINY = """
+name = "browser"
+seeds = [0, 1]
+budgets = [9]
+[data]
+n_train = 160
+n_val = 40
+n_shifted = 20
+n_counterfactual = 20
+[train]
+epochs = 1
+batch_size = 32
+[methods.gradcam]
+[methods.gain]
+warmup_epochs = 0
+[methods.gain_ext]
+warmup_epochs = 0
+[timing]
+batch_size = 8
+warmup = 0
+iterations = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    given = os.environ.get("GAIN_BENCH_REPORT")
+    if given:
+        return Path(given)
+    folder = tmp_path_factory.mktemp("browser")
+    (folder / "browser.toml").write_text(TINY)
+    suite = load(folder / "browser.toml")
+    out = folder / "out"
+    data = folder / "data"
+    runner.run_suite(suite, out, quiet=True, data_root=data, threads=1)
+    return write_report(out, data_root=data, n_resamples=200)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,1000"):  # fmt: skip
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_report_opens_offline_with_every_image_and_the_paper_table(report, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(report.resolve().as_uri())
+    assert browser.execute_script("return document.readyState") == "complete"
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+    assert errors == [], f"console errors: {errors}"
+
+    images = browser.find_elements(By.TAG_NAME, "img")
+    assert len(images) >= 4, "budget curves, gallery, training curves and throughput"
+    widths = browser.execute_script("return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+    assert all(complete and width > 0 for _, complete, width in widths), widths
+    sources = browser.execute_script("return Array.from(document.images).map(i => i.src.slice(0, 22))")
+    assert all(src.startswith("data:image/png;base64") for src in sources), "figures are embedded, no network"
+    assert not browser.find_elements(By.CSS_SELECTOR, "link[rel=stylesheet], script[src]"), "no external resources"
+
+    rows = browser.find_elements(By.CSS_SELECTOR, "#paper-table tbody tr")
+    labels = [r.find_element(By.TAG_NAME, "td").text for r in rows]
+    assert labels[:4] == [
+        "in-distribution val accuracy",
+        "boat without context",
+        "context without boat",
+        "overall",
+    ]
+    header = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#paper-table thead th")]
+    assert header[1] == "Grad-CAM" and "GAIN" in header and any(h.startswith("GAIN_ext-") for h in header), header
+    for row in rows:
+        assert len(row.find_elements(By.TAG_NAME, "td")) == len(header)
+    assert browser.find_elements(By.CSS_SELECTOR, "#paper-voc tbody tr"), "the paper's own numbers beside"
+    assert browser.find_element(By.CSS_SELECTOR, ".verdict li").text
+
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, min(int(height) + 100, 16000))
+    shot = report.with_name("index.png")
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
