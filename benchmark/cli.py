@@ -166,11 +166,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     for p in skipped:
         if p.action in ("locked", "conflict") or p.state == "failed":
             print(f"  skipped {p.spec.run_id}: {p.reason}")
-    _print_summary(out, suite)
-    if not args.no_report:
-        from benchmark.report import write_report
+    if args.no_report:
+        _print_summary(out, suite)
+    else:
+        from benchmark.report import render
+        from benchmark.tables import format_paper_table
 
-        print(f"report: {write_report(out).resolve()}")
+        path, tables = render(out, data_root=args.data_root)
+        if len(tables["aggregated"]):
+            print(format_paper_table(tables["paper"]))
+        print(f"report: {path.resolve()}")
     return 1 if result.failed else 0
 
 
@@ -221,7 +226,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from benchmark.report import write_report
 
     try:
-        path = write_report(args.dir, args.output)
+        path = write_report(args.dir, args.output, args.data_root)
     except (ValueError, FileNotFoundError) as err:
         return _error(err)
     print(f"report: {path.resolve()}")
@@ -312,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="render DIR/index.html and DIR/results.csv from a suite results folder")
     rp.add_argument("dir", type=Path)
     rp.add_argument("-o", "--output", type=Path, help="the HTML file (default: DIR/index.html)")
+    rp.add_argument(
+        "--data-root", type=Path, help="data root for the gallery (default: $GAIN_BENCH_DATA or ./datasets)"
+    )
     rp.set_defaults(func=cmd_report)
     ls = sub.add_parser("list", help="methods, datasets, models and suites")
     ls.set_defaults(func=cmd_list)

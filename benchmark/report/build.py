@@ -195,6 +195,13 @@ def write_report(
     """Render `<out_root>/index.html` (or `output`), with `results.csv` (per configuration and metric: mean, sd and
     interval), `results_runs.csv` (per run and metric) and `results_paired.csv` (against the baseline) beside it;
     returns the HTML path."""
+    return render(out_root, output, data_root, n_resamples=n_resamples)[0]
+
+
+def render(
+    out_root: Path | str, output: Path | str | None = None, data_root: Path | None = None, *, n_resamples: int = 2000
+) -> tuple[Path, dict[str, pd.DataFrame]]:
+    """`write_report`, also returning the tables it was built from (for the terminal summary)."""
     out_root = Path(out_root)
     ctx = context(out_root, data_root, n_resamples=n_resamples)
     tables = ctx.pop("_tables")
@@ -203,4 +210,4 @@ def write_report(
     write_atomic(path, html)
     for name, key in (("results.csv", "aggregated"), ("results_runs.csv", "tidy"), ("results_paired.csv", "paired")):
         write_atomic(path.parent / name, tables[key].to_csv(index=False))
-    return path
+    return path, tables

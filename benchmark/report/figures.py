@@ -58,7 +58,7 @@ def shade(colour: str, i: int, n: int) -> tuple[float, float, float]:
     rgb = np.array(to_rgb(colour))
     if n <= 1:
         return tuple(rgb)
-    t = -0.5 + 0.8 * i / (n - 1)  # -0.5: halfway to white ... +0.3: 30% towards black
+    t = -0.4 + 0.75 * i / (n - 1)  # -0.4: 40% towards white ... +0.35: 35% towards black
     out = rgb + (1 - rgb) * -t if t < 0 else rgb * (1 - t)
     return tuple(float(c) for c in out)
 
@@ -181,7 +181,7 @@ def budget_curves(aggregated: pd.DataFrame, metrics: Sequence[tuple[str, str]], 
     ticks = budgets or list(PAPER_BUDGETS)
     xlim = (ticks[0] / 1.6, ticks[-1] * 1.6)
     n_panels = max(len(metrics), 1)
-    ncols = min(n_panels, columns)
+    ncols = 2 if n_panels == 4 and columns >= 2 else min(n_panels, columns)
     nrows = math.ceil(n_panels / ncols)
     by_method: dict[str, int] = {}
     styles: dict[int, tuple[str, str]] = {}
