@@ -62,9 +62,9 @@ def run_state(out_root: Path, run_id: str, config_hash: str) -> tuple[str, dict[
     """(state, record) of a run folder.
 
     `complete` needs the record's status, a matching `config_hash` and the predictions beside it; `running` is a
-    record left by an attempt that is in progress or was killed (the lock tells which); an unreadable record counts
-    as `missing` (a rerun replaces it); a folder whose record holds another configuration is a `conflict`, never
-    overwritten.
+    record left by an attempt that is in progress, was killed or was interrupted (the lock tells which); an
+    unreadable record counts as `missing` (a rerun replaces it); a folder whose record holds another configuration
+    is a `conflict`, never overwritten.
     """
     folder = run_dir(out_root, run_id)
     path = folder / "record.json"
@@ -81,7 +81,7 @@ def run_state(out_root: Path, run_id: str, config_hash: str) -> tuple[str, dict[
         return COMPLETE, record
     if status == FAILED:
         return FAILED, record
-    if status == "running":
+    if status in ("running", "interrupted"):
         return RUNNING, record
     return MISSING, record
 

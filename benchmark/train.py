@@ -129,6 +129,9 @@ def run(
         record["status"] = "complete"
     except NonFiniteLoss as err:
         record.update(status="failed", error=str(err))
+    except (KeyboardInterrupt, SystemExit) as err:  # stopped, not failed: a re-run of the suite trains it again
+        record.update(status="interrupted", error=f"interrupted ({type(err).__name__})")
+        raise
     except BaseException as err:
         record.update(
             status="failed",

@@ -254,3 +254,21 @@ def test_report_escapes_text_from_the_suite(tmp_path, data_root):
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;script&gt;x" in html
     assert "1 complete, 0 failed" in html and "1 missing" in html, "a partial suite renders and says so"
+
+
+def test_an_interrupted_run_is_not_a_failure_and_runs_again(tmp_path, suite_file, data_root, monkeypatch):
+    import benchmark.train
+
+    suite = load(suite_file, ["seeds=[0]"])
+    out = tmp_path / "out"
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(benchmark.train, "fit", stop)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)
+    record = next(iter(_records(out).values()))
+    assert record["status"] == "interrupted"
+    monkeypatch.undo()
+    assert [p.action for p in runner.plan(suite, out)] == ["run", "run"], "no --retry-failed needed"
