@@ -314,8 +314,8 @@ def training_curves(records: list[dict[str, Any]]) -> str:
                     if not points:
                         continue
                     x, y = zip(*points, strict=True)
-                    (line,) = ax.plot(x, y, color=colours[key], lw=1.1, alpha=0.85, marker="." if len(x) < 3 else "")
-                    handles.setdefault(display_name(*meta[key]), line)
+                    ax.plot(x, y, color=colours[key], lw=1.1, alpha=0.85, marker="." if len(x) < 3 else "")
+                    handles.setdefault(display_name(*meta[key]), Line2D([], [], color=colours[key], lw=2.2))
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_ylabel("mean loss")
@@ -323,6 +323,8 @@ def training_curves(records: list[dict[str, Any]]) -> str:
             ax.set_visible(False)
         seeds = max(len(g) for g in groups.values())
         title = f"one line per seed ({seeds} at most)" if seeds > 1 else "one line per run"
+        if any(len({b for m, b, _ in meta.values() if m == method}) > 1 for method, _, _ in meta.values()):
+            title += "\ndarker: larger budget"
         fig.legend(handles.values(), handles.keys(), loc="outside right upper", fontsize=9, title=title)
         return png_data_uri(fig)
 
@@ -364,7 +366,7 @@ def throughput_ratios(rows: list[dict[str, Any]], key: str, *, baseline: str = B
 
 def _setting_note(rows: list[dict[str, Any]]) -> str:
     parts = []
-    for key, fmt in (("device", "{}"), ("precision", "{}"), ("batch_size", "batch {}"), ("threads", "{} threads")):
+    for key, fmt in (("device", "{}"), ("precision", "{}"), ("batch_size", "batch {}"), ("threads", "{} thread(s)")):
         values = {r.get(key) for r in rows if r.get(key) is not None}
         if len(values) == 1:
             parts.append(fmt.format(values.pop()))

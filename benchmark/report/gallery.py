@@ -9,6 +9,7 @@ of a boat on water. Each cell is the image with its map blended in and the audit
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,7 +72,9 @@ def choose_images(
             rows = rows[keep.numpy()]
         rows = np.array(sorted(rows, key=lambda r: split.ids[r]), dtype=int)
         if seed is not None and len(rows) > per_group:
-            rows = np.sort(np.random.default_rng([seed, len(role)]).choice(rows, per_group, replace=False))
+            rows = np.sort(
+                np.random.default_rng([seed, zlib.crc32(role.encode())]).choice(rows, per_group, replace=False)
+            )
             rows = np.array(sorted(rows, key=lambda r: split.ids[r]), dtype=int)
         chosen[role] = [int(r) for r in rows[:per_group]]
     return chosen
