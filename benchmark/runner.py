@@ -266,6 +266,10 @@ def run_suite(
             _run_submitit(suite, todo, out_root, launcher, jobs, threads or _worker_threads(jobs), common, done)
     finally:
         bar.close()
+    if suite.timing.enabled and launcher != "slurm" and (finished or read_throughput(out_root, suite) is None):
+        if not quiet:
+            print("timing each configuration ...", file=sys.stderr, flush=True)
+        measure_throughput(suite, out_root, data_root=data_root, device=device)
     return SuiteResult(planned, finished)
 
 
@@ -333,6 +337,99 @@ def _run_submitit(
                     }
                 )
         time.sleep(0.2)
+
+
+def configurations(suite: Suite) -> list[list[RunSpec]]:
+    """The suite's configurations in its order, each as its runs by ascending seed."""
+    groups: dict[str, list[RunSpec]] = {}
+    for spec in suite.runs():
+        key = json.dumps({k: v for k, v in spec.to_dict().items() if k not in ("seed", "suite")}, sort_keys=True)
+        groups.setdefault(key, []).append(spec)
+    return [sorted(g, key=lambda s: s.seed) for g in groups.values()]
+
+
+def pick_run(out_root: Path, specs: list[RunSpec]) -> tuple[RunSpec | None, str]:
+    """A configuration's representative: its lowest-seed complete run with a checkpoint, or None and why not."""
+    complete = [s for s in specs if run_state(out_root, s.run_id, s.config_hash)[0] == COMPLETE]
+    for spec in complete:
+        if (run_dir(out_root, spec.run_id) / "model.pt").is_file():
+            return spec, ""
+    if complete:
+        return None, "no checkpoint (model.pt) in its complete runs: skipped"
+    return None, "no complete run yet: skipped"
+
+
+THROUGHPUT_FILE = "throughput.json"
+
+
+def measure_throughput(
+    suite: Suite, out_root: Path, *, data_root: Path | None = None, device: str | None = None
+) -> dict[str, Any] | None:
+    """Time every configuration's trained model once more, in this process, after the suite's runs (the figures in
+    each run's record were taken while other runs may have shared the cores): three passes over the configurations
+    in alternating order, each figure the best of its passes, so a burst of other load does not land on one
+    configuration only. Written to `<out_root>/throughput.json`; the report prefers it. None when nothing is
+    complete."""
+    import torch
+
+    from benchmark.methods import build_method
+    from benchmark.models import build_model
+    from benchmark.train import _throughput, load_checkpoint
+
+    device = device or suite.device
+    jobs = []
+    for specs in configurations(suite):
+        spec, _ = pick_run(out_root, specs)
+        if spec is None:
+            continue
+        data = _cached_data(spec.dataset, json.dumps(spec.dataset_params, sort_keys=True),
+                            str(data_root) if data_root else None)  # fmt: skip
+        classes = data["train"].classes
+        params = {k: v for k, v in spec.model_params.items() if k != "weights"}  # the checkpoint holds every weight
+        model = build_model(spec.model, len(classes), **params)
+        load_checkpoint(run_dir(out_root, spec.run_id) / "model.pt", model)
+        if spec.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        method = build_method(spec.method, **spec.method_params)
+        jobs.append((spec, model.to(device), method, data["train"], classes.index(spec.audited_class)))
+    best: dict[str, dict[str, Any]] = {}
+    for order in (jobs, jobs[::-1], jobs):  # three passes in alternating order; each figure is its best pass
+        for spec, model, method, train, class_index in order:
+            figures = _throughput(model, method, train, class_index, suite.timing, device)
+            kept = best.get(spec.run_id)
+            for key, seconds in (("train_images_per_s", "train_step_seconds"),
+                                 ("attention_images_per_s", "attention_batch_seconds")):  # fmt: skip
+                if kept is None or figures[key] > kept[key]:
+                    kept = (kept or figures) | {key: figures[key], seconds: figures[seconds]}
+            best[spec.run_id] = kept | {"peak_memory_mb": figures["peak_memory_mb"]}
+    rows = [
+        {"config": spec.method_label, "method": spec.method, "budget": spec.budget, "run_id": spec.run_id,
+         **best[spec.run_id]}
+        for spec, *_ in jobs
+    ]  # fmt: skip
+    if not rows:
+        return None
+    payload = {
+        "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+        "how": "after the suite, in one process: three passes over the configurations in alternating order, each "
+        "figure the best of its three (the least disturbed by other load)",
+        "rows": rows,
+    }
+    write_atomic(Path(out_root) / THROUGHPUT_FILE, json.dumps(payload, indent=2) + "\n")
+    return payload
+
+
+def read_throughput(out_root: Path, suite: Suite) -> list[dict[str, Any]] | None:
+    """The suite-level timings if they were taken on the runs the suite holds now, else None."""
+    path = Path(out_root) / THROUGHPUT_FILE
+    if not path.is_file():
+        return None
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (json.JSONDecodeError, KeyError):
+        return None
+    current = {s.run_id for specs in configurations(suite) if (s := pick_run(out_root, specs)[0]) is not None}
+    return rows if {r["run_id"] for r in rows} == current else None
 
 
 def make_executor(suite: Suite, launcher: str, folder: Path) -> Any:

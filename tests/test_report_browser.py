@@ -97,9 +97,9 @@ def test_report_opens_offline_with_every_image_and_the_paper_table(report, brows
     labels = [r.find_element(By.TAG_NAME, "td").text for r in rows]
     assert labels[:4] == [
         "in-distribution val accuracy",
-        "boat without context",
-        "context without boat",
-        "overall",
+        "boat without water (share called boat)",
+        "water without boat (share called not boat)",
+        "overall (mean of the two)",
     ]
     header = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#paper-table thead th")]
     assert header[1] == "Grad-CAM" and "GAIN" in header and any(h.startswith("GAIN_ext-") for h in header), header

@@ -63,10 +63,15 @@ def test_suite_runs_once_and_resumes_without_retraining(tmp_path, suite_file, da
     throughput = first[suite.runs()[0].run_id]["timings"]["throughput"]
     assert throughput["train_images_per_s"] > 0 and throughput["batch_size"] == 8 and throughput["precision"] == "fp32"
     assert json.loads((out / "suite.json").read_text())["raw"]["name"] == "tiny"
+    timed = runner.read_throughput(out, suite)
+    assert [r["run_id"] for r in timed] == [s.run_id for s in suite.runs() if s.seed == 0], "lowest seed per config"
+    assert all(r["train_images_per_s"] > 0 and r["batch_size"] == 8 for r in timed)
+    stamp = (out / "throughput.json").stat().st_mtime_ns
 
     again = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)
     assert again.finished == [] and all(p.action == "skip" for p in again.planned)
     assert _records(out) == first, "complete runs are not touched"
+    assert (out / "throughput.json").stat().st_mtime_ns == stamp, "nothing new to time"
 
     changed = load(suite_file, ["train.lr=0.001"])
     third = runner.run_suite(changed, out, quiet=True, data_root=data_root, threads=1)

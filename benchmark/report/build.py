@@ -15,10 +15,10 @@ import pandas as pd
 
 from benchmark import __version__
 from benchmark.report.verdict import PAPER_TABLE4, verdict
-from benchmark.runner import plan, read_suite_file
+from benchmark.runner import plan, read_suite_file, read_throughput
 from benchmark.spec import RunSpec
 from benchmark.store import write_atomic
-from benchmark.tables import BASELINE, DISPLAY, build_tables
+from benchmark.tables import BASELINE, DISPLAY, PAPER_ROWS, build_tables
 
 TEMPLATES = Path(__file__).parent / "templates"
 CONTEXT_NAMES = {"synthetic-boats": "water"}
@@ -31,10 +31,10 @@ LOCALISATION_METRICS = (
 )
 CURVE_METRICS = (
     ("val_accuracy", "in-distribution val accuracy"),
-    ("class_without_context", "{cls} without context: share called {cls}"),
-    ("context_without_class", "context without {cls}: share called not {cls}"),
+    ("class_without_context", "{cls} without {context}: share called {cls}"),
+    ("context_without_class", "{context} without {cls}: share called not {cls}"),
     ("shifted_auroc", "AUROC, shifted groups"),
-    ("context_flip_rate", "context flip rate (lower is better)"),
+    ("context_flip_rate", "{context} flip rate (lower is better)"),
     ("relevance_mass", "relevance mass"),
 )
 
@@ -78,6 +78,28 @@ def _display(method: str, budget: int) -> str:
     return DISPLAY.get(method, method) + (f"-{budget}" if budget else "")
 
 
+def _config_name(row: dict[str, Any]) -> str:
+    """ "GAIN_ext-78" and any method parameters, from a table row's method, budget and short label."""
+    own = row["method"] + (f"-{row['budget']}" if row["budget"] else "")
+    return _display(row["method"], int(row["budget"])) + str(row["label"])[len(own) :]
+
+
+def metric_names(cls: str, context: str) -> dict[str, str]:
+    """Readable metric names for the audited class and its context."""
+    return {
+        "val_accuracy": "in-distribution val accuracy",
+        "class_without_context": f"{cls} without {context} (share called {cls})",
+        "context_without_class": f"{context} without {cls} (share called not {cls})",
+        "overall": "overall (mean of the two)",
+        "shifted_auroc": "AUROC, shifted groups",
+        "worst_group_accuracy": "worst-group accuracy",
+        "context_flip_rate": f"{context} flip rate (lower is better)",
+        "relevance_mass": "relevance mass",
+        "pointing_game": "pointing game",
+        "attention_iou": "attention IoU",
+    }
+
+
 def _throughput(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per configuration (its lowest seed's figures), with the ratio of its train-step time to the
     baseline's (how much the method's training costs, 1.0 = as dear as Grad-CAM)."""
@@ -87,13 +109,17 @@ def _throughput(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         spec = RunSpec.from_dict(r["spec"])
         if t and spec.method_label not in rows:
             rows[spec.method_label] = {"config": spec.method_label, "method": spec.method, **t}
-    base = next((row for row in rows.values() if row["method"] == BASELINE), None)
-    for row in rows.values():
+    return _with_ratios(list(rows.values()))
+
+
+def _with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    base = next((row for row in rows if row["method"] == BASELINE), None)
+    for row in rows:
         row["train_cost_ratio"] = base["train_images_per_s"] / row["train_images_per_s"] if base else float("nan")
         row["attention_speed_ratio"] = (
             row["attention_images_per_s"] / base["attention_images_per_s"] if base else float("nan")
         )
-    return list(rows.values())
+    return rows
 
 
 def _run_level(records: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, dict[str, float]]:
@@ -109,13 +135,18 @@ def _run_level(records: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str
 
 
 def _figures(
-    tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], throughput: list[dict], out_root: Path, data_root
+    tables: dict[str, pd.DataFrame],
+    records: list[dict[str, Any]],
+    throughput: list[dict],
+    out_root: Path,
+    data_root: Path | None,
+    cls: str,
+    context: str,
 ) -> dict[str, str | None]:
     from benchmark.report import figures, gallery
 
     aggregated = tables["aggregated"]
-    cls = aggregated["audited_class"].iloc[0] if len(aggregated) else "class"
-    metrics = [(k, label.format(cls=cls)) for k, label in CURVE_METRICS]
+    metrics = [(k, label.format(cls=cls, context=context)) for k, label in CURVE_METRICS]
     complete = [r for r in records if r["status"] == "complete"]
     return {
         "budget_curves": figures.budget_curves(aggregated, metrics) if len(aggregated) else None,
@@ -135,7 +166,12 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
     tables = build_tables([out_root], run_ids={p.spec.run_id for p in planned}, short=True, n_resamples=n_resamples)
     paper = tables["paper"]
     paired = tables["paired"]
-    significance = paired[paired["metric"].isin(SIGNIFICANCE_METRICS)].to_dict("records") if len(paired) else []
+    context_name = CONTEXT_NAMES.get(suite.dataset, "context")
+    names = metric_names(suite.audited_class, context_name)
+    significance = [
+        r | {"name": _config_name(r), "metric_name": names.get(r["metric"], r["metric"])}
+        for r in (paired[paired["metric"].isin(SIGNIFICANCE_METRICS)].to_dict("records") if len(paired) else [])
+    ]
     aggregated = tables["aggregated"]
     localisation = []
     run_level = _run_level(records, ("context_attention_share", "context_area_share", "cam_miou"))
@@ -148,7 +184,8 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
                 row[key] = by_metric.loc[key].to_dict() if key in by_metric.index else None
             row |= run_level.get(label, {})
             localisation.append(row)
-    throughput = _throughput([r for r in records if r["status"] == "complete"])
+    measured = read_throughput(out_root, suite)
+    throughput = _with_ratios(measured) if measured else _throughput([r for r in records if r["status"] == "complete"])
     environment = next((r["environment"] for r in records if r.get("environment")), {})
     return {
         "suite": suite,
@@ -156,7 +193,10 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
         "total": len(planned),
         "paper": {
             "columns": list(paper.columns),
-            "rows": [(index, list(row)) for index, row in zip(paper.index, paper.to_numpy(), strict=True)],
+            "rows": [
+                (names.get(key, index), list(row))
+                for (key, _), index, row in zip(PAPER_ROWS, paper.index, paper.to_numpy(), strict=True)
+            ],
             "footnotes": paper.attrs.get("footnotes", []),
         },
         "paper_voc": PAPER_TABLE4,
@@ -165,7 +205,7 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
             paired,
             n_seeds=len(suite.seeds),
             cls=suite.audited_class,
-            context=CONTEXT_NAMES.get(suite.dataset, "context"),
+            context=context_name,
         ),
         "significance": significance,
         "localisation": localisation,
@@ -174,7 +214,8 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
         "missing": [p for p in planned if p.state in ("missing", "running")],
         "excluded": tables["excluded"].to_dict("records"),
         "throughput": throughput,
-        "figures": _figures(tables, records, throughput, out_root, data_root),
+        "throughput_after_suite": measured is not None,
+        "figures": _figures(tables, records, throughput, out_root, data_root, suite.audited_class, context_name),
         "environment": environment,
         "provenance": {
             "gain-bench": __version__,

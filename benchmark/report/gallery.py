@@ -90,36 +90,12 @@ def _load_splits(spec: RunSpec, data_root: Path | None) -> dict[str, TensorSplit
     return {role: synthetic.load_split(folder, SYNTHETIC_ROLES[role]) for role, _ in GROUPS}
 
 
-def _configurations(out_root: Path) -> list[tuple[str, list[RunSpec]]]:
-    """The suite's configurations in its order, each with its runs by ascending seed."""
-    from benchmark.runner import read_suite_file
-
-    groups: dict[str, list[RunSpec]] = {}
-    for spec in read_suite_file(out_root).runs():
-        key = json.dumps({k: v for k, v in spec.to_dict().items() if k not in ("seed", "suite")}, sort_keys=True)
-        groups.setdefault(key, []).append(spec)
-    return [(k, sorted(v, key=lambda s: s.seed)) for k, v in groups.items()]
-
-
 def _name(spec: RunSpec, seed: bool = False) -> str:
     """The configuration's name, one method parameter per line (row labels stay narrow), and the seed shown."""
     from benchmark.report.figures import display_name
 
     lines = [display_name(spec.method, spec.budget), *(f"{k}={v}" for k, v in sorted(spec.method_params.items()))]
     return "\n".join(lines + ([f"seed {spec.seed}"] if seed else []))
-
-
-def _pick_run(out_root: Path, specs: list[RunSpec]) -> tuple[RunSpec | None, str]:
-    """The lowest-seed complete run with a checkpoint, or None and why not."""
-    from benchmark.store import COMPLETE, run_dir, run_state
-
-    complete = [s for s in specs if run_state(out_root, s.run_id, s.config_hash)[0] == COMPLETE]
-    for spec in complete:
-        if (run_dir(out_root, spec.run_id) / "model.pt").is_file():
-            return spec, ""
-    if complete:
-        return None, "no checkpoint (model.pt) in its complete runs: skipped"
-    return None, "no complete run yet: skipped"
 
 
 def _model(spec: RunSpec, checkpoint: Path, n_classes: int) -> SplitModel:
@@ -150,8 +126,9 @@ def gallery_data(
 ) -> GalleryData | None:
     """Scores and maps for the gallery; None when no configuration has a complete run with a checkpoint."""
     out_root = Path(out_root)
-    configurations = _configurations(out_root)
-    picked = [(specs[0], *_pick_run(out_root, specs)) for _, specs in configurations]
+    from benchmark.runner import configurations, pick_run, read_suite_file
+
+    picked = [(specs[0], *pick_run(out_root, specs)) for specs in configurations(read_suite_file(out_root))]
     if not any(spec is not None for _, spec, _ in picked):
         return None
     data: dict[str, tuple[dict[str, TensorSplit], dict[str, list[int]]]] = {}

@@ -49,13 +49,18 @@ def _cell(aggregated: pd.DataFrame, config: str, metric: str) -> dict[str, Any] 
 
 
 def _comparison(row: dict[str, Any], what: str) -> str:
-    sign = "+" if row["difference"] >= 0 else "−"
+    points = round(100 * row["difference"])
     significant = row["p_holm"] < ALPHA
     return (
-        f"{what} {sign}{abs(100 * row['difference']):.0f} points "
-        f"[{100 * row['ci_low']:+.0f}, {100 * row['ci_high']:+.0f}], Holm-adjusted p = {_p(row['p_holm'])}"
-        f" ({'significant' if significant else 'not significant'})"
+        f"{what} {'±' if points == 0 else f'{points:+d}'.replace('-', '−')} points "
+        f"[{_signed(row['ci_low'])}, {_signed(row['ci_high'])}] "
+        f"(Holm p {_p(row['p_holm'])}, {'significant' if significant else 'not significant'})"
     )
+
+
+def _signed(x: float) -> str:
+    points = round(100 * x)
+    return "0" if points == 0 else f"{points:+d}".replace("-", "−")
 
 
 def _p(p: float) -> str:
@@ -64,13 +69,39 @@ def _p(p: float) -> str:
     return f"{p:.3f}" if p >= 0.001 else "< 0.001"
 
 
+def _moved(
+    paired: pd.DataFrame, metric: str, subject: str, better: str, worse: str, unit: str = "points"
+) -> str | None:
+    """One sentence on a metric across configurations: which moved it significantly, which way, by how much."""
+    rows = paired[paired["metric"] == metric]
+    if rows.empty:
+        return None
+    up = rows[(rows["p_holm"] < ALPHA) & (rows["difference"] > 0)]
+    down = rows[(rows["p_holm"] < ALPHA) & (rows["difference"] < 0)]
+    flat = rows[rows["p_holm"] >= ALPHA]
+
+    def names(frame: pd.DataFrame) -> str:
+        return ", ".join(_name(m, b) for m, b in zip(frame["method"], frame["budget"], strict=True))
+
+    def span(frame: pd.DataFrame) -> str:
+        values = sorted(abs(100 * frame["difference"]))
+        low, high = values[0], values[-1]
+        return f"{low:.0f} {unit}" if round(low) == round(high) else f"{low:.0f}–{high:.0f} {unit}"
+
+    parts = [f"{better} for {names(up)} (by {span(up)})"] if len(up) else []
+    parts += [f"{worse} for {names(down)} (by {span(down)})"] if len(down) else []
+    parts += [f"no significant change for {names(flat)}"] if len(flat) else []
+    return f"{subject}: " + "; ".join(parts)
+
+
 def verdict(
     aggregated: pd.DataFrame, paired: pd.DataFrame, *, n_seeds: int, cls: str = "boat", context: str = "water"
-) -> list[str]:
-    """Plain sentences: the baseline's shortcut, how far each configuration moves it, and what is significant."""
+) -> dict[str, list[str]]:
+    """`summary`: plain sentences on the baseline's shortcut and what the configurations change, significant or
+    not; `details`: one sentence per configuration with every difference, interval and Holm-adjusted p."""
     if aggregated.empty:
-        return ["No complete runs yet: nothing to conclude."]
-    sentences: list[str] = []
+        return {"summary": ["No complete runs yet: nothing to conclude."], "details": []}
+    summary: list[str] = []
     configs = aggregated.drop_duplicates("config")
     base = configs[configs["method"] == BASELINE]
     if len(base):
@@ -90,13 +121,31 @@ def verdict(
             if auroc and math.isfinite(auroc["ci_high"]) and auroc["ci_high"] < 0.5:
                 text += (
                     f"; its {cls} score ranks {context}-only images above {cls}s without {context} "
-                    f"(AUROC {auroc['mean']:.2f}, 0.5 = no separation): it has learned the {context}, not the {cls}"
+                    f"(AUROC {auroc['mean']:.2f}; 0.5 = no separation): it has learned the {context}, not the {cls}"
                 )
-            sentences.append(text + ".")
+            summary.append(text + ".")
     else:
-        sentences.append("There is no Grad-CAM baseline in this suite, so no method is compared against one.")
-    improved: list[str] = []
+        summary.append("There is no Grad-CAM baseline in this suite, so no method is compared against one.")
+    details: list[str] = []
     if len(paired):
+        for sentence in (
+            _moved(paired, "context_without_class", f"{context.capitalize()}-only images called \u201c{cls}\u201d",
+                   "significantly fewer", "significantly more"),
+            _moved(paired, "class_without_context", f"{cls.capitalize()}s without {context} recognised",
+                   "significantly more", "significantly fewer"),
+            _moved(paired, "shifted_auroc", "Threshold-free separation of the two groups (AUROC)",
+                   "significantly better", "significantly worse", unit="hundredths"),
+            _moved(paired, "val_accuracy", "In-distribution accuracy", "significantly higher", "significantly lower"),
+        ):  # fmt: skip
+            if sentence:
+                summary.append(sentence + ".")
+        still = aggregated[(aggregated["metric"] == "shifted_auroc") & (aggregated["ci_high"] < 0.5)]
+        if len(still) == len(configs):
+            summary.append(
+                f"Every configuration still ranks {context}-only images above {cls}s without {context} "
+                "(AUROC interval below 0.5 for all): none has unlearned the shortcut."
+            )
+        improved = []
         for _, group in paired.groupby("config", sort=False):
             rows = {r["metric"]: r for r in group.to_dict("records")}
             name = _name(group["method"].iloc[0], group["budget"].iloc[0])
@@ -111,27 +160,27 @@ def verdict(
                 if m in rows
             ]
             if parts:
-                sentences.append(f"{name} against the baseline: " + "; ".join(parts) + ".")
+                details.append(f"{name}: " + "; ".join(parts) + ".")
             shifted = [rows[m] for m in ("context_without_class", "class_without_context") if m in rows]
             if shifted and all(r["p_holm"] < ALPHA and r["difference"] > 0 for r in shifted):
                 improved.append(name)
         if improved:
-            sentences.append(f"Significantly better than the baseline on both shifted groups: {', '.join(improved)}.")
+            summary.append(f"Significantly better than the baseline on both shifted groups: {', '.join(improved)}.")
         else:
-            sentences.append(
+            summary.append(
                 f"No configuration is significantly better than the baseline on both shifted groups "
                 f"({cls} without {context} and {context} without {cls}) at Holm-adjusted p < {ALPHA}."
             )
     degenerate = aggregated[aggregated["degenerate_seeds"] > 0]
     if len(degenerate):
         names = sorted({_name(m, b) for m, b in zip(degenerate["method"], degenerate["budget"], strict=True)})
-        sentences.append(
+        summary.append(
             f"Degenerate (a constant decision on a split in some seed; such a classifier scores 0.5 on \u201coverall"
             f"\u201d while telling nothing apart): {', '.join(names)}."
         )
     if n_seeds < MIN_SEEDS_FOR_CLAIMS:
-        sentences.append(
+        summary.append(
             f"With {n_seeds} seed(s) these differences are indicative only; run at least {MIN_SEEDS_FOR_CLAIMS} "
             "seeds (e.g. --seeds 0,1,2,3) before claiming one."
         )
-    return sentences
+    return {"summary": summary, "details": details}
