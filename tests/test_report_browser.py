@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tiny import tiny_suite
 
 from benchmark import runner
 from benchmark.report import write_report
@@ -22,28 +23,7 @@ pytestmark = pytest.mark.skipif(
     reason="browser test needs chromium and chromedriver (Debian: apt-get install chromium chromium-driver)",
 )
 
-TINY = """
-name = "browser"
-seeds = [0, 1]
-budgets = [9]
-[data]
-n_train = 160
-n_val = 40
-n_shifted = 20
-n_counterfactual = 20
-[train]
-epochs = 1
-batch_size = 32
-[methods.gradcam]
-[methods.gain]
-warmup_epochs = 0
-[methods.gain_ext]
-warmup_epochs = 0
-[timing]
-batch_size = 8
-warmup = 0
-iterations = 1
-"""
+TINY = tiny_suite("browser", ("gradcam", "gain", "gain_ext"))
 
 
 @pytest.fixture(scope="module")

@@ -7,29 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from tiny import tiny_suite
 
 from benchmark import runner
 from benchmark.report import figures, gallery
 from benchmark.suites import load
 
-TINY = """
-name = "tiny-gallery"
-seeds = [0, 1]
-budgets = [9]
-[data]
-n_train = 160
-n_val = 40
-n_shifted = 20
-n_counterfactual = 20
-[train]
-epochs = 1
-batch_size = 32
-[methods.gradcam]
-[methods.gain_ext]
-warmup_epochs = 0
-[timing]
-enabled = false
-"""
+TINY = tiny_suite("tiny-gallery", timing=False)
 
 METRICS = [("class_without_context", "boat without water"), ("overall", "overall")]
 

@@ -8,32 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny import tiny_suite
 
 from benchmark import runner
 from benchmark.cli import main
 from benchmark.store import RunLock, read_record
 from benchmark.suites import SuiteError, load
 
-TINY = """
-name = "tiny"
-seeds = [0, 1]
-budgets = [9]
-[data]
-n_train = 160
-n_val = 40
-n_shifted = 20
-n_counterfactual = 20
-[train]
-epochs = 1
-batch_size = 32
-[methods.gradcam]
-[methods.gain_ext]
-warmup_epochs = 0
-[timing]
-batch_size = 8
-warmup = 0
-iterations = 1
-"""
+TINY = tiny_suite()
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,7 @@ def _comparison(row: dict[str, Any], what: str) -> str:
     points = round(100 * row["difference"])
     significant = row["p_holm"] < ALPHA
     return (
-        f"{what} {'±' if points == 0 else f'{points:+d}'.replace('-', '−')} points "
+        f"{what} {'±0' if points == 0 else f'{points:+d}'.replace('-', '−')} points "
         f"[{_signed(row['ci_low'])}, {_signed(row['ci_high'])}] "
         f"(Holm p {_p(row['p_holm'])}, {'significant' if significant else 'not significant'})"
     )

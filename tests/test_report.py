@@ -1,0 +1,113 @@
+import pandas as pd
+
+from benchmark.report.build import _config_name, metric_names
+from benchmark.report.verdict import verdict
+
+
+def _aggregated(rows):
+    columns = ["config", "label", "method", "budget", "audited_class", "metric", "n_seeds", "mean", "sd", "ci_low",
+               "ci_high", "degenerate_seeds", "excluded_runs"]  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "config": f"{m}-{b}",
+                "label": m + (f"-{b}" if b else ""),
+                "method": m,
+                "budget": b,
+                "audited_class": "boat",
+                "metric": metric,
+                "n_seeds": 4,
+                "mean": mean,
+                "sd": 0.01,
+                "ci_low": lo,
+                "ci_high": hi,
+                "degenerate_seeds": deg,
+                "excluded_runs": 0,
+            }
+            for m, b, metric, mean, lo, hi, deg in rows
+        ],
+        columns=columns,
+    )
+
+
+def _paired(rows):
+    return pd.DataFrame(
+        [
+            {
+                "config": f"{m}-{b}",
+                "label": m + (f"-{b}" if b else ""),
+                "method": m,
+                "budget": b,
+                "metric": metric,
+                "difference": d,
+                "ci_low": lo,
+                "ci_high": hi,
+                "p_value": p,
+                "p_holm": p,
+            }
+            for m, b, metric, d, lo, hi, p in rows
+        ]
+    )
+
+
+BASELINE = [
+    ("gradcam", 0, "val_accuracy", 0.97, 0.96, 0.98, 0),
+    ("gradcam", 0, "class_without_context", 0.02, 0.0, 0.03, 0),
+    ("gradcam", 0, "context_without_class", 0.26, 0.22, 0.30, 0),
+    ("gradcam", 0, "shifted_auroc", 0.02, 0.01, 0.04, 0),
+]
+
+
+def test_verdict_names_the_shortcut_and_what_is_not_significant():
+    aggregated = _aggregated([*BASELINE, ("gain_ext", 78, "shifted_auroc", 0.05, 0.04, 0.07, 0)])
+    paired = _paired(
+        [
+            ("gain_ext", 78, "context_without_class", 0.21, 0.14, 0.29, 0.006),
+            ("gain_ext", 78, "class_without_context", 0.002, -0.01, 0.02, 1.0),
+            ("gain_ext", 78, "val_accuracy", -0.2, -0.22, -0.17, 0.006),
+        ]
+    )
+    out = verdict(aggregated, paired, n_seeds=4)
+    text = " ".join(out["summary"])
+    assert "calls 74% [70, 78] of water-only images “boat”" in text
+    assert "it has learned the water, not the boat" in text
+    assert "Water-only images called “boat”: significantly fewer for GAIN_ext-78 (by 21 points)" in text
+    assert "Boats without water recognised: no significant change for GAIN_ext-78" in text
+    assert "In-distribution accuracy: significantly lower for GAIN_ext-78 (by 20 points)" in text
+    assert "No configuration is significantly better than the baseline on both shifted groups" in text
+    assert "none has unlearned the shortcut" in text, "every AUROC interval lies below 0.5"
+    assert "indicative only" not in text, "4 seeds are enough to state a difference"
+    assert out["details"] == [
+        "GAIN_ext-78: water without boat +21 points [+14, +29] (Holm p 0.006, significant); boat without water ±0 "
+        "points [−1, +2] (Holm p 1.000, not significant); in-distribution accuracy −20 points [−22, −17] (Holm p "
+        "0.006, significant)."
+    ]
+
+
+def test_verdict_credits_a_configuration_better_on_both_groups_and_warns_on_few_seeds():
+    aggregated = _aggregated([*BASELINE, ("gain", 0, "overall", 0.5, 0.5, 0.5, 2)])
+    paired = _paired(
+        [
+            ("gain", 0, "context_without_class", 0.3, 0.2, 0.4, 0.001),
+            ("gain", 0, "class_without_context", 0.4, 0.3, 0.5, 0.001),
+        ]
+    )
+    summary = verdict(aggregated, paired, n_seeds=3)["summary"]
+    assert "Significantly better than the baseline on both shifted groups: GAIN." in summary
+    assert any(s.startswith("Degenerate") and "GAIN" in s for s in summary)
+    assert any("With 3 seed(s) these differences are indicative only" in s for s in summary)
+
+
+def test_verdict_without_runs_or_baseline():
+    assert verdict(_aggregated([]), _paired([]), n_seeds=3)["summary"] == ["No complete runs yet: nothing to conclude."]
+    only = verdict(_aggregated([("gain", 0, "val_accuracy", 0.9, 0.8, 0.95, 0)]), _paired([]), n_seeds=4)
+    assert only["summary"][0].startswith("There is no Grad-CAM baseline")
+
+
+def test_names_for_the_reader():
+    assert _config_name({"method": "gain_ext", "budget": 78, "label": "gain_ext-78 alpha=0.3"}) == (
+        "GAIN_ext-78 alpha=0.3"
+    )
+    assert _config_name({"method": "gradcam", "budget": 0, "label": "gradcam"}) == "Grad-CAM"
+    names = metric_names("bird", "land")
+    assert names["context_without_class"] == "land without bird (share called not bird)"
