@@ -95,6 +95,9 @@ _RULES: dict[str, dict[str, tuple[Any, str]]] = {
         "batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
         "warmup": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
         "iterations": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+        "precision": (lambda v: v in ("fp32", "bf16", "fp16"), "fp32, bf16, fp16 (fp16: CUDA only)"),
+        "channels_last": (lambda v: isinstance(v, bool), "true, false (omit: as the model is trained)"),
+        "compile": (lambda v: isinstance(v, bool), "true, false"),
     },
     "slurm": {
         "partition": (lambda v: isinstance(v, str), "a string"),

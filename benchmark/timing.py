@@ -1,16 +1,24 @@
 """Throughput of a method's training step and of attention inference (forward + Grad-CAM), in images/s.
 
-Timed after `warmup` untimed repetitions; on CUDA the clock is read only after `torch.cuda.synchronize()`, so queued
-kernels are counted. Peak memory is `torch.cuda.max_memory_allocated` on a GPU and the process's peak resident set
+Timed after `warmup` untimed repetitions. On CUDA each timed call is bracketed by CUDA events recorded on the current
+stream and the device is synchronised before the events are read, so queued kernels are counted and host overhead
+between calls is not. Peak memory is `torch.cuda.max_memory_allocated` on a GPU and the process's peak resident set
 (`ru_maxrss`, whole process so far) on a CPU.
+
+Switches (`TimingSettings`): `precision` "fp32", "bf16" (autocast to bfloat16, on CPU too) or "fp16" (autocast to
+float16 with a `torch.amp.GradScaler`, CUDA only: a ValueError elsewhere); `channels_last` (None keeps the model's
+memory format); `compile` (`torch.compile` of the model copy that is timed; compilation happens in the warm-up, so
+use `warmup >= 1`). Every figure is recorded with these switches beside it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import resource
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +37,17 @@ class TimingSettings:
     batch_size: int = 64
     warmup: int = 2
     iterations: int = 5
+    precision: str = "fp32"
+    channels_last: bool | None = None
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"timing precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _sync(device: torch.device) -> None:
@@ -36,19 +55,44 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(step: Any, device: torch.device, warmup: int, iterations: int) -> float:
-    """Seconds per call of `step()`, the median of `iterations` timed calls."""
+def _timed(step: Callable[[], Any], device: torch.device, warmup: int, iterations: int) -> float:
+    """Seconds per call of `step()`, the median of `iterations` timed calls (CUDA: event time, see the module)."""
     for _ in range(warmup):
         step()
     _sync(device)
     times = []
     for _ in range(iterations):
-        started = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - started)
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end) / 1000.0)
+        else:
+            started = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - started)
     times.sort()
     return times[len(times) // 2]
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
+    """The autocast context of `precision` on `device` ("fp32": none). fp16 needs CUDA: a ValueError elsewhere,
+    since CPU float16 autocast is slow and a CPU GradScaler is not what a user would run."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision 'fp16' needs a CUDA device (float16 autocast with a GradScaler), got {device}")
+    return torch.autocast(device.type, dtype=_DTYPES[precision])
+
+
+@contextlib.contextmanager
+def _no_grad_autocast(device: torch.device, precision: str) -> Iterator[None]:
+    with torch.no_grad(), autocast(device, precision):
+        yield
 
 
 def device_name(device: torch.device) -> str:
@@ -68,27 +112,42 @@ def measure(
 ) -> dict[str, Any]:
     """Train-step and attention throughput of `method` on `batch` (a copy of the model is trained, so the caller's
     weights do not change). Every image of the batch counts as pixel-labelled for a method that uses pixel labels,
-    the dearest case. Records the device, precision, batch size, image size and thread count beside the figures."""
+    the dearest case. Records the device, precision, memory format, compilation, batch size, image size and thread
+    count beside the figures. The attention figure is inference: `grad_cam` under `torch.no_grad()`."""
     device = batch["image"].device
+    autocast(device, settings.precision)  # fp16 off CUDA fails here, before any work
     model = copy.deepcopy(model).to(device)
+    if settings.channels_last is not None:
+        model = model.to(memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format)
+    channels_last = _is_channels_last(model)
+    if settings.compile:
+        model = _compiled(model)
     n = batch["image"].shape[0]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-6)
+    scaler = torch.amp.GradScaler(device.type) if settings.precision == "fp16" else None
     model.train()
 
     def train_step() -> None:
-        parts = method.training_loss(model, batch, epoch=10**6)
+        with autocast(device, settings.precision):
+            parts = method.training_loss(model, batch, epoch=10**6)
         optimizer.zero_grad(set_to_none=True)
-        parts["total"].backward()
-        optimizer.step()
+        if scaler is None:
+            parts["total"].backward()
+            optimizer.step()
+        else:
+            scaler.scale(parts["total"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
 
     train_s = _timed(train_step, device, settings.warmup, settings.iterations)
     model.eval()
     classes = torch.full((n,), class_index, device=device)
 
     def attention_step() -> None:
-        grad_cam(model, batch["image"], classes)
+        with _no_grad_autocast(device, settings.precision):
+            grad_cam(model, batch["image"], classes)
 
     attention_s = _timed(attention_step, device, settings.warmup, settings.iterations)
     if device.type == "cuda":
@@ -105,10 +164,53 @@ def measure(
         "image_size": list(batch["image"].shape[-2:]),
         "device": str(device),
         "device_name": device_name(device),
-        "precision": "fp32",
+        "precision": settings.precision,
+        "channels_last": channels_last,
+        "compiled": settings.compile,
+        "timer": "cuda_events" if device.type == "cuda" else "perf_counter",
         "threads": torch.get_num_threads(),
         "warmup": settings.warmup,
         "iterations": settings.iterations,
         "peak_memory_mb": peak_mb,
         "memory_kind": memory,
     }
+
+
+def _is_channels_last(model: torch.nn.Module) -> bool:
+    """Whether the model's 4-d weights are stored channels_last (False for a model without any)."""
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    return bool(weights) and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+
+
+def _compiled(model: SplitModel) -> SplitModel:
+    """The model with `features` and `head` compiled separately, so Grad-CAM can still differentiate at the cut.
+
+    Buffer donation is switched off (process-wide): Grad-CAM's `autograd.grad(..., retain_graph=True)` on the
+    features must keep the compiled backward's saved tensors alive, which donated buffers forbid.
+    """
+    import torch._functorch.config
+
+    torch._functorch.config.donated_buffer = False
+    model.features = torch.compile(model.features)
+    model.head = torch.compile(model.head)
+    return model
+
+
+def example_batch(
+    n: int, size: int, num_classes: int, device: torch.device | str = "cpu", *, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """A random training batch for timing: normalised-looking images, one label per image plus a second one on every
+    third image, a pixel mask per image (labels 1..K) and every image pixel-labelled."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.zeros(n, num_classes)
+    labels[torch.arange(n), torch.randint(0, num_classes, (n,), generator=g)] = 1.0
+    extra = torch.arange(0, n, 3)
+    labels[extra, torch.randint(0, num_classes, (extra.numel(),), generator=g)] = 1.0
+    batch = {
+        "image": torch.randn(n, 3, size, size, generator=g),
+        "labels": labels,
+        "mask": torch.randint(0, num_classes + 1, (n, size, size), generator=g),
+        "has_mask": torch.ones(n, dtype=torch.bool),
+        "index": torch.arange(n),
+    }
+    return {k: v.to(device) for k, v in batch.items()}

@@ -1,8 +1,11 @@
+import shutil
+
+import pytest
 import torch
 
 from benchmark.methods import build_method
 from benchmark.models import build_model
-from benchmark.timing import TimingSettings, measure
+from benchmark.timing import TimingSettings, autocast, measure
 
 
 def _batch(n: int = 4) -> dict[str, torch.Tensor]:
@@ -30,3 +33,65 @@ def test_measure_records_figures_and_context_without_touching_the_model():
     assert figures["peak_memory_mb"] > 0 and figures["memory_kind"] == "process_peak_rss"
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "timing trains a copy"
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gain", "gain_ext"])
+def test_bf16_autocast_runs_on_cpu_and_is_recorded(method):
+    figures = measure(
+        build_model("small_cnn", 5), build_method(method), _batch(), 0, TimingSettings(1, 4, 1, 1, precision="bf16")
+    )
+    assert figures["precision"] == "bf16" and figures["train_images_per_s"] > 0
+    assert figures["attention_images_per_s"] > 0
+
+
+def test_fp16_off_cuda_is_a_clear_error_and_unknown_precision_is_rejected():
+    with pytest.raises(ValueError, match=r"fp16.*CUDA"):
+        measure(build_model("small_cnn", 5), build_method("gradcam"), _batch(), 0, TimingSettings(precision="fp16"))
+    with pytest.raises(ValueError, match="fp32, bf16, fp16"):
+        TimingSettings(precision="fp64")
+
+
+def test_bf16_autocast_changes_the_computation():
+    """Guards against a precision switch that is recorded but never applied."""
+    model = build_model("small_cnn", 5)
+    x = torch.randn(2, 3, 48, 48)
+    with autocast(torch.device("cpu"), "bf16"):
+        assert model(x).dtype == torch.bfloat16
+    with autocast(torch.device("cpu"), "fp32"):
+        assert model(x).dtype == torch.float32
+
+
+@pytest.mark.parametrize("channels_last", [None, True, False])
+def test_memory_format_switch_is_applied_and_recorded(channels_last):
+    model = build_model("small_cnn", 5).to(memory_format=torch.channels_last)
+    figures = measure(
+        model, build_method("gradcam"), _batch(), 0, TimingSettings(warmup=0, iterations=1, channels_last=channels_last)
+    )
+    assert figures["channels_last"] is (True if channels_last is None else channels_last)
+    assert figures["compiled"] is False and figures["timer"] == "perf_counter"
+    assert model.features[0][0].weight.is_contiguous(memory_format=torch.channels_last), "the caller's model is kept"
+
+
+@pytest.mark.slow
+def test_compile_switch_is_recorded_and_leaves_the_callers_model_alone():
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("torch.compile (inductor) needs a C compiler on PATH")
+    model = build_model("small_cnn", 5)
+    figures = measure(model, build_method("gain"), _batch(), 0, TimingSettings(warmup=1, iterations=1, compile=True))
+    assert figures["compiled"] is True and figures["train_images_per_s"] > 0
+    assert not hasattr(model.features, "_orig_mod")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA-event timing, fp16 GradScaler)")
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_cuda_timing_uses_events_and_reports_device_memory(precision):
+    device = torch.device("cuda")
+    batch = {k: v.to(device) for k, v in _batch(8).items()}
+    figures = measure(
+        build_model("small_cnn", 5), build_method("gain_ext"), batch, 0, TimingSettings(precision=precision)
+    )
+    assert figures["device"].startswith("cuda") and figures["timer"] == "cuda_events"
+    assert figures["precision"] == precision and figures["memory_kind"] == "cuda_max_allocated"
+    assert figures["peak_memory_mb"] > 0 and figures["train_images_per_s"] > 0
+    assert figures["device_name"] == torch.cuda.get_device_name(device)
