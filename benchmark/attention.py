@@ -6,17 +6,10 @@ map. The gradient is that of the class logit `s^c` itself (not scaled by it). Th
 `create_graph=True`; the map stays differentiable through the feature map `f`, which GAIN's losses rely on.
 
 Called with gradients disabled (`torch.no_grad()`, inference), `grad_cam` records no autograd graph for the feature
-extractor: the features are computed without one and only the head is differentiated. For a feature extractor in
-eval mode it then runs a cached inference copy with BatchNorm folded into the preceding convolutions (and, on CPU,
-in `channels_last`, which oneDNN runs 1.3-1.5x faster); the copy is rebuilt whenever the model's weights, buffers,
-modules or their modes differ from the snapshot it was built from.
+extractor: the features are computed without one and only the head is differentiated.
 """
 
 from __future__ import annotations
-
-import copy
-import weakref
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -64,59 +57,10 @@ def grad_cam(
     return maps if grad_enabled else maps.detach()
 
 
-@dataclass
-class _Frozen:
-    snapshot: list[torch.Tensor]
-    layout: list[tuple[str, type, bool]]
-    module: nn.Module
-
-
-_FROZEN: weakref.WeakKeyDictionary[nn.Module, _Frozen] = weakref.WeakKeyDictionary()
-
-
 def inference_features(features: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """`features(images)` without an autograd graph; through a cached BatchNorm-folded (CPU: `channels_last`) copy
-    when every module is in eval mode and none has hooks, else through `features` itself."""
+    """`features(images)` without recording an autograd graph (the maps of an inference call need none)."""
     with torch.no_grad():
-        modules = list(features.modules())
-        compiled = hasattr(features, "_orig_mod")  # a torch.compile'd module: run as compiled, never copied
-        if compiled or any(m.training or _has_hooks(m) for m in modules) or images.dim() != 4:
-            return features(images)
-        tensors = [*features.parameters(), *features.buffers()]
-        layout = [(name, type(m), m.training) for name, m in features.named_modules()]
-        frozen = _FROZEN.get(features)
-        if frozen is None or not _same(frozen, tensors, layout):
-            with torch.inference_mode(False):  # a cache built inside inference mode must serve outside it too
-                frozen = _Frozen([t.detach().clone() for t in tensors], layout, _fold(features, images.device))
-            _FROZEN[features] = frozen
-        if images.device.type == "cpu":
-            images = images.contiguous(memory_format=torch.channels_last)
-        return frozen.module(images)
-
-
-def _has_hooks(m: nn.Module) -> bool:
-    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
-
-
-def _same(frozen: _Frozen, tensors: list[torch.Tensor], layout: list[tuple[str, type, bool]]) -> bool:
-    if frozen.layout != layout or len(frozen.snapshot) != len(tensors):
-        return False
-    return all(
-        a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
-        for a, b in zip(frozen.snapshot, tensors, strict=True)
-    )
-
-
-def _fold(features: nn.Module, device: torch.device) -> nn.Module:
-    """An eval-mode copy of `features` with Conv-BatchNorm pairs folded (torch.fx); a plain copy if untraceable."""
-    try:
-        from torch.fx.experimental.optimization import fuse
-
-        module = fuse(features, inplace=False)
-    except Exception:  # symbolic tracing fails on data-dependent control flow: run an unfolded copy
-        module = copy.deepcopy(features)
-    module.eval().requires_grad_(False)
-    return module.to(memory_format=torch.channels_last) if device.type == "cpu" else module
+        return features(images)
 
 
 def cam_logits(model: SplitModel, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
