@@ -168,6 +168,9 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
     paired = tables["paired"]
     context_name = CONTEXT_NAMES.get(suite.dataset, "context")
     names = metric_names(suite.audited_class, context_name)
+    paper.index = pd.Index(
+        [names.get(key, label) for (key, _), label in zip(PAPER_ROWS, paper.index, strict=True)], name="metric"
+    )
     significance = [
         r | {"name": _config_name(r), "metric_name": names.get(r["metric"], r["metric"])}
         for r in (paired[paired["metric"].isin(SIGNIFICANCE_METRICS)].to_dict("records") if len(paired) else [])
@@ -193,10 +196,7 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
         "total": len(planned),
         "paper": {
             "columns": list(paper.columns),
-            "rows": [
-                (names.get(key, index), list(row))
-                for (key, _), index, row in zip(PAPER_ROWS, paper.index, paper.to_numpy(), strict=True)
-            ],
+            "rows": [(index, list(row)) for index, row in zip(paper.index, paper.to_numpy(), strict=True)],
             "footnotes": paper.attrs.get("footnotes", []),
         },
         "paper_voc": PAPER_TABLE4,
