@@ -176,7 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if len(tables["aggregated"]):
             print(format_paper_table(tables["paper"]))
         print(f"report: {path.resolve()}")
-    return 1 if result.failed else 0
+    earlier = [p for p in result.planned if p.action != "run" and p.state in ("failed", "conflict")]
+    return 1 if result.failed or earlier else 0
 
 
 def _print_summary(out: Path, suite: Any) -> None:
@@ -332,4 +333,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise ValueError(main())
+    raise SystemExit(main())

@@ -17,6 +17,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,9 +119,11 @@ def execute(
     timing: dict[str, Any] | None = None,
     threads: int | None = None,
     progress: bool = False,
+    retry_failed: bool = False,
 ) -> dict[str, Any]:
     """Run one spec under its lock; returns a small summary (run_id, status, seconds, error). Plain data in and out,
-    so it can run in a pool worker or a submitit job."""
+    so it can run in a pool worker or a submitit job. The folder is looked at again under the lock: another runner
+    may have completed (or failed) the run since it was planned."""
     import torch
 
     from benchmark.train import run
@@ -131,13 +134,13 @@ def execute(
     root = Path(out_root)
     summary: dict[str, Any] = {"run_id": spec.run_id, "label": spec.label, "seconds": 0.0, "error": None}
     lock = RunLock(root, spec.run_id)
-    if not lock.acquire():
+    if not lock.acquire(attempts=5):
         return summary | {"status": "locked"}
     started = time.perf_counter()
     try:
         state, _ = run_state(root, spec.run_id, spec.config_hash)
-        if state == COMPLETE:
-            summary["status"] = "already complete"
+        if state == COMPLETE or state == CONFLICT or (state == FAILED and not retry_failed):
+            summary["status"] = {COMPLETE: "already complete", CONFLICT: "conflict", FAILED: "failed earlier"}[state]
             return summary
         data = _cached_data(spec.dataset, json.dumps(spec.dataset_params, sort_keys=True), data_root)
         settings = TimingSettings(**timing) if timing is not None else None
@@ -241,6 +244,7 @@ def run_suite(
         "data_root": str(Path(data_root).resolve()) if data_root else None,
         "device": device,
         "timing": asdict(suite.timing),
+        "retry_failed": retry_failed,
     }
     bar = tqdm(total=len(todo), desc=f"suite {suite.name}", unit="run", disable=quiet, file=sys.stderr)
     finished: list[dict[str, Any]] = []
@@ -269,7 +273,11 @@ def run_suite(
     if suite.timing.enabled and launcher != "slurm" and (finished or read_throughput(out_root, suite) is None):
         if not quiet:
             print("timing each configuration ...", file=sys.stderr, flush=True)
-        measure_throughput(suite, out_root, data_root=data_root, device=device)
+        try:
+            measure_throughput(suite, out_root, data_root=data_root, device=device)
+        except Exception as err:  # the runs are recorded; a report without suite-level timings is still a report
+            print(f"warning: timing the configurations failed, the report uses the per-run timings: {err}",
+                  file=sys.stderr)  # fmt: skip
     return SuiteResult(planned, finished)
 
 
@@ -277,10 +285,20 @@ def _run_pool(
     todo: list[RunSpec], out_root: Path, jobs: int, threads: int, common: dict[str, Any], done: Callable
 ) -> None:
     context = multiprocessing.get_context("spawn")  # a forked torch process can deadlock in OpenMP
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = [pool.submit(execute, s.to_dict(), str(out_root), threads=threads, **common) for s in todo]
-        for future in _as_done(futures):
-            done(future.result())
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,))
+    try:
+        futures = {pool.submit(execute, s.to_dict(), str(out_root), threads=threads, **common): s for s in todo}
+        for future in _as_done(list(futures)):
+            try:
+                done(future.result())
+            except BrokenProcessPool as err:  # a worker died (killed, out of memory): its run is left to a re-run
+                spec = futures[future]
+                done({"run_id": spec.run_id, "label": spec.label, "status": FAILED, "seconds": 0.0,
+                      "error": f"worker process died: {err}"})  # fmt: skip
+    except BaseException:  # Ctrl-C: drop the queued runs instead of training them all before stopping
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _as_done(futures: list[Future]) -> Iterable[Future]:
@@ -438,7 +456,7 @@ def make_executor(suite: Suite, launcher: str, folder: Path) -> Any:
 
     if launcher != "slurm":
         executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(timeout_min=suite.slurm.timeout_min)
+        executor.update_parameters(timeout_min=7 * 24 * 60)  # a local run has no queue limit; [slurm] is for SLURM
         return executor
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")

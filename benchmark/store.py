@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,17 +100,22 @@ class RunLock:
         self.path = run_dir(out_root, run_id) / ".lock"
         self._fd: int | None = None
 
-    def acquire(self) -> bool:
+    def acquire(self, attempts: int = 1) -> bool:
+        """Take the lock; `attempts` > 1 retries a moment later (a `status` probe holds it for microseconds)."""
         import fcntl
         import socket
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
+        for attempt in range(attempts):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == attempts - 1:
+                    os.close(fd)
+                    return False
+                time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
         self._fd = fd
@@ -124,13 +130,22 @@ class RunLock:
             self._fd = None
 
     def held_elsewhere(self) -> bool:
-        """True when another process holds the lock now."""
-        if not self.path.exists():
+        """True when another process holds the lock now. Read-only, so it works on a folder one may only read."""
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
             return False
-        if self.acquire():
-            self.release()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
             return False
-        return True
+        finally:
+            os.close(fd)  # closing drops the probe's shared lock
+        return False
 
     def __enter__(self) -> RunLock:
         return self

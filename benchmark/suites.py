@@ -233,6 +233,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise SuiteError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=2 or methods.gain.alpha=0.3")
         if parts[0] not in (*TOP_KEYS, *SECTIONS):
             raise SuiteError(f"--set {item!r}: unknown key {parts[0]!r}; allowed: {', '.join((*TOP_KEYS, *SECTIONS))}")
+        entries = raw.get("methods", {})
+        if parts[0] == "methods" and len(parts) > 2 and parts[1] not in entries and parts[2:] != ["method"]:
+            raise SuiteError(
+                f"--set {item!r}: the suite has no method entry {parts[1]!r} (entries: {', '.join(entries)}); "
+                f"add one with --set methods.{parts[1]}.method=NAME"
+            )
         node = raw
         for part in parts[:-1]:
             node = node.setdefault(part, {})
@@ -301,7 +307,7 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
         if method not in METHODS:
             raise SuiteError(f"methods.{key}: unknown method {method!r}; allowed: {', '.join(METHODS)}")
         own = params.pop("budgets", None)
-        if own is not None and not (own == [0] or _int_list(own, 1)):
+        if own is not None and not ((own == [0] and not METHODS[method].uses_pixel_labels) or _int_list(own, 1)):
             raise SuiteError(f"methods.{key}.budgets = {own!r}: allowed: a non-empty list of integers >= 1")
         if not METHODS[method].uses_pixel_labels:
             if own not in (None, [0]):

@@ -125,7 +125,10 @@ def run(
         torch.save(model.state_dict(), buffer)
         write_atomic(out / "model.pt", buffer.getvalue())
         if timing is not None and timing.enabled:
-            record["timings"]["throughput"] = _throughput(model, method, data["train"], class_index, timing, device)
+            try:
+                record["timings"]["throughput"] = _throughput(model, method, data["train"], class_index, timing, device)
+            except Exception as err:  # timing is not part of the result: the run stays complete
+                record["timings"]["throughput_error"] = "".join(traceback.format_exception_only(err)).strip()
         record["status"] = "complete"
     except NonFiniteLoss as err:
         record.update(status="failed", error=str(err))

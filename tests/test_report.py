@@ -95,7 +95,7 @@ def test_verdict_credits_a_configuration_better_on_both_groups_and_warns_on_few_
     summary = verdict(aggregated, paired, n_seeds=3)["summary"]
     assert "Significantly better than the baseline on both shifted groups: GAIN." in summary
     assert any(s.startswith("Degenerate") and "GAIN" in s for s in summary)
-    assert any("With 3 seed(s) these differences are indicative only" in s for s in summary)
+    assert any("With 3 complete seed(s) per configuration these differences are indicative only" in s for s in summary)
 
 
 def test_verdict_without_runs_or_baseline():

@@ -259,3 +259,63 @@ def test_an_interrupted_run_is_not_a_failure_and_runs_again(tmp_path, suite_file
     assert record["status"] == "interrupted"
     monkeypatch.undo()
     assert [p.action for p in runner.plan(suite, out)] == ["run", "run"], "no --retry-failed needed"
+
+
+def test_execute_looks_again_under_the_lock(tmp_path, suite_file, data_root):
+    suite = load(suite_file, ["seeds=[0]"])
+    out = tmp_path / "out"
+    spec = suite.runs()[0]
+    runner.record_failure(spec, out, "failed in another runner meanwhile")
+    summary = runner.execute(spec.to_dict(), str(out), data_root=str(data_root), threads=1)
+    assert summary["status"] == "failed earlier", "planned as missing, failed by another runner: not re-run"
+    assert read_record(out / "runs" / spec.run_id / "record.json")["error"] == "failed in another runner meanwhile"
+    retried = runner.execute(spec.to_dict(), str(out), data_root=str(data_root), threads=1, retry_failed=True)
+    assert retried["status"] == "complete"
+
+
+def test_a_timing_failure_leaves_the_run_complete(tmp_path, suite_file, data_root, monkeypatch):
+    import benchmark.train
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory while timing")
+
+    monkeypatch.setattr(benchmark.train, "_throughput", broken)
+    suite = load(suite_file, ["seeds=[0]", "methods.gain_ext.budgets=[9]"])
+    result = runner.run_suite(suite, tmp_path / "out", quiet=True, data_root=data_root, threads=1)
+    assert {f["status"] for f in result.finished} == {"complete"}
+    record = next(iter(_records(tmp_path / "out").values()))
+    assert "out of memory while timing" in record["timings"]["throughput_error"]
+
+
+def test_cli_exit_code_reports_failures_left_from_before(tmp_path, suite_file, data_root, capsys):
+    out = tmp_path / "o"
+    args = ["run", str(suite_file), "--out", str(out), "--quiet", "--no-report", "--data-root", str(data_root)]
+    failing = [*args, "--seeds", "0", "--set", "budgets=[100000]", "--only", "method=gain_ext"]
+    assert main(failing) == 1
+    assert main(failing) == 1, "the failure is still there, though nothing ran"
+    assert "failed earlier" in capsys.readouterr().out
+
+
+def test_ctrl_c_stops_a_pool_suite_and_the_next_run_resumes(tmp_path, suite_file, data_root):
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "benchmark", "run", str(suite_file), "--out", str(out), "--quiet", "--no-report",
+        "--threads", "1", "--data-root", str(data_root), "--seeds", "0,1,2,3", "--jobs", "2",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(r["status"] == "complete" for r in _safe_records(out)):
+            assert time.monotonic() < deadline, "no run completed within 120 s"
+            time.sleep(0.05)
+        before = sum(r["status"] == "complete" for r in _safe_records(out))
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the runner and its workers
+        assert proc.wait(timeout=30) != 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    complete = [r for r in _safe_records(out) if r["status"] == "complete"]
+    assert len(complete) <= before + 2, "only runs already in flight may finish; the queued ones are dropped"
+    assert {r["status"] for r in _safe_records(out)} <= {"complete", "interrupted", "running"}
+    assert subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    assert sorted(r["status"] for r in _safe_records(out)) == ["complete"] * 8

@@ -61,6 +61,7 @@ def test_duplicate_entries_are_one_run():
         ({"methods": {"gian": {}}}, "methods.gian: unknown method 'gian'"),
         ({"methods": {"gain": {"alpah": 1}}}, "methods.gain: method 'gain': unknown parameter(s) alpah"),
         ({"methods": {"gradcam": {"budgets": [9]}}}, "uses no pixel labels"),
+        ({"methods": {"gain_ext": {"budgets": [0]}}}, "methods.gain_ext.budgets = [0]"),
         ({"data": {"rho": 2.0}}, "[data]: SyntheticConfig.rho=2.0"),
         ({"data": {"name": "voc"}}, "[data]: unknown dataset 'voc'"),
         ({"model": {"attention_layer": "block9"}}, "[model]: small_cnn: unknown attention_layer 'block9'"),
@@ -96,6 +97,12 @@ def test_overrides_are_validated_like_the_file():
     assert MINIMAL["methods"]["gain_ext"] == {}, "overrides work on a copy"
     with pytest.raises(SuiteError, match="unknown key 'trian'"):
         apply_overrides(MINIMAL, ["trian.epochs=2"])
+    with pytest.raises(SuiteError, match=r"no method entry 'gain'.*--set methods.gain.method=NAME"):
+        apply_overrides(MINIMAL, ["methods.gain.alpha=0.3"])
+    added = from_dict(
+        apply_overrides(MINIMAL, ["methods.energy.method=gain_ext", "methods.energy.e_loss=outside_energy"])
+    )
+    assert added.methods[-1].method == "gain_ext" and added.methods[-1].params == {"e_loss": "outside_energy"}
     with pytest.raises(SuiteError, match="expected KEY=VALUE"):
         apply_overrides(MINIMAL, ["train.epochs"])
     with pytest.raises(SuiteError, match=r"train.epochs=0"):

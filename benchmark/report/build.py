@@ -203,7 +203,7 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
         "verdict": verdict(
             aggregated,
             paired,
-            n_seeds=len(suite.seeds),
+            n_seeds=int(aggregated["n_seeds"].min()) if len(aggregated) else 0,
             cls=suite.audited_class,
             context=context_name,
         ),

@@ -49,6 +49,8 @@ def _cell(aggregated: pd.DataFrame, config: str, metric: str) -> dict[str, Any] 
 
 
 def _comparison(row: dict[str, Any], what: str) -> str:
+    if not all(math.isfinite(row[k]) for k in ("difference", "ci_low", "ci_high", "p_holm")):
+        return f"{what}: not computable (a value is missing)"
     points = round(100 * row["difference"])
     significant = row["p_holm"] < ALPHA
     return (
@@ -73,7 +75,7 @@ def _moved(
     paired: pd.DataFrame, metric: str, subject: str, better: str, worse: str, unit: str = "points"
 ) -> str | None:
     """One sentence on a metric across configurations: which moved it significantly, which way, by how much."""
-    rows = paired[paired["metric"] == metric]
+    rows = paired[(paired["metric"] == metric) & paired["p_holm"].notna() & paired["difference"].notna()]
     if rows.empty:
         return None
     up = rows[(rows["p_holm"] < ALPHA) & (rows["difference"] > 0)]
@@ -180,7 +182,7 @@ def verdict(
         )
     if n_seeds < MIN_SEEDS_FOR_CLAIMS:
         summary.append(
-            f"With {n_seeds} seed(s) these differences are indicative only; run at least {MIN_SEEDS_FOR_CLAIMS} "
-            "seeds (e.g. --seeds 0,1,2,3) before claiming one."
+            f"With {n_seeds} complete seed(s) per configuration these differences are indicative only; run at "
+            f"least {MIN_SEEDS_FOR_CLAIMS} seeds (e.g. --seeds 0,1,2,3) before claiming one."
         )
     return {"summary": summary, "details": details}
