@@ -161,6 +161,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     except (ValueError, FileNotFoundError) as err:
         return _error(err)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished runs are kept; run the same command again to resume ({out})", file=sys.stderr)
+        return 130
     skipped = [p for p in result.planned if p.action != "run"]
     print(f"suite {suite.name}: {len(result.finished)} run(s) executed, {len(skipped)} skipped -> {out}")
     for p in skipped:

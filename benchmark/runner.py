@@ -295,10 +295,23 @@ def _run_pool(
                 spec = futures[future]
                 done({"run_id": spec.run_id, "label": spec.label, "status": FAILED, "seconds": 0.0,
                       "error": f"worker process died: {err}"})  # fmt: skip
-    except BaseException:  # Ctrl-C: drop the queued runs instead of training them all before stopping
-        pool.shutdown(wait=False, cancel_futures=True)
+    except BaseException:  # Ctrl-C: stop now; the interrupted and queued runs are left to a re-run
+        _stop_workers(pool)
         raise
     pool.shutdown(wait=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate a pool's workers: calls already handed to them cannot be cancelled, and Python's exit would wait
+    for them to finish."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() drops this attribute
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def _as_done(futures: list[Future]) -> Iterable[Future]:

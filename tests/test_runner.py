@@ -302,7 +302,13 @@ def test_ctrl_c_stops_a_pool_suite_and_the_next_run_resumes(tmp_path, suite_file
         sys.executable, "-m", "benchmark", "run", str(suite_file), "--out", str(out), "--quiet", "--no-report",
         "--threads", "1", "--data-root", str(data_root), "--seeds", "0,1,2,3", "--jobs", "2",
     ]  # fmt: skip
-    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores SIGINT
+    )
     try:
         deadline = time.monotonic() + 120
         while not any(r["status"] == "complete" for r in _safe_records(out)):
