@@ -1,10 +1,15 @@
 """Training methods: one small class each, and the registry the suite names them by."""
 
+from benchmark.methods.ablations import AMOnly, ExtOnly
 from benchmark.methods.base import HParam, Method
+from benchmark.methods.counterfactual import CopyPaste, Counterfactual, ObjectRemoval
 from benchmark.methods.gain import GAIN, GAINExt
 from benchmark.methods.gradcam import GradCAMBaseline
+from benchmark.methods.rrr import RRR
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (GradCAMBaseline, GAIN, GAINExt)}
+METHODS: dict[str, type[Method]] = {
+    m.name: m for m in (GradCAMBaseline, GAIN, GAINExt, CopyPaste, ObjectRemoval, Counterfactual, RRR, ExtOnly, AMOnly)
+}
 
 
 def build_method(name: str, **params: object) -> Method:
