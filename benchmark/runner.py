@@ -31,7 +31,6 @@ from benchmark.store import (
     CONFLICT,
     FAILED,
     MISSING,
-    RECORD_SCHEMA,
     RUNNING,
     RunLock,
     run_dir,
@@ -166,19 +165,9 @@ def execute(
 
 def record_failure(spec: RunSpec, out_root: Path, error: str) -> None:
     """A failed record for a run that stopped before training began (e.g. a budget larger than its pool)."""
-    record = {
-        "schema": RECORD_SCHEMA,
-        "run_id": spec.run_id,
-        "config_hash": spec.config_hash,
-        "spec": spec.to_dict(),
-        "label": spec.label,
-        "status": FAILED,
-        "error": error,
-        "curve": [],
-        "metrics": {},
-        "timings": {},
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    from benchmark.train import new_record
+
+    record = new_record(spec, FAILED, error) | {"finished": datetime.now(UTC).isoformat(timespec="seconds")}
     write_record(run_dir(out_root, spec.run_id) / "record.json", record)
 
 

@@ -77,7 +77,7 @@ def run(
     raised. A re-run first removes what an earlier attempt left in the folder, so a record never sits beside
     another attempt's checkpoint or predictions.
     """
-    config_hash = spec.config_hash
+    _ = spec.config_hash  # resolving the spec validates its method, model and data keys before anything is written
     method = build_method(spec.method, **spec.method_params)
     if spec.budget and not method.uses_pixel_labels:
         raise ValueError(f"method {spec.method!r} uses no pixel labels; its budget must be 0, got {spec.budget}")
@@ -89,20 +89,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("model.pt", "predictions.csv", "record.json", *(p.name for p in out.glob(".*.tmp"))):
         (out / stale).unlink(missing_ok=True)
-    record: dict[str, Any] = {
-        "schema": RECORD_SCHEMA,
-        "run_id": spec.run_id,
-        "config_hash": config_hash,
-        "spec": spec.to_dict(),
-        "label": spec.label,
-        "status": "running",
-        "error": None,
-        "environment": environment(device),
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "curve": [],
-        "metrics": {},
-        "timings": {},
-    }
+    record = new_record(spec, "running") | {"environment": environment(device), "started": _now()}
     write_record(out / "record.json", record)
     torch.set_flush_denormal(spec.train.flush_denormal)
     try:
@@ -144,7 +131,7 @@ def run(
         raise
     finally:
         torch.set_flush_denormal(False)
-        record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        record["finished"] = _now()
         write_record(out / "record.json", record)
     return record
 
@@ -281,6 +268,26 @@ def _cam_counts(
         maps = grad_cam_from(features, logits, cls, image_index=image, size=size).detach()
     pred = cam_segmentation(maps, cls, image, features.shape[0])
     return segmentation_counts(pred, batch["mask"], logits.shape[1] + 1)
+
+
+def new_record(spec: RunSpec, status: str, error: str | None = None) -> dict[str, Any]:
+    """A run record's common fields (schema-versioned), before anything is measured."""
+    return {
+        "schema": RECORD_SCHEMA,
+        "run_id": spec.run_id,
+        "config_hash": spec.config_hash,
+        "spec": spec.to_dict(),
+        "label": spec.label,
+        "status": status,
+        "error": error,
+        "curve": [],
+        "metrics": {},
+        "timings": {},
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def load_checkpoint(path: Path, model: SplitModel) -> SplitModel:
