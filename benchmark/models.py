@@ -129,19 +129,32 @@ MODELS: dict[str, Callable[..., SplitModel]] = {
 }
 
 
+# How a run's weights start: from scratch, or from a model pre-trained on the generator's unbiased corpus
+# (`benchmark/pretrain.py`, the built-in stand-in for the paper's ImageNet pre-training). ImageNet weights for the
+# torchvision backbones are the model key `weights = "imagenet"`.
+INITS = ("scratch", "pretrained-synthetic")
+
+
 def build_model(name: str, num_classes: int, **params: object) -> SplitModel:
-    """`MODELS[name](num_classes, **params)` with an error that lists the known models or keys."""
+    """`MODELS[name](num_classes, **params)` with an error that lists the known models or keys; `init` is read by
+    the training run, not by the architecture."""
     params = build_model_params(name, params)
+    params.pop("init")
     return MODELS[name](num_classes, **params)
 
 
 def build_model_params(name: str, params: dict[str, object]) -> dict[str, object]:
-    """The model's keyword parameters with defaults filled in; unknown keys are a ValueError listing the known."""
+    """The model's keyword parameters with defaults filled in, plus `init`; unknown keys are a ValueError listing
+    the known."""
     from benchmark.spec import factory_defaults
 
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    return factory_defaults(MODELS[name], dict(params), f"model ({name})")
+    params = dict(params)
+    init = params.pop("init", "scratch")
+    if init not in INITS:
+        raise ValueError(f"model.init={init!r}: allowed: {', '.join(INITS)}")
+    return factory_defaults(MODELS[name], params, f"model ({name})") | {"init": init}
 
 
 def _check_layer(model: str, layer: str, allowed: tuple[str, ...]) -> None:

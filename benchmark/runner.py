@@ -228,6 +228,10 @@ def run_suite(
         from benchmark.datasets import synthetic
 
         synthetic.ensure_generated(synthetic.data_config(suite.dataset, suite.dataset_params), data_root)
+        if suite.model_params.get("init", "scratch") == "pretrained-synthetic":  # once, before any worker needs it
+            from benchmark.pretrain import ensure_pretrained
+
+            ensure_pretrained(todo[0], data_root, device=device or suite.device)
     device = device or suite.device
     common: dict[str, Any] = {
         "data_root": str(Path(data_root).resolve()) if data_root else None,

@@ -94,7 +94,13 @@ def run(
     torch.set_flush_denormal(spec.train.flush_denormal)
     try:
         torch.manual_seed(spec.seed)
-        model = build_model(spec.model, len(classes), **spec.model_params).to(device)
+        model = build_model(spec.model, len(classes), **spec.model_params)
+        if spec.model_params.get("init", "scratch") == "pretrained-synthetic":
+            from benchmark.pretrain import ensure_pretrained, pretrain_spec
+
+            load_checkpoint(ensure_pretrained(spec, data_root, device=device), model)
+            record["pretrained_from"] = pretrain_spec(spec).run_id
+        model = model.to(device)
         if spec.train.channels_last:  # the same math; 1.5-2x faster convolutions and pooling on CPU (oneDNN)
             model = model.to(memory_format=torch.channels_last)
         started = time.perf_counter()
