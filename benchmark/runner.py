@@ -25,7 +25,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from benchmark.spec import RunSpec
+from benchmark.spec import RunSpec, configuration_key
 from benchmark.store import (
     COMPLETE,
     CONFLICT,
@@ -367,8 +367,7 @@ def configurations(suite: Suite) -> list[list[RunSpec]]:
     """The suite's configurations in its order, each as its runs by ascending seed."""
     groups: dict[str, list[RunSpec]] = {}
     for spec in suite.runs():
-        key = json.dumps({k: v for k, v in spec.to_dict().items() if k not in ("seed", "suite")}, sort_keys=True)
-        groups.setdefault(key, []).append(spec)
+        groups.setdefault(configuration_key(spec.to_dict()), []).append(spec)
     return [sorted(g, key=lambda s: s.seed) for g in groups.values()]
 
 
@@ -394,11 +393,8 @@ def measure_throughput(
     in alternating order, each figure the best of its passes, so a burst of other load does not land on one
     configuration only. Written to `<out_root>/throughput.json`; the report prefers it. None when nothing is
     complete."""
-    import torch
-
     from benchmark.methods import build_method
-    from benchmark.models import build_model
-    from benchmark.train import _throughput, load_checkpoint
+    from benchmark.train import load_trained, throughput
 
     device = device or suite.device
     jobs = []
@@ -409,17 +405,13 @@ def measure_throughput(
         data = _cached_data(spec.dataset, json.dumps(spec.dataset_params, sort_keys=True),
                             str(data_root) if data_root else None)  # fmt: skip
         classes = data["train"].classes
-        params = {k: v for k, v in spec.model_params.items() if k != "weights"}  # the checkpoint holds every weight
-        model = build_model(spec.model, len(classes), **params)
-        load_checkpoint(run_dir(out_root, spec.run_id) / "model.pt", model)
-        if spec.train.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = load_trained(spec, run_dir(out_root, spec.run_id) / "model.pt", len(classes))
         method = build_method(spec.method, **spec.method_params)
         jobs.append((spec, model.to(device), method, data["train"], classes.index(spec.audited_class)))
     best: dict[str, dict[str, Any]] = {}
     for order in (jobs, jobs[::-1], jobs):  # three passes in alternating order; each figure is its best pass
         for spec, model, method, train, class_index in order:
-            figures = _throughput(model, method, train, class_index, suite.timing, device)
+            figures = throughput(model, method, train, class_index, suite.timing, device)
             kept = best.get(spec.run_id)
             for key, seconds in (("train_images_per_s", "train_step_seconds"),
                                  ("attention_images_per_s", "attention_batch_seconds")):  # fmt: skip

@@ -145,6 +145,12 @@ class RunSpec:
         return cls(**data)
 
 
+def configuration_key(spec: dict[str, Any]) -> str:
+    """A run's configuration as a stable string: everything in its spec (`RunSpec.to_dict()` or a record's `spec`)
+    but the seed and the suite's name, so the seeds of one configuration share it."""
+    return json.dumps({k: v for k, v in spec.items() if k not in ("seed", "suite")}, sort_keys=True, default=str)
+
+
 def factory_defaults(factory: Any, params: dict[str, Any], what: str) -> dict[str, Any]:
     """`params` completed with the keyword defaults of `factory`; an unknown key is a ValueError listing the known."""
     signature = inspect.signature(factory)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchmark.spec import RunSpec
+from benchmark.spec import RunSpec, configuration_key
 from benchmark.store import read_record
 
 COLUMNS = [
@@ -31,10 +30,8 @@ def load_records(roots: list[Path]) -> list[dict[str, Any]]:
 def configuration(record: dict[str, Any], short: bool = False) -> tuple[str, str]:
     """(key, label) of a run's configuration: everything in its spec but the seed and the suite's name. `short`
     labels name only the method, budget and method parameters (enough within one suite)."""
-    spec = record["spec"]
-    key = json.dumps({k: v for k, v in spec.items() if k not in ("seed", "suite")}, sort_keys=True, default=str)
-    run_spec = RunSpec.from_dict(spec)
-    return key, run_spec.method_label if short else run_spec.label
+    run_spec = RunSpec.from_dict(record["spec"])
+    return configuration_key(record["spec"]), run_spec.method_label if short else run_spec.label
 
 
 def summarise(records: list[dict[str, Any]], short: bool = False) -> list[dict[str, Any]]:

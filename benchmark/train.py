@@ -119,7 +119,7 @@ def run(
         write_atomic(out / "model.pt", buffer.getvalue())
         if timing is not None and timing.enabled:
             try:
-                record["timings"]["throughput"] = _throughput(model, method, data["train"], class_index, timing, device)
+                record["timings"]["throughput"] = throughput(model, method, data["train"], class_index, timing, device)
             except Exception as err:  # timing is not part of the result: the run stays complete
                 record["timings"]["throughput_error"] = "".join(traceback.format_exception_only(err)).strip()
         record["status"] = "complete"
@@ -255,9 +255,11 @@ def predict(
     return out
 
 
-def _throughput(
+def throughput(
     model: SplitModel, method: Method, train: TensorSplit, class_index: int, settings: TimingSettings, device: str
 ) -> dict[str, Any]:
+    """`timing.measure` on the first `settings.batch_size` training images (all counted as pixel-labelled for a
+    method that uses pixel labels)."""
     rows = torch.arange(min(settings.batch_size, len(train)))
     has_mask = torch.full((rows.numel(),), method.uses_pixel_labels)
     batch = train.batch(rows, has_mask=has_mask, device=device, mean=model.mean, std=model.std)
@@ -294,6 +296,14 @@ def new_record(spec: RunSpec, status: str, error: str | None = None) -> dict[str
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def load_trained(spec: RunSpec, checkpoint: Path, n_classes: int) -> SplitModel:
+    """A finished run's model from its `model.pt`, in eval mode and in the memory format it trained in. ImageNet
+    weights are not looked up: the checkpoint holds every weight."""
+    params = {k: v for k, v in spec.model_params.items() if k != "weights"}
+    model = load_checkpoint(checkpoint, build_model(spec.model, n_classes, **params)).eval()
+    return model.to(memory_format=torch.channels_last) if spec.train.channels_last else model
 
 
 def load_checkpoint(path: Path, model: SplitModel) -> SplitModel:

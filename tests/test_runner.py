@@ -279,7 +279,7 @@ def test_a_timing_failure_leaves_the_run_complete(tmp_path, suite_file, data_roo
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory while timing")
 
-    monkeypatch.setattr(benchmark.train, "_throughput", broken)
+    monkeypatch.setattr(benchmark.train, "throughput", broken)
     suite = load(suite_file, ["seeds=[0]", "methods.gain_ext.budgets=[9]"])
     result = runner.run_suite(suite, tmp_path / "out", quiet=True, data_root=data_root, threads=1)
     assert {f["status"] for f in result.finished} == {"complete"}

@@ -21,6 +21,7 @@ from benchmark.datasets.tensors import TensorSplit
 from benchmark.models import SplitModel
 from benchmark.report.figures import png_data_uri, style
 from benchmark.spec import RunSpec
+from benchmark.train import load_trained
 
 # (role, header); the header's {cls}/{ctx} are the audited class and its context.
 GROUPS = (
@@ -98,14 +99,6 @@ def _name(spec: RunSpec, seed: bool = False) -> str:
     return "\n".join(lines + ([f"seed {spec.seed}"] if seed else []))
 
 
-def _model(spec: RunSpec, checkpoint: Path, n_classes: int) -> SplitModel:
-    from benchmark.models import build_model
-    from benchmark.train import load_checkpoint
-
-    params = {k: v for k, v in spec.model_params.items() if k != "weights"}  # the checkpoint holds every weight
-    return load_checkpoint(checkpoint, build_model(spec.model, n_classes, **params)).eval()
-
-
 def _maps(model: SplitModel, split: TensorSplit, rows: list[int], class_index: int) -> tuple[np.ndarray, np.ndarray]:
     """Scores and Grad-CAM maps of the audited class for `rows`, on CPU in eval mode, as `train.predict` takes them."""
     from benchmark.attention import grad_cam_from
@@ -155,7 +148,7 @@ def gallery_data(
         row = GalleryRow(_name(spec, seed=True), spec.run_id)
         scores, maps, images = [], [], []
         try:
-            model = _model(spec, checkpoint, len(splits["val"].classes))
+            model = load_trained(spec, checkpoint, len(splits["val"].classes))
             for role, _ in GROUPS:
                 split, index = splits[role], chosen[role]
                 if not index:
