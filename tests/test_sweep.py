@@ -97,7 +97,11 @@ def test_swept_suite_reports_each_regime_against_its_own_baseline(swept):
     suite, out, html = swept
     assert "Regime rho=0.9" in html and "Regime rho=1.0" in html
     assert html.count('class="paper-table"') == 2
-    assert "headline metrics against the swept value" in html
+    assert 'alt="headline metrics against the swept axis"' in html
+    assert html.count("metrics against the pixel-label budget, regime") == 2
+    verdicts = html.split('<ul id="sweep-verdict">')[1].split("</ul>")[0]
+    assert verdicts.count("<li>") == 2 and "<b>rho=0.9</b>" in verdicts and "<b>rho=1.0</b>" in verdicts
+    assert verdicts.count("beats the baseline on the AUROC and both shifted groups") == 2
     paired = pd.read_csv(out / "results_paired.csv")
     assert set(paired["regime"]) == {"rho=0.9", "rho=1.0"}
     for regime in suite.regimes():

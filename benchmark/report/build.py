@@ -16,7 +16,7 @@ import pandas as pd
 
 from benchmark import __version__
 from benchmark.reference import read_references, reference_share
-from benchmark.report.verdict import PAPER_TABLE4, verdict
+from benchmark.report.verdict import PAPER_TABLE4, beats_baseline_sentence, verdict
 from benchmark.runner import plan, read_suite_file, read_throughput
 from benchmark.spec import RunSpec, configuration_key
 from benchmark.store import write_atomic
@@ -232,9 +232,19 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
     regimes = []
     for regime, regime_tables in views:
         aggregated = regime_tables["aggregated"]
+        curves = None
+        if sweep and len(aggregated):
+            from benchmark.report import figures as figs
+
+            metrics = [(k, label.format(cls=suite.audited_class, context=context_name)) for k, label in CURVE_METRICS]
+            curves = figs.budget_curves(aggregated, metrics)
         regimes.append(
             {
                 "label": regime.label,
+                "beats": beats_baseline_sentence(regime_tables["paired"], suite.audited_class, context_name)
+                if len(regime_tables["paired"])
+                else "no complete baseline and method runs yet",
+                "budget_curves": curves,
                 "paper": _paper_view(regime_tables["paper"], names),
                 "verdict": verdict(
                     aggregated,
