@@ -283,8 +283,10 @@ def attention_info(model: SplitModel, split: TensorSplit) -> dict[str, Any]:
     """The layer the attention maps are taken from and their size on this data (`block4` of the small CNN on 48 px
     images: 6 x 6), recorded so that a report can say how coarse the maps were."""
     image = split.batch(torch.arange(1), mean=model.mean, std=model.std)["image"]
+    was_training = model.training
     with torch.no_grad():
-        size = model.features(image).shape[-2:]
+        size = model.eval().features(image).shape[-2:]  # eval: batch-norm statistics stay as they are
+    model.train(was_training)
     return {
         "layer": model.attention_layer,
         "map_size": [int(size[0]), int(size[1])],

@@ -131,3 +131,20 @@ def test_records_name_the_attention_layer_and_map_size(swept):
     record = json.loads(next((out / "runs").glob("*/record.json")).read_text())
     assert record["attention"] == {"layer": "block4", "map_size": [6, 6], "image_size": [48, 48]}
     assert "Maps are taken at block4: 6 × 6" in html
+
+
+def test_shipped_resolution_sweep_suite_varies_the_map_size():
+    import torch
+
+    from benchmark.models import build_model
+
+    suite = load("resolution-sweep")
+    sizes = set()
+    for regime in suite.regimes():
+        s = regime.suite
+        model = build_model(s.model, 6, **{k: v for k, v in s.model_params.items() if k != "init"})
+        size = s.dataset_params["image_size"]
+        sizes.add((regime.parts[0], tuple(model.features(torch.zeros(1, 3, size, size)).shape[-2:])))
+    assert sizes == {("maps=48px-block4-6x6", (6, 6)), ("maps=48px-block3-12x12", (12, 12)),
+                     ("maps=96px-block4-12x12", (12, 12))}  # fmt: skip
+    assert suite.numeric_axis() is None  # no numeric axis: no figure against it, one section per regime
