@@ -225,9 +225,7 @@ def run_suite(
     planned = plan(suite, out_root, filters=filters, retry_failed=retry_failed)
     todo = [p.spec for p in planned if p.action == "run"]
     if todo:
-        from benchmark.datasets import synthetic
-
-        synthetic.ensure_generated(synthetic.data_config(suite.dataset, suite.dataset_params), data_root)
+        prepare(todo, data_root)
         if suite.model_params.get("init", "scratch") == "pretrained-synthetic":  # once, before any worker needs it
             from benchmark.pretrain import ensure_pretrained
 
@@ -272,6 +270,31 @@ def run_suite(
             print(f"warning: timing the configurations failed, the report uses the per-run timings: {err}",
                   file=sys.stderr)  # fmt: skip
     return SuiteResult(planned, finished)
+
+
+def prepare(todo: list[RunSpec], data_root: Path | None) -> None:
+    """Before any run starts: generate the built-in data, or check that a real dataset is where it should be (its
+    folder, its biased split), and that ImageNet weights a model names are in the local cache, so a wrong path is
+    one error now, not one failed record per run."""
+    from benchmark.datasets import registry
+    from benchmark.models import imagenet_weights_path
+
+    seen: set[str] = set()
+    for spec in todo:
+        key = json.dumps([spec.dataset, spec.dataset_params, spec.model, spec.model_params], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        entry = registry.dataset(spec.dataset)
+        entry.prepare(entry.config(spec.dataset_params), data_root)
+        weights = spec.model_params.get("weights")
+        if weights is not None:
+            path = imagenet_weights_path(spec.model, str(weights))
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{spec.model} ImageNet weights {path.name} (model.weights = {weights!r}) are not in the local "
+                    f"torch cache: expected {path}; gain-bench never downloads weights (see README, Models)"
+                )
 
 
 def _run_pool(

@@ -14,7 +14,7 @@ from benchmark.datasets.voc import CLASSES
 
 W, H = 40, 30
 BOAT, PERSON, CAR = CLASSES.index("boat"), CLASSES.index("person"), CLASSES.index("car")
-# id -> [(class index, difficult, box x0, y0, x1, y1)]; the boat images are on water (blue lower half).
+# id -> boxes; the boat images are on water (blue lower half).
 TRAIN = {
     "2008_000001": [(BOAT, 0, 5, 8, 20, 20)],
     "2008_000002": [(BOAT, 0, 15, 10, 35, 22), (PERSON, 0, 2, 2, 8, 14)],
@@ -35,7 +35,10 @@ AUG_ONLY = {  # train_aug images outside VOC's segmentation train: SBD masks onl
 }
 
 
-def image(seed: int, water: bool, boxes: list[tuple[int, int, int, int, int, int]], w: int = W, h: int = H) -> Image.Image:
+Box = tuple[int, int, int, int, int, int]  # class index, difficult, x0, y0, x1, y1
+
+
+def image(seed: int, water: bool, boxes: list[Box], w: int = W, h: int = H) -> Image.Image:
     rng = np.random.default_rng(seed)
     pixels = np.empty((h, w, 3), np.uint8)
     pixels[: h // 2] = (150, 190, 235)
@@ -46,7 +49,7 @@ def image(seed: int, water: bool, boxes: list[tuple[int, int, int, int, int, int
     return Image.fromarray(pixels, "RGB")
 
 
-def index_mask(boxes: list[tuple[int, int, int, int, int, int]], w: int = W, h: int = H) -> np.ndarray:
+def index_mask(boxes: list[Box], w: int = W, h: int = H) -> np.ndarray:
     """Class index + 1 inside each box, a 1 px ignore (255) border around it, 0 elsewhere."""
     mask = np.zeros((h, w), np.uint8)
     for cls, _, x0, y0, x1, y1 in boxes:
@@ -62,7 +65,7 @@ def palette_png(mask: np.ndarray, path: Path) -> None:
     im.save(path)
 
 
-def annotation(image_id: str, boxes: list[tuple[int, int, int, int, int, int]]) -> str:
+def annotation(image_id: str, boxes: list[Box]) -> str:
     objects = "".join(
         f"<object><name>{CLASSES[cls]}</name><pose>Unspecified</pose><truncated>0</truncated>"
         f"<difficult>{difficult}</difficult><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax>"

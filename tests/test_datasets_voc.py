@@ -3,6 +3,7 @@ transforms, cache, and budget pools with their manifests."""
 
 import pytest
 import torch
+from real_data import AUG_ONLY, BOAT, CAR, PERSON, TRAIN, VAL, biased_folder, voc_tree
 
 from benchmark.datasets import registry, voc
 from benchmark.datasets.budgets import nested_budget, pool_rows
@@ -10,7 +11,6 @@ from benchmark.datasets.images import DataError
 from benchmark.datasets.transforms import eval_view, train_view
 from benchmark.spec import RunSpec
 from benchmark.train import select_budget
-from real_data import AUG_ONLY, BOAT, CAR, PERSON, TRAIN, VAL, biased_folder, voc_tree
 
 
 @pytest.fixture(scope="module")

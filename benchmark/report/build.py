@@ -14,6 +14,7 @@ import jinja2
 import pandas as pd
 
 from benchmark import __version__
+from benchmark.datasets import registry
 from benchmark.report.verdict import PAPER_TABLE4, verdict
 from benchmark.runner import plan, read_suite_file, read_throughput
 from benchmark.spec import RunSpec
@@ -21,7 +22,6 @@ from benchmark.store import write_atomic
 from benchmark.tables import BASELINE, DISPLAY, PAPER_ROWS, build_tables
 
 TEMPLATES = Path(__file__).parent / "templates"
-CONTEXT_NAMES = {"synthetic-boats": "water"}
 SIGNIFICANCE_METRICS = ("val_accuracy", "class_without_context", "context_without_class", "overall", "shifted_auroc",
                         "worst_group_accuracy", "context_flip_rate")  # fmt: skip
 LOCALISATION_METRICS = (
@@ -166,7 +166,7 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
     tables = build_tables([out_root], run_ids={p.spec.run_id for p in planned}, short=True, n_resamples=n_resamples)
     paper = tables["paper"]
     paired = tables["paired"]
-    context_name = CONTEXT_NAMES.get(suite.dataset, "context")
+    context_name = registry.context_name(suite.dataset, suite.dataset_params)
     names = metric_names(suite.audited_class, context_name)
     paper.index = pd.Index(
         [names.get(key, label) for (key, _), label in zip(PAPER_ROWS, paper.index, strict=True)], name="metric"
