@@ -100,9 +100,15 @@ def plan(
     return planned
 
 
+def cached_data(spec: RunSpec, data_root: Path | str | None) -> dict[str, Any]:
+    """`spec`'s splits, loaded once per process and shared by its runs (they never modify them); runs that differ
+    only in the budget's pool share one copy."""
+    params = {k: v for k, v in spec.dataset_params.items() if k != "pool"}
+    return _cached_data(spec.dataset, json.dumps(params, sort_keys=True), str(data_root) if data_root else None)
+
+
 @functools.lru_cache(maxsize=2)
 def _cached_data(dataset: str, params_json: str, data_root: str | None) -> dict[str, Any]:
-    """The dataset's splits, loaded once per process and shared by its runs (they never modify them)."""
     from benchmark.train import load_data
 
     spec = RunSpec(method="gradcam", dataset=dataset, dataset_params=json.loads(params_json))
@@ -141,7 +147,7 @@ def execute(
         if state == COMPLETE or state == CONFLICT or (state == FAILED and not retry_failed):
             summary["status"] = {COMPLETE: "already complete", CONFLICT: "conflict", FAILED: "failed earlier"}[state]
             return summary
-        data = _cached_data(spec.dataset, json.dumps(spec.dataset_params, sort_keys=True), data_root)
+        data = cached_data(spec, data_root)
         settings = TimingSettings(**timing) if timing is not None else None
         record = run(
             spec,
@@ -425,8 +431,7 @@ def measure_throughput(
         spec, _ = pick_run(out_root, specs)
         if spec is None:
             continue
-        data = _cached_data(spec.dataset, json.dumps(spec.dataset_params, sort_keys=True),
-                            str(data_root) if data_root else None)  # fmt: skip
+        data = cached_data(spec, data_root)
         classes = data["train"].classes
         model = load_trained(spec, run_dir(out_root, spec.run_id) / "model.pt", len(classes))
         method = build_method(spec.method, **spec.method_params)
