@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmark.datasets.registry import DATASETS as DATASET_NAMES
 from benchmark.methods import METHODS
 from benchmark.models import MODELS
 from benchmark.spec import RunSpec, TrainSettings
@@ -59,6 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from benchmark.train import run
 
     spec_kwargs: dict[str, Any] = {"method": args.method, "budget": args.budget, "seed": args.seed, "model": args.model}
+    spec_kwargs |= {"dataset": args.data, "audited_class": args.audited_class or DATASET_NAMES[args.data].default_class}
     train: dict[str, Any] = {}
     if args.epochs is not None:
         train["epochs"] = args.epochs
@@ -82,9 +84,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"run {run_id} ({spec.label}) complete in {seconds:.1f} s -> {where}")
     print(format_row(run_id, record["metrics"]))
     m = record["metrics"]
+    if "data" in record:
+        _print_data_notes(record["data"], m)
     if m.get("val_degenerate") or m.get("shifted_degenerate"):
         print("warning: the classifier's boat decision is constant on a split (degenerate)")
     return 0
+
+
+def _print_data_notes(data: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """A real-data run's val mAP, its budget and the notes and skipped files of its record."""
+    budget = data["budget"]
+    manifest = f", manifest {budget['manifest']}" if budget["manifest"] else ""
+    print(
+        f"val mAP {metrics.get('val_map', float('nan')):.3f}; budget pool: {budget['pool_size']} images "
+        f"(data.pool = {budget['pool']}){manifest}"
+    )
+    for note in data["notes"] + ([budget["manifest_error"]] if budget.get("manifest_error") else []):
+        print(f"note: {note}")
+    skipped = data["skipped_images"]
+    if skipped["count"]:
+        names = ", ".join(f["path"] for f in skipped["files"][:3]) + (" ..." if skipped["count"] > 3 else "")
+        print(f"skipped {skipped['count']} bad image(s) (data.skip_bad_images; all in record.json): {names}")
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -239,13 +259,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_list(_: argparse.Namespace) -> int:
-    from benchmark.datasets.synthetic import NAME
+    from benchmark.datasets.registry import DATASETS
     from benchmark.suites import available, load
 
     print("methods:")
     for name, cls in METHODS.items():
         print(f"  {name}{' (uses pixel labels)' if cls.uses_pixel_labels else ''}")
-    print(f"datasets:\n  {NAME} (built in, generated on first use)")
+    print("datasets:\n" + "".join(f"  {d.name} ({d.description})\n" for d in DATASETS.values()).rstrip())
     print("models:\n" + "".join(f"  {m}\n" for m in MODELS).rstrip())
     print("suites:")
     for name in available():
@@ -260,8 +280,15 @@ def cmd_list(_: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gain-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train and evaluate one run on the built-in biased-boat data")
+    t = sub.add_parser("train", help="train and evaluate one run (the built-in biased boats unless --data says)")
     t.add_argument("--method", required=True, choices=sorted(METHODS))
+    t.add_argument(
+        "--data",
+        default="synthetic-boats",
+        choices=list(DATASET_NAMES),
+        help="dataset (default synthetic-boats); its keys with --set data.KEY=VALUE, e.g. data.biased_split=DIR",
+    )
+    t.add_argument("--audited-class", help="the class audited (default: the dataset's: boat, or waterbird)")
     t.add_argument("--budget", type=int, default=0, help="pixel-labelled boat images (gain_ext): 9, 23, 78, 200, 1464")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--model", default="small_cnn", choices=sorted(MODELS))

@@ -256,6 +256,8 @@ def audit_metrics(
     `scores_all` / `labels_all` (`[N,K]`, every class) and `cam_intersection` / `cam_union` (`[N,K+1]`, see
     `segmentation_counts`). Decisions are `score >= threshold`. `classes` names the per-class keys (default `class<k>`).
 
+    The shifted-group rows are left out when `preds` has no shifted groups (a real dataset without a biased split).
+
     - `overall`: the mean of the two shifted-group rates (the paper's 50 + 50 images make it the pooled share too).
     - `shifted_auroc`: AUROC of the logit between class-without-context (positives) and context-without-class
       (negatives); threshold-free, and 0.5 for a classifier that cannot tell them apart.
@@ -280,13 +282,14 @@ def audit_metrics(
     val_pred = val["score"] >= threshold
     out["val_accuracy"] = float(np.mean(val_pred == (val["label"] > 0.5)))
     out["val_degenerate"] = is_degenerate(val_pred)
-    cwc = preds["class_without_context"]["score"] >= threshold
-    xwc = preds["context_without_class"]["score"] >= threshold
-    out["class_without_context"] = float(np.mean(cwc))
-    out["context_without_class"] = float(np.mean(~xwc))
-    out["overall"] = (out["class_without_context"] + out["context_without_class"]) / 2.0
-    out["shifted_degenerate"] = is_degenerate(np.concatenate([cwc, xwc]))
-    out["shifted_auroc"] = auroc(preds["class_without_context"]["logit"], preds["context_without_class"]["logit"])
+    if "class_without_context" in preds and "context_without_class" in preds:
+        cwc = preds["class_without_context"]["score"] >= threshold
+        xwc = preds["context_without_class"]["score"] >= threshold
+        out["class_without_context"] = float(np.mean(cwc))
+        out["context_without_class"] = float(np.mean(~xwc))
+        out["overall"] = (out["class_without_context"] + out["context_without_class"]) / 2.0
+        out["shifted_degenerate"] = is_degenerate(np.concatenate([cwc, xwc]))
+        out["shifted_auroc"] = auroc(preds["class_without_context"]["logit"], preds["context_without_class"]["logit"])
     out |= context_attention(val)
     if "cf_original" in preds:
         original = preds["cf_original"]

@@ -162,11 +162,9 @@ def _check_layer(model: str, layer: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{model}: unknown attention_layer {layer!r}; allowed: {', '.join(allowed)}")
 
 
-def load_imagenet_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]:
-    """ImageNet weights from the local torch hub cache only; never downloads.
-
-    `weights` is "imagenet" (the torchvision default weights) or a torchvision enum name such as "IMAGENET1K_V1".
-    """
+def imagenet_weights_path(arch: str, weights: str) -> Path:
+    """Where the local torch cache keeps `arch`'s ImageNet `weights` ("imagenet" = torchvision's default, or an enum
+    name such as "IMAGENET1K_V1"); an unknown name is a ValueError listing the known ones."""
     from torchvision.models import get_model_weights
 
     enum = get_model_weights(arch)
@@ -176,7 +174,16 @@ def load_imagenet_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]
     except KeyError:
         allowed = ", ".join(["imagenet", *enum.__members__])
         raise ValueError(f"{arch}: unknown weights {weights!r}; allowed: {allowed}") from None
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(entry.url).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(entry.url).name
+
+
+def load_imagenet_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]:
+    """ImageNet weights from the local torch hub cache only; never downloads.
+
+    `weights` is "imagenet" (the torchvision default weights) or a torchvision enum name such as "IMAGENET1K_V1".
+    """
+    path = imagenet_weights_path(arch, weights)
+    name = "DEFAULT" if weights == "imagenet" else weights
     if not path.is_file():
         raise FileNotFoundError(
             f"{arch} ImageNet weights {path.name} are not in the local torch cache: expected {path}. "

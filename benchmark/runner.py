@@ -100,9 +100,15 @@ def plan(
     return planned
 
 
+def cached_data(spec: RunSpec, data_root: Path | str | None) -> dict[str, Any]:
+    """`spec`'s splits, loaded once per process and shared by its runs (they never modify them); runs that differ
+    only in the budget's pool share one copy."""
+    params = {k: v for k, v in spec.dataset_params.items() if k != "pool"}
+    return _cached_data(spec.dataset, json.dumps(params, sort_keys=True), str(data_root) if data_root else None)
+
+
 @functools.lru_cache(maxsize=2)
 def _cached_data(dataset: str, params_json: str, data_root: str | None) -> dict[str, Any]:
-    """The dataset's splits, loaded once per process and shared by its runs (they never modify them)."""
     from benchmark.train import load_data
 
     spec = RunSpec(method="gradcam", dataset=dataset, dataset_params=json.loads(params_json))
@@ -141,7 +147,7 @@ def execute(
         if state == COMPLETE or state == CONFLICT or (state == FAILED and not retry_failed):
             summary["status"] = {COMPLETE: "already complete", CONFLICT: "conflict", FAILED: "failed earlier"}[state]
             return summary
-        data = _cached_data(spec.dataset, json.dumps(spec.dataset_params, sort_keys=True), data_root)
+        data = cached_data(spec, data_root)
         settings = TimingSettings(**timing) if timing is not None else None
         record = run(
             spec,
@@ -274,6 +280,39 @@ def run_suite(
     return SuiteResult(planned, finished)
 
 
+def prepare(todo: list[RunSpec], data_root: Path | None, *, device: str = "cpu") -> None:
+    """Before any run starts: generate the built-in data, or check that a real dataset is where it should be (its
+    folder, its biased split), and that ImageNet weights a model names are in the local cache, so a wrong path is
+    one error now, not one failed record per run; then train each pre-trained start the runs name, once per
+    configuration (a sweep may need several), before any worker needs it."""
+    from benchmark.datasets import registry
+    from benchmark.models import imagenet_weights_path
+    from benchmark.pretrain import ensure_pretrained, pretrain_spec
+
+    pretrained: dict[str, RunSpec] = {}
+    for spec in todo:
+        if spec.model_params.get("init", "scratch") == "pretrained-synthetic":
+            pretrained.setdefault(pretrain_spec(spec).run_id, spec)
+    seen: set[str] = set()
+    for spec in todo:
+        key = json.dumps([spec.dataset, spec.dataset_params, spec.model, spec.model_params], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        entry = registry.dataset(spec.dataset)
+        entry.prepare(entry.config(spec.dataset_params), data_root)
+        weights = spec.model_params.get("weights")
+        if weights is not None:
+            path = imagenet_weights_path(spec.model, str(weights))
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{spec.model} ImageNet weights {path.name} (model.weights = {weights!r}) are not in the local "
+                    f"torch cache: expected {path}; gain-bench never downloads weights (see README, Models)"
+                )
+    for spec in pretrained.values():
+        ensure_pretrained(spec, data_root, device=device)
+
+
 def _run_pool(
     todo: list[RunSpec], out_root: Path, jobs: int, threads: int, common: dict[str, Any], done: Callable
 ) -> None:
@@ -363,25 +402,6 @@ def _run_submitit(
         time.sleep(0.2)
 
 
-def prepare(specs: list[RunSpec], data_root: Path | None, *, device: str) -> None:
-    """Before any worker needs them: generate each data set the runs use and train each pre-trained start they name
-    (once per configuration; a sweep may need several)."""
-    from benchmark.datasets import synthetic
-    from benchmark.pretrain import ensure_pretrained, pretrain_spec
-
-    data: dict[str, Any] = {}
-    pretrained: dict[str, RunSpec] = {}
-    for spec in specs:
-        config = synthetic.data_config(spec.dataset, spec.dataset_params)
-        data.setdefault(config.digest(), config)
-        if spec.model_params.get("init", "scratch") == "pretrained-synthetic":
-            pretrained.setdefault(pretrain_spec(spec).run_id, spec)
-    for config in data.values():
-        synthetic.ensure_generated(config, data_root)
-    for spec in pretrained.values():
-        ensure_pretrained(spec, data_root, device=device)
-
-
 def configurations(suite: Suite) -> list[list[RunSpec]]:
     """The suite's configurations in its order, each as its runs by ascending seed."""
     groups: dict[str, list[RunSpec]] = {}
@@ -421,8 +441,7 @@ def measure_throughput(
         spec, _ = pick_run(out_root, specs)
         if spec is None:
             continue
-        data = _cached_data(spec.dataset, json.dumps(spec.dataset_params, sort_keys=True),
-                            str(data_root) if data_root else None)  # fmt: skip
+        data = cached_data(spec, data_root)
         classes = data["train"].classes
         model = load_trained(spec, run_dir(out_root, spec.run_id) / "model.pt", len(classes))
         method = build_method(spec.method, **spec.method_params)

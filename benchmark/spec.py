@@ -91,16 +91,23 @@ class RunSpec:
         """Everything that changes the result, with every default filled in, so that spelling a default out (or
         `rho=1` for `rho=1.0`) does not change the hash; the data generator's digest and the code version included.
         Raises ValueError naming any unknown method, model or data key."""
-        from benchmark.datasets.synthetic import SyntheticConfig, data_config
+        from benchmark.datasets.registry import dataset
+        from benchmark.datasets.synthetic import NAME as SYNTHETIC
         from benchmark.methods import build_method
         from benchmark.models import build_model_params
 
-        data: SyntheticConfig = data_config(self.dataset, self.dataset_params)
+        entry = dataset(self.dataset)
+        model_params = build_model_params(self.model, self.model_params)
+        if model_params["init"] == "pretrained-synthetic" and self.dataset != SYNTHETIC:
+            raise ValueError(
+                f"model.init = 'pretrained-synthetic' pre-trains on the built-in data ({SYNTHETIC}), not "
+                f"{self.dataset}; for real data use model.weights = 'imagenet'"
+            )
         payload = {k: v for k, v in self.to_dict().items() if k != "suite"}
         payload.update(
             method_params=build_method(self.method, **self.method_params).params,
-            dataset_params={**data.to_dict(), "digest": data.digest()},
-            model_params=build_model_params(self.model, self.model_params),
+            dataset_params=entry.resolved(entry.config(self.dataset_params)),
+            model_params=model_params,
             code=__version__,
         )
         return payload

@@ -25,6 +25,10 @@ A suite file looks like this (every section but `[methods]` may be left out; unk
     [methods.gain_ext_energy]
     method = "gain_ext"            # optional: the registry name when the key is not one
     e_loss = "outside_energy"
+    [methods.gain_ext_seg]
+    method = "gain_ext"
+    budgets = [200, 1464]
+    data = { pool = "pixel" }      # optional: data keys of this entry's runs only (merged over [data])
     [timing]                       # throughput measured after each run (recorded, not part of the result hash)
     enabled = true
     [slurm]                        # resources for `--launcher slurm`
@@ -140,6 +144,7 @@ class MethodEntry:
     method: str
     params: dict[str, Any]
     budgets: tuple[int, ...]
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,7 @@ class Suite:
                         seed=seed,
                         method_params=dict(entry.params),
                         dataset=self.dataset,
-                        dataset_params=dict(self.dataset_params),
+                        dataset_params={**self.dataset_params, **entry.data},
                         model=self.model,
                         model_params=dict(self.model_params),
                         train=self.train,
@@ -443,6 +448,9 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
             raise SuiteError(f"methods.{key} must be a table, got {table!r}")
         params = dict(table)
         method = params.pop("method", key)
+        entry_data = params.pop("data", {})
+        if not isinstance(entry_data, dict) or "name" in entry_data:
+            raise SuiteError(f"methods.{key}.data = {entry_data!r}: allowed: a table of [data] keys (not name)")
         if method not in METHODS:
             raise SuiteError(f"methods.{key}: unknown method {method!r}; allowed: {', '.join(METHODS)}")
         own = params.pop("budgets", None)
@@ -454,7 +462,7 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
             entry_budgets: tuple[int, ...] = (0,)
         else:
             entry_budgets = tuple(own) if own is not None else budgets
-        entries.append(MethodEntry(key, method, params, entry_budgets))
+        entries.append(MethodEntry(key, method, params, entry_budgets, entry_data))
     suite = Suite(
         name=raw["name"],
         description=raw.get("description", ""),
@@ -465,7 +473,7 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
         model=model,
         model_params=model_params,
         train=train,
-        audited_class=raw.get("audited_class", "boat"),
+        audited_class=raw.get("audited_class", _default_class(dataset)),
         budget_seed=raw.get("budget_seed", 0),
         device=raw.get("device", "cpu"),
         unbiased_reference=raw.get("unbiased_reference", True),
@@ -478,25 +486,39 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
     return suite
 
 
+def _default_class(dataset: Any) -> str:
+    """The audited class a dataset is about (boat; waterbird for Waterbirds), "boat" for an unknown dataset (whose
+    name is reported by the validation)."""
+    from benchmark.datasets.registry import DATASETS
+
+    return DATASETS[dataset].default_class if isinstance(dataset, str) and dataset in DATASETS else "boat"
+
+
 def _validate_components(suite: Suite) -> None:
-    """Resolve the data, model and every method entry once, so a wrong key fails before anything runs."""
-    from benchmark.datasets import synthetic
+    """Resolve the data, model and every method entry once, so a wrong key fails before anything runs. ImageNet
+    weights are checked by name only: whether the local cache holds them is checked when the suite runs, so a suite
+    can be listed and dry-run on a machine without them."""
+    from benchmark.datasets.registry import dataset
     from benchmark.methods import build_method
-    from benchmark.models import build_model, build_model_params
+    from benchmark.models import build_model, build_model_params, imagenet_weights_path
 
     try:
-        synthetic.data_config(suite.dataset, suite.dataset_params)
+        entry_data = dataset(suite.dataset)
+        entry_data.config(suite.dataset_params)
     except ValueError as err:
         raise SuiteError(f"[data]: {err}") from None
-    if suite.audited_class not in synthetic.CLASSES:
+    classes = entry_data.classes
+    if suite.audited_class not in classes:
         raise SuiteError(
-            f"audited_class = {suite.audited_class!r}: not a class of {suite.dataset}; allowed: "
-            + ", ".join(synthetic.CLASSES)
+            f"audited_class = {suite.audited_class!r}: not a class of {suite.dataset}; allowed: " + ", ".join(classes)
         )
     try:
-        build_model_params(suite.model, suite.model_params)
+        params = build_model_params(suite.model, suite.model_params)
+        weights = suite.model_params.get("weights")
+        if weights is not None:
+            imagenet_weights_path(suite.model, str(weights))
         with torch.device("meta"):  # checks layer names and the like without allocating weights
-            build_model(suite.model, len(synthetic.CLASSES), **suite.model_params)
+            build_model(suite.model, len(classes), **{k: v for k, v in params.items() if k != "weights"})
     except (ValueError, KeyError, FileNotFoundError) as err:
         raise SuiteError(f"[model]: {err}") from None
     for entry in suite.methods:
@@ -504,3 +526,12 @@ def _validate_components(suite: Suite) -> None:
             build_method(entry.method, **entry.params)
         except (ValueError, TypeError) as err:
             raise SuiteError(f"methods.{entry.key}: {err}") from None
+        if entry.data:
+            try:
+                entry_data.config({**suite.dataset_params, **entry.data})
+            except ValueError as err:
+                raise SuiteError(f"methods.{entry.key}.data: {err}") from None
+    try:
+        suite.runs()  # resolves every run: e.g. model.init = pretrained-synthetic on a real dataset
+    except ValueError as err:
+        raise SuiteError(str(err)) from None

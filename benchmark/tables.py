@@ -42,6 +42,7 @@ BASELINE = "gradcam"
 DISPLAY = {"gradcam": "Grad-CAM", "gain": "GAIN", "gain_ext": "GAIN_ext"}
 # Spec keys that make two configurations a method-vs-baseline pair when everything else is equal.
 METHOD_KEYS = ("method", "method_params", "budget", "budget_seed", "seed", "suite")
+BUDGET_DATA_KEYS = ("pool",)  # data keys that choose which training images are inside the budget (real datasets)
 
 
 @dataclass(frozen=True)
@@ -345,8 +346,13 @@ def aggregate_table(
 
 
 def _setting_key(spec: dict[str, Any]) -> str:
-    """Everything but the method, its budget and the seed: what a method and its baseline must share."""
-    return json.dumps({k: v for k, v in spec.items() if k not in METHOD_KEYS}, sort_keys=True, default=str)
+    """Everything but the method, its budget (with the data keys that choose the budget's images) and the seed: what
+    a method and its baseline must share."""
+    setting = {k: v for k, v in spec.items() if k not in METHOD_KEYS}
+    data = setting.get("dataset_params")
+    if isinstance(data, dict):
+        setting["dataset_params"] = {k: v for k, v in data.items() if k not in BUDGET_DATA_KEYS}
+    return json.dumps(setting, sort_keys=True, default=str)
 
 
 def _check_aligned(run: Run, base: Run, roles: tuple[str, ...]) -> None:

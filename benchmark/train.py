@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 from benchmark import __version__
 from benchmark.attention import grad_cam_from
-from benchmark.datasets import synthetic
-from benchmark.datasets.budgets import budget_pool, nested_budget
+from benchmark.datasets import registry, synthetic
+from benchmark.datasets.budgets import POOL_NAMES, budget_pool, budget_record, nested_budget, pool_rows, write_manifest
+from benchmark.datasets.files import FileSplit
 from benchmark.datasets.tensors import TensorSplit
 from benchmark.methods import Method, build_method
 from benchmark.metrics import (
@@ -38,26 +39,63 @@ from benchmark.spec import RunSpec, TrainSettings
 from benchmark.store import RECORD_SCHEMA, run_dir, write_atomic, write_record
 from benchmark.timing import TimingSettings, measure
 
-# The role each evaluation split plays (DESIGN.md "Splits") -> its name in the built-in data.
-SYNTHETIC_ROLES = {
-    "val": "val",
-    "class_without_context": "boat_without_water",
-    "context_without_class": "water_without_boat",
-    "cf_original": "cf_original",
-    "cf_context_swapped": "cf_context_swapped",
-    "cf_object_removed": "cf_object_removed",
-}
+SYNTHETIC_ROLES = synthetic.ROLES  # the role each evaluation split plays -> its name in the built-in data
+
+
+Split = TensorSplit | FileSplit
+AUGMENT_SEED = 0xA06  # offset of the augmentation generator's seed from the run's
 
 
 class NonFiniteLoss(RuntimeError):
     """A loss part became NaN or infinite; the run stops and records this reason."""
 
 
-def load_data(spec: RunSpec, data_root: Path | None = None) -> dict[str, TensorSplit]:
-    """The training split and the evaluation splits by role."""
-    config = synthetic.data_config(spec.dataset, spec.dataset_params)
-    splits = synthetic.load(config, data_root)
-    return {"train": splits["train"]} | {role: splits[name] for role, name in SYNTHETIC_ROLES.items()}
+def load_data(spec: RunSpec, data_root: Path | None = None) -> dict[str, Split]:
+    """The training split and the evaluation splits by role (`datasets.registry`)."""
+    return registry.load(spec.dataset, spec.dataset_params, data_root)
+
+
+def select_budget(
+    spec: RunSpec, data: dict[str, Split], class_index: int, data_root: Path | None = None
+) -> tuple[torch.Tensor, dict[str, Any] | None]:
+    """The training rows inside the pixel-label budget and, for file-based data, what the record says about the data
+    (split sizes, skipped files, the budget's pool, ids and manifest under `<data root>/<dataset>/budgets/`).
+
+    Raises ValueError for a budget larger than its pool (naming both) or a biased split about another class."""
+    train = data["train"]
+    if not isinstance(train, FileSplit):
+        return nested_budget(budget_pool(train.labels, class_index), spec.budget, spec.budget_seed), None
+    shifted = data.get("class_without_context")
+    if shifted is not None and not bool((shifted.labels[:, class_index] > 0.5).all()):
+        raise ValueError(f"the biased split {shifted.source} is not about the audited class {spec.audited_class!r}")
+    pool = registry.pool(spec.dataset, spec.dataset_params) or "class"
+    rows = pool_rows(train.labels, train.pixel_labelled, class_index, pool)
+    what = POOL_NAMES[pool].format(cls=spec.audited_class) + f" of {len(train)} training images (data.pool = {pool})"
+    chosen = nested_budget(rows, spec.budget, spec.budget_seed, what)
+    manifest, error = None, ""
+    if spec.budget:
+        name = f"class-{spec.audited_class}" if pool == "class" else "pixel"
+        folder = Path(data_root if data_root is not None else synthetic.default_root()) / spec.dataset / "budgets"
+        try:
+            manifest = write_manifest(folder, "train", train.ids, rows, spec.budget_seed, name)
+        except OSError as err:  # a read-only data root: the ids are in the record all the same
+            error = f"could not write the budget manifest: {err}"
+    skipped = [s for split in data.values() for s in getattr(split, "skipped", [])]
+    notes = []
+    if "class_without_context" not in data:
+        notes.append(
+            "no biased split (data.biased_split is empty): the shifted-group rows (class without context, context "
+            "without class, overall, AUROC) are not measured; val accuracy, mAP and localisation are"
+        )
+    info = {
+        "dataset": spec.dataset,
+        "data_root": str(Path(data_root if data_root is not None else synthetic.default_root()).resolve()),
+        "splits": {role: split.info() for role, split in data.items()},
+        "skipped_images": {"count": len(skipped), "files": skipped},
+        "budget": budget_record(manifest, pool, rows.numel(), [train.ids[int(r)] for r in chosen], error),
+        "notes": notes,
+    }
+    return chosen, info
 
 
 def run(
@@ -67,7 +105,7 @@ def run(
     data_root: Path | None = None,
     progress: bool = True,
     device: str = "cpu",
-    data: dict[str, TensorSplit] | None = None,
+    data: dict[str, Split] | None = None,
     timing: TimingSettings | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate `spec`, writing `<out_root>/runs/<run_id>/`.
@@ -84,12 +122,14 @@ def run(
     data = data if data is not None else load_data(spec, data_root)
     classes = data["train"].classes
     class_index = _index_of(spec.audited_class, classes, "audited_class")
-    budget_rows = nested_budget(budget_pool(data["train"].labels, class_index), spec.budget, spec.budget_seed)
+    chosen, data_info = select_budget(spec, data, class_index, data_root)
     out = run_dir(out_root, spec.run_id)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("model.pt", "predictions.csv", "record.json", *(p.name for p in out.glob(".*.tmp"))):
         (out / stale).unlink(missing_ok=True)
     record = new_record(spec, "running") | {"environment": environment(device), "started": _now()}
+    if data_info is not None:
+        record["data"] = data_info
     write_record(out / "record.json", record)
     torch.set_flush_denormal(spec.train.flush_denormal)
     try:
@@ -105,7 +145,7 @@ def run(
         if spec.train.channels_last:  # the same math; 1.5-2x faster convolutions and pooling on CPU (oneDNN)
             model = model.to(memory_format=torch.channels_last)
         started = time.perf_counter()
-        record["curve"] = fit(model, method, data["train"], budget_rows, spec, device=device, progress=progress)
+        record["curve"] = fit(model, method, data["train"], chosen, spec, device=device, progress=progress)
         record["timings"]["train_seconds"] = time.perf_counter() - started
         started = time.perf_counter()
         preds = predict(model, data, class_index, spec, device)
@@ -146,16 +186,18 @@ def run(
 def fit(
     model: SplitModel,
     method: Method,
-    train: TensorSplit,
+    train: Split,
     budget_rows: torch.Tensor,
     spec: RunSpec,
     *,
     device: str = "cpu",
     progress: bool = True,
 ) -> list[dict[str, float]]:
-    """The method-agnostic training loop; returns the per-epoch mean of every loss part."""
+    """The method-agnostic training loop; returns the per-epoch mean of every loss part. File-based splits draw
+    their augmentation from a generator of their own, so the order of the batches does not depend on it."""
     settings = spec.train
     generator = torch.Generator().manual_seed(spec.seed)
+    augment = torch.Generator().manual_seed(spec.seed + AUGMENT_SEED)
     in_budget = torch.zeros(len(train), dtype=torch.bool)
     in_budget[budget_rows] = True
     steps = math.ceil(len(train) / settings.batch_size)
@@ -173,7 +215,9 @@ def fit(
             if settings.mask_batch and budget_rows.numel():
                 pick = torch.randperm(budget_rows.numel(), generator=generator)[: settings.mask_batch]
                 rows = torch.cat([rows, budget_rows[pick]])
-            batch = train.batch(rows, has_mask=in_budget[rows], device=device, mean=model.mean, std=model.std)
+            batch = train.batch(
+                rows, has_mask=in_budget[rows], device=device, mean=model.mean, std=model.std, generator=augment
+            )
             parts = method.training_loss(model, batch, epoch=epoch)
             values = dict(zip(parts, torch.stack([v.detach() for v in parts.values()]).tolist(), strict=True))
             _check_finite(values, epoch, step)
@@ -200,7 +244,7 @@ def fit(
 
 
 def predict(
-    model: SplitModel, data: dict[str, TensorSplit], class_index: int, spec: RunSpec, device: str = "cpu"
+    model: SplitModel, data: dict[str, Split], class_index: int, spec: RunSpec, device: str = "cpu"
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per-image scores for every class and the audited class's attention on context and object, for every role.
 
@@ -257,7 +301,7 @@ def predict(
 
 
 def throughput(
-    model: SplitModel, method: Method, train: TensorSplit, class_index: int, settings: TimingSettings, device: str
+    model: SplitModel, method: Method, train: Split, class_index: int, settings: TimingSettings, device: str
 ) -> dict[str, Any]:
     """`timing.measure` on the first `settings.batch_size` training images (all counted as pixel-labelled for a
     method that uses pixel labels)."""
@@ -279,7 +323,7 @@ def _cam_counts(
     return segmentation_counts(pred, batch["mask"], logits.shape[1] + 1)
 
 
-def attention_info(model: SplitModel, split: TensorSplit) -> dict[str, Any]:
+def attention_info(model: SplitModel, split: Split) -> dict[str, Any]:
     """The layer the attention maps are taken from and their size on this data (`block4` of the small CNN on 48 px
     images: 6 x 6), recorded so that a report can say how coarse the maps were."""
     image = split.batch(torch.arange(1), mean=model.mean, std=model.std)["image"]

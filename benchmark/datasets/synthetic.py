@@ -35,6 +35,7 @@ __all__ = [
     "CLASSES",
     "CONTEXTS",
     "GENERATOR_VERSION",
+    "ROLES",
     "SPLITS",
     "SyntheticConfig",
     "default_root",
@@ -52,6 +53,15 @@ SPLITS: tuple[str, ...] = (
     "cf_context_swapped",
     "cf_object_removed",
 )
+# The role each evaluation split plays (DESIGN.md "Splits") -> its name here.
+ROLES: dict[str, str] = {
+    "val": "val",
+    "class_without_context": "boat_without_water",
+    "context_without_class": "water_without_boat",
+    "cf_original": "cf_original",
+    "cf_context_swapped": "cf_context_swapped",
+    "cf_object_removed": "cf_object_removed",
+}
 GENERATOR_VERSION: int = 1
 NAME = "synthetic-boats"
 CHUNK = 200

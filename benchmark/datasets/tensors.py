@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,10 @@ class TensorSplit:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    def pixels(self, rows: Sequence[int]) -> torch.Tensor:
+        """uint8 `[N,3,H,W]` of `rows` (for figures)."""
+        return self.images[list(rows)]
+
     def batch(
         self,
         index: torch.Tensor,
@@ -32,8 +37,11 @@ class TensorSplit:
         device: torch.device | str = "cpu",
         mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
         std: tuple[float, float, float] = (0.25, 0.25, 0.25),
+        generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
-        """The DESIGN.md batch dict for rows `index`; `has_mask` marks the rows inside the pixel-label budget."""
+        """The DESIGN.md batch dict for rows `index`; `has_mask` marks the rows inside the pixel-label budget.
+        `generator` is accepted for the interface of `FileSplit.batch` and unused: the built-in data is not
+        augmented."""
         index = index.to(torch.long)
         m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)

@@ -15,6 +15,7 @@ import jinja2
 import pandas as pd
 
 from benchmark import __version__
+from benchmark.datasets import registry
 from benchmark.reference import read_references, reference_share
 from benchmark.report.verdict import PAPER_TABLE4, beats_baseline_sentence, verdict
 from benchmark.runner import plan, read_suite_file, read_throughput
@@ -24,7 +25,6 @@ from benchmark.suites import Regime, Suite
 from benchmark.tables import BASELINE, DISPLAY, PAPER_ROWS, build_tables
 
 TEMPLATES = Path(__file__).parent / "templates"
-CONTEXT_NAMES = {"synthetic-boats": "water"}
 SIGNIFICANCE_METRICS = ("val_accuracy", "class_without_context", "context_without_class", "overall", "shifted_auroc",
                         "worst_group_accuracy", "context_flip_rate")  # fmt: skip
 LOCALISATION_METRICS = (
@@ -227,7 +227,7 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
     sweep = bool(suite.sweep)
     tables = _merged(views)
     paired = tables["paired"]
-    context_name = CONTEXT_NAMES.get(suite.dataset, "context")
+    context_name = registry.context_name(suite.dataset, suite.dataset_params)
     names = metric_names(suite.audited_class, context_name)
     regimes = []
     for regime, regime_tables in views:

@@ -9,6 +9,7 @@ of a boat on water. Each cell is the image with its map blended in and the audit
 from __future__ import annotations
 
 import json
+import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ import matplotlib as mpl
 import numpy as np
 import torch
 
+from benchmark.datasets import registry
+from benchmark.datasets.images import DataError
 from benchmark.datasets.tensors import TensorSplit
 from benchmark.models import SplitModel
 from benchmark.report.figures import png_data_uri, style
@@ -29,7 +32,6 @@ GROUPS = (
     ("context_without_class", "{ctx} without {cls}"),
     ("val", "{cls} on {ctx} (val, in distribution)"),
 )
-CONTEXT_NAMES = {"synthetic-boats": "water"}
 COLORMAP = "inferno"
 ALPHA = 0.55
 
@@ -66,6 +68,9 @@ def choose_images(
     """
     chosen: dict[str, list[int]] = {}
     for role, _ in GROUPS:
+        if role not in splits:
+            chosen[role] = []
+            continue
         split = splits[role]
         rows = np.arange(len(split))
         if role == "val":
@@ -82,13 +87,9 @@ def choose_images(
 
 
 def _load_splits(spec: RunSpec, data_root: Path | None) -> dict[str, TensorSplit]:
-    """Only the evaluation splits the gallery shows (the training split is the slow part of `train.load_data`)."""
-    from benchmark.datasets import synthetic
-    from benchmark.train import SYNTHETIC_ROLES
-
-    config = synthetic.data_config(spec.dataset, spec.dataset_params)
-    folder = synthetic.ensure_generated(config, data_root)
-    return {role: synthetic.load_split(folder, SYNTHETIC_ROLES[role]) for role, _ in GROUPS}
+    """Only the evaluation splits the gallery shows (the training split is the slow part of `train.load_data`); a
+    real dataset without a biased split has val only."""
+    return registry.load(spec.dataset, spec.dataset_params, data_root, roles=tuple(role for role, _ in GROUPS))
 
 
 def _name(spec: RunSpec, seed: bool = False) -> str:
@@ -128,20 +129,28 @@ def gallery_data(
     rows: list[GalleryRow] = []
     header: dict[str, list[str]] = {}
     audited = next(spec for _, spec, _ in picked if spec is not None).audited_class
-    context = CONTEXT_NAMES.get(next(s for _, s, _ in picked if s is not None).dataset, "context")
+    first_run = next(s for _, s, _ in picked if s is not None)
+    context = registry.context_name(first_run.dataset, first_run.dataset_params)
     for first, spec, note in picked:
         if spec is None:
             rows.append(GalleryRow(_name(first), None, note=note))
             continue
         data_key = json.dumps([spec.dataset, spec.dataset_params], sort_keys=True)
         if data_key not in data:
-            splits = _load_splits(spec, data_root)
+            try:
+                splits = _load_splits(spec, data_root)
+            except DataError as err:  # real data not at hand where the report is rendered: no gallery, say why
+                print(f"warning: no gallery: {err}", file=sys.stderr)
+                return None
             class_index = splits["val"].classes.index(spec.audited_class)
             data[data_key] = (splits, choose_images(splits, class_index, per_group=per_group, seed=seed))
             if not header:
                 for role, title in GROUPS:
                     ids = [splits[role].ids[i] for i in data[data_key][1][role]]
-                    header[title.format(cls=audited, ctx=context)] = ids
+                    if ids:
+                        header[title.format(cls=audited, ctx=context)] = ids
+                if not header:  # e.g. real data without a biased split or context masks: nothing to compare on
+                    return None
         splits, chosen = data[data_key]
         class_index = splits["val"].classes.index(spec.audited_class)
         checkpoint = out_root / "runs" / spec.run_id / "model.pt"
@@ -150,13 +159,14 @@ def gallery_data(
         try:
             model = load_trained(spec, checkpoint, len(splits["val"].classes))
             for role, _ in GROUPS:
-                split, index = splits[role], chosen[role]
+                index = chosen[role]
                 if not index:
                     continue
+                split = splits[role]
                 s, m = _maps(model, split, index, class_index)
                 scores.append(s)
                 maps.append(m)
-                images.append(split.images[index].permute(0, 2, 3, 1).numpy())
+                images.append(split.pixels(index).permute(0, 2, 3, 1).numpy())
                 row.ids += [split.ids[i] for i in index]
         except Exception as err:  # a truncated, foreign or mismatched checkpoint must not sink the whole report
             rows.append(
