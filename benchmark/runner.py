@@ -41,7 +41,7 @@ from benchmark.store import (
 from benchmark.suites import LAUNCHERS, Suite, SuiteError
 from benchmark.timing import TimingSettings
 
-FILTER_KEYS = ("method", "budget", "seed")
+FILTER_KEYS = ("method", "budget", "seed", "trial")
 
 
 @dataclass(frozen=True)
@@ -228,6 +228,10 @@ def run_suite(
         from benchmark.datasets import synthetic
 
         synthetic.ensure_generated(synthetic.data_config(suite.dataset, suite.dataset_params), data_root)
+        if suite.search is not None:
+            from benchmark.selection import ensure_data
+
+            ensure_data(suite.dataset, suite.dataset_params, data_root)
         if suite.model_params.get("init", "scratch") == "pretrained-synthetic":  # once, before any worker needs it
             from benchmark.pretrain import ensure_pretrained
 
@@ -363,10 +367,13 @@ def _run_submitit(
         time.sleep(0.2)
 
 
-def configurations(suite: Suite) -> list[list[RunSpec]]:
-    """The suite's configurations in its order, each as its runs by ascending seed."""
+def configurations(suite: Suite, out_root: Path | None = None) -> list[list[RunSpec]]:
+    """The suite's configurations in its order, each as its runs by ascending seed; given the results folder, only
+    those a report shows (of a hyperparameter search, the chosen trials: `selection.reported_specs`)."""
+    from benchmark.selection import reported_specs
+
     groups: dict[str, list[RunSpec]] = {}
-    for spec in suite.runs():
+    for spec in suite.runs() if out_root is None else reported_specs(suite, Path(out_root)):
         groups.setdefault(configuration_key(spec.to_dict()), []).append(spec)
     return [sorted(g, key=lambda s: s.seed) for g in groups.values()]
 
@@ -398,7 +405,7 @@ def measure_throughput(
 
     device = device or suite.device
     jobs = []
-    for specs in configurations(suite):
+    for specs in configurations(suite, out_root):
         spec, _ = pick_run(out_root, specs)
         if spec is None:
             continue
@@ -444,7 +451,7 @@ def read_throughput(out_root: Path, suite: Suite) -> list[dict[str, Any]] | None
         rows = json.loads(path.read_text())["rows"]
     except (json.JSONDecodeError, KeyError):
         return None
-    current = {s.run_id for specs in configurations(suite) if (s := pick_run(out_root, specs)[0]) is not None}
+    current = {s.run_id for specs in configurations(suite, out_root) if (s := pick_run(out_root, specs)[0]) is not None}
     return rows if {r["run_id"] for r in rows} == current else None
 
 

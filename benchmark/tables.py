@@ -345,8 +345,14 @@ def aggregate_table(
 
 
 def _setting_key(spec: dict[str, Any]) -> str:
-    """Everything but the method, its budget and the seed: what a method and its baseline must share."""
-    return json.dumps({k: v for k, v in spec.items() if k not in METHOD_KEYS}, sort_keys=True, default=str)
+    """Everything but the method, its budget and the seed: what a method and its baseline must share. Of a search
+    trial, also its search record and the training settings it drew: each method is compared with the baseline's
+    chosen trial, both tuned by the same search."""
+    setting = {k: v for k, v in spec.items() if k not in (*METHOD_KEYS, "search")}
+    drawn = spec.get("search", {}).get("hparams", {})
+    if drawn and isinstance(setting.get("train"), dict):
+        setting["train"] = {k: v for k, v in setting["train"].items() if k not in drawn}
+    return json.dumps(setting, sort_keys=True, default=str)
 
 
 def _check_aligned(run: Run, base: Run, roles: tuple[str, ...]) -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 from benchmark import __version__
 from benchmark.report.verdict import PAPER_TABLE4, verdict
 from benchmark.runner import plan, read_suite_file, read_throughput
+from benchmark.selection import RULES, Selection, reported_specs, select_suite, trials_table
 from benchmark.spec import RunSpec
 from benchmark.store import write_atomic
 from benchmark.tables import BASELINE, DISPLAY, PAPER_ROWS, build_tables
@@ -134,6 +135,41 @@ def _run_level(records: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str
     return {label: {k: sum(v) / len(v) for k, v in d.items()} for label, d in out.items()}  # type: ignore[misc]
 
 
+def _search_summary(suite: Any, selections: dict[str, Selection]) -> dict[str, Any] | None:
+    """The search as the report states it: the rule, the trials every method entry got, and per (method entry,
+    budget) the chosen trial, its selection score and hyperparameters."""
+    if suite.search is None:
+        return None
+    rule = RULES[suite.search.rule]
+    groups = []
+    for selection in selections.values():
+        chosen, first = selection.chosen, selection.trials[0]
+        groups.append(
+            {
+                "name": _display(first.method, first.budget),
+                "entry": first.entry,
+                "trials": len(selection.trials),
+                "eligible": sum(t.score is not None for t in selection.trials),
+                "final": selection.final,
+                "chosen": chosen.trial if chosen else None,
+                "score": chosen.score if chosen else None,
+                "hparams": ", ".join(f"{k}={v}" for k, v in chosen.hparams.items()) if chosen else "",
+            }
+        )
+    return {
+        "rule": rule.name,
+        "metric": rule.metric,
+        "doc": rule.doc,
+        "upper_bound": rule.upper_bound,
+        "trials": suite.search.trials,
+        "seed": suite.search.seed,
+        "searched": ", ".join(suite.search.keys)
+        if suite.search.keys
+        else "lr, weight_decay and each method hyperparameter with a declared distribution (but those its entry sets)",
+        "groups": groups,
+    }
+
+
 def _figures(
     tables: dict[str, pd.DataFrame],
     records: list[dict[str, Any]],
@@ -161,9 +197,16 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
     out_root = Path(out_root)
     suite = read_suite_file(out_root)
     planned = plan(suite, out_root)
-    records = [p.record for p in planned if p.record is not None and p.state in ("complete", "failed")]
+    selections = select_suite(suite, out_root)
+    reported = {s.run_id for s in reported_specs(suite, out_root, selections)}  # a search: its chosen trials only
+    records = [
+        p.record
+        for p in planned
+        if p.record is not None and p.state in ("complete", "failed") and p.spec.run_id in reported
+    ]
     counts = {state: sum(p.state == state for p in planned) for state in ("complete", "failed", "running", "missing")}
-    tables = build_tables([out_root], run_ids={p.spec.run_id for p in planned}, short=True, n_resamples=n_resamples)
+    tables = build_tables([out_root], run_ids=reported, short=True, n_resamples=n_resamples)
+    tables["trials"] = trials_table(selections)
     paper = tables["paper"]
     paired = tables["paired"]
     context_name = CONTEXT_NAMES.get(suite.dataset, "context")
@@ -192,6 +235,7 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
     environment = next((r["environment"] for r in records if r.get("environment")), {})
     return {
         "suite": suite,
+        "search": _search_summary(suite, selections),
         "counts": counts,
         "total": len(planned),
         "paper": {
@@ -251,4 +295,6 @@ def render(
     write_atomic(path, html)
     for name, key in (("results.csv", "aggregated"), ("results_runs.csv", "tidy"), ("results_paired.csv", "paired")):
         write_atomic(path.parent / name, tables[key].to_csv(index=False))
+    if ctx["search"] is not None:
+        write_atomic(path.parent / "results_trials.csv", tables["trials"].to_csv(index=False))
     return path, tables
