@@ -123,8 +123,8 @@ def oracle_metrics(with_class: torch.Tensor, without_class: torch.Tensor, class_
     """The two shifted-group accuracies, the worse of them (the rule's metric) and their AUROC, from the logits of
     held-out class-without-context and context-without-class images."""
     positive, negative = with_class[:, class_index], without_class[:, class_index]
-    cwc = float((torch.sigmoid(positive) >= threshold).float().mean())
-    xwc = float((torch.sigmoid(negative) < threshold).float().mean())
+    cwc = float(np.mean(torch.sigmoid(positive).numpy() >= threshold))
+    xwc = float(np.mean(torch.sigmoid(negative).numpy() < threshold))
     return {
         "class_without_context": cwc,
         "context_without_class": xwc,
