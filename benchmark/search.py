@@ -8,8 +8,8 @@ hyperparameter to a method never changes what is drawn for the others, and raisi
 Searched are the training settings every method shares (`TRAIN_HPARAMS`; trial 0 takes the suite's `[train]`
 values) and the method's `HPARAMS` that declare a distribution (trial 0 takes their defaults), except a value the
 suite's method entry sets itself, which stays fixed in every trial, and, when `[search] keys` is given, any name
-not listed there. Drawn reals are rounded to 3 significant digits (readable labels; finer is noise). Which trial a
-report shows is `benchmark.selection`'s choice.
+not listed there (an entry left with nothing to draw runs trial 0 only). Drawn reals are rounded to 3 significant
+digits (readable labels; finer is noise). Which trial a report shows is `benchmark.selection`'s choice.
 """
 
 from __future__ import annotations
@@ -86,10 +86,12 @@ def group_id(entry: str, spec: RunSpec) -> str:
 def expand(entry: str, specs: list[RunSpec], settings: SearchSettings) -> list[RunSpec]:
     """The search over one (method entry, budget): `specs` are its runs without a search (one per seed, same
     configuration); returns, for each trial, each of them with the trial's values, recording the group, the entry,
-    the trial index and the values drawn in `spec.search`."""
+    the trial index and the values drawn in `spec.search`. An entry with nothing to draw (every name fixed or left
+    out by `keys`) has one trial: its other trials would be the same runs again."""
     group = group_id(entry, specs[0])
     out = []
-    for trial in range(settings.trials):
+    trials = settings.trials if trial_values(entry, specs[0], 0, settings) else 1
+    for trial in range(trials):
         values = trial_values(entry, specs[0], trial, settings)
         method_values = {k: v for k, v in values.items() if k not in TRAIN_HPARAMS}
         train_values = {k: v for k, v in values.items() if k in TRAIN_HPARAMS}

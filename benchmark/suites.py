@@ -36,9 +36,10 @@ A suite file looks like this (every section but `[methods]` may be left out; unk
 
 With `[search]`, each (method entry, budget) runs `trials` configurations x the seeds: the shared training settings
 `lr` and `weight_decay` and the method's hyperparameters that declare a distribution are drawn per trial, except
-those the entry sets itself (fixed in every trial). The report and the paper-layout table show only the trial
-chosen by the rule per (method entry, budget); `results_trials.csv` lists every trial with its selection score.
-Without `[search]` the runs, their ids and their config hashes are exactly what they were before searches existed.
+those the entry sets itself (fixed in every trial; an entry left with nothing to draw runs trial 0 only). The
+report and the paper-layout table show only the trial chosen by the rule per (method entry, budget);
+`results_trials.csv` lists every trial with its selection score. Without `[search]` the runs, their ids and their
+config hashes are exactly what they were before searches existed.
 
 Overrides (`--set train.epochs=2`, `--set methods.gain.alpha=0.3`, `--set seeds=[0,1]`) are applied to the parsed
 TOML before validation, so an override is checked exactly like the file.

@@ -97,6 +97,10 @@ def test_keys_limit_what_is_searched():
     for run in suite.runs():
         assert set(run.search["hparams"]) == {"lr", "alpha"} & set(search.searchable(run.method))
         assert run.train.weight_decay == 0.0 and run.method_params.get("sigma", 0.5) == 0.5
+    only_alpha = _trials(from_dict(SEARCHED | {"search": {"trials": 3, "keys": ["alpha"]}}).runs())
+    assert {g.split("-")[0]: len(t) for g, t in only_alpha.items()} == {
+        "gradcam": 1, "gain": 3, "gain_ext": 3, "energy": 3, "rrr": 1, "copy_paste": 1
+    }, "nothing to draw: one trial, not the same run again"  # fmt: skip
 
 
 def test_every_method_declares_valid_search_distributions():
