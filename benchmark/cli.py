@@ -87,11 +87,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chosen_runs(dirs: list[Path]) -> set[str] | None:
+    """Of a folder holding a searched suite (its `suite.json` has `[search]`), only the chosen trials' runs; every
+    run of the other folders. None when no folder holds a search."""
+    from benchmark.runner import read_suite_file
+    from benchmark.selection import reported_specs
+
+    searched: dict[Path, set[str]] = {}
+    for folder in map(Path, dirs):
+        if (folder / "suite.json").is_file() and (suite := read_suite_file(folder)).search is not None:
+            searched[folder] = {s.run_id for s in reported_specs(suite, folder)}
+            print(f"{folder}: a hyperparameter search; the trials chosen by {suite.search.rule} only", file=sys.stderr)
+    if not searched:
+        return None
+    others = {d.name for folder in map(Path, dirs) if folder not in searched for d in folder.glob("runs/*")}
+    return set().union(*searched.values()) | others
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     from benchmark.tables import build_tables, format_paper_table, write_csv
 
     try:
-        tables = build_tables(args.dirs)
+        tables = build_tables(args.dirs, run_ids=_chosen_runs(args.dirs))
     except ValueError as err:
         print(f"gain-bench: error: {err}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import pytest
 from tiny import tiny_suite
 
 from benchmark import runner, selection
+from benchmark.cli import main
 from benchmark.datasets import synthetic
 from benchmark.report import render
 from benchmark.store import read_record
@@ -126,6 +127,8 @@ def test_a_searched_suite_reports_only_the_chosen_trials(tmp_path, data_root, mo
     trials = pd.read_csv(out / "results_trials.csv")
     assert len(trials) == 4 and trials.groupby("group")["chosen"].sum().tolist() == [1, 1]
     assert set(trials["rule"]) == {"in-distribution-val"} and "lr" in trials.columns
+    assert main(["table", str(out), "--csv", str(tmp_path / "csv")]) == 0
+    assert set(pd.read_csv(tmp_path / "csv" / "tidy.csv")["run_id"]) == reported, "gain-bench table too"
 
     for run_id in records:  # every test number and every shifted-group score gone; loading any split fails
         record = records[run_id]
