@@ -195,7 +195,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         path, tables = render(out, data_root=args.data_root)
         if len(tables["aggregated"]):
-            print(format_paper_table(tables["paper"]))
+            for label, paper in tables["regime_papers"]:
+                print((f"regime {label}:\n" if label else "") + format_paper_table(paper))
         print(f"report: {path.resolve()}")
     earlier = [p for p in result.planned if p.action != "run" and p.state in ("failed", "conflict")]
     return 1 if result.failed or earlier else 0

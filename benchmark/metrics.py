@@ -231,6 +231,20 @@ def is_degenerate(decisions: np.ndarray) -> bool:
     return bool(decisions.size > 0 and (decisions.all() or not decisions.any()))
 
 
+def context_attention(val: dict[str, np.ndarray]) -> dict[str, float | int]:
+    """`context_attention_share` (mean share of the class map on the context over images holding both class and
+    context), `context_area_share` (the context's share of those images' pixels: what an evenly spread map gets)
+    and `context_attention_zero_maps` (all-zero maps, left out of the mean), from one split's audited arrays."""
+    both = (val["label"] > 0.5) & (val["has_context"] > 0.5)
+    shares = val["context_share"][both]
+    finite = shares[np.isfinite(shares)]
+    return {
+        "context_attention_share": float(finite.mean()) if finite.size else float("nan"),
+        "context_attention_zero_maps": int(shares.size - finite.size),
+        "context_area_share": float(np.mean(val["context_area"][both])) if both.any() else float("nan"),
+    }
+
+
 def audit_metrics(
     preds: dict[str, dict[str, np.ndarray]], threshold: float = 0.5, *, classes: tuple[str, ...] | None = None
 ) -> dict[str, float | bool | int | str | list[str]]:
@@ -273,12 +287,7 @@ def audit_metrics(
     out["overall"] = (out["class_without_context"] + out["context_without_class"]) / 2.0
     out["shifted_degenerate"] = is_degenerate(np.concatenate([cwc, xwc]))
     out["shifted_auroc"] = auroc(preds["class_without_context"]["logit"], preds["context_without_class"]["logit"])
-    both = (val["label"] > 0.5) & (val["has_context"] > 0.5)
-    shares = val["context_share"][both]
-    finite = shares[np.isfinite(shares)]
-    out["context_attention_share"] = float(finite.mean()) if finite.size else float("nan")
-    out["context_attention_zero_maps"] = int(shares.size - finite.size)
-    out["context_area_share"] = float(np.mean(val["context_area"][both])) if both.any() else float("nan")
+    out |= context_attention(val)
     if "cf_original" in preds:
         original = preds["cf_original"]
         for role in ("cf_context_swapped", "cf_object_removed"):

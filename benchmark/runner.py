@@ -224,18 +224,7 @@ def run_suite(
     write_suite_file(suite, out_root)
     planned = plan(suite, out_root, filters=filters, retry_failed=retry_failed)
     todo = [p.spec for p in planned if p.action == "run"]
-    if todo:
-        from benchmark.datasets import synthetic
-
-        synthetic.ensure_generated(synthetic.data_config(suite.dataset, suite.dataset_params), data_root)
-        if suite.search is not None:
-            from benchmark.selection import ensure_data
-
-            ensure_data(suite.dataset, suite.dataset_params, data_root)
-        if suite.model_params.get("init", "scratch") == "pretrained-synthetic":  # once, before any worker needs it
-            from benchmark.pretrain import ensure_pretrained
-
-            ensure_pretrained(todo[0], data_root, device=device or suite.device)
+    prepare(todo, data_root, device=device or suite.device)
     device = device or suite.device
     common: dict[str, Any] = {
         "data_root": str(Path(data_root).resolve()) if data_root else None,
@@ -275,6 +264,13 @@ def run_suite(
         except Exception as err:  # the runs are recorded; a report without suite-level timings is still a report
             print(f"warning: timing the configurations failed, the report uses the per-run timings: {err}",
                   file=sys.stderr)  # fmt: skip
+    if suite.unbiased_reference and launcher != "slurm":
+        from benchmark.reference import write_references
+
+        try:
+            write_references(suite.runs(), out_root, data_root, device=device)
+        except Exception as err:  # a reference the report can do without; say why it is missing
+            print(f"warning: the unbiased attention reference was not measured: {err}", file=sys.stderr)
     return SuiteResult(planned, finished)
 
 
@@ -365,6 +361,28 @@ def _run_submitit(
                     }
                 )
         time.sleep(0.2)
+
+
+def prepare(specs: list[RunSpec], data_root: Path | None, *, device: str) -> None:
+    """Before any worker needs them: generate each data set the runs use (and a search's selection data) and train
+    each pre-trained start they name (once per configuration; a sweep may need several)."""
+    from benchmark.datasets import synthetic
+    from benchmark.pretrain import ensure_pretrained, pretrain_spec
+    from benchmark.selection import selection_config
+
+    data: dict[str, Any] = {}
+    pretrained: dict[str, RunSpec] = {}
+    for spec in specs:
+        config = synthetic.data_config(spec.dataset, spec.dataset_params)
+        data.setdefault(config.digest(), config)
+        if spec.search:  # a search trial is also scored on held-out selection data
+            data.setdefault(selection_config(config).digest(), selection_config(config))
+        if spec.model_params.get("init", "scratch") == "pretrained-synthetic":
+            pretrained.setdefault(pretrain_spec(spec).run_id, spec)
+    for config in data.values():
+        synthetic.ensure_generated(config, data_root)
+    for spec in pretrained.values():
+        ensure_pretrained(spec, data_root, device=device)
 
 
 def configurations(suite: Suite, out_root: Path | None = None) -> list[list[RunSpec]]:

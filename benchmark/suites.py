@@ -10,6 +10,7 @@ A suite file looks like this (every section but `[methods]` may be left out; unk
     audited_class = "boat"
     budget_seed = 0
     device = "cpu"
+    unbiased_reference = true      # measure where a model pre-trained on unbiased data looks (built-in data)
 
     [data]                         # `name` plus the dataset's own keys
     name = "synthetic-boats"
@@ -28,11 +29,22 @@ A suite file looks like this (every section but `[methods]` may be left out; unk
     enabled = true
     [slurm]                        # resources for `--launcher slurm`
     partition = "gpu"
+    [sweep]                        # optional: regimes, crossed with every method, budget and seed
+    "data.rho" = [0.9, 0.95, 0.99, 1.0]              # an axis over one data / model / train key
+    init = [                                          # a linked axis: each value sets several keys at once
+        { label = "pretrained", "model.init" = "pretrained-synthetic", "train.lr" = 1e-3 },
+        { label = "scratch", "model.init" = "scratch", "train.lr" = 3e-3 },
+    ]
     [search]                       # optional: an equal random hyperparameter search (benchmark/search.py)
     trials = 6                     # every method entry gets these many configurations (trial 0 = the defaults)
     rule = "in-distribution-val"   # or "oracle" (an upper bound): how the reported trial is chosen (selection.py)
     seed = 0                       # seed of the draws
     keys = ["lr", "alpha"]         # optional: only these names are searched (default: every declared distribution)
+
+A `[sweep]` makes the suite the product of its axes: one regime per combination (e.g. `rho=0.9 init=pretrained`),
+each the suite with those keys set, validated like the file, and its runs those of that regime. Only `data.*`
+(not `data.name`), `model.*` and `train.*` keys are swept; a run's folder name carries its config hash, so the
+regimes share one results folder and a regime's runs are the same runs as a suite that sets those keys itself.
 
 With `[search]`, each (method entry, budget) runs `trials` configurations x the seeds: the shared training settings
 `lr` and `weight_decay` and the method's hyperparameters that declare a distribution are drawn per trial, except
@@ -48,7 +60,9 @@ TOML before validation, so an override is checked exactly like the file.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
+import itertools
 import json
 import numbers
 import tomllib
@@ -65,8 +79,9 @@ from benchmark.spec import RunSpec, TrainSettings
 from benchmark.timing import TimingSettings
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
-TOP_KEYS = ("name", "description", "seeds", "budgets", "audited_class", "budget_seed", "device")
-SECTIONS = ("data", "model", "train", "methods", "timing", "slurm", "search")
+TOP_KEYS = ("name", "description", "seeds", "budgets", "audited_class", "budget_seed", "device", "unbiased_reference")
+SECTIONS = ("data", "model", "train", "methods", "timing", "slurm", "sweep", "search")
+SWEEP_SECTIONS = ("data", "model", "train")
 LAUNCHERS = ("inprocess", "local", "submitit-local", "slurm")
 SELECTION_RULES = tuple(RULES)
 
@@ -105,6 +120,7 @@ _RULES: dict[str, dict[str, tuple[Any, str]]] = {
             lambda v: isinstance(v, str) and (v in ("cpu", "cuda", "mps") or v.startswith("cuda:")),
             "cpu, cuda, cuda:N, mps",
         ),
+        "unbiased_reference": (lambda v: isinstance(v, bool), "true, false"),
     },
     "timing": {
         "enabled": (lambda v: isinstance(v, bool), "true, false"),
@@ -152,6 +168,17 @@ class MethodEntry:
 
 
 @dataclass(frozen=True)
+class Regime:
+    """One point of a suite's `[sweep]`: its label (`rho=0.9 init=pretrained`), the keys it sets and the suite
+    with them set."""
+
+    label: str
+    settings: dict[str, Any]
+    suite: Suite
+    parts: tuple[str, ...] = ()  # the label per axis
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     methods: tuple[MethodEntry, ...]
@@ -165,16 +192,38 @@ class Suite:
     audited_class: str = "boat"
     budget_seed: int = 0
     device: str = "cpu"
+    unbiased_reference: bool = True
     timing: TimingSettings = field(default_factory=TimingSettings)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
     search: SearchSettings | None = None
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    sweep: tuple[Regime, ...] = ()
+
+    def regimes(self) -> tuple[Regime, ...]:
+        """The sweep's regimes in axis order; a suite without `[sweep]` is one regime labelled ""."""
+        return self.sweep or (Regime("", {}, self),)
+
+    def numeric_axis(self) -> str | None:
+        """The first swept key whose values are all numbers (e.g. `data.rho`): the x axis of the sweep figure."""
+        for key in dict.fromkeys(k for regime in self.sweep for k in regime.settings):
+            values = [regime.settings.get(key) for regime in self.sweep]
+            token = f"{key.split('.', 1)[-1]}="
+            single = all(any(p.startswith(token) for p in regime.parts) for regime in self.sweep)
+            if single and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+                return key
+        return None
 
     def runs(self) -> list[RunSpec]:
-        """Every run: for each method entry (file order), each of its budgets (0 for a method without pixel labels),
-        each seed (with `[search]`: each trial, then each seed). Two entries that resolve to the same configuration
-        are one run."""
+        """Every run: per regime of the sweep (if any), for each method entry (file order), each of its budgets (0
+        for a method without pixel labels), each seed (with `[search]`: each trial, then each seed). Two entries that
+        resolve to the same configuration are one run."""
+        if self.sweep:
+            swept: dict[str, RunSpec] = {}
+            for regime in self.sweep:
+                for spec in regime.suite.runs():
+                    swept.setdefault(spec.run_id, spec)
+            return list(swept.values())
         specs: dict[str, RunSpec] = {}
         for entry in self.methods:
             for budget in entry.budgets:
@@ -282,6 +331,92 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+def _set_key(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"model": {"init": x}}` and `{"model.init": x}` alike → `{"model.init": x}`."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _sweep_axes(sweep: Any) -> list[list[tuple[str, dict[str, Any]]]]:
+    """`[sweep]` → per axis, its values as (label, {dotted key: value}); errors name the axis and what is allowed."""
+    if not isinstance(sweep, dict) or not sweep:
+        raise SuiteError(f'[sweep] must be a table of axes, e.g. "data.rho" = [0.9, 1.0]; got {sweep!r}')
+    axes = []
+    for axis, values in _flatten_axes(sweep).items():
+        if not isinstance(values, list) or not values:
+            raise SuiteError(f"sweep.{axis} = {values!r}: allowed: a non-empty list of values")
+        points = []
+        for i, value in enumerate(values):
+            if "." in axis:
+                settings, label = {axis: value}, f"{axis.split('.', 1)[1]}={value}"
+            elif isinstance(value, dict):
+                settings = _flatten(value)
+                label = f"{axis}={settings.pop('label', ','.join(map(str, settings.values())))}"
+                if not settings:
+                    raise SuiteError(f'sweep.{axis}[{i}]: sets no key; give e.g. {{ "model.init" = "scratch" }}')
+            else:
+                raise SuiteError(
+                    f"sweep.{axis}: a plain axis name takes tables of keys, e.g. "
+                    f'{axis} = [{{ label = "a", "model.init" = "scratch", "train.lr" = 3e-3 }}]; '
+                    f'or name one key, e.g. "data.rho" = [0.9, 1.0]'
+                )
+            for key in settings:
+                section = key.split(".", 1)[0]
+                if section not in SWEEP_SECTIONS or "." not in key or key == "data.name":
+                    raise SuiteError(
+                        f"sweep.{axis}: key {key!r} cannot be swept; allowed: data.* (not data.name), model.*, "
+                        "train.* (methods, budgets and seeds are already crossed)"
+                    )
+            points.append((label, settings))
+        axes.append(points)
+    return axes
+
+
+def _flatten_axes(sweep: dict[str, Any]) -> dict[str, Any]:
+    """TOML reads an unquoted `data.rho = [...]` as a nested table; both spellings name the axis `data.rho`."""
+    out: dict[str, Any] = {}
+    for key, value in sweep.items():
+        if isinstance(value, dict) and key in SWEEP_SECTIONS:
+            out |= {f"{key}.{k}": v for k, v in _flatten(value).items()}
+        else:
+            out[key] = value
+    return out
+
+
+def _regimes(raw: dict[str, Any], source: str) -> tuple[Regime, ...]:
+    regimes = []
+    for combination in itertools.product(*_sweep_axes(raw["sweep"])):
+        settings: dict[str, Any] = {}
+        for _, part in combination:
+            clash = sorted(set(settings) & set(part))
+            if clash:
+                raise SuiteError(f"[sweep]: key(s) {', '.join(clash)} set by two axes")
+            settings |= part
+        label = " ".join(label for label, _ in combination)
+        point = copy.deepcopy({k: v for k, v in raw.items() if k != "sweep"})
+        for key, value in settings.items():
+            _set_key(point, key, value)
+        try:
+            parts = tuple(label for label, _ in combination)
+            regimes.append(Regime(label, settings, from_dict(point, source), parts))
+        except SuiteError as err:
+            raise SuiteError(f"[sweep] regime {label!r}: {err}") from None
+    return tuple(regimes)
+
+
 def parse_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -315,6 +450,9 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
     from benchmark.methods import METHODS
 
     _check("", raw)
+    if "sweep" in raw:
+        base = from_dict({k: v for k, v in raw.items() if k != "sweep"}, source)
+        return dataclasses.replace(base, raw=raw, sweep=_regimes(raw, source))
     if "name" not in raw:
         raise SuiteError("missing key name (the suite's output folder name)")
     for section in ("timing", "slurm", "search"):
@@ -363,6 +501,7 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
         audited_class=raw.get("audited_class", "boat"),
         budget_seed=raw.get("budget_seed", 0),
         device=raw.get("device", "cpu"),
+        unbiased_reference=raw.get("unbiased_reference", True),
         timing=TimingSettings(**raw.get("timing", {})),
         slurm=SlurmSettings(**raw.get("slurm", {})),
         search=_search_settings(raw.get("search"), entries),

@@ -100,6 +100,7 @@ def run(
 
             load_checkpoint(ensure_pretrained(spec, data_root, device=device), model)
             record["pretrained_from"] = pretrain_spec(spec).run_id
+        record["attention"] = attention_info(model, data["train"])
         model = model.to(device)
         if spec.train.channels_last:  # the same math; 1.5-2x faster convolutions and pooling on CPU (oneDNN)
             model = model.to(memory_format=torch.channels_last)
@@ -280,6 +281,21 @@ def _cam_counts(
         maps = grad_cam_from(features, logits, cls, image_index=image, size=size).detach()
     pred = cam_segmentation(maps, cls, image, features.shape[0])
     return segmentation_counts(pred, batch["mask"], logits.shape[1] + 1)
+
+
+def attention_info(model: SplitModel, split: TensorSplit) -> dict[str, Any]:
+    """The layer the attention maps are taken from and their size on this data (`block4` of the small CNN on 48 px
+    images: 6 x 6), recorded so that a report can say how coarse the maps were."""
+    image = split.batch(torch.arange(1), mean=model.mean, std=model.std)["image"]
+    was_training = model.training
+    with torch.no_grad():
+        size = model.eval().features(image).shape[-2:]  # eval: batch-norm statistics stay as they are
+    model.train(was_training)
+    return {
+        "layer": model.attention_layer,
+        "map_size": [int(size[0]), int(size[1])],
+        "image_size": [int(image.shape[-2]), int(image.shape[-1])],
+    }
 
 
 def new_record(spec: RunSpec, status: str, error: str | None = None) -> dict[str, Any]:

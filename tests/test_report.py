@@ -111,3 +111,31 @@ def test_names_for_the_reader():
     assert _config_name({"method": "gradcam", "budget": 0, "label": "gradcam"}) == "Grad-CAM"
     names = metric_names("bird", "land")
     assert names["context_without_class"] == "land without bird (share called not bird)"
+
+
+def test_beating_the_baseline_takes_the_auroc_and_both_groups_each_significant():
+    from benchmark.report.verdict import beaters, beats_baseline_sentence
+
+    rows = [
+        ("gain_ext", 78, "shifted_auroc", 0.05, 0.02, 0.08, 0.004),
+        ("gain_ext", 78, "class_without_context", 0.10, 0.05, 0.15, 0.001),
+        ("gain_ext", 78, "context_without_class", 0.08, 0.03, 0.12, 0.01),
+        # better on both groups but the AUROC difference is not significant: not a beater
+        ("gain_ext", 9, "shifted_auroc", 0.02, -0.01, 0.05, 0.2),
+        ("gain_ext", 9, "class_without_context", 0.10, 0.05, 0.15, 0.001),
+        ("gain_ext", 9, "context_without_class", 0.08, 0.03, 0.12, 0.01),
+        # significant on all three but worse on one group: not a beater
+        ("gain", 0, "shifted_auroc", 0.05, 0.02, 0.08, 0.004),
+        ("gain", 0, "class_without_context", -0.10, -0.15, -0.05, 0.001),
+        ("gain", 0, "context_without_class", 0.08, 0.03, 0.12, 0.01),
+    ]
+    paired = _paired(rows)
+    assert [b["name"] for b in beaters(paired)] == ["GAIN_ext-78"]
+    sentence = beats_baseline_sentence(paired)
+    assert sentence.startswith("Beats the baseline on the AUROC and both shifted groups")
+    assert "GAIN_ext-78 (AUROC +5 points [+2, +8] (Holm p 0.004, significant)" in sentence
+    assert "GAIN_ext-9" not in sentence and "GAIN " not in sentence
+    none = beats_baseline_sentence(_paired(rows[3:]))
+    assert none.startswith("No configuration beats the baseline on the AUROC and both shifted groups (boat without")
+    assert "at once (each at Holm-adjusted p < 0.05)" in none
+    assert none in verdict(_aggregated(BASELINE), _paired(rows[3:]), n_seeds=4)["summary"]

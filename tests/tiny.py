@@ -1,13 +1,21 @@
 """The tiny suite the tests train (seconds): 160 training images of 48 px, one epoch."""
 
 
-def tiny_suite(name: str = "tiny", methods: tuple[str, ...] = ("gradcam", "gain_ext"), *, timing: bool = True) -> str:
-    """TOML text of a tiny suite: two seeds, budget 9, the given methods (GAIN's warm-up off so L_am runs)."""
+def tiny_suite(
+    name: str = "tiny",
+    methods: tuple[str, ...] = ("gradcam", "gain_ext"),
+    *,
+    timing: bool = True,
+    reference: bool = False,
+) -> str:
+    """TOML text of a tiny suite: two seeds, budget 9, the given methods (GAIN's warm-up off so L_am runs); the
+    unbiased attention reference (a pre-training run) only when asked for."""
     blocks = "".join(f"[methods.{m}]\n" + ("warmup_epochs = 0\n" if m in ("gain", "gain_ext") else "") for m in methods)
     timing_block = "batch_size = 8\nwarmup = 0\niterations = 1\n" if timing else "enabled = false\n"
     return f"""name = "{name}"
 seeds = [0, 1]
 budgets = [9]
+unbiased_reference = {"true" if reference else "false"}
 [data]
 n_train = 160
 n_val = 40

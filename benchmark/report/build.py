@@ -3,6 +3,7 @@ render one self-contained HTML page with `results.csv` (and the run-level and pa
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import subprocess
@@ -14,11 +15,13 @@ import jinja2
 import pandas as pd
 
 from benchmark import __version__
-from benchmark.report.verdict import PAPER_TABLE4, verdict
+from benchmark.reference import read_references, reference_share
+from benchmark.report.verdict import PAPER_TABLE4, beats_baseline_sentence, verdict
 from benchmark.runner import plan, read_suite_file, read_throughput
 from benchmark.selection import RULES, Selection, reported_specs, select_suite, trials_table
-from benchmark.spec import RunSpec
+from benchmark.spec import RunSpec, configuration_key
 from benchmark.store import write_atomic
+from benchmark.suites import Regime, Suite
 from benchmark.tables import BASELINE, DISPLAY, PAPER_ROWS, build_tables
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -30,6 +33,7 @@ LOCALISATION_METRICS = (
     ("pointing_game", "pointing game (hit rate)"),
     ("attention_iou", "IoU of the map at τ = 0.5"),
 )
+SWEEP_METRICS = ("shifted_auroc", "class_without_context", "context_without_class", "val_accuracy")
 CURVE_METRICS = (
     ("val_accuracy", "in-distribution val accuracy"),
     ("class_without_context", "{cls} without {context}: share called {cls}"),
@@ -124,15 +128,16 @@ def _with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _run_level(records: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """Mean over seeds of record-level metrics that have no per-image form (CAM mIoU, context attention share)."""
-    out: dict[str, dict[str, float]] = {}
+    """Mean over seeds of record-level metrics that have no per-image form (CAM mIoU, context attention share),
+    keyed by configuration (the aggregated table's `config`)."""
+    out: dict[str, dict[str, list[float]]] = {}
     for r in records:
-        label = RunSpec.from_dict(r["spec"]).method_label
+        config = configuration_key(r["spec"])
         for key in keys:
             value = r.get("metrics", {}).get(key)
             if isinstance(value, int | float) and math.isfinite(value):
-                out.setdefault(label, {}).setdefault(key, []).append(value)  # type: ignore[arg-type]
-    return {label: {k: sum(v) / len(v) for k, v in d.items()} for label, d in out.items()}  # type: ignore[misc]
+                out.setdefault(config, {}).setdefault(key, []).append(value)
+    return {config: {k: sum(v) / len(v) for k, v in d.items()} for config, d in out.items()}
 
 
 def _search_summary(suite: Any, selections: dict[str, Selection]) -> dict[str, Any] | None:
@@ -141,12 +146,14 @@ def _search_summary(suite: Any, selections: dict[str, Selection]) -> dict[str, A
     if suite.search is None:
         return None
     rule = RULES[suite.search.rule]
+    regime_of = {s.run_id: r.label for r in suite.regimes() for s in r.suite.runs()} if suite.sweep else {}
     groups = []
     for selection in selections.values():
         chosen, first = selection.chosen, selection.trials[0]
+        regime = regime_of.get(first.run_ids[0], "")
         groups.append(
             {
-                "name": _display(first.method, first.budget),
+                "name": (f"{regime}: " if regime else "") + _display(first.method, first.budget),
                 "entry": first.entry,
                 "trials": len(selection.trials),
                 "eligible": sum(t.score is not None for t in selection.trials),
@@ -178,6 +185,7 @@ def _figures(
     data_root: Path | None,
     cls: str,
     context: str,
+    sweep: bool,
 ) -> dict[str, str | None]:
     from benchmark.report import figures, gallery
 
@@ -185,11 +193,65 @@ def _figures(
     metrics = [(k, label.format(cls=cls, context=context)) for k, label in CURVE_METRICS]
     complete = [r for r in records if r["status"] == "complete"]
     return {
-        "budget_curves": figures.budget_curves(aggregated, metrics) if len(aggregated) else None,
-        "training_curves": figures.training_curves(complete) if complete else None,
+        "budget_curves": figures.budget_curves(aggregated, metrics) if len(aggregated) and not sweep else None,
+        "training_curves": figures.training_curves(complete) if complete and not sweep else None,
         "throughput": figures.throughput_chart(throughput) if throughput else None,
-        "gallery": gallery.gallery(out_root, data_root),
+        "gallery": gallery.gallery(out_root, data_root) if not sweep else None,
     }
+
+
+def _paper_view(paper: pd.DataFrame, names: dict[str, str]) -> dict[str, Any]:
+    paper.index = pd.Index(
+        [names.get(key, label) for (key, _), label in zip(PAPER_ROWS, paper.index, strict=True)], name="metric"
+    )
+    return {
+        "columns": list(paper.columns),
+        "rows": [(index, list(row)) for index, row in zip(paper.index, paper.to_numpy(), strict=True)],
+        "footnotes": paper.attrs.get("footnotes", []),
+    }
+
+
+def _regime_tables(
+    suite: Suite, out_root: Path, run_ids: set[str], n_resamples: int
+) -> list[tuple[Regime, dict[str, pd.DataFrame]]]:
+    """The tables of each regime of the suite on its own runs: a method is compared with its own regime's baseline
+    and Holm's adjustment runs over one regime's comparisons (one suite without `[sweep]` is one regime)."""
+    out = []
+    for regime in suite.regimes():
+        ids = {spec.run_id for spec in regime.suite.runs()} & run_ids
+        out.append((regime, build_tables([out_root], run_ids=ids, short=True, n_resamples=n_resamples)))
+    return out
+
+
+def _merged(views: list[tuple[Regime, dict[str, pd.DataFrame]]]) -> dict[str, pd.DataFrame]:
+    """One table per kind over every regime, with a leading `regime` column (for the CSV files and the sections that
+    list every configuration)."""
+    if len(views) == 1 and not views[0][0].label:
+        return views[0][1]
+    merged: dict[str, pd.DataFrame] = {"paper": views[0][1]["paper"]}
+    for key in ("tidy", "aggregated", "paired", "excluded"):
+        frames = [tables[key].assign(regime=regime.label) for regime, tables in views]
+        frame = pd.concat(frames, ignore_index=True)
+        merged[key] = frame[["regime", *[c for c in frame.columns if c != "regime"]]]
+    return merged
+
+
+def _sweep_figure(
+    suite: Suite, views: list[tuple[Regime, dict[str, pd.DataFrame]]], names: dict[str, str]
+) -> str | None:
+    from benchmark.report import figures
+
+    axis = suite.numeric_axis()
+    if axis is None:
+        return None
+    token = f"{axis.split('.', 1)[-1]}="
+    frames = []
+    for regime, tables in views:
+        facet = " ".join(p for p in regime.parts if not p.startswith(token))
+        frames.append(tables["aggregated"].assign(x=float(regime.settings[axis]), facet=facet))
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    metrics = [(key, names[key]) for key in SWEEP_METRICS]
+    return figures.sweep_curves(rows, axis, metrics)
 
 
 def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int = 2000) -> dict[str, Any]:
@@ -205,61 +267,86 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
         if p.record is not None and p.state in ("complete", "failed") and p.spec.run_id in reported
     ]
     counts = {state: sum(p.state == state for p in planned) for state in ("complete", "failed", "running", "missing")}
-    tables = build_tables([out_root], run_ids=reported, short=True, n_resamples=n_resamples)
+    views = _regime_tables(suite, out_root, reported, n_resamples)
+    sweep = bool(suite.sweep)
+    tables = _merged(views)
     tables["trials"] = trials_table(selections)
-    paper = tables["paper"]
     paired = tables["paired"]
     context_name = CONTEXT_NAMES.get(suite.dataset, "context")
     names = metric_names(suite.audited_class, context_name)
-    paper.index = pd.Index(
-        [names.get(key, label) for (key, _), label in zip(PAPER_ROWS, paper.index, strict=True)], name="metric"
-    )
+    regimes = []
+    for regime, regime_tables in views:
+        aggregated = regime_tables["aggregated"]
+        curves = None
+        if sweep and len(aggregated):
+            from benchmark.report import figures as figs
+
+            metrics = [(k, label.format(cls=suite.audited_class, context=context_name)) for k, label in CURVE_METRICS]
+            curves = figs.budget_curves(aggregated, metrics)
+        regimes.append(
+            {
+                "label": regime.label,
+                "beats": beats_baseline_sentence(regime_tables["paired"], suite.audited_class, context_name)
+                if len(regime_tables["paired"])
+                else "no complete baseline and method runs yet",
+                "budget_curves": curves,
+                "paper": _paper_view(regime_tables["paper"], names),
+                "verdict": verdict(
+                    aggregated,
+                    regime_tables["paired"],
+                    n_seeds=int(aggregated["n_seeds"].min()) if len(aggregated) else 0,
+                    cls=suite.audited_class,
+                    context=context_name,
+                ),
+            }
+        )
+
+    def name(row: dict[str, Any]) -> str:
+        return (f"{row['regime']}: " if sweep else "") + _config_name(row)
+
     significance = [
-        r | {"name": _config_name(r), "metric_name": names.get(r["metric"], r["metric"])}
+        r | {"name": name(r), "metric_name": names.get(r["metric"], r["metric"])}
         for r in (paired[paired["metric"].isin(SIGNIFICANCE_METRICS)].to_dict("records") if len(paired) else [])
     ]
     aggregated = tables["aggregated"]
     localisation = []
     run_level = _run_level(records, ("context_attention_share", "context_area_share", "cam_miou"))
+    references = read_references(out_root)
     if len(aggregated):
-        for _, group in aggregated.groupby("config", sort=False):
+        for config, group in aggregated.groupby("config", sort=False):
             by_metric = group.set_index("metric")
-            label = group["label"].iloc[0]
-            row = {"config": label, "name": _display(group["method"].iloc[0], int(group["budget"].iloc[0]))}
+            first = group.iloc[0].to_dict()
+            row = {"config": first["label"], "name": name(first)}
             for key, _ in LOCALISATION_METRICS:
                 row[key] = by_metric.loc[key].to_dict() if key in by_metric.index else None
-            row |= run_level.get(label, {})
+            row |= run_level.get(str(config), {})
+            spec = json.loads(str(config))
+            row["unbiased_share"] = reference_share(references, RunSpec.from_dict(spec | {"seed": 0}))
             localisation.append(row)
     measured = read_throughput(out_root, suite)
     throughput = _with_ratios(measured) if measured else _throughput([r for r in records if r["status"] == "complete"])
     environment = next((r["environment"] for r in records if r.get("environment")), {})
+    attention = next((r["attention"] for r in records if r.get("attention")), None)
+    figures = _figures(tables, records, throughput, out_root, data_root, suite.audited_class, context_name, sweep)
+    figures["sweep"] = _sweep_figure(suite, views, names) if sweep else None
     return {
         "suite": suite,
         "search": _search_summary(suite, selections),
         "counts": counts,
         "total": len(planned),
-        "paper": {
-            "columns": list(paper.columns),
-            "rows": [(index, list(row)) for index, row in zip(paper.index, paper.to_numpy(), strict=True)],
-            "footnotes": paper.attrs.get("footnotes", []),
-        },
+        "regimes": regimes,
+        "sweep": sweep,
         "paper_voc": PAPER_TABLE4,
-        "verdict": verdict(
-            aggregated,
-            paired,
-            n_seeds=int(aggregated["n_seeds"].min()) if len(aggregated) else 0,
-            cls=suite.audited_class,
-            context=context_name,
-        ),
         "significance": significance,
         "localisation": localisation,
         "localisation_metrics": LOCALISATION_METRICS,
+        "attention_layer": attention,
         "failed": [p for p in planned if p.state == "failed"],
         "missing": [p for p in planned if p.state in ("missing", "running")],
         "excluded": tables["excluded"].to_dict("records"),
         "throughput": throughput,
         "throughput_after_suite": measured is not None,
-        "figures": _figures(tables, records, throughput, out_root, data_root, suite.audited_class, context_name),
+        "figures": figures,
         "environment": environment,
         "provenance": {
             "gain-bench": __version__,
@@ -271,6 +358,7 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
             "python": platform.python_version(),
         },
         "_tables": tables,
+        "_regime_tables": views,
     }
 
 
@@ -290,6 +378,8 @@ def render(
     out_root = Path(out_root)
     ctx = context(out_root, data_root, n_resamples=n_resamples)
     tables = ctx.pop("_tables")
+    views = ctx.pop("_regime_tables")
+    tables["regime_papers"] = [(regime.label, t["paper"]) for regime, t in views]  # type: ignore[assignment]
     html = _environment().get_template("report.html.j2").render(**ctx)
     path = Path(output) if output else out_root / "index.html"
     write_atomic(path, html)

@@ -419,3 +419,65 @@ def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE) ->
         )
         fig.suptitle(" · ".join(filter(None, [note, ratio_note])), fontsize=9, color="0.3")
         return png_data_uri(fig)
+
+
+# --------------------------------------------------------------------------------------------------------- sweeps
+
+
+def sweep_curves(rows: pd.DataFrame, x_label: str, metrics: Sequence[tuple[str, str]]) -> str:
+    """Headline metrics against a numeric sweep axis (e.g. the bias strength rho): one row of panels per facet (the
+    other sweep axes, e.g. init), one panel per metric `(key, label)`, one line per configuration (method and
+    budget) with its 95% interval as error bars, so one reads off where a method departs from its own regime's
+    baseline.
+
+    `rows` holds the aggregated table's columns (method, budget, label, metric, mean, ci_low, ci_high) plus `x`
+    (the axis value) and `facet` (the rest of the regime's label, "" when there is none).
+    """
+    metrics = list(metrics)
+    if rows.empty:
+        return empty_figure("no complete runs to plot against the sweep")
+    facets = list(dict.fromkeys(rows["facet"]))
+    configs = rows.drop_duplicates("label")[["label", "method", "budget"]]
+    order = sorted(configs.itertuples(index=False), key=lambda c: (_method_rank(c.method), int(c.budget), c.label))
+    shades = config_colours([(c.method, int(c.budget)) for c in order])
+    colours = dict(zip([c.label for c in order], shades, strict=True))
+    xs = sorted(rows["x"].unique())
+    offsets = {c.label: (i - (len(order) - 1) / 2) for i, c in enumerate(order)}
+    step = min(np.diff(xs)) if len(xs) > 1 else 1.0
+    with style():
+        fig = Figure(figsize=(3.9 * len(metrics), 3.0 * len(facets) + 0.6), layout="constrained")
+        axes = fig.subplots(len(facets), len(metrics), squeeze=False)
+        handles: dict[str, Any] = {}
+        for r, facet in enumerate(facets):
+            for c, (key, label) in enumerate(metrics):
+                ax = axes[r, c]
+                ax.set_title(f"{label}" + (f"\n{facet}" if facet else ""), fontsize=9)
+                panel = rows[(rows["facet"] == facet) & (rows["metric"] == key)]
+                if panel.empty:
+                    _message(ax, f"no results for\n{label}")
+                    continue
+                for config in order:
+                    points = panel[panel["label"] == config.label].sort_values("x")
+                    if points.empty:
+                        continue
+                    x = points["x"].to_numpy(float) + offsets[config.label] * step * 0.04
+                    mean = points["mean"].to_numpy(float)
+                    err = np.vstack([mean - points["ci_low"].to_numpy(float), points["ci_high"].to_numpy(float) - mean])
+                    baseline = config.method == BASELINE
+                    handle = ax.errorbar(
+                        x, mean, yerr=np.clip(err, 0, None), color=colours[config.label], marker="o", ms=4,
+                        lw=1.2 if baseline else 1.8, ls="--" if baseline else "-", capsize=2,
+                    )  # fmt: skip
+                    handles.setdefault(display_name(config.method, int(config.budget)), handle)
+                ax.set_xticks(xs, [f"{x:g}" for x in xs])
+                ax.set_xlabel(x_label)
+                limits = _ylim(panel[["mean", "ci_low", "ci_high"]].to_numpy(float).ravel())
+                if limits:
+                    ax.set_ylim(*limits)
+                if c == 0:
+                    ax.set_ylabel("mean over seeds, 95% CI")
+        if handles:
+            fig.legend(
+                handles.values(), handles.keys(), loc="outside lower center", ncols=min(len(handles), 6), fontsize=9
+            )
+        return png_data_uri(fig)

@@ -96,6 +96,42 @@ def _moved(
     return f"{subject}: " + "; ".join(parts)
 
 
+HEADLINE = ("shifted_auroc", "class_without_context", "context_without_class")
+
+
+def beaters(paired: pd.DataFrame) -> list[dict[str, Any]]:
+    """The configurations that beat the baseline on all of the threshold-free AUROC and both shifted groups, each
+    significantly (Holm-adjusted p < ALPHA, difference > 0); each with its three paired rows."""
+    out = []
+    for _, group in paired.groupby("config", sort=False):
+        rows = {r["metric"]: r for r in group.to_dict("records")}
+        if all(m in rows and rows[m]["p_holm"] < ALPHA and rows[m]["difference"] > 0 for m in HEADLINE):
+            out.append({"name": _name(group["method"].iloc[0], group["budget"].iloc[0]), "rows": rows})
+    return out
+
+
+def beats_baseline_sentence(paired: pd.DataFrame, cls: str = "boat", context: str = "water") -> str:
+    """The suite's question in one sentence: which configurations beat the baseline on the AUROC and on both shifted
+    groups at once, with each difference, interval and Holm-adjusted p; or that none does."""
+    found = beaters(paired)
+    what = f"the AUROC and both shifted groups ({cls} without {context}, {context} without {cls})"
+    if not found:
+        return f"No configuration beats the baseline on {what} at once (each at Holm-adjusted p < {ALPHA})."
+    parts = []
+    for item in found:
+        rows = item["rows"]
+        parts.append(
+            f"{item['name']} ("
+            + "; ".join(
+                _comparison(rows[m], label)
+                for m, label in (("shifted_auroc", "AUROC"), ("class_without_context", f"{cls} without {context}"),
+                                 ("context_without_class", f"{context} without {cls}"))
+            )
+            + ")"
+        )  # fmt: skip
+    return f"Beats the baseline on {what} at once: " + "; ".join(parts) + "."
+
+
 def verdict(
     aggregated: pd.DataFrame, paired: pd.DataFrame, *, n_seeds: int, cls: str = "boat", context: str = "water"
 ) -> dict[str, list[str]]:
@@ -166,6 +202,7 @@ def verdict(
             shifted = [rows[m] for m in ("context_without_class", "class_without_context") if m in rows]
             if shifted and all(r["p_holm"] < ALPHA and r["difference"] > 0 for r in shifted):
                 improved.append(name)
+        summary.append(beats_baseline_sentence(paired, cls, context))
         if improved:
             summary.append(f"Significantly better than the baseline on both shifted groups: {', '.join(improved)}.")
         else:
