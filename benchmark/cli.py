@@ -107,11 +107,28 @@ def _print_data_notes(data: dict[str, Any], metrics: dict[str, Any]) -> None:
         print(f"skipped {skipped['count']} bad image(s) (data.skip_bad_images; all in record.json): {names}")
 
 
+def _chosen_runs(dirs: list[Path]) -> set[str] | None:
+    """Of a folder holding a searched suite (its `suite.json` has `[search]`), only the chosen trials' runs; every
+    run of the other folders. None when no folder holds a search."""
+    from benchmark.runner import read_suite_file
+    from benchmark.selection import reported_specs
+
+    searched: dict[Path, set[str]] = {}
+    for folder in map(Path, dirs):
+        if (folder / "suite.json").is_file() and (suite := read_suite_file(folder)).search is not None:
+            searched[folder] = {s.run_id for s in reported_specs(suite, folder)}
+            print(f"{folder}: a hyperparameter search; the trials chosen by {suite.search.rule} only", file=sys.stderr)
+    if not searched:
+        return None
+    others = {d.name for folder in map(Path, dirs) if folder not in searched for d in folder.glob("runs/*")}
+    return set().union(*searched.values()) | others
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     from benchmark.tables import build_tables, format_paper_table, write_csv
 
     try:
-        tables = build_tables(args.dirs)
+        tables = build_tables(args.dirs, run_ids=_chosen_runs(args.dirs))
     except ValueError as err:
         print(f"gain-bench: error: {err}", file=sys.stderr)
         return 2
@@ -134,7 +151,7 @@ def cmd_methods(_: argparse.Namespace) -> int:
     for name, cls in METHODS.items():
         print(f"{name}{' (uses pixel labels)' if cls.uses_pixel_labels else ''}")
         for key, h in cls.HPARAMS.items():
-            print(f"  {key} = {h.default!r}  {h.doc}")
+            print(f"  {key} = {h.default!r}  {h.doc}; search: {h.describe()}")
     return 0
 
 
@@ -189,6 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for p in skipped:
         if p.action in ("locked", "conflict") or p.state == "failed":
             print(f"  skipped {p.spec.run_id}: {p.reason}")
+    _print_search(out, suite)
     if args.no_report:
         _print_summary(out, suite)
     else:
@@ -204,12 +222,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if result.failed or earlier else 0
 
 
+def _print_search(out: Path, suite: Any) -> None:
+    """A searched suite's rule and, per (method entry, budget), the chosen trial and its hyperparameters."""
+    from benchmark.selection import RULES, select_suite
+
+    if suite.search is None:
+        return
+    rule = RULES[suite.search.rule]
+    bound = " (an upper bound: it selects on held-out shifted groups)" if rule.upper_bound else ""
+    print(f"search: {suite.search.trials} trial(s) per method entry and budget, chosen by {rule.name}{bound}:")
+    for group, selection in select_suite(suite, out).items():
+        chosen = selection.chosen
+        if chosen is None:
+            print(f"  {group}: no trial complete in every seed yet")
+            continue
+        values = ", ".join(f"{k}={v}" for k, v in chosen.hparams.items())
+        final = "" if selection.final else " (provisional: trials still missing)"
+        print(f"  {group}: trial {chosen.trial}, {rule.metric} {chosen.score:.3f}{final}; {values}")
+
+
 def _print_summary(out: Path, suite: Any) -> None:
+    from benchmark.selection import reported_specs
     from benchmark.store import read_record
     from benchmark.summary import format_table, summarise
 
     records = []
-    for spec in suite.runs():
+    for spec in reported_specs(suite, out):
         path = out / "runs" / spec.run_id / "record.json"
         if path.is_file():
             records.append(read_record(path))
@@ -325,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         action="append",
         metavar="KEY=VALUE[,KEY=VALUE]",
-        help="run a subset: method=gain_ext,budget=78 (keys: method, budget, seed; a repeated key ORs)",
+        help="run a subset: method=gain_ext,budget=78 (keys: method, budget, seed, trial; a repeated key ORs)",
     )
     r.add_argument("--jobs", type=int, default=1, help="runs at once (local processes; torch threads split)")
     r.add_argument(

@@ -41,7 +41,7 @@ from benchmark.store import (
 from benchmark.suites import LAUNCHERS, Suite, SuiteError
 from benchmark.timing import TimingSettings
 
-FILTER_KEYS = ("method", "budget", "seed")
+FILTER_KEYS = ("method", "budget", "seed", "trial")
 
 
 @dataclass(frozen=True)
@@ -283,8 +283,9 @@ def run_suite(
 def prepare(todo: list[RunSpec], data_root: Path | None, *, device: str = "cpu") -> None:
     """Before any run starts: generate the built-in data, or check that a real dataset is where it should be (its
     folder, its biased split), and that ImageNet weights a model names are in the local cache, so a wrong path is
-    one error now, not one failed record per run; then train each pre-trained start the runs name, once per
-    configuration (a sweep may need several), before any worker needs it."""
+    one error now, not one failed record per run; generate a search's held-out selection data; then train each
+    pre-trained start the runs name, once per configuration (a sweep may need several), before any worker needs
+    it."""
     from benchmark.datasets import registry
     from benchmark.models import imagenet_weights_path
     from benchmark.pretrain import ensure_pretrained, pretrain_spec
@@ -301,6 +302,10 @@ def prepare(todo: list[RunSpec], data_root: Path | None, *, device: str = "cpu")
         seen.add(key)
         entry = registry.dataset(spec.dataset)
         entry.prepare(entry.config(spec.dataset_params), data_root)
+        if spec.search:  # a search trial is also scored on held-out selection data
+            from benchmark.selection import ensure_data
+
+            ensure_data(spec.dataset, spec.dataset_params, data_root)
         weights = spec.model_params.get("weights")
         if weights is not None:
             path = imagenet_weights_path(spec.model, str(weights))
@@ -402,10 +407,13 @@ def _run_submitit(
         time.sleep(0.2)
 
 
-def configurations(suite: Suite) -> list[list[RunSpec]]:
-    """The suite's configurations in its order, each as its runs by ascending seed."""
+def configurations(suite: Suite, out_root: Path | None = None) -> list[list[RunSpec]]:
+    """The suite's configurations in its order, each as its runs by ascending seed; given the results folder, only
+    those a report shows (of a hyperparameter search, the chosen trials: `selection.reported_specs`)."""
+    from benchmark.selection import reported_specs
+
     groups: dict[str, list[RunSpec]] = {}
-    for spec in suite.runs():
+    for spec in suite.runs() if out_root is None else reported_specs(suite, Path(out_root)):
         groups.setdefault(configuration_key(spec.to_dict()), []).append(spec)
     return [sorted(g, key=lambda s: s.seed) for g in groups.values()]
 
@@ -437,7 +445,7 @@ def measure_throughput(
 
     device = device or suite.device
     jobs = []
-    for specs in configurations(suite):
+    for specs in configurations(suite, out_root):
         spec, _ = pick_run(out_root, specs)
         if spec is None:
             continue
@@ -482,7 +490,7 @@ def read_throughput(out_root: Path, suite: Suite) -> list[dict[str, Any]] | None
         rows = json.loads(path.read_text())["rows"]
     except (json.JSONDecodeError, KeyError):
         return None
-    current = {s.run_id for specs in configurations(suite) if (s := pick_run(out_root, specs)[0]) is not None}
+    current = {s.run_id for specs in configurations(suite, out_root) if (s := pick_run(out_root, specs)[0]) is not None}
     return rows if {r["run_id"] for r in rows} == current else None
 
 

@@ -69,7 +69,8 @@ class TrainSettings:
 
 @dataclass(frozen=True, eq=False)
 class RunSpec:
-    """One run: dataset, model, method and its parameters, pixel-label budget, seed and training settings."""
+    """One run: dataset, model, method and its parameters, pixel-label budget, seed and training settings; a trial
+    of a hyperparameter search also holds `search`: its group, trial index and drawn values (see `benchmark.search`)."""
 
     method: str
     budget: int = 0
@@ -83,14 +84,26 @@ class RunSpec:
     audited_class: str = "boat"
     budget_seed: int = 0
     suite: str = "adhoc"
+    search: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The spec as plain data; `search` only where the run is a trial of a hyperparameter search, so a run
+        outside any search keeps the dict (and the `config_hash`) it had before searches existed."""
+        data = asdict(self)
+        if not self.search:
+            del data["search"]
+        return data
+
+    @property
+    def trial(self) -> int | None:
+        """The trial index within its search group (`search.py`), None outside a search."""
+        return self.search.get("trial")
 
     def resolved(self) -> dict[str, Any]:
         """Everything that changes the result, with every default filled in, so that spelling a default out (or
         `rho=1` for `rho=1.0`) does not change the hash; the data generator's digest and the code version included.
-        Raises ValueError naming any unknown method, model or data key."""
+        A search trial's `search` is included (its record also holds the selection splits' scores). Raises
+        ValueError naming any unknown method, model or data key."""
         from benchmark.datasets.registry import dataset
         from benchmark.datasets.synthetic import NAME as SYNTHETIC
         from benchmark.methods import build_method

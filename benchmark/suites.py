@@ -39,11 +39,23 @@ A suite file looks like this (every section but `[methods]` may be left out; unk
         { label = "pretrained", "model.init" = "pretrained-synthetic", "train.lr" = 1e-3 },
         { label = "scratch", "model.init" = "scratch", "train.lr" = 3e-3 },
     ]
+    [search]                       # optional: an equal random hyperparameter search (benchmark/search.py)
+    trials = 6                     # every method entry gets these many configurations (trial 0 = the defaults)
+    rule = "in-distribution-val"   # or "oracle" (an upper bound): how the reported trial is chosen (selection.py)
+    seed = 0                       # seed of the draws
+    keys = ["lr", "alpha"]         # optional: only these names are searched (default: every declared distribution)
 
 A `[sweep]` makes the suite the product of its axes: one regime per combination (e.g. `rho=0.9 init=pretrained`),
 each the suite with those keys set, validated like the file, and its runs those of that regime. Only `data.*`
 (not `data.name`), `model.*` and `train.*` keys are swept; a run's folder name carries its config hash, so the
 regimes share one results folder and a regime's runs are the same runs as a suite that sets those keys itself.
+
+With `[search]`, each (method entry, budget) runs `trials` configurations x the seeds: the shared training settings
+`lr` and `weight_decay` and the method's hyperparameters that declare a distribution are drawn per trial, except
+those the entry sets itself (fixed in every trial; an entry left with nothing to draw runs trial 0 only). The
+report and the paper-layout table show only the trial chosen by the rule per (method entry, budget);
+`results_trials.csv` lists every trial with its selection score. Without `[search]` the runs, their ids and their
+config hashes are exactly what they were before searches existed.
 
 Overrides (`--set train.epochs=2`, `--set methods.gain.alpha=0.3`, `--set seeds=[0,1]`) are applied to the parsed
 TOML before validation, so an override is checked exactly like the file.
@@ -64,14 +76,18 @@ from typing import Any
 
 import torch
 
+from benchmark import search
+from benchmark.search import SearchSettings
+from benchmark.selection import RULES
 from benchmark.spec import RunSpec, TrainSettings
 from benchmark.timing import TimingSettings
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_KEYS = ("name", "description", "seeds", "budgets", "audited_class", "budget_seed", "device", "unbiased_reference")
-SECTIONS = ("data", "model", "train", "methods", "timing", "slurm", "sweep")
+SECTIONS = ("data", "model", "train", "methods", "timing", "slurm", "sweep", "search")
 SWEEP_SECTIONS = ("data", "model", "train")
 LAUNCHERS = ("inprocess", "local", "submitit-local", "slurm")
+SELECTION_RULES = tuple(RULES)
 
 
 def _int(value: Any) -> bool:
@@ -118,6 +134,15 @@ _RULES: dict[str, dict[str, tuple[Any, str]]] = {
         "precision": (lambda v: v in ("fp32", "bf16", "fp16"), "fp32, bf16, fp16 (fp16: CUDA only)"),
         "channels_last": (lambda v: isinstance(v, bool), "true, false (omit: as the model is trained)"),
         "compile": (lambda v: isinstance(v, bool), "true, false"),
+    },
+    "search": {
+        "trials": (lambda v: _int(v) and v >= 1, "an integer >= 1 (the same for every method entry)"),
+        "rule": (lambda v: v in SELECTION_RULES, ", ".join(SELECTION_RULES)),
+        "seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+        "keys": (
+            lambda v: isinstance(v, list) and bool(v) and all(isinstance(k, str) for k in v),
+            "a non-empty list of hyperparameter names",
+        ),
     },
     "slurm": {
         "partition": (lambda v: isinstance(v, str), "a string"),
@@ -175,6 +200,7 @@ class Suite:
     unbiased_reference: bool = True
     timing: TimingSettings = field(default_factory=TimingSettings)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    search: SearchSettings | None = None
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
     sweep: tuple[Regime, ...] = ()
@@ -195,8 +221,8 @@ class Suite:
 
     def runs(self) -> list[RunSpec]:
         """Every run: per regime of the sweep (if any), for each method entry (file order), each of its budgets (0
-        for a method without pixel labels), each seed. Two entries that resolve to the same configuration are one
-        run."""
+        for a method without pixel labels), each seed (with `[search]`: each trial, then each seed). Two entries that
+        resolve to the same configuration are one run."""
         if self.sweep:
             swept: dict[str, RunSpec] = {}
             for regime in self.sweep:
@@ -206,23 +232,30 @@ class Suite:
         specs: dict[str, RunSpec] = {}
         for entry in self.methods:
             for budget in entry.budgets:
-                for seed in self.seeds:
-                    spec = RunSpec(
-                        method=entry.method,
-                        budget=budget,
-                        seed=seed,
-                        method_params=dict(entry.params),
-                        dataset=self.dataset,
-                        dataset_params={**self.dataset_params, **entry.data},
-                        model=self.model,
-                        model_params=dict(self.model_params),
-                        train=self.train,
-                        audited_class=self.audited_class,
-                        budget_seed=self.budget_seed,
-                        suite=self.name,
-                    )
+                for spec in self._entry_runs(entry, budget):
                     specs.setdefault(spec.run_id, spec)
         return list(specs.values())
+
+    def _entry_runs(self, entry: MethodEntry, budget: int) -> list[RunSpec]:
+        """One method entry's runs at one budget: one per seed, or the search's trials of those."""
+        specs = [
+            RunSpec(
+                method=entry.method,
+                budget=budget,
+                seed=seed,
+                method_params=dict(entry.params),
+                dataset=self.dataset,
+                dataset_params={**self.dataset_params, **entry.data},
+                model=self.model,
+                model_params=dict(self.model_params),
+                train=self.train,
+                audited_class=self.audited_class,
+                budget_seed=self.budget_seed,
+                suite=self.name,
+            )
+            for seed in self.seeds
+        ]
+        return specs if self.search is None else search.expand(entry.key, specs, self.search)
 
     @property
     def digest(self) -> str:
@@ -427,7 +460,7 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
         return dataclasses.replace(base, raw=raw, sweep=_regimes(raw, source))
     if "name" not in raw:
         raise SuiteError("missing key name (the suite's output folder name)")
-    for section in ("timing", "slurm"):
+    for section in ("timing", "slurm", "search"):
         table = raw.get(section, {})
         if not isinstance(table, dict):
             raise SuiteError(f"[{section}] must be a table, got {table!r}")
@@ -479,6 +512,7 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
         unbiased_reference=raw.get("unbiased_reference", True),
         timing=TimingSettings(**raw.get("timing", {})),
         slurm=SlurmSettings(**raw.get("slurm", {})),
+        search=_search_settings(raw.get("search"), entries, dataset),
         source=source,
         raw=raw,
     )
@@ -492,6 +526,34 @@ def _default_class(dataset: Any) -> str:
     from benchmark.datasets.registry import DATASETS
 
     return DATASETS[dataset].default_class if isinstance(dataset, str) and dataset in DATASETS else "boat"
+
+
+def _search_settings(table: dict[str, Any] | None, entries: list[MethodEntry], dataset: str) -> SearchSettings | None:
+    """`[search]` as settings; `keys` must name something one of the suite's methods (or training) searches."""
+    if table is None:
+        return None
+    from benchmark.datasets.synthetic import NAME as SYNTHETIC
+
+    if dataset != SYNTHETIC:
+        raise SuiteError(
+            f"[search] selects on held-out splits the built-in data draws from its own seed ({SYNTHETIC}); "
+            f"data.name = {dataset!r} has none yet: tune on the built-in data, or set the hyperparameters by hand"
+        )
+    if "trials" not in table:
+        raise SuiteError("missing key search.trials (the number of trials every method entry gets)")
+    keys = table.get("keys")
+    if keys is not None:
+        known = dict.fromkeys(k for e in entries for k in search.searchable(e.method))
+        unknown = [k for k in keys if k not in known]
+        if unknown:
+            raise SuiteError(
+                f"search.keys: {', '.join(map(repr, unknown))} is searched by no method of this suite; "
+                f"allowed: {', '.join(known)}"
+            )
+        keys = tuple(keys)
+    return SearchSettings(
+        trials=table["trials"], rule=table.get("rule", "in-distribution-val"), seed=table.get("seed", 0), keys=keys
+    )
 
 
 def _validate_components(suite: Suite) -> None:
@@ -535,3 +597,9 @@ def _validate_components(suite: Suite) -> None:
         suite.runs()  # resolves every run: e.g. model.init = pretrained-synthetic on a real dataset
     except ValueError as err:
         raise SuiteError(str(err)) from None
+    if suite.search is not None:  # every trial's drawn values must make a valid run too
+        for spec in suite.runs():
+            try:
+                spec.resolved()
+            except ValueError as err:
+                raise SuiteError(f"search trial {spec.trial} of methods.{spec.search['entry']}: {err}") from None

@@ -347,11 +347,15 @@ def aggregate_table(
 
 def _setting_key(spec: dict[str, Any]) -> str:
     """Everything but the method, its budget (with the data keys that choose the budget's images) and the seed: what
-    a method and its baseline must share."""
-    setting = {k: v for k, v in spec.items() if k not in METHOD_KEYS}
+    a method and its baseline must share. Of a search trial, also its search record and the training settings it
+    drew: each method is compared with the baseline's chosen trial, both tuned by the same search."""
+    setting = {k: v for k, v in spec.items() if k not in (*METHOD_KEYS, "search")}
     data = setting.get("dataset_params")
     if isinstance(data, dict):
         setting["dataset_params"] = {k: v for k, v in data.items() if k not in BUDGET_DATA_KEYS}
+    drawn = spec.get("search", {}).get("hparams", {})
+    if drawn and isinstance(setting.get("train"), dict):
+        setting["train"] = {k: v for k, v in setting["train"].items() if k not in drawn}
     return json.dumps(setting, sort_keys=True, default=str)
 
 

@@ -152,6 +152,10 @@ def run(
         record["timings"]["eval_seconds"] = time.perf_counter() - started
         audited = {role: audited_view(p, class_index) for role, p in preds.items()}
         record["metrics"] = audit_metrics(audited, spec.train.threshold, classes=classes)
+        if spec.search:  # a search trial: its scores on the held-out selection splits (benchmark.selection)
+            from benchmark.selection import evaluate
+
+            record["selection"] = evaluate(model, spec, data_root, device)
         images = sum(epoch["steps_images"] for epoch in record["curve"])
         record["timings"]["train_images_per_s"] = images / record["timings"]["train_seconds"]
         write_atomic(out / "predictions.csv", predictions_csv(preds, classes))

@@ -17,7 +17,8 @@ __all__ = ["HParam", "Method", "batch_mean_of_image_means", "batchnorm_mode", "c
 
 @dataclass(frozen=True)
 class HParam:
-    """A hyperparameter's default and its random-search distribution (uniform, or log-uniform when `log`)."""
+    """A hyperparameter's default and its random-search distribution: uniform on [low, high] (log-uniform when
+    `log`; uniform over the integers low..high when `integer`), or uniform over `choices`; neither: fixed."""
 
     default: Any
     low: float | None = None
@@ -25,14 +26,33 @@ class HParam:
     log: bool = False
     integer: bool = False
     doc: str = ""
+    choices: tuple[Any, ...] | None = None
+
+    @property
+    def searched(self) -> bool:
+        """Whether a random search draws this hyperparameter (it has a distribution)."""
+        return self.choices is not None or (self.low is not None and self.high is not None)
 
     def sample(self, rng: np.random.Generator) -> Any:
+        """One draw from the search distribution (the default when there is none)."""
+        if self.choices is not None:
+            return self.choices[int(rng.integers(len(self.choices)))]
         if self.low is None or self.high is None:
             return self.default
+        if self.integer:
+            return int(rng.integers(int(self.low), int(self.high) + 1))
         lo, hi = (math.log(self.low), math.log(self.high)) if self.log else (self.low, self.high)
         value = float(rng.uniform(lo, hi))
-        value = math.exp(value) if self.log else value
-        return round(value) if self.integer else value
+        return math.exp(value) if self.log else value
+
+    def describe(self) -> str:
+        """The distribution in words, e.g. `log-uniform [0.1, 3]`."""
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        if self.low is None or self.high is None:
+            return "fixed"
+        kind = "integer" if self.integer else "log-uniform" if self.log else "uniform"
+        return f"{kind} [{self.low:g}, {self.high:g}]"
 
 
 class Method:

@@ -174,14 +174,20 @@ class Counterfactual(Method):
     uses_pixel_labels = True
     KINDS: tuple[str, ...] = ("paste", "removal")
     PASTE_HPARAMS = {
-        "blend": HParam("hard", doc="'hard' (copy the mask's pixels) or 'gaussian' (feathered edge inside the mask)"),
+        "blend": HParam(
+            "hard", choices=BLENDS, doc="'hard' (copy the mask's pixels) or 'gaussian' (feathered edge inside the mask)"
+        ),
         "blend_sigma": HParam(1.0, 0.5, 2.0, doc="std (px) of the Gaussian feathering"),
-        "scale_jitter": HParam(False, doc="resize each cut-out and its mask together before pasting"),
-        "scale_low": HParam(0.5, doc="smallest scale factor of the jitter"),
-        "scale_high": HParam(1.5, doc="largest scale factor of the jitter"),
+        "scale_jitter": HParam(
+            False, choices=(False, True), doc="resize each cut-out and its mask together before pasting"
+        ),
+        "scale_low": HParam(0.5, 0.25, 1.0, doc="smallest scale factor of the jitter"),
+        "scale_high": HParam(1.5, 1.0, 2.0, doc="largest scale factor of the jitter"),
     }
     REMOVAL_HPARAMS = {
-        "fill": HParam("mean", doc="'mean' (image mean outside the erased region) or 'blur' (normalised blur)"),
+        "fill": HParam(
+            "mean", choices=FILLS, doc="'mean' (image mean outside the erased region) or 'blur' (normalised blur)"
+        ),
         "fill_sigma": HParam(4.0, 2.0, 8.0, doc="std (px) of the blur fill"),
         "dilate": HParam(1, 0, 3, integer=True, doc="pixels the erased region grows beyond the mask"),
     }

@@ -19,6 +19,7 @@ from benchmark.datasets import registry
 from benchmark.reference import read_references, reference_share
 from benchmark.report.verdict import PAPER_TABLE4, beats_baseline_sentence, verdict
 from benchmark.runner import plan, read_suite_file, read_throughput
+from benchmark.selection import RULES, Selection, reported_specs, select_suite, trials_table
 from benchmark.spec import RunSpec, configuration_key
 from benchmark.store import write_atomic
 from benchmark.suites import Regime, Suite
@@ -139,6 +140,43 @@ def _run_level(records: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str
     return {config: {k: sum(v) / len(v) for k, v in d.items()} for config, d in out.items()}
 
 
+def _search_summary(suite: Any, selections: dict[str, Selection]) -> dict[str, Any] | None:
+    """The search as the report states it: the rule, the trials every method entry got, and per (method entry,
+    budget) the chosen trial, its selection score and hyperparameters."""
+    if suite.search is None:
+        return None
+    rule = RULES[suite.search.rule]
+    regime_of = {s.run_id: r.label for r in suite.regimes() for s in r.suite.runs()} if suite.sweep else {}
+    groups = []
+    for selection in selections.values():
+        chosen, first = selection.chosen, selection.trials[0]
+        regime = regime_of.get(first.run_ids[0], "")
+        groups.append(
+            {
+                "name": (f"{regime}: " if regime else "") + _display(first.method, first.budget),
+                "entry": first.entry,
+                "trials": len(selection.trials),
+                "eligible": sum(t.score is not None for t in selection.trials),
+                "final": selection.final,
+                "chosen": chosen.trial if chosen else None,
+                "score": chosen.score if chosen else None,
+                "hparams": ", ".join(f"{k}={v}" for k, v in chosen.hparams.items()) if chosen else "",
+            }
+        )
+    return {
+        "rule": rule.name,
+        "metric": rule.metric,
+        "doc": rule.doc,
+        "upper_bound": rule.upper_bound,
+        "trials": suite.search.trials,
+        "seed": suite.search.seed,
+        "searched": ", ".join(suite.search.keys)
+        if suite.search.keys
+        else "lr, weight_decay and each method hyperparameter with a declared distribution (but those its entry sets)",
+        "groups": groups,
+    }
+
+
 def _figures(
     tables: dict[str, pd.DataFrame],
     records: list[dict[str, Any]],
@@ -221,11 +259,18 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
     out_root = Path(out_root)
     suite = read_suite_file(out_root)
     planned = plan(suite, out_root)
-    records = [p.record for p in planned if p.record is not None and p.state in ("complete", "failed")]
+    selections = select_suite(suite, out_root)
+    reported = {s.run_id for s in reported_specs(suite, out_root, selections)}  # a search: its chosen trials only
+    records = [
+        p.record
+        for p in planned
+        if p.record is not None and p.state in ("complete", "failed") and p.spec.run_id in reported
+    ]
     counts = {state: sum(p.state == state for p in planned) for state in ("complete", "failed", "running", "missing")}
-    views = _regime_tables(suite, out_root, {p.spec.run_id for p in planned}, n_resamples)
+    views = _regime_tables(suite, out_root, reported, n_resamples)
     sweep = bool(suite.sweep)
     tables = _merged(views)
+    tables["trials"] = trials_table(selections)
     paired = tables["paired"]
     context_name = registry.context_name(suite.dataset, suite.dataset_params)
     names = metric_names(suite.audited_class, context_name)
@@ -286,6 +331,7 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
     figures["sweep"] = _sweep_figure(suite, views, names) if sweep else None
     return {
         "suite": suite,
+        "search": _search_summary(suite, selections),
         "counts": counts,
         "total": len(planned),
         "regimes": regimes,
@@ -339,4 +385,6 @@ def render(
     write_atomic(path, html)
     for name, key in (("results.csv", "aggregated"), ("results_runs.csv", "tidy"), ("results_paired.csv", "paired")):
         write_atomic(path.parent / name, tables[key].to_csv(index=False))
+    if ctx["search"] is not None:
+        write_atomic(path.parent / "results_trials.csv", tables["trials"].to_csv(index=False))
     return path, tables

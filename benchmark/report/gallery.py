@@ -122,7 +122,7 @@ def gallery_data(
     out_root = Path(out_root)
     from benchmark.runner import configurations, pick_run, read_suite_file
 
-    picked = [(specs[0], *pick_run(out_root, specs)) for specs in configurations(read_suite_file(out_root))]
+    picked = [(specs[0], *pick_run(out_root, specs)) for specs in configurations(read_suite_file(out_root), out_root)]
     if not any(spec is not None for _, spec, _ in picked):
         return None
     data: dict[str, tuple[dict[str, TensorSplit], dict[str, list[int]]]] = {}
