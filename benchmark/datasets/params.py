@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +33,20 @@ def is_str(value: Any) -> bool:
 
 def one_of(*allowed: str) -> Rule:
     return (lambda v: v in allowed, ", ".join(allowed))
+
+
+@dataclass(frozen=True)
+class FileDataConfig:
+    """The `[data]` keys every file-based dataset shares (how images are viewed, pooled, cached and checked); each
+    dataset's config adds its own (datasets/README.md explains each)."""
+
+    image_size: int = 224
+    augment: bool = True
+    crop_scale: float = 0.5
+    pool: str = "class"
+    cache: bool = False
+    workers: int = 4
+    skip_bad_images: bool = False
 
 
 COMMON_RULES: dict[str, Rule] = {

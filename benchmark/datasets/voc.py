@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmark.datasets.files import FileSplit, ViewSettings
 from benchmark.datasets.images import BadImages, DataError, ImageItem
 from benchmark.datasets.manifest import ROLES, read_biased_split
-from benchmark.datasets.params import COMMON_RULES, Rule, build, data_path, is_str, one_of
+from benchmark.datasets.params import COMMON_RULES, FileDataConfig, Rule, build, data_path, is_str, one_of
 
 NAME = "voc"
 LOADER_VERSION = 1
@@ -55,8 +55,8 @@ LAYOUT = (
 
 
 @dataclass(frozen=True)
-class VOCConfig:
-    """The `[data]` keys of `name = "voc"` (datasets/README.md explains each)."""
+class VOCConfig(FileDataConfig):
+    """The `[data]` keys of `name = "voc"`: its own and the shared `FileDataConfig` ones (datasets/README.md)."""
 
     root: str = "VOCdevkit/VOC2012"
     train_split: str = "train"
@@ -64,13 +64,6 @@ class VOCConfig:
     difficult: str = "include"
     biased_split: str = ""
     context: str = "water"
-    image_size: int = 224
-    augment: bool = True
-    crop_scale: float = 0.5
-    pool: str = "class"
-    cache: bool = False
-    workers: int = 4
-    skip_bad_images: bool = False
 
 
 RULES: dict[str, Rule] = COMMON_RULES | {

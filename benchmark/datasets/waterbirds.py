@@ -18,7 +18,7 @@ from pathlib import Path
 from benchmark.datasets.files import FileSplit, ViewSettings
 from benchmark.datasets.images import BadImages, DataError, ImageItem
 from benchmark.datasets.manifest import inside
-from benchmark.datasets.params import COMMON_RULES, Rule, build, data_path, is_str
+from benchmark.datasets.params import COMMON_RULES, FileDataConfig, Rule, build, data_path, is_str
 
 NAME = "waterbirds"
 LOADER_VERSION = 1
@@ -31,18 +31,11 @@ CUB_URL = "https://www.vision.caltech.edu/datasets/cub_200_2011/ (segmentations.
 
 
 @dataclass(frozen=True)
-class WaterbirdsConfig:
-    """The `[data]` keys of `name = "waterbirds"` (datasets/README.md explains each)."""
+class WaterbirdsConfig(FileDataConfig):
+    """The `[data]` keys of `name = "waterbirds"`: its own and the shared `FileDataConfig` ones (datasets/README.md)."""
 
     root: str = "waterbird_complete95_forest2water2"
     segmentations: str = ""
-    image_size: int = 224
-    augment: bool = True
-    crop_scale: float = 0.5
-    pool: str = "class"
-    cache: bool = False
-    workers: int = 4
-    skip_bad_images: bool = False
 
 
 RULES: dict[str, Rule] = COMMON_RULES | {
