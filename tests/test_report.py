@@ -133,7 +133,7 @@ def test_beating_the_baseline_takes_the_auroc_and_both_groups_each_significant()
     assert [b["name"] for b in beaters(paired)] == ["GAIN_ext-78"]
     sentence = beats_baseline_sentence(paired)
     assert sentence.startswith("Beats the baseline on the AUROC and both shifted groups")
-    assert "GAIN_ext-78 (AUROC +5 points [+2, +8] (Holm p 0.004, significant)" in sentence
+    assert "GAIN_ext-78 (AUROC +5 hundredths [+2, +8] (Holm p 0.004, significant)" in sentence
     assert "GAIN_ext-9" not in sentence and "GAIN " not in sentence
     none = beats_baseline_sentence(_paired(rows[3:]))
     assert none.startswith("No configuration beats the baseline on the AUROC and both shifted groups (boat without")

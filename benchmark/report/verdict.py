@@ -49,12 +49,14 @@ def _cell(aggregated: pd.DataFrame, config: str, metric: str) -> dict[str, Any] 
 
 
 def _comparison(row: dict[str, Any], what: str) -> str:
+    """`what +5 points [+2, +8] (Holm p 0.004, significant)`; AUROC differences are in hundredths."""
+    unit = "hundredths" if row.get("metric") == "shifted_auroc" else "points"
     if not all(math.isfinite(row[k]) for k in ("difference", "ci_low", "ci_high", "p_holm")):
         return f"{what}: not computable (a value is missing)"
     points = round(100 * row["difference"])
     significant = row["p_holm"] < ALPHA
     return (
-        f"{what} {'±0' if points == 0 else f'{points:+d}'.replace('-', '−')} points "
+        f"{what} {'±0' if points == 0 else f'{points:+d}'.replace('-', '−')} {unit} "
         f"[{_signed(row['ci_low'])}, {_signed(row['ci_high'])}] "
         f"(Holm p {_p(row['p_holm'])}, {'significant' if significant else 'not significant'})"
     )
