@@ -132,7 +132,7 @@ MODELS: dict[str, Callable[..., SplitModel]] = {
 # How a run's weights start: from scratch, or from a model pre-trained on the generator's unbiased corpus
 # (`benchmark/pretrain.py`, the built-in stand-in for the paper's ImageNet pre-training). ImageNet weights for the
 # torchvision backbones are the model key `weights = "imagenet"`.
-INITS = ("scratch", "pretrained-synthetic")
+INITS = ("scratch", "pretrained-synthetic", "imagenet")
 
 
 def build_model(name: str, num_classes: int, **params: object) -> SplitModel:
@@ -151,10 +151,23 @@ def build_model_params(name: str, params: dict[str, object]) -> dict[str, object
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
     params = dict(params)
-    init = params.pop("init", "scratch")
-    if init not in INITS:
+    init = params.pop("init", None)
+    if init is not None and init not in INITS:
         raise ValueError(f"model.init={init!r}: allowed: {', '.join(INITS)}")
-    return factory_defaults(MODELS[name], params, f"model ({name})") | {"init": init}
+    if init == "imagenet":  # the torchvision backbones' ImageNet weights (local cache only), as model.weights does
+        if "weights" not in factory_defaults(MODELS[name], {}, f"model ({name})"):
+            raise ValueError(
+                f"model.init='imagenet': {name} has no ImageNet weights; use a torchvision backbone "
+                "(resnet18, resnet50, vgg16) or model.init='pretrained-synthetic'"
+            )
+        params.setdefault("weights", "imagenet")
+    resolved = factory_defaults(MODELS[name], params, f"model ({name})")
+    weights = resolved.get("weights")
+    if init is None:
+        init = "imagenet" if weights else "scratch"
+    elif weights and init != "imagenet":
+        raise ValueError(f"model.init={init!r} contradicts model.weights={weights!r}: leave one of them out")
+    return resolved | {"init": init}
 
 
 def _check_layer(model: str, layer: str, allowed: tuple[str, ...]) -> None:

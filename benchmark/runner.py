@@ -436,10 +436,10 @@ def measure_throughput(
     suite: Suite, out_root: Path, *, data_root: Path | None = None, device: str | None = None
 ) -> dict[str, Any] | None:
     """Time every configuration's trained model once more, in this process, after the suite's runs (the figures in
-    each run's record were taken while other runs may have shared the cores): three passes over the configurations
-    in alternating order, each figure the best of its passes, so a burst of other load does not land on one
-    configuration only. Written to `<out_root>/throughput.json`; the report prefers it. None when nothing is
-    complete."""
+    each run's record were taken while other runs may have shared the cores): `timing.passes` passes (default 3)
+    over the configurations in alternating order, each figure the best of its passes, so a burst of other load does
+    not land on one configuration only. Written to `<out_root>/throughput.json`; the report prefers it. None when
+    nothing is complete."""
     from benchmark.methods import build_method
     from benchmark.train import load_trained, throughput
 
@@ -455,7 +455,8 @@ def measure_throughput(
         method = build_method(spec.method, **spec.method_params)
         jobs.append((spec, model.to(device), method, data["train"], classes.index(spec.audited_class)))
     best: dict[str, dict[str, Any]] = {}
-    for order in (jobs, jobs[::-1], jobs):  # three passes in alternating order; each figure is its best pass
+    orders = [jobs if i % 2 == 0 else jobs[::-1] for i in range(suite.timing.passes)]
+    for order in orders:  # passes in alternating order; each figure is its best pass
         for spec, model, method, train, class_index in order:
             figures = throughput(model, method, train, class_index, suite.timing, device)
             kept = best.get(spec.run_id)
@@ -473,8 +474,8 @@ def measure_throughput(
         return None
     payload = {
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
-        "how": "after the suite, in one process: three passes over the configurations in alternating order, each "
-        "figure the best of its three (the least disturbed by other load)",
+        "how": f"after the suite, in one process: {suite.timing.passes} pass(es) over the configurations in "
+        "alternating order, each figure the best of its passes (the least disturbed by other load)",
         "rows": rows,
     }
     write_atomic(Path(out_root) / THROUGHPUT_FILE, json.dumps(payload, indent=2) + "\n")

@@ -167,8 +167,60 @@ class RunSpec:
 
 def configuration_key(spec: dict[str, Any]) -> str:
     """A run's configuration as a stable string: everything in its spec (`RunSpec.to_dict()` or a record's `spec`)
-    but the seed and the suite's name, so the seeds of one configuration share it."""
-    return json.dumps({k: v for k, v in spec.items() if k not in ("seed", "suite")}, sort_keys=True, default=str)
+    but the seed and the suite's name, so the seeds of one configuration share it; method, model and data
+    parameters that equal their defaults are left out, so that spelling a default out (`model.init = "scratch"`)
+    does not split a configuration, as it does not change `config_hash`."""
+    canonical = {k: v for k, v in spec.items() if k not in ("seed", "suite")}
+    for key, defaults in (
+        ("method_params", _method_defaults(canonical.get("method"))),
+        ("model_params", _model_defaults(canonical.get("model", "small_cnn"))),
+        ("dataset_params", _data_defaults(canonical.get("dataset", "synthetic-boats"))),
+    ):
+        params = canonical.get(key)
+        if isinstance(params, dict) and defaults:
+            if key == "model_params":  # `init = "imagenet"` and `weights = "imagenet"` are one setting
+                params = _resolved_model_params(canonical.get("model", "small_cnn"), params)
+            canonical[key] = {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
+    return json.dumps(canonical, sort_keys=True, default=str)
+
+
+@functools.lru_cache(maxsize=64)
+def _method_defaults(method: Any) -> dict[str, Any]:
+    from benchmark.methods import build_method
+
+    try:
+        return dict(build_method(method).params) if isinstance(method, str) else {}
+    except (ValueError, KeyError, TypeError):
+        return {}
+
+
+def _resolved_model_params(model: Any, params: dict[str, Any]) -> dict[str, Any]:
+    from benchmark.models import build_model_params
+
+    try:
+        return dict(build_model_params(model, params))
+    except (ValueError, KeyError, TypeError):
+        return params
+
+
+@functools.lru_cache(maxsize=16)
+def _model_defaults(model: Any) -> dict[str, Any]:
+    from benchmark.models import build_model_params
+
+    try:
+        return dict(build_model_params(model, {})) if isinstance(model, str) else {}
+    except (ValueError, KeyError, TypeError):
+        return {}
+
+
+@functools.lru_cache(maxsize=16)
+def _data_defaults(name: Any) -> dict[str, Any]:
+    from benchmark.datasets.registry import dataset
+
+    try:
+        return asdict(dataset(name).config({})) if isinstance(name, str) else {}
+    except (ValueError, KeyError, TypeError):
+        return {}
 
 
 def factory_defaults(factory: Any, params: dict[str, Any], what: str) -> dict[str, Any]:

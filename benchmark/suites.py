@@ -134,6 +134,7 @@ _RULES: dict[str, dict[str, tuple[Any, str]]] = {
         "precision": (lambda v: v in ("fp32", "bf16", "fp16"), "fp32, bf16, fp16 (fp16: CUDA only)"),
         "channels_last": (lambda v: isinstance(v, bool), "true, false (omit: as the model is trained)"),
         "compile": (lambda v: isinstance(v, bool), "true, false"),
+        "passes": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
     },
     "search": {
         "trials": (lambda v: _int(v) and v >= 1, "an integer >= 1 (the same for every method entry)"),

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.predictions import read_predictions
+from benchmark.spec import configuration_key
 from benchmark.stats import (
     N_RESAMPLES,
     Statistic,
@@ -349,7 +350,8 @@ def _setting_key(spec: dict[str, Any]) -> str:
     """Everything but the method, its budget (with the data keys that choose the budget's images) and the seed: what
     a method and its baseline must share. Of a search trial, also its search record and the training settings it
     drew: each method is compared with the baseline's chosen trial, both tuned by the same search."""
-    setting = {k: v for k, v in spec.items() if k not in (*METHOD_KEYS, "search")}
+    canonical = json.loads(configuration_key(spec))  # defaults spelled out or not: the same setting
+    setting = {k: v for k, v in canonical.items() if k not in (*METHOD_KEYS, "search")}
     data = setting.get("dataset_params")
     if isinstance(data, dict):
         setting["dataset_params"] = {k: v for k, v in data.items() if k not in BUDGET_DATA_KEYS}

@@ -40,6 +40,7 @@ class TimingSettings:
     precision: str = "fp32"
     channels_last: bool | None = None
     compile: bool = False
+    passes: int = 3  # of the suite-level timing after the runs (alternating order, best pass kept)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

@@ -6,7 +6,7 @@ import benchmark.train
 from benchmark import runner
 from benchmark.models import build_model_params
 from benchmark.pretrain import SEED_OFFSET, cache_root, ensure_pretrained, pretrain_spec
-from benchmark.spec import RunSpec, TrainSettings
+from benchmark.spec import RunSpec, TrainSettings, configuration_key
 from benchmark.store import run_dir
 from benchmark.suites import load
 from benchmark.train import run
@@ -34,8 +34,18 @@ def test_the_corpus_is_unbiased_and_disjoint_by_seed():
 
 
 def test_init_is_validated_and_part_of_the_configuration():
-    with pytest.raises(ValueError, match=r"model.init='imagenet': allowed: scratch, pretrained-synthetic"):
+    with pytest.raises(ValueError, match=r"model.init='random': allowed: scratch, pretrained-synthetic, imagenet"):
+        build_model_params("small_cnn", {"init": "random"})
+    with pytest.raises(ValueError, match=r"model.init='imagenet': small_cnn has no ImageNet weights"):
         build_model_params("small_cnn", {"init": "imagenet"})
+    with pytest.raises(ValueError, match=r"model.init='scratch' contradicts model.weights='imagenet'"):
+        build_model_params("resnet18", {"init": "scratch", "weights": "imagenet"})
+    by_init = spec(model="resnet18", model_params={"init": "imagenet"})
+    by_weights = spec(model="resnet18", model_params={"weights": "imagenet"})
+    resolved = build_model_params("resnet18", {"init": "imagenet"})
+    assert resolved == build_model_params("resnet18", {"weights": "imagenet"})
+    assert by_init.config_hash == by_weights.config_hash, "init = imagenet is model.weights = imagenet"
+    assert configuration_key(by_init.to_dict()) == configuration_key(by_weights.to_dict())
     assert build_model_params("small_cnn", {})["init"] == "scratch"
     scratch = spec(model_params={})
     assert scratch.config_hash == spec(model_params={"init": "scratch"}).config_hash, "a default spelled out"

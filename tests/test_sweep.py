@@ -148,3 +148,26 @@ def test_shipped_resolution_sweep_suite_varies_the_map_size():
     assert sizes == {("maps=48px-block4-6x6", (6, 6)), ("maps=48px-block3-12x12", (12, 12)),
                      ("maps=96px-block4-12x12", (12, 12))}  # fmt: skip
     assert suite.numeric_axis() is None  # no numeric axis: no figure against it, one section per regime
+
+
+def test_a_default_spelled_out_does_not_split_a_configuration():
+    from benchmark.spec import RunSpec, configuration_key
+
+    def key(**kw):
+        return configuration_key(RunSpec(**kw).to_dict())
+
+    assert key(method="gradcam") == key(method="gradcam", model_params={"init": "scratch"})
+    assert key(method="gradcam") != key(method="gradcam", model_params={"init": "pretrained-synthetic"})
+    assert key(method="gain") == key(method="gain", dataset_params={"rho": 0.99}, method_params={"alpha": 1.0})
+    assert key(method="gain") != key(method="gain", dataset_params={"rho": 0.9})
+    assert key(method="gain") != key(method="gain", method_params={"alpha": 0.5})
+    # as with the config hash, which never depended on the spelling
+    spelled = RunSpec("gradcam", model_params={"init": "scratch"}, dataset_params={"rho": 0.99})
+    assert spelled.config_hash == RunSpec("gradcam").config_hash
+
+
+def test_timing_passes_are_a_validated_suite_key():
+    assert load("quick").timing.passes == 2
+    assert from_dict({"name": "t", "methods": {"gradcam": {}}}).timing.passes == 3
+    with pytest.raises(SuiteError, match=r"timing.passes = 0: allowed: an integer >= 1"):
+        from_dict({"name": "t", "methods": {"gradcam": {}}, "timing": {"passes": 0}})

@@ -68,7 +68,9 @@ LOCATION_KEYS = ("root", "cache", "workers")
 
 def build(cls: type[C], params: dict[str, Any], dataset: str, rules: dict[str, Rule]) -> C:
     """`cls(**params)` after checking every key against `rules`; errors name the key and the allowed values."""
-    known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    shared = [f.name for f in fields(FileDataConfig)]
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    known = [n for n in names if n not in shared] + [n for n in names if n in shared]  # the dataset's own keys first
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ValueError(f"unknown data key(s) {', '.join(unknown)} for dataset {dataset}; allowed: {', '.join(known)}")
