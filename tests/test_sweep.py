@@ -7,12 +7,12 @@ import tomllib
 
 import pandas as pd
 import pytest
+from tiny import tiny_suite
 
 from benchmark import runner
 from benchmark.reference import REFERENCE_FILE, read_references, setting_key
 from benchmark.report import write_report
 from benchmark.suites import SuiteError, from_dict, load
-from tests.tiny import tiny_suite
 
 LINKED = [
     {"label": "pre", "model.init": "pretrained-synthetic", "train.lr": 1e-3},
