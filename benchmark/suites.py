@@ -581,7 +581,7 @@ def _validate_components(suite: Suite) -> None:
         if weights is not None:
             imagenet_weights_path(suite.model, str(weights))
         with torch.device("meta"):  # checks layer names and the like without allocating weights
-            build_model(suite.model, len(classes), **{k: v for k, v in params.items() if k != "weights"})
+            build_model(suite.model, len(classes), **{k: v for k, v in params.items() if k not in ("weights", "init")})
     except (ValueError, KeyError, FileNotFoundError) as err:
         raise SuiteError(f"[model]: {err}") from None
     for entry in suite.methods:

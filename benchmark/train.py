@@ -365,7 +365,7 @@ def _now() -> str:
 def load_trained(spec: RunSpec, checkpoint: Path, n_classes: int) -> SplitModel:
     """A finished run's model from its `model.pt`, in eval mode and in the memory format it trained in. ImageNet
     weights are not looked up: the checkpoint holds every weight."""
-    params = {k: v for k, v in spec.model_params.items() if k != "weights"}
+    params = {k: v for k, v in spec.model_params.items() if k not in ("weights", "init")}  # every weight is in the file
     model = load_checkpoint(checkpoint, build_model(spec.model, n_classes, **params)).eval()
     return model.to(memory_format=torch.channels_last) if spec.train.channels_last else model
 
