@@ -205,12 +205,7 @@ def _resolved_model_params(model: Any, params: dict[str, Any]) -> dict[str, Any]
 
 @functools.lru_cache(maxsize=16)
 def _model_defaults(model: Any) -> dict[str, Any]:
-    from benchmark.models import build_model_params
-
-    try:
-        return dict(build_model_params(model, {})) if isinstance(model, str) else {}
-    except (ValueError, KeyError, TypeError):
-        return {}
+    return _resolved_model_params(model, {}) if isinstance(model, str) else {}
 
 
 @functools.lru_cache(maxsize=16)

@@ -8,7 +8,7 @@ from benchmark.cli import main
 from benchmark.metrics import audit_metrics
 from benchmark.predictions import audited_view, predictions_csv, read_predictions
 from benchmark.spec import RunSpec, TrainSettings
-from benchmark.store import RECORD_SCHEMA, run_dir, write_atomic, write_record
+from benchmark.store import run_dir, write_atomic, write_record
 from benchmark.tables import (
     METRIC,
     aggregate_table,
@@ -18,6 +18,7 @@ from benchmark.tables import (
     paper_table,
     tidy_table,
 )
+from benchmark.train import new_record
 
 CLASSES = ("boat", "car")
 SIZES = {
@@ -76,17 +77,7 @@ def fake_run(root, method, seed, skill, *, budget=0, status="complete", predicti
     rng = np.random.default_rng([seed, budget, len(method)])
     preds = {role: _predictions(_images(role, n, seed), role, rng, skill, constant) for role, n in SIZES.items()}
     out = run_dir(root, spec.run_id)
-    record = {
-        "schema": RECORD_SCHEMA,
-        "run_id": spec.run_id,
-        "config_hash": spec.config_hash,
-        "spec": spec.to_dict(),
-        "label": spec.label,
-        "status": status,
-        "error": None if status == "complete" else "non-finite loss at epoch 0, step 3: total=nan",
-        "metrics": {},
-        "timings": {},
-    }
+    record = new_record(spec, status, None if status == "complete" else "non-finite loss at epoch 0, step 3: total=nan")
     if status == "complete":
         audited = {role: audited_view(p, 0) for role, p in preds.items()}
         record["metrics"] = audit_metrics(audited, 0.5, classes=CLASSES)

@@ -177,6 +177,10 @@ def _search_summary(suite: Any, selections: dict[str, Selection]) -> dict[str, A
     }
 
 
+def _curve_metrics(cls: str, context: str) -> list[tuple[str, str]]:
+    return [(k, label.format(cls=cls, context=context)) for k, label in CURVE_METRICS]
+
+
 def _figures(
     tables: dict[str, pd.DataFrame],
     records: list[dict[str, Any]],
@@ -190,7 +194,7 @@ def _figures(
     from benchmark.report import figures, gallery
 
     aggregated = tables["aggregated"]
-    metrics = [(k, label.format(cls=cls, context=context)) for k, label in CURVE_METRICS]
+    metrics = _curve_metrics(cls, context)
     complete = [r for r in records if r["status"] == "complete"]
     return {
         "budget_curves": figures.budget_curves(aggregated, metrics) if len(aggregated) and not sweep else None,
@@ -281,8 +285,7 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
         if sweep and len(aggregated):
             from benchmark.report import figures as figs
 
-            metrics = [(k, label.format(cls=suite.audited_class, context=context_name)) for k, label in CURVE_METRICS]
-            curves = figs.budget_curves(aggregated, metrics)
+            curves = figs.budget_curves(aggregated, _curve_metrics(suite.audited_class, context_name))
         regimes.append(
             {
                 "label": regime.label,
