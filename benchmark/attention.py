@@ -11,10 +11,13 @@ extractor: the features are computed without one and only the head is differenti
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.folding import folded
 from benchmark.models import SplitModel, batchnorm_mode, has_training_batchnorm
 
 
@@ -53,14 +56,23 @@ def grad_cam(
             size=images.shape[-2:],
             create_graph=create_graph,
             eps=eps,
+            head=model.head,
         )
     return maps if grad_enabled else maps.detach()
 
 
 def inference_features(features: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """`features(images)` without recording an autograd graph (the maps of an inference call need none)."""
+    """`features(images)` without recording an autograd graph (the maps of an inference call need none).
+
+    On a CPU the images are passed in channels_last: oneDNN then runs every convolution and pooling in NHWC, with no
+    layout conversion around each one (ResNet-18 at 224 px: 1.2-1.3x faster than a contiguous batch). Each
+    convolution followed by an eval-mode BatchNorm runs as one convolution with folded weights (`benchmark.folding`;
+    about 4% more). The model's weights are left as they are; the maps are the same up to float rounding.
+    """
+    if images.device.type == "cpu" and images.dim() == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        return features(images)
+        return folded(features)(images)
 
 
 def cam_logits(model: SplitModel, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -85,20 +97,61 @@ def grad_cam_from(
     create_graph: bool = False,
     eps: float = 1e-12,
     normalise: bool = True,
+    head: nn.Module | None = None,
 ) -> torch.Tensor:
     """Grad-CAM from a forward pass the caller already ran (`logits = head(features)`), so training reuses it.
 
-    `eps` guards the min-max division: `(A - min) / (max - min + eps)`; an all-zero map stays zero.
+    `eps` guards the min-max division: `(A - min) / (max - min + eps)`; an all-zero map stays zero. Given the `head`
+    that produced `logits`, a head that is global average pooling, flatten and linear (ResNet at `layer4`, the small
+    CNN at `block4`) has its gradient weights read off the linear layer, `W[c] / (h w)`, with no backward (the same
+    weights: the logit's gradient is `W[c] / (h w)` at every position). The map is upsampled bilinearly
+    (`align_corners=False`) as two small matrix products, the same numbers as `F.interpolate` up to rounding, with
+    a backward of two matrix products too.
     """
     if image_index is None:
         image_index = torch.arange(classes.shape[0], device=classes.device)
     classes = classes.to(logits.device, torch.long)
     image_index = image_index.to(logits.device, torch.long)
-    weights = _gradient_weights(features, logits, classes, image_index, create_graph)
+    fc = gap_linear(head)
+    if fc is not None:
+        weights = fc.weight[classes] / (features.shape[-2] * features.shape[-1])
+        weights = (weights if create_graph else weights.detach()).to(features.dtype)
+    else:
+        weights = _gradient_weights(features, logits, classes, image_index, create_graph)
     cam = torch.relu(torch.einsum("pc,pchw->phw", weights, features[image_index]))
     if size is not None and tuple(cam.shape[-2:]) != tuple(size):
-        cam = F.interpolate(cam.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False).squeeze(1)
+        cam = upsample_bilinear(cam, (int(size[0]), int(size[1])))
     return minmax_normalise(cam, eps) if normalise else cam
+
+
+def gap_linear(head: nn.Module | None) -> nn.Linear | None:
+    """The linear layer of a head that is exactly `AdaptiveAvgPool2d(1), Flatten(), Linear`, else None."""
+    if not isinstance(head, nn.Sequential) or len(head) != 3:
+        return None
+    pool, flatten, fc = head
+    if type(pool) is not nn.AdaptiveAvgPool2d or pool.output_size not in (1, (1, 1)):
+        return None
+    if type(flatten) is not nn.Flatten or (flatten.start_dim, flatten.end_dim) != (1, -1) or type(fc) is not nn.Linear:
+        return None
+    return fc
+
+
+def upsample_bilinear(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`F.interpolate(maps[:, None], size, mode="bilinear", align_corners=False)[:, 0]` as `R_h @ maps @ R_w^T`,
+    bilinear interpolation being separable; in the maps' dtype, whatever autocast is on."""
+    rows = _interpolation_matrix(maps.shape[-2], size[0], maps.device, maps.dtype)
+    cols = _interpolation_matrix(maps.shape[-1], size[1], maps.device, maps.dtype)
+    with torch.autocast(maps.device.type, enabled=False):
+        return rows @ maps @ cols.T
+
+
+@functools.lru_cache(maxsize=64)
+def _interpolation_matrix(n_in: int, n_out: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """`[n_out, n_in]`: row j holds the weights 1-d linear interpolation (`align_corners=False`) gives output j.
+    Built as a plain tensor even under `torch.inference_mode()`, since it is cached and later saved for backward."""
+    with torch.inference_mode(False), torch.no_grad(), torch.autocast(device.type, enabled=False):
+        eye = torch.eye(n_in, dtype=torch.float64, device=device).unsqueeze(0)
+        return F.interpolate(eye, size=n_out, mode="linear", align_corners=False)[0].T.to(dtype).contiguous()
 
 
 def minmax_normalise(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

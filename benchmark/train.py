@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark import __version__
-from benchmark.attention import grad_cam_from
+from benchmark.attention import grad_cam_from, inference_features
 from benchmark.datasets import registry, synthetic
 from benchmark.datasets.budgets import POOL_NAMES, budget_pool, budget_record, nested_budget, pool_rows, write_manifest
 from benchmark.datasets.files import FileSplit
@@ -266,13 +266,12 @@ def predict(
         for start in range(0, len(split), spec.train.eval_batch_size):
             rows = torch.arange(start, min(start + spec.train.eval_batch_size, len(split)))
             batch = split.batch(rows, device=device, mean=model.mean, std=model.std)
-            with torch.no_grad():
-                features = model.features(batch["image"])
-            features.requires_grad_(True)
+            features = inference_features(model.features, batch["image"]).requires_grad_(True)
             with torch.enable_grad():
                 logits = model.head(features)
                 classes = torch.full((rows.numel(),), class_index, device=device)
-                maps = grad_cam_from(features, logits, classes, size=batch["image"].shape[-2:]).detach()
+                maps = grad_cam_from(features, logits, classes, size=batch["image"].shape[-2:], head=model.head)
+                maps = maps.detach()
             context = batch.get("context", torch.zeros_like(batch["mask"]))
             if not bool(torch.isfinite(logits).all()):
                 raise NonFiniteLoss(f"non-finite logits on {role} after training: the weights diverged")

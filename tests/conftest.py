@@ -22,3 +22,14 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
     torch.manual_seed(0)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The paired ratio figures of tests/perf (see tests/perf/paired.py), when any benchmark computed them."""
+    import sys
+
+    paired = sys.modules.get("paired")
+    if paired is not None and paired.RATIOS:
+        terminalreporter.section("paired ratios")
+        for line in paired.RATIOS:
+            terminalreporter.write_line(line)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from benchmark.attention import cam_logits, grad_cam_from, minmax_normalise
+from benchmark.folding import folded
 from benchmark.methods.base import HParam, Method, batch_mean_of_image_means, batchnorm_mode, classification_loss
 from benchmark.models import SplitModel
 
@@ -55,6 +56,7 @@ class GAIN(Method):
                 image_index=pair_image,
                 size=image.shape[-2:],
                 normalise=False,
+                head=model.head,
             )
             maps = minmax_normalise(raw, self.norm_eps)
             if mining:
@@ -81,7 +83,7 @@ class GAIN(Method):
         soft_mask = torch.sigmoid(self.omega * (maps - self.sigma)).unsqueeze(1)
         erased = image[pair_image] * (1.0 - soft_mask)
         with batchnorm_mode(model, self.masked_bn):
-            logits = model(erased)
+            logits = folded(model)(erased)  # in eval mode, each conv -> BatchNorm pair runs as one convolution
         scores = torch.sigmoid(logits.gather(1, pair_class.unsqueeze(1)).squeeze(1))
         return batch_mean_of_image_means(scores, pair_image, image.shape[0])
 

@@ -102,16 +102,14 @@ def _name(spec: RunSpec, seed: bool = False) -> str:
 
 def _maps(model: SplitModel, split: TensorSplit, rows: list[int], class_index: int) -> tuple[np.ndarray, np.ndarray]:
     """Scores and Grad-CAM maps of the audited class for `rows`, on CPU in eval mode, as `train.predict` takes them."""
-    from benchmark.attention import grad_cam_from
+    from benchmark.attention import grad_cam_from, inference_features
 
     batch = split.batch(torch.tensor(rows, dtype=torch.long), mean=model.mean, std=model.std)
-    with torch.no_grad():
-        features = model.features(batch["image"])
-    features.requires_grad_(True)
+    features = inference_features(model.features, batch["image"]).requires_grad_(True)
     with torch.enable_grad():
         logits = model.head(features)
         classes = torch.full((len(rows),), class_index)
-        maps = grad_cam_from(features, logits, classes, size=batch["image"].shape[-2:]).detach()
+        maps = grad_cam_from(features, logits, classes, size=batch["image"].shape[-2:], head=model.head).detach()
     return torch.sigmoid(logits[:, class_index]).detach().numpy(), maps.numpy()
 
 

@@ -10,11 +10,14 @@ another process stalls every parallel region (`OMP_NUM_THREADS=1` gives steadier
 
 import pytest
 import torch
+from paired import Interleaved, report
 
 from benchmark.methods import build_method
 from benchmark.models import build_model
 
 BATCH, SIZE, CLASSES = 64, 48, 5
+METHODS = ("gradcam", "gain", "gain_ext")
+ROUNDS, WARMUP = 15, 3
 
 
 def _batch() -> dict[str, torch.Tensor]:
@@ -34,9 +37,8 @@ def _batch() -> dict[str, torch.Tensor]:
     }
 
 
-@pytest.mark.benchmark(group="train-step")
-@pytest.mark.parametrize("method", ["gradcam", "gain", "gain_ext"])
-def test_train_step(benchmark, method):
+def _stepper(method: str):
+    """One training step of `method` on its own model (same seed, so the same weights) and optimizer."""
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
     model = build_model("small_cnn", CLASSES).train().to(memory_format=torch.channels_last)
@@ -51,5 +53,23 @@ def test_train_step(benchmark, method):
         optimizer.step()
         return float(parts["total"].detach())
 
-    loss = benchmark.pedantic(step, rounds=15, warmup_rounds=3, iterations=1)
+    return step
+
+
+@pytest.mark.benchmark(group="train-step")
+@pytest.mark.parametrize("method", METHODS)
+def test_train_step(benchmark, method):
+    loss = benchmark.pedantic(_stepper(method), rounds=15, warmup_rounds=3, iterations=1)
     assert loss == loss  # finite step
+
+
+@pytest.mark.benchmark(group="train-step-paired")
+def test_train_step_ratios(benchmark):
+    """The three steps interleaved round by round; the ratios of their medians (the issue's targets) are printed at
+    the end of the session and kept in `extra_info`. The benchmark's own figure is the time of one round."""
+    rounds = Interleaved({method: _stepper(method) for method in METHODS})
+    benchmark.pedantic(rounds, rounds=ROUNDS, warmup_rounds=WARMUP)
+    ratios = rounds.ratios_to("gradcam", skip=WARMUP)
+    benchmark.extra_info.update({f"{m}_step_ratio": ratios[m] for m in METHODS})
+    report("train step / baseline step, small_cnn 48 px batch 64", ratios, ROUNDS)
+    assert all(r > 0 for r in ratios.values())

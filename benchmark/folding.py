@@ -1,0 +1,91 @@
+"""Convolution + eval-mode BatchNorm as one convolution with folded weights, differentiably and without copies.
+
+A BatchNorm layer in eval mode is a per-channel affine map, `bn(y) = (y - mean) * s + beta` with
+`s = gamma / sqrt(var + eps)`, so `bn(conv(x, W, b)) == conv(x, W * s, (b - mean) * s + beta)`. The folded weights
+are computed from the live parameters on every call (a weight-sized product, no cached copy), so gradients reach
+`W`, `b`, `gamma` and `beta` exactly as through the two layers, and an optimizer step is seen at the next call. What
+goes away is BatchNorm's own pass over the activations, forward and backward: GAIN's masked pass runs with
+BatchNorm in eval mode (`masked_bn = "eval"`), and Grad-CAM inference runs the model in eval mode.
+
+`folded(module)` traces the module once with torch.fx (cached per module object) and rewrites each Conv2d whose
+output feeds only a BatchNorm2d. A BatchNorm found in training mode at call time, or without running statistics,
+is run as usual, so the folded module computes what the module does in every mode. A module that fx cannot trace
+(a compiled one, say) is returned as it is.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+
+_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], nn.Module]] = weakref.WeakKeyDictionary()
+
+
+def folded(module: nn.Module) -> nn.Module:
+    """`module` with every conv -> BatchNorm pair folded whenever that BatchNorm is in eval mode (see the module).
+
+    The traced copy shares the module's sub-modules and parameters; it is traced again when a sub-module was
+    replaced since (its identity is checked on every call)."""
+    layout = tuple(map(id, module.modules()))
+    cached = _CACHE.get(module)
+    if cached is None or cached[0] != layout:
+        cached = (layout, _fold(module))
+        _CACHE[module] = cached
+    return cached[1]
+
+
+def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """`bn(conv(x))`, as one convolution with folded weights when `bn` is in eval mode with running statistics."""
+    if bn.training or bn.running_mean is None or bn.running_var is None:
+        return bn(conv(x))
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    weight = conv.weight * scale.view(-1, 1, 1, 1).to(conv.weight.dtype)
+    if conv.padding_mode != "zeros":
+        return conv._conv_forward(x, weight, shift)
+    return F.conv2d(x, weight, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _fold(module: nn.Module) -> nn.Module:
+    try:
+        traced = torch.fx.symbolic_trace(module)
+    except Exception:  # not traceable (compiled, data-dependent control flow): run it as it is
+        return module
+    submodules = dict(traced.named_modules())
+    changed = False
+    for node in list(traced.graph.nodes):
+        if node.op != "call_module" or type(submodules[node.target]) is not nn.BatchNorm2d:
+            continue
+        source = node.args[0] if len(node.args) == 1 and not node.kwargs else None
+        if not (
+            isinstance(source, torch.fx.Node)
+            and source.op == "call_module"
+            and type(submodules[source.target]) is nn.Conv2d
+            and len(source.users) == 1
+            and len(source.args) == 1
+            and not source.kwargs
+        ):
+            continue
+        with traced.graph.inserting_before(node):
+            conv = traced.graph.get_attr(source.target)
+            bn = traced.graph.get_attr(node.target)
+            fused = traced.graph.call_function(conv_bn, (source.args[0], conv, bn))
+        node.replace_all_uses_with(fused)
+        traced.graph.erase_node(node)
+        traced.graph.erase_node(source)
+        changed = True
+    if not changed:
+        return module
+    traced.graph.lint()
+    traced.recompile()
+    return traced

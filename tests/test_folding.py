@@ -1,0 +1,108 @@
+import copy
+
+import pytest
+import torch
+
+import benchmark.methods.gain as gain_module
+from benchmark.folding import folded
+from benchmark.methods import build_method
+from benchmark.models import build_model
+from benchmark.timing import example_batch
+
+
+def _randomise_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+    return model
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal up to float rounding, relative to the tensor's scale (folding reorders the products)."""
+    torch.testing.assert_close(actual, expected, rtol=1e-3, atol=1e-4 * float(expected.detach().abs().max()) + 1e-7)
+
+
+def _outputs_and_grads(model, fn, x):
+    x = x.clone().requires_grad_(True)
+    y = fn(x)
+    grads = torch.autograd.grad(y.square().sum(), [x, *model.parameters()])
+    return y, grads
+
+
+@pytest.mark.parametrize("name,size", [("small_cnn", 48), ("resnet18", 64)])
+def test_folded_eval_model_computes_the_same_outputs_and_gradients(name, size):
+    model = _randomise_batchnorm(build_model(name, 5)).eval()
+    fast = folded(model)
+    assert fast is not model and folded(model) is fast, "traced once, then cached"
+    x = torch.randn(3, 3, size, size)
+    y, grads = _outputs_and_grads(model, model, x)
+    y_fast, grads_fast = _outputs_and_grads(model, fast, x)
+    torch.testing.assert_close(y_fast, y, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, grads_fast, strict=True):
+        _close(b, a)
+
+
+def test_folding_removes_batchnorm_from_the_eval_graph_and_keeps_it_in_training():
+    model = _randomise_batchnorm(build_model("small_cnn", 5))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    calls = []
+    for m in norms:
+        m.register_forward_hook(lambda *_: calls.append(1))
+    x = torch.randn(4, 3, 48, 48)
+    folded(model.eval())(x)
+    assert calls == [], "eval mode: every conv -> BatchNorm pair runs as one convolution"
+    model.train()
+    twin = copy.deepcopy(model)
+    y_fast, y = folded(model)(x), twin(x)
+    assert len(calls) == 2 * len(norms), "training mode: BatchNorm runs, with batch statistics (hooks copied too)"
+    torch.testing.assert_close(y_fast, y, rtol=1e-5, atol=1e-5)
+    for ours, theirs in zip(model.state_dict().values(), twin.state_dict().values(), strict=True):
+        torch.testing.assert_close(ours, theirs), "running statistics updated alike"
+
+
+def test_folded_model_follows_optimizer_steps_and_replaced_layers():
+    model = _randomise_batchnorm(build_model("small_cnn", 5)).eval()
+    x = torch.randn(2, 3, 48, 48)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    folded(model)(x).sum().backward()
+    optimizer.step()
+    torch.testing.assert_close(folded(model)(x), model(x), rtol=1e-5, atol=1e-5)
+    model.head[-1] = torch.nn.Linear(64, 5)
+    torch.testing.assert_close(folded(model)(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_models_without_batchnorm_or_untraceable_are_left_as_they_are():
+    vgg = build_model("vgg16", 5)
+    assert folded(vgg) is vgg
+    compiled = build_model("small_cnn", 5)
+    compiled.features = torch.compile(compiled.features)
+    assert folded(compiled) is compiled
+
+
+@pytest.mark.parametrize("method", ["gain", "gain_ext"])
+def test_gain_masked_pass_is_the_same_with_and_without_folding(method, monkeypatch):
+    """GAIN's masked pass (BatchNorm in eval mode) runs the folded model: the losses and every parameter gradient
+    are those of the plain model."""
+    torch.manual_seed(0)
+    model = _randomise_batchnorm(build_model("small_cnn", 5)).train()
+    batch = example_batch(8, 48, 5)
+    loss_fn = build_method(method, warmup_epochs=0)
+
+    def run():
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        parts = loss_fn.training_loss(model, batch, epoch=1)
+        grads = torch.autograd.grad(parts["total"], list(model.parameters()))
+        model.load_state_dict(state)  # BatchNorm's running statistics as before
+        return {k: float(v.detach()) for k, v in parts.items()}, grads
+
+    fast_parts, fast_grads = run()
+    monkeypatch.setattr(gain_module, "folded", lambda m: m)
+    parts, grads = run()
+    assert parts["am"] > 0
+    assert fast_parts == pytest.approx(parts, rel=1e-5, abs=1e-7)
+    for a, b in zip(grads, fast_grads, strict=True):
+        _close(b, a)
