@@ -31,12 +31,17 @@ DEVICES = [
 
 @pytest.fixture(scope="module", params=DEVICES)
 def setup(request):
+    """The model, images and classes on the device. On CUDA, TF32 is off while the module runs: every row computes
+    in float32, so all four give the same maps to 1e-4 (TF32 rounds each library's convolutions differently)."""
     device = torch.device(request.param)
     torch.manual_seed(0)
     model = build_model("resnet18", CLASSES).eval().to(device)
     images = torch.randn(BATCH, 3, SIZE, SIZE).to(device)
     classes = (torch.arange(BATCH) % CLASSES).to(device)
-    return model, images, classes
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield model, images, classes
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 @pytest.fixture(scope="module")
