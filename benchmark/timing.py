@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -56,26 +57,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _time_once(step: Callable[[], Any], device: torch.device) -> float:
+    """Seconds of one call of `step()` (CUDA: event time on the current stream, read after a synchronise)."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        step()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1000.0
+    started = time.perf_counter()
+    step()
+    return time.perf_counter() - started
+
+
 def _timed(step: Callable[[], Any], device: torch.device, warmup: int, iterations: int) -> float:
     """Seconds per call of `step()`, the median of `iterations` timed calls (CUDA: event time, see the module)."""
     for _ in range(warmup):
         step()
     _sync(device)
-    times = []
-    for _ in range(iterations):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end) / 1000.0)
-        else:
-            started = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - started)
-    times.sort()
-    return times[len(times) // 2]
+    return statistics.median(_time_once(step, device) for _ in range(iterations))
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
@@ -104,17 +105,19 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def measure(
-    model: SplitModel,
-    method: Method,
-    batch: dict[str, torch.Tensor],
-    class_index: int,
-    settings: TimingSettings,
-) -> dict[str, Any]:
-    """Train-step and attention throughput of `method` on `batch` (a copy of the model is trained, so the caller's
-    weights do not change). Every image of the batch counts as pixel-labelled for a method that uses pixel labels,
-    the dearest case. Records the device, precision, memory format, compilation, batch size, image size and thread
-    count beside the figures. The attention figure is inference: `grad_cam` under `torch.no_grad()`."""
+@dataclass
+class _Steps:
+    """The timed calls of one (model, method): a training step and an attention batch, on a copy of the model."""
+
+    model: SplitModel
+    train: Callable[[], None]
+    attention: Callable[[], None]
+    channels_last: bool
+
+
+def _steps(
+    model: SplitModel, method: Method, batch: dict[str, torch.Tensor], class_index: int, settings: TimingSettings
+) -> _Steps:
     device = batch["image"].device
     autocast(device, settings.precision)  # fp16 off CUDA fails here, before any work
     model = copy.deepcopy(model).to(device)
@@ -123,12 +126,9 @@ def measure(
     channels_last = _is_channels_last(model)
     if settings.compile:
         model = _compiled(model)
-    n = batch["image"].shape[0]
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-6)
     scaler = torch.amp.GradScaler(device.type) if settings.precision == "fp16" else None
-    model.train()
+    classes = torch.full((batch["image"].shape[0],), class_index, device=device)
 
     def train_step() -> None:
         with autocast(device, settings.precision):
@@ -142,20 +142,26 @@ def measure(
             scaler.step(optimizer)
             scaler.update()
 
-    train_s = _timed(train_step, device, settings.warmup, settings.iterations)
-    model.eval()
-    classes = torch.full((n,), class_index, device=device)
-
     def attention_step() -> None:
         with _no_grad_autocast(device, settings.precision):
             grad_cam(model, batch["image"], classes)
 
-    attention_s = _timed(attention_step, device, settings.warmup, settings.iterations)
+    return _Steps(model, train_step, attention_step, channels_last)
+
+
+def _peak_memory(device: torch.device) -> tuple[float, str]:
     if device.type == "cuda":
-        peak_mb, memory = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    else:
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak_mb, memory = (rss / 2**20 if sys.platform == "darwin" else rss / 2**10), "process_peak_rss"
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (rss / 2**20 if sys.platform == "darwin" else rss / 2**10), "process_peak_rss"
+
+
+def _figures(
+    batch: dict[str, torch.Tensor], settings: TimingSettings, steps: _Steps, train_s: float, attention_s: float
+) -> dict[str, Any]:
+    device = batch["image"].device
+    n = batch["image"].shape[0]
+    peak_mb, memory = _peak_memory(device)
     return {
         "train_images_per_s": n / train_s,
         "attention_images_per_s": n / attention_s,
@@ -166,7 +172,7 @@ def measure(
         "device": str(device),
         "device_name": device_name(device),
         "precision": settings.precision,
-        "channels_last": channels_last,
+        "channels_last": steps.channels_last,
         "compiled": settings.compile,
         "timer": "cuda_events" if device.type == "cuda" else "perf_counter",
         "threads": torch.get_num_threads(),
@@ -175,6 +181,75 @@ def measure(
         "peak_memory_mb": peak_mb,
         "memory_kind": memory,
     }
+
+
+def measure(
+    model: SplitModel,
+    method: Method,
+    batch: dict[str, torch.Tensor],
+    class_index: int,
+    settings: TimingSettings,
+) -> dict[str, Any]:
+    """Train-step and attention throughput of `method` on `batch` (a copy of the model is trained, so the caller's
+    weights do not change). Every image of the batch counts as pixel-labelled for a method that uses pixel labels,
+    the dearest case. Records the device, precision, memory format, compilation, batch size, image size and thread
+    count beside the figures. The attention figure is inference: `grad_cam` under `torch.no_grad()`."""
+    device = batch["image"].device
+    steps = _steps(model, method, batch, class_index, settings)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    steps.model.train()
+    train_s = _timed(steps.train, device, settings.warmup, settings.iterations)
+    steps.model.eval()
+    attention_s = _timed(steps.attention, device, settings.warmup, settings.iterations)
+    return _figures(batch, settings, steps, train_s, attention_s)
+
+
+def measure_interleaved(
+    contenders: dict[str, tuple[SplitModel, Method]],
+    batch: dict[str, torch.Tensor],
+    class_index: int,
+    settings: TimingSettings,
+) -> dict[str, dict[str, Any]]:
+    """`measure` for several (model, method) pairs whose ratios matter, timed round by round.
+
+    Each contender is first warmed up alone (`settings.warmup` train steps and attention batches; on CUDA its peak
+    memory is read then). Then every round times one training step of each contender, starting at the next
+    contender each round, for `settings.iterations` rounds; then the attention batches likewise. Each figure is the
+    median of its rounds, so a change of load or clocks during the measurement shifts all contenders alike.
+    """
+    device = batch["image"].device
+    prepared: dict[str, _Steps] = {}
+    peaks: dict[str, tuple[float, str]] = {}
+    for name, (model, method) in contenders.items():
+        steps = prepared[name] = _steps(model, method, batch, class_index, settings)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        steps.model.train()
+        for _ in range(settings.warmup):
+            steps.train()
+        steps.model.eval()
+        for _ in range(settings.warmup):
+            steps.attention()
+        _sync(device)
+        peaks[name] = _peak_memory(device)
+    names = list(prepared)
+    seconds: dict[tuple[str, str], list[float]] = {(n, kind): [] for n in names for kind in ("train", "attention")}
+    for kind in ("train", "attention"):
+        for steps in prepared.values():
+            steps.model.train(kind == "train")
+        for r in range(settings.iterations):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                step = prepared[name].train if kind == "train" else prepared[name].attention
+                seconds[name, kind].append(_time_once(step, device))
+    out = {}
+    for name in names:
+        train_s = statistics.median(seconds[name, "train"])
+        attention_s = statistics.median(seconds[name, "attention"])
+        figures = _figures(batch, settings, prepared[name], train_s, attention_s)
+        figures["peak_memory_mb"], figures["memory_kind"] = peaks[name]
+        out[name] = figures | {"timing": "interleaved"}
+    return out
 
 
 def _is_channels_last(model: torch.nn.Module) -> bool:

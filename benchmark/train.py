@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark import __version__
+from benchmark.allocator import retain_freed_memory
 from benchmark.attention import grad_cam_from, inference_features
 from benchmark.datasets import registry, synthetic
 from benchmark.datasets.budgets import POOL_NAMES, budget_pool, budget_record, nested_budget, pool_rows, write_manifest
@@ -127,7 +128,9 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("model.pt", "predictions.csv", "record.json", *(p.name for p in out.glob(".*.tmp"))):
         (out / stale).unlink(missing_ok=True)
-    record = new_record(spec, "running") | {"environment": environment(device), "started": _now()}
+    allocator = retain_freed_memory()  # each step reuses freed buffers instead of page-faulting them in again
+    record = new_record(spec, "running") | {"environment": environment(device) | {"allocator": allocator}}
+    record["started"] = _now()
     if data_info is not None:
         record["data"] = data_info
     write_record(out / "record.json", record)

@@ -5,10 +5,11 @@
     python scripts/gpu_check.py --device cpu --model small_cnn --size 48 --batch 8 --steps 2 --skip-tests  # dry run
 
 Prints the device, runs `pytest -m cuda` (the CUDA-only tests and the GPU benchmarks), then measures the training
-step (and Grad-CAM inference) of gradcam, gain and gain_ext with `benchmark.timing.measure` (CUDA-event timing,
-warm-up, median) for each precision, and prints images/s with the ratio of each step's time to the baseline's
-(gradcam) step at the same precision. The table is also written as JSON to `--json`, by default `$OUT/gpu_check.json`
-when `$OUT` is set. Exit status: non-zero when the tests fail or a measurement raises.
+step (and Grad-CAM inference) of gradcam, gain and gain_ext with `benchmark.timing.measure_interleaved` (CUDA-event
+timing, warm-up, then the three methods' steps interleaved round by round, medians) for each precision, and prints
+images/s with the ratio of each step's time to the baseline's (gradcam) step at the same precision. The table is also
+written as JSON to `--json`, by default `$OUT/gpu_check.json` when `$OUT` is set. Exit status: non-zero when the
+tests fail or a measurement raises.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch  # noqa: E402
 
 from benchmark.methods import build_method  # noqa: E402
 from benchmark.models import build_model  # noqa: E402
-from benchmark.timing import TimingSettings, device_name, example_batch, measure  # noqa: E402
+from benchmark.timing import TimingSettings, device_name, example_batch, measure_interleaved  # noqa: E402
 
 METHODS = ("gradcam", "gain", "gain_ext")
 
@@ -41,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=224, help="image side in pixels")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--classes", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (median)")
+    parser.add_argument("--steps", type=int, default=30, help="timed rounds (median); each times every method once")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16 (CUDA)")
     parser.add_argument("--channels-last", action="store_true", help="time channels_last models")
@@ -60,7 +61,8 @@ def run_cuda_tests() -> int:
 
 
 def measure_all(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One row per (precision, method): `measure`'s figures plus the step-time ratio to gradcam's."""
+    """One row per (precision, method): `measure_interleaved`'s figures (the three methods' steps timed round by
+    round, so the ratios compare steps taken under the same clocks and load) plus the step-time ratio to gradcam's."""
     device = torch.device(args.device)
     batch = example_batch(args.batch, args.size, args.classes, device)
     rows: list[dict[str, Any]] = []
@@ -72,25 +74,19 @@ def measure_all(args: argparse.Namespace) -> list[dict[str, Any]]:
             precision=precision,
             channels_last=True if args.channels_last else None,
         )
-        base: float | None = None
+        torch.manual_seed(0)
+        model = build_model(args.model, args.classes).to(device)
+        contenders = {m: (model, build_method(m, **({} if m == "gradcam" else {"warmup_epochs": 0}))) for m in METHODS}
+        figures = measure_interleaved(contenders, batch, 0, settings)
+        base = figures["gradcam"]["train_step_seconds"]
         for method in METHODS:
-            torch.manual_seed(0)
-            model = build_model(args.model, args.classes).to(device)
-            params = {} if method == "gradcam" else {"warmup_epochs": 0}
-            figures = measure(model, build_method(method, **params), batch, 0, settings)
-            base = figures["train_step_seconds"] if method == "gradcam" else base
-            assert base is not None
+            ratio = figures[method]["train_step_seconds"] / base
             rows.append(
-                {
-                    "model": args.model,
-                    "method": method,
-                    **figures,
-                    "train_step_ratio_to_gradcam": figures["train_step_seconds"] / base,
-                }
+                {"model": args.model, "method": method, **figures[method], "train_step_ratio_to_gradcam": ratio}
             )
-            del model
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+        del model, contenders, figures
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     return rows
 
 

@@ -95,3 +95,30 @@ def test_cuda_timing_uses_events_and_reports_device_memory(precision):
     assert figures["precision"] == precision and figures["memory_kind"] == "cuda_max_allocated"
     assert figures["peak_memory_mb"] > 0 and figures["train_images_per_s"] > 0
     assert figures["device_name"] == torch.cuda.get_device_name(device)
+
+
+def test_interleaved_measurement_rotates_the_contenders_and_keeps_their_figures_apart():
+    from benchmark.methods.gradcam import GradCAMBaseline
+    from benchmark.timing import measure_interleaved
+
+    order: list[str] = []
+
+    class Tagged(GradCAMBaseline):
+        def __init__(self, tag: str) -> None:
+            super().__init__()
+            self.tag = tag
+
+        def training_loss(self, model, batch, *, epoch):
+            order.append(self.tag)
+            return super().training_loss(model, batch, epoch=epoch)
+
+    model = build_model("small_cnn", 5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    contenders = {tag: (model, Tagged(tag)) for tag in ("a", "b", "c")}
+    figures = measure_interleaved(contenders, _batch(), 0, TimingSettings(warmup=1, iterations=4))
+    warmup, rounds = ["a", "b", "c"], ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
+    assert order == [*warmup, *rounds], "warm-up one by one, then rounds starting at the next contender"
+    assert set(figures) == {"a", "b", "c"}
+    assert all(f["timing"] == "interleaved" and f["train_images_per_s"] > 0 for f in figures.values())
+    assert all(f["attention_images_per_s"] > 0 and f["iterations"] == 4 for f in figures.values())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "each contender trains a copy"

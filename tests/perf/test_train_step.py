@@ -12,6 +12,7 @@ import pytest
 import torch
 from paired import Interleaved, report
 
+from benchmark.allocator import retain_freed_memory
 from benchmark.methods import build_method
 from benchmark.models import build_model
 
@@ -38,7 +39,9 @@ def _batch() -> dict[str, torch.Tensor]:
 
 
 def _stepper(method: str):
-    """One training step of `method` on its own model (same seed, so the same weights) and optimizer."""
+    """One training step of `method` on its own model (same seed, so the same weights) and optimizer, in the
+    process settings `benchmark.train.run` trains with (flush denormals, the allocator's)."""
+    retain_freed_memory()
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
     model = build_model("small_cnn", CLASSES).train().to(memory_format=torch.channels_last)
