@@ -38,6 +38,13 @@ def folded(module: nn.Module) -> nn.Module:
     return cached[1]
 
 
+def folded_for(module: nn.Module, device: torch.device) -> nn.Module:
+    """`folded(module)` on a CPU, `module` itself elsewhere. On a CPU BatchNorm's passes over the activations are
+    memory-bound work that folding removes (GAIN's step and Grad-CAM inference, tests/perf). On CUDA, at the sizes
+    measured (ResNet-18, batch 16, H200), the small kernels that fold the weights cost more than BatchNorm's."""
+    return folded(module) if device.type == "cpu" else module
+
+
 def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
     """`bn(conv(x))`, as one convolution with folded weights when `bn` is in eval mode with running statistics."""
     if bn.training or bn.running_mean is None or bn.running_var is None:

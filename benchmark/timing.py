@@ -213,15 +213,18 @@ def measure_interleaved(
 ) -> dict[str, dict[str, Any]]:
     """`measure` for several (model, method) pairs whose ratios matter, timed round by round.
 
-    Each contender is first warmed up alone (`settings.warmup` train steps and attention batches; on CUDA its peak
-    memory is read then). Then every round times one training step of each contender, starting at the next
-    contender each round, for `settings.iterations` rounds; then the attention batches likewise. Each figure is the
-    median of its rounds, so a change of load or clocks during the measurement shifts all contenders alike.
+    Each contender is first warmed up alone (`settings.warmup` train steps and attention batches). Its peak memory
+    is read then: on CUDA its own (the peak less what was allocated before its model copy was made, i.e. the
+    contenders before it), on a CPU the process's peak resident set so far. Then every round times one training
+    step of each contender, starting at the next contender each round, for `settings.iterations` rounds; then the
+    attention batches likewise. Each figure is the median of its rounds, so a change of load or clocks during the
+    measurement shifts all contenders alike.
     """
     device = batch["image"].device
     prepared: dict[str, _Steps] = {}
     peaks: dict[str, tuple[float, str]] = {}
     for name, (model, method) in contenders.items():
+        held = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0.0
         steps = prepared[name] = _steps(model, method, batch, class_index, settings)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -232,7 +235,8 @@ def measure_interleaved(
         for _ in range(settings.warmup):
             steps.attention()
         _sync(device)
-        peaks[name] = _peak_memory(device)
+        peak_mb, kind = _peak_memory(device)
+        peaks[name] = (peak_mb - held / 2**20, kind)  # CUDA: its own, less what the contenders before it hold
     names = list(prepared)
     seconds: dict[tuple[str, str], list[float]] = {(n, kind): [] for n in names for kind in ("train", "attention")}
     for kind in ("train", "attention"):

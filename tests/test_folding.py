@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import benchmark.methods.gain as gain_module
-from benchmark.folding import folded
+from benchmark.folding import folded, folded_for
 from benchmark.methods import build_method
 from benchmark.models import build_model
 from benchmark.timing import example_batch
@@ -100,9 +100,21 @@ def test_gain_masked_pass_is_the_same_with_and_without_folding(method, monkeypat
         return {k: float(v.detach()) for k, v in parts.items()}, grads
 
     fast_parts, fast_grads = run()
-    monkeypatch.setattr(gain_module, "folded", lambda m: m)
+    monkeypatch.setattr(gain_module, "folded_for", lambda m, device: m)
     parts, grads = run()
     assert parts["am"] > 0
     assert fast_parts == pytest.approx(parts, rel=1e-5, abs=1e-7)
     for a, b in zip(grads, fast_grads, strict=True):
         _close(b, a)
+
+
+def test_folding_is_used_on_the_cpu_only_and_by_gain_s_masked_pass():
+    model = build_model("small_cnn", 5)
+    assert folded_for(model, torch.device("cpu")) is folded(model)
+    assert folded_for(model, torch.device("cuda")) is model, "on CUDA the plain model (see folded_for)"
+    calls = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.register_forward_hook(lambda *_: calls.append(1))
+    build_method("gain", warmup_epochs=0).training_loss(model.train(), example_batch(4, 48, 5), epoch=1)
+    assert len(calls) == 4, "BatchNorm runs in the classification pass only: the masked pass is folded"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from benchmark.attention import cam_logits, grad_cam_from, minmax_normalise
-from benchmark.folding import folded
+from benchmark.folding import folded_for
 from benchmark.methods.base import HParam, Method, batch_mean_of_image_means, batchnorm_mode, classification_loss
 from benchmark.models import SplitModel
 
@@ -83,7 +83,7 @@ class GAIN(Method):
         soft_mask = torch.sigmoid(self.omega * (maps - self.sigma)).unsqueeze(1)
         erased = image[pair_image] * (1.0 - soft_mask)
         with batchnorm_mode(model, self.masked_bn):
-            logits = folded(model)(erased)  # in eval mode, each conv -> BatchNorm pair runs as one convolution
+            logits = folded_for(model, image.device)(erased)  # CPU, eval mode: conv -> BatchNorm as one conv
         scores = torch.sigmoid(logits.gather(1, pair_class.unsqueeze(1)).squeeze(1))
         return batch_mean_of_image_means(scores, pair_image, image.shape[0])
 
