@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from numerics import assert_close_scaled, randomise_batchnorm
 from tiny import tiny_suite
 
 from benchmark import runner
@@ -35,26 +36,9 @@ def _exact_float32():
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def _randomise_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """Running statistics and affine parameters away from their initial values, so folding them is visible."""
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-    return model
-
-
-def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    """Equal up to float rounding, relative to the tensor's scale (the GPU sums in another order)."""
-    torch.testing.assert_close(actual, expected, rtol=1e-3, atol=1e-4 * float(expected.detach().abs().max()) + 1e-7)
-
-
 @pytest.mark.parametrize("name,size", [("small_cnn", 48), ("resnet18", 96), ("vgg16", 64)])
 def test_grad_cam_on_cuda_matches_cpu(name, size):
-    model = _randomise_batchnorm(build_model(name, 5)).eval()
+    model = randomise_batchnorm(build_model(name, 5)).eval()
     images = torch.randn(6, 3, size, size)
     classes = torch.tensor([0, 1, 2, 3, 4, 0])
     with torch.no_grad():
@@ -71,7 +55,7 @@ def test_grad_cam_on_cuda_matches_cpu(name, size):
 @pytest.mark.parametrize("method", ["gain", "gain_ext"])
 def test_gain_losses_and_gradients_on_cuda_match_cpu(method):
     torch.manual_seed(0)
-    model = _randomise_batchnorm(build_model("small_cnn", 5)).train()
+    model = randomise_batchnorm(build_model("small_cnn", 5)).train()
     batch = example_batch(12, 48, 5)
     loss_fn = build_method(method, warmup_epochs=0)
 
@@ -87,18 +71,18 @@ def test_gain_losses_and_gradients_on_cuda_match_cpu(method):
     assert cpu_parts["am"] > 0 and (method == "gain" or cpu_parts["e"] > 0), "the attention losses ran"
     assert gpu_parts == pytest.approx(cpu_parts, rel=1e-4, abs=1e-6)
     for cpu_grad, gpu_grad in zip(cpu_grads, gpu_grads, strict=True):
-        _close(gpu_grad, cpu_grad)
+        assert_close_scaled(gpu_grad, cpu_grad)
 
 
 def test_folded_batchnorm_on_cuda_matches_the_unfolded_model():
-    model = _randomise_batchnorm(build_model("resnet18", 5)).to(CUDA).eval()
+    model = randomise_batchnorm(build_model("resnet18", 5)).to(CUDA).eval()
     x = torch.randn(4, 3, 64, 64, device=CUDA, requires_grad=True)
     plain, fast = model(x), folded(model)(x)
-    _close(fast, plain)
+    assert_close_scaled(fast, plain)
     grads = torch.autograd.grad(plain.square().sum(), [x, *model.parameters()])
     fast_grads = torch.autograd.grad(fast.square().sum(), [x, *model.parameters()])
     for a, b in zip(grads, fast_grads, strict=True):
-        _close(b, a)
+        assert_close_scaled(b, a)
 
 
 @pytest.mark.parametrize("method", ["gradcam", "gain", "gain_ext"])

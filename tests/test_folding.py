@@ -2,28 +2,13 @@ import copy
 
 import pytest
 import torch
+from numerics import assert_close_scaled, randomise_batchnorm
 
 import benchmark.methods.gain as gain_module
 from benchmark.folding import folded, folded_for
 from benchmark.methods import build_method
 from benchmark.models import build_model
 from benchmark.timing import example_batch
-
-
-def _randomise_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-    return model
-
-
-def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    """Equal up to float rounding, relative to the tensor's scale (folding reorders the products)."""
-    torch.testing.assert_close(actual, expected, rtol=1e-3, atol=1e-4 * float(expected.detach().abs().max()) + 1e-7)
 
 
 def _outputs_and_grads(model, fn, x):
@@ -35,7 +20,7 @@ def _outputs_and_grads(model, fn, x):
 
 @pytest.mark.parametrize("name,size", [("small_cnn", 48), ("resnet18", 64)])
 def test_folded_eval_model_computes_the_same_outputs_and_gradients(name, size):
-    model = _randomise_batchnorm(build_model(name, 5)).eval()
+    model = randomise_batchnorm(build_model(name, 5)).eval()
     fast = folded(model)
     assert fast is not model and folded(model) is fast, "traced once, then cached"
     x = torch.randn(3, 3, size, size)
@@ -43,11 +28,11 @@ def test_folded_eval_model_computes_the_same_outputs_and_gradients(name, size):
     y_fast, grads_fast = _outputs_and_grads(model, fast, x)
     torch.testing.assert_close(y_fast, y, rtol=1e-5, atol=1e-5)
     for a, b in zip(grads, grads_fast, strict=True):
-        _close(b, a)
+        assert_close_scaled(b, a)
 
 
 def test_folding_removes_batchnorm_from_the_eval_graph_and_keeps_it_in_training():
-    model = _randomise_batchnorm(build_model("small_cnn", 5))
+    model = randomise_batchnorm(build_model("small_cnn", 5))
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     calls = []
     for m in norms:
@@ -61,11 +46,11 @@ def test_folding_removes_batchnorm_from_the_eval_graph_and_keeps_it_in_training(
     assert len(calls) == 2 * len(norms), "training mode: BatchNorm runs, with batch statistics (hooks copied too)"
     torch.testing.assert_close(y_fast, y, rtol=1e-5, atol=1e-5)
     for ours, theirs in zip(model.state_dict().values(), twin.state_dict().values(), strict=True):
-        torch.testing.assert_close(ours, theirs), "running statistics updated alike"
+        torch.testing.assert_close(ours, theirs)  # running statistics updated alike
 
 
 def test_folded_model_follows_optimizer_steps_and_replaced_layers():
-    model = _randomise_batchnorm(build_model("small_cnn", 5)).eval()
+    model = randomise_batchnorm(build_model("small_cnn", 5)).eval()
     x = torch.randn(2, 3, 48, 48)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     folded(model)(x).sum().backward()
@@ -88,7 +73,7 @@ def test_gain_masked_pass_is_the_same_with_and_without_folding(method, monkeypat
     """GAIN's masked pass (BatchNorm in eval mode) runs the folded model: the losses and every parameter gradient
     are those of the plain model."""
     torch.manual_seed(0)
-    model = _randomise_batchnorm(build_model("small_cnn", 5)).train()
+    model = randomise_batchnorm(build_model("small_cnn", 5)).train()
     batch = example_batch(8, 48, 5)
     loss_fn = build_method(method, warmup_epochs=0)
 
@@ -105,7 +90,7 @@ def test_gain_masked_pass_is_the_same_with_and_without_folding(method, monkeypat
     assert parts["am"] > 0
     assert fast_parts == pytest.approx(parts, rel=1e-5, abs=1e-7)
     for a, b in zip(grads, fast_grads, strict=True):
-        _close(b, a)
+        assert_close_scaled(b, a)
 
 
 def test_folding_is_used_on_the_cpu_only_and_by_gain_s_masked_pass():

@@ -1,11 +1,12 @@
-"""Cost of one training step per method on the same model and batch (pytest-benchmark group "train-step").
+"""Cost of one training step per method on the same model and batch (groups "train-step" and "train-step-paired").
 
-The small CNN in channels_last, as training runs it (`TrainSettings.channels_last`), batch 64 at 48 px; a third of
-the images hold two labels, so GAIN's masked pass sees 81 erased images (one per image and ground-truth class).
-GAIN adds a backward to the feature map and a second forward/backward on the erased images, including the gradient
-to those images; the issue's targets are GAIN <= 2.4x and GAIN_ext <= 2.5x the baseline step. Compare the group's
-rows: `pytest tests/perf --benchmark`. On a shared machine compare the Min column: with two threads, a core taken by
-another process stalls every parallel region (`OMP_NUM_THREADS=1` gives steadier ratios).
+The small CNN in channels_last, as training runs it (`TrainSettings.channels_last`, flushed denormals, the allocator
+settings of `benchmark.allocator`), batch 64 at 48 px; a third of the images hold two labels, so GAIN's masked pass
+sees 81 erased images (one per image and ground-truth class). GAIN adds Grad-CAM on the feature map and a second
+forward/backward on the erased images, including the gradient to those images; the issue's targets are GAIN <= 2.4x
+and GAIN_ext <= 2.5x the baseline step. `test_train_step_ratios` times the three steps round by round and prints the
+ratios of their medians at the end of the session: read those, not the sequential rows (`pytest tests/perf
+--benchmark`; `OMP_NUM_THREADS=1` gives steadier ratios on a shared machine).
 """
 
 import pytest
