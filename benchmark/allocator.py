@@ -8,7 +8,8 @@ the trim threshold keeps freed blocks in the heap for the next step; the peak re
 tests/perf/test_train_step.py, scripts in the closing note of the throughput work). It is what jemalloc or tcmalloc
 preloaded would do for PyTorch on a CPU, without either.
 
-Elsewhere (macOS, musl, Windows) it does nothing.
+Elsewhere (macOS, musl, Windows) it does nothing, and `GAIN_BENCH_MALLOC=default` in the environment turns it off.
+The settings are process-wide and stay for the life of the process (glibc has no way back short of a new process).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 import sys
 
 M_TRIM_THRESHOLD = -1
@@ -26,8 +28,9 @@ TRIM_THRESHOLD = 2**30
 
 @functools.cache
 def retain_freed_memory() -> str | None:
-    """Apply the settings once per process; a description of them for the run record, or None where not glibc."""
-    if not sys.platform.startswith("linux"):
+    """Apply the settings once per process; a description of what was set, for the run record, or None where
+    nothing was (not glibc, or `GAIN_BENCH_MALLOC=default`)."""
+    if os.environ.get("GAIN_BENCH_MALLOC", "") == "default" or not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -36,9 +39,15 @@ def retain_freed_memory() -> str | None:
         return None
     libc_version.argtypes, libc_version.restype = [], ctypes.c_char_p
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    if not (mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)):
+    applied = [
+        f"{name}={value >> 20} MiB"
+        for name, option, value in (
+            ("mmap_threshold", M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX),
+            ("trim_threshold", M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+        )
+        if mallopt(option, value)
+    ]
+    if not applied:
         return None
     version = libc_version()
-    glibc = version.decode() if version else "?"
-    mmap, trim = MMAP_THRESHOLD_MAX >> 20, TRIM_THRESHOLD >> 20
-    return f"glibc {glibc} malloc: mmap_threshold={mmap} MiB, trim_threshold={trim} MiB"
+    return f"glibc {version.decode() if version else '?'} malloc: {', '.join(applied)}"

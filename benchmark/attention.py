@@ -125,8 +125,11 @@ def grad_cam_from(
 
 
 def gap_linear(head: nn.Module | None) -> nn.Linear | None:
-    """The linear layer of a head that is exactly `AdaptiveAvgPool2d(1), Flatten(), Linear`, else None."""
-    if not isinstance(head, nn.Sequential) or len(head) != 3:
+    """The linear layer of a head that is exactly `AdaptiveAvgPool2d(1), Flatten(), Linear` (a plain Sequential, no
+    hooks anywhere in it: a hook could change what the head computes), else None."""
+    if type(head) is not nn.Sequential or len(head) != 3:
+        return None
+    if any(m._forward_hooks or m._forward_pre_hooks for m in head.modules()):
         return None
     pool, flatten, fc = head
     if type(pool) is not nn.AdaptiveAvgPool2d or pool.output_size not in (1, (1, 1)):

@@ -7,10 +7,12 @@ are computed from the live parameters on every call (a weight-sized product, no 
 goes away is BatchNorm's own pass over the activations, forward and backward: GAIN's masked pass runs with
 BatchNorm in eval mode (`masked_bn = "eval"`), and Grad-CAM inference runs the model in eval mode.
 
-`folded(module)` traces the module once with torch.fx (cached per module object) and rewrites each Conv2d whose
-output feeds only a BatchNorm2d. A BatchNorm found in training mode at call time, or without running statistics,
-is run as usual, so the folded module computes what the module does in every mode. A module that fx cannot trace
-(a compiled one, say) is returned as it is.
+`folded(module)` traces the module with torch.fx and rewrites each Conv2d whose output feeds only a BatchNorm2d.
+A BatchNorm found in training mode at call time, or without running statistics, is run as usual. The trace is cached
+per module object and per layout: the identity and `training` flag of every sub-module (fx freezes code that reads
+`self.training` at trace time, so a mode change traces again). The module is run as it is, not folded, when fx
+cannot trace it (a compiled one, say), when it holds nothing to fold, or when any sub-module has hooks (a traced
+module would bypass them).
 """
 
 from __future__ import annotations
@@ -22,20 +24,36 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], nn.Module]] = weakref.WeakKeyDictionary()
+_Layout = tuple[tuple[int, bool], ...]
+# module -> {layout: its folded trace, or None where there is nothing to fold}. A value never refers to its key (the
+# trace holds the sub-modules, not the root), so a module's entry goes when the module does.
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[_Layout, nn.Module | None]] = weakref.WeakKeyDictionary()
 
 
 def folded(module: nn.Module) -> nn.Module:
     """`module` with every conv -> BatchNorm pair folded whenever that BatchNorm is in eval mode (see the module).
 
     The traced copy shares the module's sub-modules and parameters; it is traced again when a sub-module was
-    replaced since (its identity is checked on every call)."""
-    layout = tuple(map(id, module.modules()))
-    cached = _CACHE.get(module)
-    if cached is None or cached[0] != layout:
-        cached = (layout, _fold(module))
-        _CACHE[module] = cached
-    return cached[1]
+    replaced or switched mode since (checked on every call)."""
+    modules = list(module.modules())
+    if _hooked(modules):
+        return module
+    layout = tuple((id(m), m.training) for m in modules)
+    traces = _CACHE.setdefault(module, {})
+    if layout not in traces:
+        if len(traces) >= 4:  # train/eval combinations; anything beyond means sub-modules keep changing
+            traces.clear()
+        traces[layout] = _fold(module)
+    trace = traces[layout]
+    return module if trace is None else trace
+
+
+def _hooked(modules: list[nn.Module]) -> bool:
+    from torch.nn.modules import module as module_globals
+
+    if module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks for m in modules)
 
 
 def folded_for(module: nn.Module, device: torch.device) -> nn.Module:
@@ -58,16 +76,18 @@ def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tenso
     if bn.bias is not None:
         shift = shift + bn.bias
     weight = conv.weight * scale.view(-1, 1, 1, 1).to(conv.weight.dtype)
+    shift = shift.to(weight.dtype)
     if conv.padding_mode != "zeros":
         return conv._conv_forward(x, weight, shift)
     return F.conv2d(x, weight, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
-def _fold(module: nn.Module) -> nn.Module:
+def _fold(module: nn.Module) -> nn.Module | None:
+    """The folded trace of `module`, or None where there is nothing to fold or fx cannot trace it."""
     try:
         traced = torch.fx.symbolic_trace(module)
     except Exception:  # not traceable (compiled, data-dependent control flow): run it as it is
-        return module
+        return None
     submodules = dict(traced.named_modules())
     changed = False
     for node in list(traced.graph.nodes):
@@ -92,7 +112,7 @@ def _fold(module: nn.Module) -> nn.Module:
         traced.graph.erase_node(source)
         changed = True
     if not changed:
-        return module
+        return None
     traced.graph.lint()
     traced.recompile()
     return traced

@@ -214,13 +214,16 @@ def measure_interleaved(
     """`measure` for several (model, method) pairs whose ratios matter, timed round by round.
 
     Each contender is first warmed up alone (`settings.warmup` train steps and attention batches). Its peak memory
-    is read then: on CUDA its own (the peak less what was allocated before its model copy was made, i.e. the
-    contenders before it), on a CPU the process's peak resident set so far. Then every round times one training
+    is read then: on CUDA its own (`cuda_max_allocated_own`: the peak less what was allocated before its model copy
+    was made, i.e. the batch and the contenders before it), on a CPU the process's peak resident set so far (which
+    includes the contenders before it). Then every round times one training
     step of each contender, starting at the next contender each round, for `settings.iterations` rounds; then the
     attention batches likewise. Each figure is the median of its rounds, so a change of load or clocks during the
     measurement shifts all contenders alike.
     """
     device = batch["image"].device
+    if settings.warmup < 1:
+        raise ValueError(f"interleaved timing needs warmup >= 1 (peak memory is read after it), got {settings.warmup}")
     prepared: dict[str, _Steps] = {}
     peaks: dict[str, tuple[float, str]] = {}
     for name, (model, method) in contenders.items():
@@ -236,7 +239,9 @@ def measure_interleaved(
             steps.attention()
         _sync(device)
         peak_mb, kind = _peak_memory(device)
-        peaks[name] = (peak_mb - held / 2**20, kind)  # CUDA: its own, less what the contenders before it hold
+        if device.type == "cuda":  # its own: less what was allocated before its copy (earlier contenders, the batch)
+            peak_mb, kind = peak_mb - held / 2**20, "cuda_max_allocated_own"
+        peaks[name] = (peak_mb, kind)
     names = list(prepared)
     seconds: dict[tuple[str, str], list[float]] = {(n, kind): [] for n in names for kind in ("train", "attention")}
     for kind in ("train", "attention"):

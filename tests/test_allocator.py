@@ -1,29 +1,63 @@
-import resource
+"""benchmark/allocator.py: the malloc settings a run trains with, compared with glibc's defaults in fresh processes."""
+
+import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-import torch
 from tiny import tiny_suite
 
 from benchmark.allocator import retain_freed_memory
 from benchmark.suites import load
 from benchmark.train import run
 
+ROOT = Path(__file__).resolve().parents[1]
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
-def test_freed_buffers_are_reused_without_page_faults():
-    described = retain_freed_memory()
-    if described is None:
-        pytest.skip("not glibc")
-    assert described.startswith("glibc") and "mmap_threshold=32 MiB" in described
-    assert retain_freed_memory() == described, "applied once per process"
-    for _ in range(10):  # 20 MiB, below the raised mmap threshold: from the heap; glibc settles in a few rounds
-        torch.empty(5 * 2**20).fill_(1.0)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(10):
-        torch.empty(5 * 2**20).fill_(1.0)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    assert faults < 500, f"{faults} page faults for 10 reused 20 MiB buffers (5120 pages each when faulted in)"
+# A GAIN step on the small CNN, batch 64 at 48 px, as tests/perf/test_train_step.py times it: minor page faults per
+# step after three warm-up steps, in a process that did or did not apply the settings.
+FAULTS_PER_STEP = """
+import json, resource, sys, torch
+from benchmark.allocator import retain_freed_memory
+from benchmark.methods import build_method
+from benchmark.models import build_model
+from benchmark.timing import example_batch
+applied = retain_freed_memory()
+torch.manual_seed(0)
+model = build_model("small_cnn", 5).train().to(memory_format=torch.channels_last)
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+method, batch = build_method("gain", warmup_epochs=0), example_batch(64, 48, 5)
+def step():
+    parts = method.training_loss(model, batch, epoch=1)
+    optimizer.zero_grad(set_to_none=True)
+    parts["total"].backward()
+    optimizer.step()
+for _ in range(3):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    step()
+faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5
+print(json.dumps({"applied": applied, "faults": faults}))
+"""
+
+
+def _faults_per_step(malloc: str) -> dict:
+    env = {**os.environ, "GAIN_BENCH_MALLOC": malloc, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", FAULTS_PER_STEP], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(retain_freed_memory() is None, reason="glibc's malloc settings (Linux with glibc)")
+def test_the_settings_stop_the_per_step_page_faults_of_a_gain_step():
+    default, kept = _faults_per_step("default"), _faults_per_step("")
+    assert default["applied"] is None and kept["applied"].startswith("glibc")
+    assert "mmap_threshold=32 MiB" in kept["applied"] and "trim_threshold=1024 MiB" in kept["applied"]
+    if default["faults"] < 1000:
+        pytest.skip(f"glibc's defaults fault only {default['faults']:.0f} pages a step here: nothing to compare")
+    assert kept["faults"] < 0.2 * default["faults"], (default, kept)
 
 
 def test_a_run_records_the_allocator_settings(tmp_path):

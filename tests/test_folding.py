@@ -1,4 +1,6 @@
 import copy
+import gc
+import weakref
 
 import pytest
 import torch
@@ -31,22 +33,75 @@ def test_folded_eval_model_computes_the_same_outputs_and_gradients(name, size):
         assert_close_scaled(b, a)
 
 
-def test_folding_removes_batchnorm_from_the_eval_graph_and_keeps_it_in_training():
+def _count_batchnorm_calls(monkeypatch) -> list[int]:
+    """Counts BatchNorm2d forward calls (patched on the class: a hook on a module would turn folding off)."""
+    calls: list[int] = []
+    forward = torch.nn.BatchNorm2d.forward
+
+    def counted(self, x):
+        calls.append(1)
+        return forward(self, x)
+
+    monkeypatch.setattr(torch.nn.BatchNorm2d, "forward", counted)
+    return calls
+
+
+def test_folding_removes_batchnorm_from_the_eval_graph_and_keeps_it_in_training(monkeypatch):
     model = randomise_batchnorm(build_model("small_cnn", 5))
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    calls = []
-    for m in norms:
-        m.register_forward_hook(lambda *_: calls.append(1))
+    n_norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    calls = _count_batchnorm_calls(monkeypatch)
     x = torch.randn(4, 3, 48, 48)
     folded(model.eval())(x)
     assert calls == [], "eval mode: every conv -> BatchNorm pair runs as one convolution"
     model.train()
     twin = copy.deepcopy(model)
     y_fast, y = folded(model)(x), twin(x)
-    assert len(calls) == 2 * len(norms), "training mode: BatchNorm runs, with batch statistics (hooks copied too)"
+    assert len(calls) == 2 * n_norms, "training mode: BatchNorm runs, with batch statistics"
     torch.testing.assert_close(y_fast, y, rtol=1e-5, atol=1e-5)
     for ours, theirs in zip(model.state_dict().values(), twin.state_dict().values(), strict=True):
         torch.testing.assert_close(ours, theirs)  # running statistics updated alike
+
+
+def test_code_reading_the_training_flag_is_traced_again_after_a_mode_change():
+    class ModeDependent(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            y = self.bn(self.conv(x))
+            return y * 2 if self.training else y
+
+    module = randomise_batchnorm(ModeDependent())
+    x = torch.randn(2, 3, 8, 8)
+    for mode in (True, False, True, False):
+        module.train(mode)
+        twin = copy.deepcopy(module)
+        torch.testing.assert_close(folded(module)(x), twin(x), rtol=1e-5, atol=1e-5)
+
+
+def test_hooked_modules_are_not_folded_and_mixed_dtypes_fold():
+    model = randomise_batchnorm(build_model("small_cnn", 5)).eval()
+    handle = model.features[0][1].register_forward_hook(lambda *_: None)
+    assert folded(model) is model, "a traced module would bypass the hook"
+    handle.remove()
+    assert folded(model) is not model
+    conv, bn = torch.nn.Conv2d(3, 4, 3).to(torch.bfloat16), randomise_batchnorm(torch.nn.BatchNorm2d(4)).eval()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.bfloat16)
+    fast = folded(torch.nn.Sequential(conv, bn))(x)
+    assert fast.dtype == torch.bfloat16
+    torch.testing.assert_close(fast.float(), bn(conv(x).float()), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "small_cnn"])
+def test_the_cache_does_not_keep_models_alive(name):
+    """With nothing to fold (VGG-16) or something (small CNN), a model dropped by its owner is freed."""
+    model = build_model(name, 5).eval()
+    folded(model)(torch.randn(1, 3, 32, 32))
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
 
 
 def test_folded_model_follows_optimizer_steps_and_replaced_layers():
@@ -93,13 +148,10 @@ def test_gain_masked_pass_is_the_same_with_and_without_folding(method, monkeypat
         assert_close_scaled(b, a)
 
 
-def test_folding_is_used_on_the_cpu_only_and_by_gain_s_masked_pass():
+def test_folding_is_used_on_the_cpu_only_and_by_gain_s_masked_pass(monkeypatch):
     model = build_model("small_cnn", 5)
     assert folded_for(model, torch.device("cpu")) is folded(model)
     assert folded_for(model, torch.device("cuda")) is model, "on CUDA the plain model (see folded_for)"
-    calls = []
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.register_forward_hook(lambda *_: calls.append(1))
+    calls = _count_batchnorm_calls(monkeypatch)
     build_method("gain", warmup_epochs=0).training_loss(model.train(), example_batch(4, 48, 5), epoch=1)
     assert len(calls) == 4, "BatchNorm runs in the classification pass only: the masked pass is folded"

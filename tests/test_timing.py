@@ -122,3 +122,11 @@ def test_interleaved_measurement_rotates_the_contenders_and_keeps_their_figures_
     assert all(f["timing"] == "interleaved" and f["train_images_per_s"] > 0 for f in figures.values())
     assert all(f["attention_images_per_s"] > 0 and f["iterations"] == 4 for f in figures.values())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "each contender trains a copy"
+
+
+def test_interleaved_measurement_needs_a_warm_up_round():
+    from benchmark.timing import measure_interleaved
+
+    with pytest.raises(ValueError, match="warmup >= 1"):
+        contenders = {"a": (build_model("small_cnn", 5), build_method("gradcam"))}
+        measure_interleaved(contenders, _batch(), 0, TimingSettings(warmup=0))
