@@ -39,16 +39,12 @@ def grad_cam(
     (and `create_graph=False`) the maps are plain tensors and the feature forward records no graph (see the module
     docstring): the fast path for inference, with the same maps up to float rounding.
     """
-    grad_enabled = torch.is_grad_enabled()
-    if grad_enabled or create_graph:
+    if not (torch.is_grad_enabled() or create_graph):
+        return inference_cam(model, images, classes, image_index=image_index, eps=eps)[2]
+    with torch.enable_grad():
         features = model.features(images)
-    else:
-        features = inference_features(model.features, images)
-    with torch.inference_mode(False), torch.enable_grad():
-        if not (grad_enabled or create_graph):
-            features = (features.clone() if features.is_inference() else features).requires_grad_(True)
         logits = cam_logits(model, features, model.head(features))
-        maps = grad_cam_from(
+        return grad_cam_from(
             features,
             logits,
             classes,
@@ -58,7 +54,28 @@ def grad_cam(
             eps=eps,
             head=model.head,
         )
-    return maps if grad_enabled else maps.detach()
+
+
+def inference_cam(
+    model: SplitModel,
+    images: torch.Tensor,
+    classes: torch.Tensor,
+    *,
+    image_index: torch.Tensor | None = None,
+    eps: float = 1e-12,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inference Grad-CAM: `(features, logits, maps)`, the features computed without an autograd graph
+    (`inference_features`) and then marked as requiring grad, the logits with the head's graph (so more maps can be
+    taken from them with `grad_cam_from`), the maps detached. Works under `torch.no_grad()` and
+    `torch.inference_mode()`."""
+    features = inference_features(model.features, images)
+    with torch.inference_mode(False), torch.enable_grad():
+        features = (features.clone() if features.is_inference() else features).requires_grad_(True)
+        logits = cam_logits(model, features, model.head(features))
+        maps = grad_cam_from(
+            features, logits, classes, image_index=image_index, size=images.shape[-2:], eps=eps, head=model.head
+        )
+    return features, logits, maps.detach()
 
 
 def inference_features(features: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from benchmark import __version__
 from benchmark.allocator import retain_freed_memory
-from benchmark.attention import grad_cam_from, inference_features
+from benchmark.attention import grad_cam_from, inference_cam
 from benchmark.datasets import registry, synthetic
 from benchmark.datasets.budgets import POOL_NAMES, budget_pool, budget_record, nested_budget, pool_rows, write_manifest
 from benchmark.datasets.files import FileSplit
@@ -269,12 +269,8 @@ def predict(
         for start in range(0, len(split), spec.train.eval_batch_size):
             rows = torch.arange(start, min(start + spec.train.eval_batch_size, len(split)))
             batch = split.batch(rows, device=device, mean=model.mean, std=model.std)
-            features = inference_features(model.features, batch["image"]).requires_grad_(True)
-            with torch.enable_grad():
-                logits = model.head(features)
-                classes = torch.full((rows.numel(),), class_index, device=device)
-                maps = grad_cam_from(features, logits, classes, size=batch["image"].shape[-2:], head=model.head)
-                maps = maps.detach()
+            classes = torch.full((rows.numel(),), class_index, device=device)
+            features, logits, maps = inference_cam(model, batch["image"], classes)
             context = batch.get("context", torch.zeros_like(batch["mask"]))
             if not bool(torch.isfinite(logits).all()):
                 raise NonFiniteLoss(f"non-finite logits on {role} after training: the weights diverged")
@@ -290,7 +286,7 @@ def predict(
                 "iou_at_tau": attention_iou(maps, obj, IOU_TAU, valid),
             }
             if role == "val":
-                found["cam_intersection"], found["cam_union"] = _cam_counts(features, logits, batch)
+                found["cam_intersection"], found["cam_union"] = _cam_counts(features, logits, batch, model.head)
             for key, value in found.items():
                 chunks.setdefault(key, []).append(value.cpu())
         arrays = {k: torch.cat(v).numpy() for k, v in chunks.items()}
@@ -318,13 +314,13 @@ def throughput(
 
 
 def _cam_counts(
-    features: torch.Tensor, logits: torch.Tensor, batch: dict[str, torch.Tensor]
+    features: torch.Tensor, logits: torch.Tensor, batch: dict[str, torch.Tensor], head: torch.nn.Module
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Intersection/union counts per image and label of the CAM segmentation from the ground-truth classes' maps."""
     image, cls = (batch["labels"] > 0.5).nonzero(as_tuple=True)
     size = batch["image"].shape[-2:]
     with torch.enable_grad():
-        maps = grad_cam_from(features, logits, cls, image_index=image, size=size).detach()
+        maps = grad_cam_from(features, logits, cls, image_index=image, size=size, head=head).detach()
     pred = cam_segmentation(maps, cls, image, features.shape[0])
     return segmentation_counts(pred, batch["mask"], logits.shape[1] + 1)
 

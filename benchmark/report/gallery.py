@@ -102,14 +102,10 @@ def _name(spec: RunSpec, seed: bool = False) -> str:
 
 def _maps(model: SplitModel, split: TensorSplit, rows: list[int], class_index: int) -> tuple[np.ndarray, np.ndarray]:
     """Scores and Grad-CAM maps of the audited class for `rows`, on CPU in eval mode, as `train.predict` takes them."""
-    from benchmark.attention import grad_cam_from, inference_features
+    from benchmark.attention import inference_cam
 
     batch = split.batch(torch.tensor(rows, dtype=torch.long), mean=model.mean, std=model.std)
-    features = inference_features(model.features, batch["image"]).requires_grad_(True)
-    with torch.enable_grad():
-        logits = model.head(features)
-        classes = torch.full((len(rows),), class_index)
-        maps = grad_cam_from(features, logits, classes, size=batch["image"].shape[-2:], head=model.head).detach()
+    _, logits, maps = inference_cam(model, batch["image"], torch.full((len(rows),), class_index))
     return torch.sigmoid(logits[:, class_index]).detach().numpy(), maps.numpy()
 
 
