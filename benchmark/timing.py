@@ -71,6 +71,27 @@ def _time_once(step: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - started
 
 
+class InterleavedRounds:
+    """Each call is one round: every step timed once (`_time_once`: CUDA events on a GPU), starting at the next
+    contender each round, so a change of load or clocks between rounds shifts all contenders alike."""
+
+    def __init__(self, steps: dict[str, Callable[[], Any]], device: torch.device | str = "cpu") -> None:
+        self.steps, self.device = steps, torch.device(device)
+        self.seconds: dict[str, list[float]] = {name: [] for name in steps}
+        self.rounds = 0
+
+    def __call__(self) -> None:
+        names = list(self.steps)
+        k = self.rounds % len(names)
+        for name in names[k:] + names[:k]:
+            self.seconds[name].append(_time_once(self.steps[name], self.device))
+        self.rounds += 1
+
+    def medians(self, *, skip: int = 0) -> dict[str, float]:
+        """Median seconds per contender, leaving out the first `skip` (warm-up) rounds."""
+        return {name: statistics.median(times[skip:]) for name, times in self.seconds.items()}
+
+
 def _timed(step: Callable[[], Any], device: torch.device, warmup: int, iterations: int) -> float:
     """Seconds per call of `step()`, the median of `iterations` timed calls (CUDA: event time, see the module)."""
     for _ in range(warmup):
@@ -242,20 +263,17 @@ def measure_interleaved(
         if device.type == "cuda":  # its own: less what was allocated before its copy (earlier contenders, the batch)
             peak_mb, kind = peak_mb - held / 2**20, "cuda_max_allocated_own"
         peaks[name] = (peak_mb, kind)
-    names = list(prepared)
-    seconds: dict[tuple[str, str], list[float]] = {(n, kind): [] for n in names for kind in ("train", "attention")}
+    medians: dict[str, dict[str, float]] = {}
     for kind in ("train", "attention"):
         for steps in prepared.values():
             steps.model.train(kind == "train")
-        for r in range(settings.iterations):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                step = prepared[name].train if kind == "train" else prepared[name].attention
-                seconds[name, kind].append(_time_once(step, device))
+        rounds = InterleavedRounds({n: getattr(steps, kind) for n, steps in prepared.items()}, device)
+        for _ in range(settings.iterations):
+            rounds()
+        medians[kind] = rounds.medians()
     out = {}
-    for name in names:
-        train_s = statistics.median(seconds[name, "train"])
-        attention_s = statistics.median(seconds[name, "attention"])
-        figures = _figures(batch, settings, prepared[name], train_s, attention_s)
+    for name in prepared:
+        figures = _figures(batch, settings, prepared[name], medians["train"][name], medians["attention"][name])
         figures["peak_memory_mb"], figures["memory_kind"] = peaks[name]
         out[name] = figures | {"timing": "interleaved"}
     return out

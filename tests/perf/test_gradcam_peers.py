@@ -13,10 +13,11 @@ Compare the rows with `pytest tests/perf --benchmark`.
 import pytest
 import torch
 import torch.nn.functional as F
-from paired import Interleaved, report
+from paired import ratios_to, report
 
 from benchmark.attention import grad_cam, minmax_normalise
 from benchmark.models import build_model
+from benchmark.timing import InterleavedRounds
 
 BATCH, SIZE, CLASSES = 16, 224, 20
 ROUNDS, WARMUP = 7, 1
@@ -106,11 +107,11 @@ def test_gradcam_ratios(benchmark, setup):
     """Throughput of gain-bench over each peer's, from interleaved rounds (the issue's acceptance figures)."""
     model, images, classes = setup
     benchmark.group = "gradcam-resnet18-paired" + ("-cuda" if images.is_cuda else "")
-    rounds = Interleaved(
-        {name: (lambda f=f: f(model, images, classes)) for name, f in IMPLS.items()}, lambda: _sync(images.device)
+    rounds = InterleavedRounds(
+        {name: (lambda f=f: f(model, images, classes)) for name, f in IMPLS.items()}, images.device
     )
     benchmark.pedantic(rounds, rounds=ROUNDS, warmup_rounds=WARMUP)
-    speedup = rounds.ratios_to("gain-bench", skip=WARMUP)  # a peer's time over ours
+    speedup = ratios_to(rounds, "gain-bench", skip=WARMUP)  # a peer's time over ours
     benchmark.extra_info.update({f"speedup_over_{name}": s for name, s in speedup.items() if name != "gain-bench"})
     where = "CUDA" if images.is_cuda else f"CPU, {torch.get_num_threads()} threads"
     report(

@@ -11,11 +11,12 @@ ratios of their medians at the end of the session: read those, not the sequentia
 
 import pytest
 import torch
-from paired import Interleaved, report
+from paired import ratios_to, report
 
 from benchmark.allocator import retain_freed_memory
 from benchmark.methods import build_method
 from benchmark.models import build_model
+from benchmark.timing import InterleavedRounds
 
 BATCH, SIZE, CLASSES = 64, 48, 5
 METHODS = ("gradcam", "gain", "gain_ext")
@@ -71,9 +72,9 @@ def test_train_step(benchmark, method):
 def test_train_step_ratios(benchmark):
     """The three steps interleaved round by round; the ratios of their medians (the issue's targets) are printed at
     the end of the session and kept in `extra_info`. The benchmark's own figure is the time of one round."""
-    rounds = Interleaved({method: _stepper(method) for method in METHODS})
+    rounds = InterleavedRounds({method: _stepper(method) for method in METHODS})
     benchmark.pedantic(rounds, rounds=ROUNDS, warmup_rounds=WARMUP)
-    ratios = rounds.ratios_to("gradcam", skip=WARMUP)
+    ratios = ratios_to(rounds, "gradcam", skip=WARMUP)
     benchmark.extra_info.update({f"{m}_step_ratio": ratios[m] for m in METHODS})
     report("train step / baseline step, small_cnn 48 px batch 64", ratios, ROUNDS)
     assert all(r > 0 for r in ratios.values())
