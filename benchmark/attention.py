@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.folding import folded_for
-from benchmark.models import SplitModel, batchnorm_mode, has_training_batchnorm
+from benchmark.models import SplitModel, batchnorm_mode, has_hooks, has_training_batchnorm
 
 
 def grad_cam(
@@ -146,7 +146,7 @@ def gap_linear(head: nn.Module | None) -> nn.Linear | None:
     hooks anywhere in it: a hook could change what the head computes), else None."""
     if type(head) is not nn.Sequential or len(head) != 3:
         return None
-    if any(m._forward_hooks or m._forward_pre_hooks for m in head.modules()):
+    if has_hooks(head.modules()):
         return None
     pool, flatten, fc = head
     if type(pool) is not nn.AdaptiveAvgPool2d or pool.output_size not in (1, (1, 1)):

@@ -24,6 +24,8 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.models import has_hooks
+
 _Layout = tuple[tuple[int, bool], ...]
 # module -> {layout: its folded trace, or None where there is nothing to fold}. A value never refers to its key (the
 # trace holds the sub-modules, not the root), so a module's entry goes when the module does.
@@ -36,7 +38,7 @@ def folded(module: nn.Module) -> nn.Module:
     The traced copy shares the module's sub-modules and parameters; it is traced again when a sub-module was
     replaced or switched mode since (checked on every call)."""
     modules = list(module.modules())
-    if _hooked(modules):
+    if has_hooks(modules):
         return module
     layout = tuple((id(m), m.training) for m in modules)
     traces = _CACHE.setdefault(module, {})
@@ -46,14 +48,6 @@ def folded(module: nn.Module) -> nn.Module:
         traces[layout] = _fold(module)
     trace = traces[layout]
     return module if trace is None else trace
-
-
-def _hooked(modules: list[nn.Module]) -> bool:
-    from torch.nn.modules import module as module_globals
-
-    if module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks for m in modules)
 
 
 def folded_for(module: nn.Module, device: torch.device) -> nn.Module:

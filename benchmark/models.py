@@ -6,7 +6,7 @@ to the output of `features` (DESIGN.md, "Model").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -225,3 +225,14 @@ def batchnorm_mode(model: nn.Module, mode: str) -> Iterator[None]:
 
 def has_training_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in module.modules())
+
+
+def has_hooks(modules: Iterable[nn.Module]) -> bool:
+    """Whether any of `modules` has forward, forward-pre or backward hooks, or global module hooks are set: code that
+    computes what the modules compute without calling them (`benchmark.folding`, `attention.gap_linear`) would
+    bypass them."""
+    from torch.nn.modules import module as module_globals
+
+    if module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks for m in modules)
