@@ -174,3 +174,14 @@ def waterbirds_tree(data_root: Path, *, segmentations: bool = True) -> Path:
             Image.fromarray(silhouette, "L").save(seg)
     (root / "metadata.csv").write_text("\n".join(lines) + "\n")
     return root
+
+
+def real_data_root(root: Path, *, manifest: bool = False) -> Path:
+    """`root` holding a VOCdevkit tree, a biased-split folder (and, with `manifest`, a CSV manifest) and a Waterbirds
+    tree: the data the real-dataset tests share."""
+    voc_tree(root)
+    biased_folder(root)
+    if manifest:
+        biased_manifest(root)
+    waterbirds_tree(root)
+    return root

@@ -2,7 +2,14 @@
 
 import pytest
 import torch
-from real_data import BOAT, PERSON, WATERBIRDS, biased_folder, biased_manifest, voc_tree, waterbirds_tree
+from real_data import (
+    BOAT,
+    PERSON,
+    WATERBIRDS,
+    biased_manifest,
+    real_data_root,
+    waterbirds_tree,
+)
 
 from benchmark.datasets import registry
 from benchmark.datasets.images import DataError
@@ -14,12 +21,7 @@ SHIFTED = ("class_without_context", "context_without_class")
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("biased")
-    voc_tree(root)
-    biased_folder(root)
-    biased_manifest(root)
-    waterbirds_tree(root)
-    return root
+    return real_data_root(tmp_path_factory.mktemp("biased"), manifest=True)
 
 
 def shifted(data_root, biased_split):

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from real_data import BOAT, TRAIN, biased_folder, voc_tree, waterbirds_tree
+from real_data import BOAT, TRAIN, real_data_root, voc_tree
 
 from benchmark import suites
 from benchmark.cli import main
@@ -20,11 +20,7 @@ TINY = ["--set", "data.image_size=32", "--set", "data.workers=1", "--set", "trai
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("real")
-    voc_tree(root)
-    biased_folder(root)
-    waterbirds_tree(root)
-    return root
+    return real_data_root(tmp_path_factory.mktemp("real"))
 
 
 def train(data_root, out, *args):
