@@ -155,3 +155,25 @@ def test_folding_is_used_on_the_cpu_only_and_by_gain_s_masked_pass(monkeypatch):
     calls = _count_batchnorm_calls(monkeypatch)
     build_method("gain", warmup_epochs=0).training_loss(model.train(), example_batch(4, 48, 5), epoch=1)
     assert len(calls) == 4, "BatchNorm runs in the classification pass only: the masked pass is folded"
+
+
+def test_the_folded_shift_is_added_after_a_bias_free_convolution(monkeypatch):
+    """oneDNN's backward computes a convolution's bias gradient several times slower than a sum over the batch and
+    the pixels, so the folded convolution gets no bias; outputs and gradients stay those of conv -> BatchNorm."""
+    model = randomise_batchnorm(build_model("small_cnn", 5)).eval()
+    biases: list[object] = []
+    conv2d = torch.nn.functional.conv2d
+
+    def recorded(x, weight, bias=None, *args, **kwargs):
+        biases.append(bias)
+        return conv2d(x, weight, bias, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "conv2d", recorded)
+    x = torch.randn(2, 3, 48, 48)
+    y, grads = _outputs_and_grads(model, folded(model), x)
+    assert len(biases) == 4 and all(b is None for b in biases)
+    monkeypatch.undo()
+    y_ref, grads_ref = _outputs_and_grads(model, model, x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads_ref, grads, strict=True):
+        assert_close_scaled(b, a)
