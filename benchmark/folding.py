@@ -70,12 +70,17 @@ def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tenso
     if bn.bias is not None:
         shift = shift + bn.bias
     weight = conv.weight * scale.view(-1, 1, 1, 1).to(conv.weight.dtype)
-    shift = shift.to(weight.dtype).view(1, -1, 1, 1)
-    # The shift is added after the convolution, not passed as its bias: oneDNN's backward computes a bias gradient
-    # several times slower than this sum over the batch and the pixels (1.5 ms of 8 at GAIN's first layer, tests/perf).
+    shift = shift.to(weight.dtype)
+    # Where the shift needs a gradient it is added after the convolution, not passed as its bias: oneDNN's backward
+    # computes a bias gradient several times slower than this sum over the batch and the pixels (1.5 ms of 8 at
+    # GAIN's first masked layer, tests/perf). Without a gradient (inference) the bias costs nothing extra.
+    split = torch.is_grad_enabled() and shift.requires_grad
+    bias = None if split else shift
     if conv.padding_mode != "zeros":
-        return conv._conv_forward(x, weight, None) + shift
-    return F.conv2d(x, weight, None, conv.stride, conv.padding, conv.dilation, conv.groups) + shift
+        y = conv._conv_forward(x, weight, bias)
+    else:
+        y = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return y + shift.view(1, -1, 1, 1) if split else y
 
 
 def _fold(module: nn.Module) -> nn.Module | None:

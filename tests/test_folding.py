@@ -157,9 +157,11 @@ def test_folding_is_used_on_the_cpu_only_and_by_gain_s_masked_pass(monkeypatch):
     assert len(calls) == 4, "BatchNorm runs in the classification pass only: the masked pass is folded"
 
 
-def test_the_folded_shift_is_added_after_a_bias_free_convolution(monkeypatch):
+def test_the_folded_shift_is_a_bias_only_without_a_gradient(monkeypatch):
     """oneDNN's backward computes a convolution's bias gradient several times slower than a sum over the batch and
-    the pixels, so the folded convolution gets no bias; outputs and gradients stay those of conv -> BatchNorm."""
+    the pixels, so with gradients on the folded convolution gets no bias and the shift is added after it; without
+    gradients (inference) it is the convolution's bias, which costs no extra pass. Same outputs and gradients as
+    conv -> BatchNorm either way."""
     model = randomise_batchnorm(build_model("small_cnn", 5)).eval()
     biases: list[object] = []
     conv2d = torch.nn.functional.conv2d
@@ -172,8 +174,12 @@ def test_the_folded_shift_is_added_after_a_bias_free_convolution(monkeypatch):
     x = torch.randn(2, 3, 48, 48)
     y, grads = _outputs_and_grads(model, folded(model), x)
     assert len(biases) == 4 and all(b is None for b in biases)
+    with torch.no_grad():
+        y_inference = folded(model)(x)
+    assert len(biases) == 8 and all(b is not None for b in biases[4:])
     monkeypatch.undo()
     y_ref, grads_ref = _outputs_and_grads(model, model, x)
     torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(y_inference, y_ref.detach(), rtol=1e-5, atol=1e-5)
     for a, b in zip(grads_ref, grads, strict=True):
         assert_close_scaled(b, a)
