@@ -80,7 +80,7 @@ def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tenso
         y = conv._conv_forward(x, weight, bias)
     else:
         y = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-    return y + shift.view(1, -1, 1, 1) if split else y
+    return y + shift.view(1, -1, 1, 1).to(y.dtype) if split else y  # autocast: y may be in a lower precision
 
 
 def _fold(module: nn.Module) -> nn.Module | None:

@@ -183,3 +183,15 @@ def test_the_folded_shift_is_a_bias_only_without_a_gradient(monkeypatch):
     torch.testing.assert_close(y_inference, y_ref.detach(), rtol=1e-5, atol=1e-5)
     for a, b in zip(grads_ref, grads, strict=True):
         assert_close_scaled(b, a)
+
+
+def test_folded_layers_keep_autocast_s_precision():
+    """Under bf16 autocast with gradients on, the shift added after the convolution must not promote the activations
+    back to float32: the folded layers give what conv -> BatchNorm gives, dtype included."""
+    model = randomise_batchnorm(build_model("small_cnn", 5)).eval()
+    x = torch.randn(2, 3, 48, 48, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, y_fast = model.features(x), folded(model.features)(x)
+    assert y_fast.dtype == y.dtype == torch.bfloat16
+    scale = float(y.detach().float().abs().max())
+    torch.testing.assert_close(y_fast.float(), y.float(), rtol=0.05, atol=0.05 * scale)
