@@ -189,6 +189,8 @@ def _figures(
         "train_step_seconds": train_s,
         "attention_batch_seconds": attention_s,
         "batch_size": n,
+        # (image, ground-truth class) pairs: GAIN erases one image per pair, so its step cost grows with them
+        "label_pairs": int((batch["labels"] > 0.5).sum()),
         "image_size": list(batch["image"].shape[-2:]),
         "device": str(device),
         "device_name": device_name(device),

@@ -12,6 +12,7 @@ from tiny import tiny_suite
 
 from benchmark import runner
 from benchmark.cli import main
+from benchmark.report import write_report
 from benchmark.store import RunLock, read_record
 from benchmark.suites import SuiteError, load
 
@@ -48,6 +49,9 @@ def test_suite_runs_once_and_resumes_without_retraining(tmp_path, suite_file, da
     timed = runner.read_throughput(out, suite)
     assert [r["run_id"] for r in timed] == [s.run_id for s in suite.runs() if s.seed == 0], "lowest seed per config"
     assert all(r["train_images_per_s"] > 0 and r["batch_size"] == 8 for r in timed)
+    assert all(8 <= r["label_pairs"] <= 8 * 2 for r in timed), "every image holds one or two labels"
+    html = write_report(out, data_root=data_root, n_resamples=50).read_text()
+    assert "labels per image" in html and f"{timed[0]['label_pairs'] / 8:.2f}" in html
     stamp = (out / "throughput.json").stat().st_mtime_ns
 
     again = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)
