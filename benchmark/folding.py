@@ -74,7 +74,7 @@ def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tenso
     # Where the shift needs a gradient it is added after the convolution, not passed as its bias: oneDNN's backward
     # computes a bias gradient several times slower than this sum over the batch and the pixels (1.5 ms of 8 at
     # GAIN's first masked layer, tests/perf). Without a gradient (inference) the bias costs nothing extra.
-    split = torch.is_grad_enabled() and shift.requires_grad
+    split = shift.requires_grad  # computed here from the parameters: False under no_grad and inference_mode
     bias = None if split else shift
     if conv.padding_mode != "zeros":
         y = conv._conv_forward(x, weight, bias)

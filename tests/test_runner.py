@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from tiny import tiny_suite
 
 from benchmark import runner
@@ -49,9 +50,10 @@ def test_suite_runs_once_and_resumes_without_retraining(tmp_path, suite_file, da
     timed = runner.read_throughput(out, suite)
     assert [r["run_id"] for r in timed] == [s.run_id for s in suite.runs() if s.seed == 0], "lowest seed per config"
     assert all(r["train_images_per_s"] > 0 and r["batch_size"] == 8 for r in timed)
-    assert all(8 <= r["label_pairs"] <= 8 * 2 for r in timed), "every image holds one or two labels"
+    timed_labels = runner.cached_data(suite.runs()[0], data_root)["train"].batch(torch.arange(8))["labels"]
+    assert all(r["label_pairs"] == int((timed_labels > 0.5).sum()) for r in timed), "pairs of the 8 timed images"
     html = write_report(out, data_root=data_root, n_resamples=50).read_text()
-    assert "labels per image" in html and f"{timed[0]['label_pairs'] / 8:.2f}" in html
+    assert "labels per image" in html and f"<td>8</td><td>{timed[0]['label_pairs'] / 8:.2f}</td>" in html
     stamp = (out / "throughput.json").stat().st_mtime_ns
 
     again = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)

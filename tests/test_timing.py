@@ -29,7 +29,9 @@ def test_measure_records_figures_and_context_without_touching_the_model():
     assert figures["train_images_per_s"] > 0 and figures["attention_images_per_s"] > 0
     assert figures["train_images_per_s"] == 4 / figures["train_step_seconds"]
     assert figures["batch_size"] == 4 and figures["image_size"] == [48, 48]
-    assert figures["label_pairs"] == 4, "one ground-truth label per image: four (image, class) pairs"
+    batch = _batch()
+    batch["labels"][1, 3] = 1.0  # a second label on one image: five (image, class) pairs for four images
+    assert measure(model, build_method("gradcam"), batch, 0, TimingSettings(warmup=0, iterations=1))["label_pairs"] == 5
     assert figures["device"] == "cpu" and figures["precision"] == "fp32" and figures["threads"] >= 1
     assert figures["peak_memory_mb"] > 0 and figures["memory_kind"] == "process_peak_rss"
     after = model.state_dict()

@@ -15,8 +15,9 @@ RATIOS: list[str] = []
 
 
 def ratios_to(rounds: InterleavedRounds, baseline: str, *, skip: int = 0) -> dict[str, float]:
-    """Median seconds of each contender over the baseline's, leaving out the first `skip` (warm-up) rounds."""
-    medians = rounds.medians(skip=skip)
+    """Median seconds of each contender over the baseline's, leaving out the first `skip` (warm-up) rounds; all
+    rounds but the last when there are no more (`--benchmark-disable` runs a benchmark once)."""
+    medians = rounds.medians(skip=min(skip, rounds.rounds - 1))
     return {name: seconds / medians[baseline] for name, seconds in medians.items()}
 
 
