@@ -3,6 +3,7 @@
 
     python scripts/gpu_check.py                       # on a CUDA machine: VGG-16, 224 px, fp32 and bf16
     python scripts/gpu_check.py --device cpu --model small_cnn --size 48 --batch 8 --steps 2 --skip-tests  # dry run
+    python scripts/gpu_check.py --skip-tests --compile  # the same steps torch.compile'd ("+c" after the precision)
 
 Prints the device, runs `pytest -m cuda` (the CUDA-only tests and the GPU benchmarks), then measures the training
 step (and Grad-CAM inference) of gradcam, gain and gain_ext with `benchmark.timing.measure_interleaved` (CUDA-event
@@ -46,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16 (CUDA)")
     parser.add_argument("--channels-last", action="store_true", help="time channels_last models")
+    parser.add_argument("--compile", action="store_true", help="time torch.compile'd models (compiled in the warm-up)")
     parser.add_argument("--skip-tests", action="store_true", help="do not run `pytest -m cuda`")
     parser.add_argument("--json", type=Path, default=None, help="the table as JSON (default: $OUT/gpu_check.json)")
     return parser.parse_args(argv)
@@ -73,6 +75,7 @@ def measure_all(args: argparse.Namespace) -> list[dict[str, Any]]:
             iterations=args.steps,
             precision=precision,
             channels_last=True if args.channels_last else None,
+            compile=args.compile,
         )
         torch.manual_seed(0)
         model = build_model(args.model, args.classes).to(device)
@@ -96,7 +99,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['model']:<10} {r['precision']:<9} {r['method']:<9} {r['train_images_per_s']:>12.1f} "
+            f"{r['model']:<10} {r['precision'] + ('+c' if r['compiled'] else ''):<9} {r['method']:<9} "
+            f"{r['train_images_per_s']:>12.1f} "
             f"{r['train_step_ratio_to_gradcam']:>15.2f} {r['attention_images_per_s']:>16.1f} "
             f"{r['peak_memory_mb']:>9.0f}"
         )

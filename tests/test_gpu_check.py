@@ -38,3 +38,24 @@ def test_gpu_check_without_cuda_says_so():
         timeout=120,
     )
     assert result.returncode == 2 and "no CUDA device" in result.stderr
+
+
+def test_gpu_check_compile_switch_reaches_the_timing_settings(monkeypatch):
+    """`--compile` times compiled models: the flag reaches `TimingSettings.compile` (the compiled path itself is timed
+    in tests/test_timing.py and, on CUDA, tests/test_cuda.py)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    seen = []
+
+    def recorded(contenders, batch, class_index, settings):
+        seen.append(settings.compile)
+        return {m: {"train_step_seconds": 1.0, "compiled": settings.compile} for m in contenders}
+
+    monkeypatch.setattr(gpu_check, "measure_interleaved", recorded)
+    args = ["--device", "cpu", "--model", "small_cnn", "--size", "48", "--batch", "2", "--precisions", "fp32"]
+    assert [r["compiled"] for r in gpu_check.measure_all(gpu_check.parse_args([*args, "--compile"]))] == [True] * 3
+    gpu_check.measure_all(gpu_check.parse_args(args))
+    assert seen == [True, False]
