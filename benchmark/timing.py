@@ -5,6 +5,9 @@ stream and the device is synchronised before the events are read, so queued kern
 between calls is not. Peak memory is `torch.cuda.max_memory_allocated` on a GPU and the process's peak resident set
 (`ru_maxrss`, whole process so far) on a CPU.
 
+Timing runs under the host allocator settings training uses (`benchmark.allocator`, recorded as `allocator`), so
+figures taken outside a training process (the suite-level timing, `scripts/gpu_check.py`) match those taken inside.
+
 Switches (`TimingSettings`): `precision` "fp32", "bf16" (autocast to bfloat16, on CPU too) or "fp16" (autocast to
 float16 with a `torch.amp.GradScaler`, CUDA only: a ValueError elsewhere); `channels_last` (None keeps the model's
 memory format); `compile` (`torch.compile` of the model copy that is timed; compilation happens in the warm-up, so
@@ -25,6 +28,7 @@ from typing import Any
 
 import torch
 
+from benchmark.allocator import retain_freed_memory
 from benchmark.attention import grad_cam
 from benchmark.methods import Method
 from benchmark.models import SplitModel
@@ -134,6 +138,7 @@ class _Steps:
     train: Callable[[], None]
     attention: Callable[[], None]
     channels_last: bool
+    allocator: str | None  # what `retain_freed_memory` set, applied before anything is timed
 
 
 def _steps(
@@ -141,6 +146,7 @@ def _steps(
 ) -> _Steps:
     device = batch["image"].device
     autocast(device, settings.precision)  # fp16 off CUDA fails here, before any work
+    allocator = retain_freed_memory()  # the host allocator settings training runs with (benchmark.train.run)
     model = copy.deepcopy(model).to(device)
     if settings.channels_last is not None:
         model = model.to(memory_format=torch.channels_last if settings.channels_last else torch.contiguous_format)
@@ -167,7 +173,7 @@ def _steps(
         with _no_grad_autocast(device, settings.precision):
             grad_cam(model, batch["image"], classes)
 
-    return _Steps(model, train_step, attention_step, channels_last)
+    return _Steps(model, train_step, attention_step, channels_last, allocator)
 
 
 def _peak_memory(device: torch.device) -> tuple[float, str]:
@@ -203,6 +209,7 @@ def _figures(
         "iterations": settings.iterations,
         "peak_memory_mb": peak_mb,
         "memory_kind": memory,
+        "allocator": steps.allocator,
     }
 
 

@@ -1,4 +1,7 @@
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -133,3 +136,25 @@ def test_interleaved_measurement_needs_a_warm_up_round():
     with pytest.raises(ValueError, match="warmup >= 1"):
         contenders = {"a": (build_model("small_cnn", 5), build_method("gradcam"))}
         measure_interleaved(contenders, _batch(), 0, TimingSettings(warmup=0))
+
+
+def test_timing_applies_and_records_the_training_allocator_settings_in_a_fresh_process():
+    """A process that only times (the suite-level timing in the runner's main process, scripts/gpu_check.py) gets
+    the malloc settings training runs with, so its figures are comparable with those taken after each run."""
+    code = (
+        "import torch\n"
+        "from benchmark.allocator import retain_freed_memory\n"
+        "from benchmark.methods import build_method\n"
+        "from benchmark.models import build_model\n"
+        "from benchmark.timing import TimingSettings, example_batch, measure\n"
+        "assert retain_freed_memory.cache_info().currsize == 0\n"
+        "f = measure(build_model('small_cnn', 5), build_method('gradcam'), example_batch(2, 48, 5), 0,\n"
+        "            TimingSettings(warmup=0, iterations=1))\n"
+        "assert retain_freed_memory.cache_info().currsize == 1, 'measure applied the settings'\n"
+        "print(repr(f['allocator']))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GAIN_BENCH_MALLOC"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    if sys.platform.startswith("linux"):
+        assert "malloc: mmap_threshold=32 MiB" in result.stdout
