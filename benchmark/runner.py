@@ -12,13 +12,14 @@ import functools
 import json
 import multiprocessing
 import os
+import statistics
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from benchmark.store import (
     write_record,
 )
 from benchmark.suites import LAUNCHERS, Suite, SuiteError
-from benchmark.timing import TimingSettings
+from benchmark.timing import Contender, TimingSettings, measure, measure_rounds
 
 FILTER_KEYS = ("method", "budget", "seed", "trial")
 
@@ -436,50 +437,110 @@ def measure_throughput(
     suite: Suite, out_root: Path, *, data_root: Path | None = None, device: str | None = None
 ) -> dict[str, Any] | None:
     """Time every configuration's trained model once more, in this process, after the suite's runs (the figures in
-    each run's record were taken while other runs may have shared the cores): `timing.passes` passes (default 3)
-    over the configurations in alternating order, each figure the best of its passes, so a burst of other load does
-    not land on one configuration only. Written to `<out_root>/throughput.json`; the report prefers it. None when
-    nothing is complete."""
+    each run's record were taken while other runs may have shared the cores). Each configuration is timed round by
+    round with its baseline (the Grad-CAM configuration on the same data, model and training settings),
+    `timing.passes` x `timing.iterations` rounds, two models in memory at a time: its `train_cost_ratio` and
+    `attention_speed_ratio` compare steps taken under the same load, and the baseline's own figures are the medians
+    over its pairings. A configuration without a baseline is timed alone, the best of `timing.passes` passes in
+    alternating order.
+    Written to `<out_root>/throughput.json`; the report prefers it. None when nothing is complete."""
     from benchmark.methods import build_method
-    from benchmark.train import load_trained, throughput
+    from benchmark.train import load_trained, timing_batch
 
     device = device or suite.device
-    jobs = []
+    jobs: list[tuple[RunSpec, Contender]] = []
     for specs in configurations(suite, out_root):
         spec, _ = pick_run(out_root, specs)
         if spec is None:
             continue
         data = cached_data(spec, data_root)
         classes = data["train"].classes
-        model = load_trained(spec, run_dir(out_root, spec.run_id) / "model.pt", len(classes))
+        model = load_trained(spec, run_dir(out_root, spec.run_id) / "model.pt", len(classes)).to(device)
         method = build_method(spec.method, **spec.method_params)
-        jobs.append((spec, model.to(device), method, data["train"], classes.index(spec.audited_class)))
+        batch = timing_batch(model, method, data["train"], suite.timing, device)
+        jobs.append((spec, (model, method, batch, classes.index(spec.audited_class))))
+    if not jobs:
+        return None
+    figures = _paired_figures(jobs, suite.timing)
+    alone = [job for job in jobs if job[0].run_id not in figures]
+    figures |= _best_of_passes(alone, suite.timing)
+    rows = [
+        {"config": spec.method_label, "method": spec.method, "budget": spec.budget, "run_id": spec.run_id,
+         **figures[spec.run_id]}
+        for spec, _ in jobs
+    ]  # fmt: skip
+    payload = {
+        "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+        "how": f"after the suite, in one process: each configuration timed round by round with its baseline "
+        f"({suite.timing.passes * suite.timing.iterations} rounds, medians); without a baseline, "
+        f"{suite.timing.passes} pass(es) in alternating order, each figure the best of its passes",
+        "rows": rows,
+    }
+    write_atomic(Path(out_root) / THROUGHPUT_FILE, json.dumps(payload, indent=2) + "\n")
+    return payload
+
+
+def _data_and_model(spec: RunSpec) -> str:
+    """What a configuration shares with its baseline: everything but the method, its budget and the seed (the data,
+    the model and the training settings, so each regime of a sweep pairs with its own baseline)."""
+    shared = {k: v for k, v in spec.to_dict().items() if k not in _OWN_KEYS}
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+_OWN_KEYS = {"method", "method_params", "budget", "budget_seed", "seed", "search"}
+
+
+def _paired_figures(jobs: list[tuple[RunSpec, Contender]], settings: TimingSettings) -> dict[str, dict[str, Any]]:
+    """Figures per run id for every configuration that has a baseline on its data and model, each timed round by
+    round against that baseline; the baseline's figures are the medians over its pairings."""
+    from benchmark.tables import BASELINE
+
+    baselines = {_data_and_model(spec): (spec, job) for spec, job in jobs if spec.method == BASELINE}
+    rounds = replace(settings, warmup=max(settings.warmup, 1), iterations=settings.iterations * settings.passes)
+    out: dict[str, dict[str, Any]] = {}
+    for key, (base_spec, base_job) in baselines.items():
+        base_runs: list[dict[str, Any]] = []
+        for spec, job in jobs:
+            if spec.method == BASELINE or _data_and_model(spec) != key:
+                continue
+            timed = measure_rounds({"baseline": base_job, "configuration": job}, rounds)
+            base, mine = timed["baseline"], timed["configuration"]
+            out[spec.run_id] = mine | {
+                "train_cost_ratio": mine["train_step_seconds"] / base["train_step_seconds"],
+                "attention_speed_ratio": base["attention_batch_seconds"] / mine["attention_batch_seconds"],
+                "timing": "paired with the baseline",
+            }
+            base_runs.append(base)
+        if not base_runs:  # a baseline with nothing to pair: timed alone
+            continue
+        n = base_runs[0]["batch_size"]
+        train_s = statistics.median(r["train_step_seconds"] for r in base_runs)
+        attention_s = statistics.median(r["attention_batch_seconds"] for r in base_runs)
+        out[base_spec.run_id] = base_runs[-1] | {
+            "train_step_seconds": train_s,
+            "train_images_per_s": n / train_s,
+            "attention_batch_seconds": attention_s,
+            "attention_images_per_s": n / attention_s,
+            "train_cost_ratio": 1.0,
+            "attention_speed_ratio": 1.0,
+            "timing": f"paired with each configuration ({len(base_runs)}), medians over the pairings",
+        }
+    return out
+
+
+def _best_of_passes(jobs: list[tuple[RunSpec, Contender]], settings: TimingSettings) -> dict[str, dict[str, Any]]:
+    """Each configuration timed alone, `settings.passes` passes in alternating order, each figure its best pass."""
     best: dict[str, dict[str, Any]] = {}
-    orders = [jobs if i % 2 == 0 else jobs[::-1] for i in range(suite.timing.passes)]
-    for order in orders:  # passes in alternating order; each figure is its best pass
-        for spec, model, method, train, class_index in order:
-            figures = throughput(model, method, train, class_index, suite.timing, device)
+    for order in [jobs if i % 2 == 0 else jobs[::-1] for i in range(settings.passes)]:
+        for spec, (model, method, batch, class_index) in order:
+            figures = measure(model, method, batch, class_index, settings)
             kept = best.get(spec.run_id)
             for key, seconds in (("train_images_per_s", "train_step_seconds"),
                                  ("attention_images_per_s", "attention_batch_seconds")):  # fmt: skip
                 if kept is None or figures[key] > kept[key]:
                     kept = (kept or figures) | {key: figures[key], seconds: figures[seconds]}
             best[spec.run_id] = kept | {"peak_memory_mb": figures["peak_memory_mb"]}
-    rows = [
-        {"config": spec.method_label, "method": spec.method, "budget": spec.budget, "run_id": spec.run_id,
-         **best[spec.run_id]}
-        for spec, *_ in jobs
-    ]  # fmt: skip
-    if not rows:
-        return None
-    payload = {
-        "measured": datetime.now(UTC).isoformat(timespec="seconds"),
-        "how": f"after the suite, in one process: {suite.timing.passes} pass(es) over the configurations in "
-        "alternating order, each figure the best of its passes (the least disturbed by other load)",
-        "rows": rows,
-    }
-    write_atomic(Path(out_root) / THROUGHPUT_FILE, json.dumps(payload, indent=2) + "\n")
-    return payload
+    return best
 
 
 def read_throughput(out_root: Path, suite: Suite) -> list[dict[str, Any]] | None:

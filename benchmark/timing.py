@@ -45,7 +45,7 @@ class TimingSettings:
     precision: str = "fp32"
     channels_last: bool | None = None
     compile: bool = False
-    passes: int = 3  # of the suite-level timing after the runs (alternating order, best pass kept)
+    passes: int = 3  # suite-level timing after the runs: passes x iterations rounds paired with the baseline
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -235,13 +235,17 @@ def measure(
     return _figures(batch, settings, steps, train_s, attention_s)
 
 
+Contender = tuple[SplitModel, Method, dict[str, torch.Tensor], int]
+"""A (model, method, batch, class index) to time: the arguments of `measure`."""
+
+
 def measure_interleaved(
     contenders: dict[str, tuple[SplitModel, Method]],
     batch: dict[str, torch.Tensor],
     class_index: int,
     settings: TimingSettings,
 ) -> dict[str, dict[str, Any]]:
-    """`measure` for several (model, method) pairs whose ratios matter, timed round by round.
+    """`measure` for several (model, method) pairs whose ratios matter, on one batch, timed round by round.
 
     Each contender is first warmed up alone (`settings.warmup` train steps and attention batches). Its peak memory
     is read then: on CUDA its own (`cuda_max_allocated_own`: the peak less what was allocated before its model copy
@@ -251,12 +255,18 @@ def measure_interleaved(
     attention batches likewise. Each figure is the median of its rounds, so a change of load or clocks during the
     measurement shifts all contenders alike.
     """
-    device = batch["image"].device
+    return measure_rounds({name: (m, method, batch, class_index) for name, (m, method) in contenders.items()}, settings)
+
+
+def measure_rounds(contenders: dict[str, Contender], settings: TimingSettings) -> dict[str, dict[str, Any]]:
+    """`measure_interleaved` where each contender brings its own batch and class (all on one device): configurations
+    whose batches differ, e.g. in which images count as pixel-labelled."""
+    device = next(iter(contenders.values()))[2]["image"].device
     if settings.warmup < 1:
         raise ValueError(f"interleaved timing needs warmup >= 1 (peak memory is read after it), got {settings.warmup}")
     prepared: dict[str, _Steps] = {}
     peaks: dict[str, tuple[float, str]] = {}
-    for name, (model, method) in contenders.items():
+    for name, (model, method, batch, class_index) in contenders.items():
         held = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0.0
         steps = prepared[name] = _steps(model, method, batch, class_index, settings)
         if device.type == "cuda":
@@ -282,6 +292,7 @@ def measure_interleaved(
         medians[kind] = rounds.medians()
     out = {}
     for name in prepared:
+        batch = contenders[name][2]
         figures = _figures(batch, settings, prepared[name], medians["train"][name], medians["attention"][name])
         figures["peak_memory_mb"], figures["memory_kind"] = peaks[name]
         out[name] = figures | {"timing": "interleaved"}

@@ -307,10 +307,17 @@ def throughput(
 ) -> dict[str, Any]:
     """`timing.measure` on the first `settings.batch_size` training images (all counted as pixel-labelled for a
     method that uses pixel labels)."""
+    return measure(model, method, timing_batch(model, method, train, settings, device), class_index, settings)
+
+
+def timing_batch(
+    model: SplitModel, method: Method, train: Split, settings: TimingSettings, device: str
+) -> dict[str, torch.Tensor]:
+    """The first `settings.batch_size` training images as one batch, every one pixel-labelled for a method that uses
+    pixel labels (the dearest case)."""
     rows = torch.arange(min(settings.batch_size, len(train)))
     has_mask = torch.full((rows.numel(),), method.uses_pixel_labels)
-    batch = train.batch(rows, has_mask=has_mask, device=device, mean=model.mean, std=model.std)
-    return measure(model, method, batch, class_index, settings)
+    return train.batch(rows, has_mask=has_mask, device=device, mean=model.mean, std=model.std)
 
 
 def _cam_counts(

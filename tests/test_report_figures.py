@@ -101,6 +101,18 @@ def test_throughput_ratios_to_the_baseline():
     assert figures.throughput_ratios(ROWS[1:], "train_images_per_s") == [None, None], "no baseline, no ratio"
 
 
+def test_throughput_ratios_of_a_paired_timing_are_those_it_measured():
+    """Rows timed round by round with the baseline (runner.measure_throughput) carry their ratios; the chart shows
+    those, not the quotient of images/s taken in different rounds."""
+    paired = [
+        row | {"train_cost_ratio": cost, "attention_speed_ratio": speed}
+        for row, cost, speed in zip(ROWS[:2], (1.0, 2.0), (1.0, 0.8), strict=True)
+    ]
+    assert figures.throughput_ratios(paired, "train_images_per_s") == [1.0, 0.5]
+    assert figures.throughput_ratios(paired, "attention_images_per_s") == [1.0, 0.8]
+    png(figures.throughput_chart(paired))
+
+
 def test_throughput_chart_with_and_without_a_baseline():
     png(figures.throughput_chart(ROWS))
     png(figures.throughput_chart(ROWS[1:]))

@@ -54,6 +54,10 @@ def test_suite_runs_once_and_resumes_without_retraining(tmp_path, suite_file, da
     assert all(r["label_pairs"] == int((timed_labels > 0.5).sum()) for r in timed), "pairs of the 8 timed images"
     html = write_report(out, data_root=data_root, n_resamples=50).read_text()
     assert "labels per image" in html and f"<td>8</td><td>{timed[0]['label_pairs'] / 8:.2f}</td>" in html
+    by_method = {r["method"]: r for r in timed}
+    assert by_method["gain_ext"]["timing"] == "paired with the baseline"
+    assert by_method["gradcam"]["train_cost_ratio"] == 1.0
+    assert f"<td>{by_method['gain_ext']['train_cost_ratio']:.2f}×</td>" in html, "the report shows the paired ratio"
     stamp = (out / "throughput.json").stat().st_mtime_ns
 
     again = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)
@@ -331,3 +335,32 @@ def test_ctrl_c_stops_a_pool_suite_and_the_next_run_resumes(tmp_path, suite_file
     assert {r["status"] for r in _safe_records(out)} <= {"complete", "interrupted", "running"}
     assert subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
     assert sorted(r["status"] for r in _safe_records(out)) == ["complete"] * 8
+
+
+def test_suite_level_timing_pairs_each_configuration_with_its_baseline():
+    """Each configuration is timed round by round with the Grad-CAM configuration on the same data and model (its
+    ratios come from those rounds); the baseline's figures are medians over its pairings; a configuration with no
+    baseline on its data and model is left to the alone-timing."""
+    from benchmark.methods import build_method
+    from benchmark.models import build_model
+    from benchmark.spec import RunSpec
+    from benchmark.timing import TimingSettings, example_batch
+
+    def job(method, model_params=None):
+        spec = RunSpec(method=method, model_params=model_params or {})
+        method_obj = build_method(method) if method == "gradcam" else build_method(method, warmup_epochs=0)
+        return spec, (build_model("small_cnn", 5), method_obj, example_batch(4, 48, 5), 0)
+
+    jobs = [job("gradcam"), job("gain"), job("gain_ext"), job("gain", {"widths": [8, 16, 32, 32]})]
+    settings = TimingSettings(batch_size=4, warmup=1, iterations=2, passes=2)
+    figures = runner._paired_figures(jobs, settings)
+    base_id, gain_id, ext_id, orphan_id = (spec.run_id for spec, _ in jobs)
+    assert set(figures) == {base_id, gain_id, ext_id} and orphan_id not in figures, "no baseline on its model"
+    assert figures[base_id]["train_cost_ratio"] == 1.0 and "configuration (2)" in figures[base_id]["timing"]
+    for run_id in (gain_id, ext_id):
+        row = figures[run_id]
+        assert row["timing"] == "paired with the baseline" and row["iterations"] == 4, "passes x iterations rounds"
+        assert row["train_cost_ratio"] > 1.0, "a GAIN step costs more than a Grad-CAM step"
+        assert 0 < row["attention_speed_ratio"] < 10
+    n = figures[base_id]["batch_size"]
+    assert figures[base_id]["train_images_per_s"] == n / figures[base_id]["train_step_seconds"]

@@ -118,8 +118,12 @@ def _throughput(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row's cost and speed ratios to the baseline row, unless it was timed round by round with the baseline
+    (`runner.measure_throughput`) and holds the ratios of those rounds already."""
     base = next((row for row in rows if row["method"] == BASELINE), None)
     for row in rows:
+        if "train_cost_ratio" in row and "attention_speed_ratio" in row:
+            continue
         row["train_cost_ratio"] = base["train_images_per_s"] / row["train_images_per_s"] if base else float("nan")
         row["attention_speed_ratio"] = (
             row["attention_images_per_s"] / base["attention_images_per_s"] if base else float("nan")

@@ -354,6 +354,10 @@ def _row_budget(row: dict[str, Any]) -> int:
 def throughput_ratios(rows: list[dict[str, Any]], key: str, *, baseline: str = BASELINE) -> list[float | None]:
     """Each row's `key` divided by the first `baseline` row's (1.0 for the baseline itself); None where either
     value is missing or not positive, or no baseline row exists. Below 1 means slower than the baseline."""
+    paired = _PAIRED_RATIOS.get(key)
+    if paired is not None and rows and all(isinstance(r.get(paired[0]), int | float) for r in rows):
+        name, invert = paired  # timed round by round with the baseline (runner.measure_throughput): those ratios
+        return [(1.0 / r[name] if invert else float(r[name])) if r[name] > 0 else None for r in rows]
     base = next((r.get(key) for r in rows if _row_method(r) == baseline), None)
     if not isinstance(base, int | float) or not base > 0:
         return [None] * len(rows)
@@ -362,6 +366,13 @@ def throughput_ratios(rows: list[dict[str, Any]], key: str, *, baseline: str = B
         value = row.get(key)
         out.append(float(value) / float(base) if isinstance(value, int | float) and value > 0 else None)
     return out
+
+
+# throughput key -> (the ratio a paired timing stored, whether it is the inverse of the throughput ratio)
+_PAIRED_RATIOS = {
+    "train_images_per_s": ("train_cost_ratio", True),
+    "attention_images_per_s": ("attention_speed_ratio", False),
+}
 
 
 def _setting_note(rows: list[dict[str, Any]]) -> str:
