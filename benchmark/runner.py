@@ -12,7 +12,6 @@ import functools
 import json
 import multiprocessing
 import os
-import statistics
 import sys
 import time
 import traceback
@@ -40,7 +39,7 @@ from benchmark.store import (
     write_record,
 )
 from benchmark.suites import LAUNCHERS, Suite, SuiteError
-from benchmark.timing import Contender, TimingSettings, measure, measure_rounds
+from benchmark.timing import Contender, TimingSettings, measure, measure_paired
 
 FILTER_KEYS = ("method", "budget", "seed", "trial")
 
@@ -480,7 +479,7 @@ def measure_throughput(
     return payload
 
 
-def _data_and_model(spec: RunSpec) -> str:
+def _shared_settings(spec: RunSpec) -> str:
     """What a configuration shares with its baseline: everything but the method, its budget and the seed (the data,
     the model and the training settings, so each regime of a sweep pairs with its own baseline)."""
     shared = {k: v for k, v in spec.to_dict().items() if k not in _OWN_KEYS}
@@ -491,40 +490,23 @@ _OWN_KEYS = {"method", "method_params", "budget", "budget_seed", "seed", "search
 
 
 def _paired_figures(jobs: list[tuple[RunSpec, Contender]], settings: TimingSettings) -> dict[str, dict[str, Any]]:
-    """Figures per run id for every configuration that has a baseline on its data and model, each timed round by
-    round against that baseline; the baseline's figures are the medians over its pairings."""
+    """Figures per run id for every configuration that has a baseline with the same shared settings, each timed
+    round by round against that baseline (`timing.measure_paired`); the baseline's figures are the medians over its
+    pairings. A baseline with nothing to pair is left out (timed alone by the caller)."""
     from benchmark.tables import BASELINE
 
-    baselines = {_data_and_model(spec): (spec, job) for spec, job in jobs if spec.method == BASELINE}
+    groups: dict[str, list[tuple[RunSpec, Contender]]] = {}
+    for spec, job in jobs:
+        groups.setdefault(_shared_settings(spec), []).append((spec, job))
     rounds = replace(settings, warmup=max(settings.warmup, 1), iterations=settings.iterations * settings.passes)
     out: dict[str, dict[str, Any]] = {}
-    for key, (base_spec, base_job) in baselines.items():
-        base_runs: list[dict[str, Any]] = []
-        for spec, job in jobs:
-            if spec.method == BASELINE or _data_and_model(spec) != key:
-                continue
-            timed = measure_rounds({"baseline": base_job, "configuration": job}, rounds)
-            base, mine = timed["baseline"], timed["configuration"]
-            out[spec.run_id] = mine | {
-                "train_cost_ratio": mine["train_step_seconds"] / base["train_step_seconds"],
-                "attention_speed_ratio": base["attention_batch_seconds"] / mine["attention_batch_seconds"],
-                "timing": "paired with the baseline",
-            }
-            base_runs.append(base)
-        if not base_runs:  # a baseline with nothing to pair: timed alone
+    for group in groups.values():
+        base = next(((spec, job) for spec, job in group if spec.method == BASELINE), None)
+        others = {spec.run_id: job for spec, job in group if spec.method != BASELINE}
+        if base is None or not others:
             continue
-        n = base_runs[0]["batch_size"]
-        train_s = statistics.median(r["train_step_seconds"] for r in base_runs)
-        attention_s = statistics.median(r["attention_batch_seconds"] for r in base_runs)
-        out[base_spec.run_id] = base_runs[-1] | {
-            "train_step_seconds": train_s,
-            "train_images_per_s": n / train_s,
-            "attention_batch_seconds": attention_s,
-            "attention_images_per_s": n / attention_s,
-            "train_cost_ratio": 1.0,
-            "attention_speed_ratio": 1.0,
-            "timing": f"paired with each configuration ({len(base_runs)}), medians over the pairings",
-        }
+        out[base[0].run_id], paired = measure_paired(base[1], others, rounds)
+        out |= paired
     return out
 
 

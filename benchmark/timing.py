@@ -236,7 +236,7 @@ def measure(
 
 
 Contender = tuple[SplitModel, Method, dict[str, torch.Tensor], int]
-"""A (model, method, batch, class index) to time: the arguments of `measure`."""
+"""A (model, method, batch, class index) to time: the arguments of `measure` (all contenders on one device)."""
 
 
 def measure_interleaved(
@@ -255,33 +255,78 @@ def measure_interleaved(
     attention batches likewise. Each figure is the median of its rounds, so a change of load or clocks during the
     measurement shifts all contenders alike.
     """
-    return measure_rounds({name: (m, method, batch, class_index) for name, (m, method) in contenders.items()}, settings)
+    device = batch["image"].device
+    full = {name: (model, method, batch, class_index) for name, (model, method) in contenders.items()}
+    prepared = {name: _prepare(contender, settings, device) for name, contender in full.items()}
+    medians = _round_medians({name: steps for name, (steps, _) in prepared.items()}, settings, device)
+    return {name: _interleaved_figures(full[name], prepared[name], medians, name, settings) for name in prepared}
 
 
-def measure_rounds(contenders: dict[str, Contender], settings: TimingSettings) -> dict[str, dict[str, Any]]:
-    """`measure_interleaved` where each contender brings its own batch and class (all on one device): configurations
-    whose batches differ, e.g. in which images count as pixel-labelled."""
-    device = next(iter(contenders.values()))[2]["image"].device
+def measure_paired(
+    baseline: Contender, contenders: dict[str, Contender], settings: TimingSettings
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Each contender timed round by round with the baseline (`settings.iterations` rounds), one contender at a time,
+    so two models are in memory at once however many contenders there are; the baseline's copy is made and warmed
+    up once. Returns the baseline's figures (medians over its pairings) and each contender's, with the ratios of its
+    own rounds: `train_cost_ratio` (its step time over the baseline's) and `attention_speed_ratio` (the baseline's
+    attention time over its)."""
+    if not contenders:
+        raise ValueError("measure_paired needs at least one contender to pair the baseline with")
+    device = baseline[2]["image"].device
+    base = _prepare(baseline, settings, device)
+    base_train: list[float] = []
+    base_attention: list[float] = []
+    out: dict[str, dict[str, Any]] = {}
+    for name, contender in contenders.items():
+        mine = _prepare(contender, settings, device)
+        medians = _round_medians({"baseline": base[0], "contender": mine[0]}, settings, device)
+        train, attention = medians["train"], medians["attention"]
+        base_train.append(train["baseline"])
+        base_attention.append(attention["baseline"])
+        out[name] = _interleaved_figures(contender, mine, medians, "contender", settings) | {
+            "train_cost_ratio": train["contender"] / train["baseline"],
+            "attention_speed_ratio": attention["baseline"] / attention["contender"],
+            "timing": "paired with the baseline",
+        }
+        del mine  # the next contender's copy replaces this one
+    medians = {"train": {"baseline": statistics.median(base_train)},
+               "attention": {"baseline": statistics.median(base_attention)}}  # fmt: skip
+    figures = _interleaved_figures(baseline, base, medians, "baseline", settings) | {
+        "train_cost_ratio": 1.0,
+        "attention_speed_ratio": 1.0,
+        "timing": f"paired with each configuration ({len(contenders)}), medians over the pairings",
+    }
+    return figures, out
+
+
+def _prepare(contender: Contender, settings: TimingSettings, device: torch.device) -> tuple[_Steps, tuple[float, str]]:
+    """A contender's timed calls, warmed up alone, and its peak memory read then: on CUDA its own
+    (`cuda_max_allocated_own`, the peak less what was allocated before its copy), on a CPU the process's peak so far."""
     if settings.warmup < 1:
         raise ValueError(f"interleaved timing needs warmup >= 1 (peak memory is read after it), got {settings.warmup}")
-    prepared: dict[str, _Steps] = {}
-    peaks: dict[str, tuple[float, str]] = {}
-    for name, (model, method, batch, class_index) in contenders.items():
-        held = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0.0
-        steps = prepared[name] = _steps(model, method, batch, class_index, settings)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        steps.model.train()
-        for _ in range(settings.warmup):
-            steps.train()
-        steps.model.eval()
-        for _ in range(settings.warmup):
-            steps.attention()
-        _sync(device)
-        peak_mb, kind = _peak_memory(device)
-        if device.type == "cuda":  # its own: less what was allocated before its copy (earlier contenders, the batch)
-            peak_mb, kind = peak_mb - held / 2**20, "cuda_max_allocated_own"
-        peaks[name] = (peak_mb, kind)
+    model, method, batch, class_index = contender
+    held = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0.0
+    steps = _steps(model, method, batch, class_index, settings)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    steps.model.train()
+    for _ in range(settings.warmup):
+        steps.train()
+    steps.model.eval()
+    for _ in range(settings.warmup):
+        steps.attention()
+    _sync(device)
+    peak_mb, kind = _peak_memory(device)
+    if device.type == "cuda":  # its own: less what was allocated before its copy (earlier contenders, the batch)
+        peak_mb, kind = peak_mb - held / 2**20, "cuda_max_allocated_own"
+    return steps, (peak_mb, kind)
+
+
+def _round_medians(
+    prepared: dict[str, _Steps], settings: TimingSettings, device: torch.device
+) -> dict[str, dict[str, float]]:
+    """Median seconds per contender of `settings.iterations` interleaved rounds of training steps, then of attention
+    batches."""
     medians: dict[str, dict[str, float]] = {}
     for kind in ("train", "attention"):
         for steps in prepared.values():
@@ -290,13 +335,19 @@ def measure_rounds(contenders: dict[str, Contender], settings: TimingSettings) -
         for _ in range(settings.iterations):
             rounds()
         medians[kind] = rounds.medians()
-    out = {}
-    for name in prepared:
-        batch = contenders[name][2]
-        figures = _figures(batch, settings, prepared[name], medians["train"][name], medians["attention"][name])
-        figures["peak_memory_mb"], figures["memory_kind"] = peaks[name]
-        out[name] = figures | {"timing": "interleaved"}
-    return out
+    return medians
+
+
+def _interleaved_figures(
+    contender: Contender,
+    prepared: tuple[_Steps, tuple[float, str]],
+    medians: dict[str, dict[str, float]],
+    name: str,
+    settings: TimingSettings,
+) -> dict[str, Any]:
+    steps, (peak_mb, kind) = prepared
+    figures = _figures(contender[2], settings, steps, medians["train"][name], medians["attention"][name])
+    return figures | {"peak_memory_mb": peak_mb, "memory_kind": kind, "timing": "interleaved"}
 
 
 def _is_channels_last(model: torch.nn.Module) -> bool:

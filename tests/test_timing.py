@@ -158,3 +158,34 @@ def test_timing_applies_and_records_the_training_allocator_settings_in_a_fresh_p
     assert result.returncode == 0, result.stderr
     if sys.platform.startswith("linux"):
         assert "malloc: mmap_threshold=32 MiB" in result.stdout
+
+
+def test_measure_paired_prepares_the_baseline_once_and_pairs_each_contender(monkeypatch):
+    """The baseline's copy is made and warmed up once however many contenders it is paired with (a compiled or large
+    baseline would otherwise be copied and compiled again for each), and each contender carries the ratios of its
+    own rounds with the baseline."""
+    import benchmark.timing as timing
+
+    copies = []
+    steps = timing._steps
+
+    def counted(*args, **kwargs):
+        copies.append(args[1].name)
+        return steps(*args, **kwargs)
+
+    monkeypatch.setattr(timing, "_steps", counted)
+    batch = _batch()
+    baseline = (build_model("small_cnn", 5), build_method("gradcam"), batch, 0)
+    contenders = {
+        name: (build_model("small_cnn", 5), build_method(name, warmup_epochs=0), batch, 0)
+        for name in ("gain", "gain_ext")
+    }
+    base, paired = timing.measure_paired(baseline, contenders, TimingSettings(warmup=1, iterations=2))
+    assert copies == ["gradcam", "gain", "gain_ext"], "one copy of the baseline, one per contender"
+    assert base["train_cost_ratio"] == 1.0 and "(2)" in base["timing"]
+    assert base["train_images_per_s"] == 4 / base["train_step_seconds"]
+    for figures in paired.values():
+        assert figures["timing"] == "paired with the baseline" and figures["train_cost_ratio"] > 0
+        assert figures["attention_speed_ratio"] > 0 and figures["peak_memory_mb"] > 0
+    with pytest.raises(ValueError, match="at least one contender"):
+        timing.measure_paired(baseline, {}, TimingSettings(warmup=1, iterations=1))
