@@ -436,7 +436,8 @@ def measure_throughput(
     suite: Suite, out_root: Path, *, data_root: Path | None = None, device: str | None = None
 ) -> dict[str, Any] | None:
     """Time every configuration's trained model once more, in this process, after the suite's runs (the figures in
-    each run's record were taken while other runs may have shared the cores). Each configuration is timed round by
+    each run's record were taken while other runs may have shared the cores), with denormals flushed as its training
+    was (`train.flush_denormal`, recorded in each row). Each configuration is timed round by
     round with its baseline (the Grad-CAM configuration on the same data, model and training settings),
     `timing.passes` x `timing.iterations` rounds, two models in memory at a time: its `train_cost_ratio` and
     `attention_speed_ratio` compare steps taken under the same load, and the baseline's own figures are the medians
@@ -465,7 +466,7 @@ def measure_throughput(
     figures |= _best_of_passes(alone, suite.timing)
     rows = [
         {"config": spec.method_label, "method": spec.method, "budget": spec.budget, "run_id": spec.run_id,
-         **figures[spec.run_id]}
+         **figures[spec.run_id], "flush_denormal": spec.train.flush_denormal}
         for spec, _ in jobs
     ]  # fmt: skip
     payload = {
@@ -494,6 +495,7 @@ def _paired_figures(jobs: list[tuple[RunSpec, Contender]], settings: TimingSetti
     round by round against that baseline (`timing.measure_paired`); the baseline's figures are the medians over its
     pairings. A baseline with nothing to pair is left out (timed alone by the caller)."""
     from benchmark.tables import BASELINE
+    from benchmark.train import denormals_flushed
 
     groups: dict[str, list[tuple[RunSpec, Contender]]] = {}
     for spec, job in jobs:
@@ -505,17 +507,21 @@ def _paired_figures(jobs: list[tuple[RunSpec, Contender]], settings: TimingSetti
         others = {spec.run_id: job for spec, job in group if spec.method != BASELINE}
         if base is None or not others:
             continue
-        out[base[0].run_id], paired = measure_paired(base[1], others, rounds)
+        with denormals_flushed(base[0].train.flush_denormal):  # the group shares its training settings
+            out[base[0].run_id], paired = measure_paired(base[1], others, rounds)
         out |= paired
     return out
 
 
 def _best_of_passes(jobs: list[tuple[RunSpec, Contender]], settings: TimingSettings) -> dict[str, dict[str, Any]]:
     """Each configuration timed alone, `settings.passes` passes in alternating order, each figure its best pass."""
+    from benchmark.train import denormals_flushed
+
     best: dict[str, dict[str, Any]] = {}
     for order in [jobs if i % 2 == 0 else jobs[::-1] for i in range(settings.passes)]:
         for spec, (model, method, batch, class_index) in order:
-            figures = measure(model, method, batch, class_index, settings)
+            with denormals_flushed(spec.train.flush_denormal):
+                figures = measure(model, method, batch, class_index, settings)
             kept = best.get(spec.run_id)
             for key, seconds in (("train_images_per_s", "train_step_seconds"),
                                  ("attention_images_per_s", "attention_batch_seconds")):  # fmt: skip

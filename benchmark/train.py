@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import platform
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,6 +190,17 @@ def run(
         record["finished"] = _now()
         write_record(out / "record.json", record)
     return record
+
+
+@contextlib.contextmanager
+def denormals_flushed(flush: bool) -> Iterator[None]:
+    """`torch.set_flush_denormal(flush)` for the block, as `run` trains (`TrainSettings.flush_denormal`), then off
+    again, the process default."""
+    torch.set_flush_denormal(flush)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def fit(

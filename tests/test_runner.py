@@ -36,11 +36,21 @@ def _records(out: Path) -> dict[str, dict]:
     return {p.parent.name: read_record(p) for p in sorted(out.glob("runs/*/record.json"))}
 
 
-def test_suite_runs_once_and_resumes_without_retraining(tmp_path, suite_file, data_root):
+def test_suite_runs_once_and_resumes_without_retraining(tmp_path, suite_file, data_root, monkeypatch):
     suite = load(suite_file)
     out = tmp_path / "out"
+    flushed_while_timing = []
+
+    def measure_paired(*args, **kwargs):  # the real timing, noting whether denormals were flushed around it
+        flushed_while_timing.append(bool(torch.tensor([1e-40]) * 1.0 == 0))
+        return real_measure_paired(*args, **kwargs)
+
+    real_measure_paired = runner.measure_paired
+    monkeypatch.setattr(runner, "measure_paired", measure_paired)
     result = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)
     assert [f["status"] for f in result.finished] == ["complete"] * 4
+    assert flushed_while_timing == [True], "the suite-level timing flushes denormals as training did"
+    assert not bool(torch.tensor([1e-40]) * 1.0 == 0), "and turns flushing off again"
     first = _records(out)
     assert set(first) == {s.run_id for s in suite.runs()}
     assert all(r["status"] == "complete" for r in first.values())
@@ -49,7 +59,7 @@ def test_suite_runs_once_and_resumes_without_retraining(tmp_path, suite_file, da
     assert json.loads((out / "suite.json").read_text())["raw"]["name"] == "tiny"
     timed = runner.read_throughput(out, suite)
     assert [r["run_id"] for r in timed] == [s.run_id for s in suite.runs() if s.seed == 0], "lowest seed per config"
-    assert all(r["train_images_per_s"] > 0 and r["batch_size"] == 8 for r in timed)
+    assert all(r["train_images_per_s"] > 0 and r["batch_size"] == 8 and r["flush_denormal"] is True for r in timed)
     timed_labels = runner.cached_data(suite.runs()[0], data_root)["train"].batch(torch.arange(8))["labels"]
     assert all(r["label_pairs"] == int((timed_labels > 0.5).sum()) for r in timed), "pairs of the 8 timed images"
     html = write_report(out, data_root=data_root, n_resamples=50).read_text()
