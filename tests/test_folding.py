@@ -185,6 +185,44 @@ def test_the_folded_shift_is_a_bias_only_without_a_gradient(monkeypatch):
         assert_close_scaled(b, a)
 
 
+@pytest.mark.parametrize(
+    "conv",
+    [
+        {"padding": 1},
+        {"padding": 1, "stride": 2, "dilation": 2, "groups": 2, "bias": True},
+        {"padding": 1, "padding_mode": "reflect"},
+        {"padding": "same"},
+    ],
+)
+def test_folded_conv_bn_has_the_gradients_of_conv_then_batchnorm_to_second_order(conv):
+    """gradcheck and gradgradcheck in float64 of the folded layer against finite differences, with a gradient to
+    the input, the convolution's weight and bias and BatchNorm's affine parameters; and the same values as the two
+    layers."""
+    from benchmark.folding import conv_bn
+
+    class ConvBN(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(4, 6, 3, **({"bias": False} | conv))
+            self.bn = torch.nn.BatchNorm2d(6)
+
+        def forward(self, x):
+            return conv_bn(x, self.conv, self.bn)
+
+    torch.manual_seed(0)
+    layers = randomise_batchnorm(ConvBN()).double().eval()
+    names = [name for name, _ in layers.named_parameters()]
+    x = torch.randn(2, 4, 7, 7, dtype=torch.float64, requires_grad=True)
+    values = [p.detach().clone().requires_grad_(True) for p in layers.parameters()]
+
+    def fn(x, *values):
+        return torch.func.functional_call(layers, dict(zip(names, values, strict=True)), (x,))
+
+    assert torch.autograd.gradcheck(fn, (x, *values))
+    assert torch.autograd.gradgradcheck(fn, (x, *values))
+    torch.testing.assert_close(fn(x, *values), layers.bn(layers.conv(x)))
+
+
 def test_folded_layers_keep_autocast_s_precision():
     """Under bf16 autocast with gradients on, the shift added after the convolution must not promote the activations
     back to float32: the folded layers give what conv -> BatchNorm gives, dtype included."""
