@@ -127,3 +127,27 @@ def test_load_with_seeds_and_overrides(tmp_path):
 
 def test_available_lists_shipped_suites():
     assert {"quick", "smoke"} <= set(suites.available())
+
+
+def test_every_shipped_suite_loads_and_expands_to_distinct_runs():
+    for name in suites.available():
+        runs = load(name).runs()
+        assert runs and len({r.run_id for r in runs}) == len(runs), name
+
+
+def test_the_learning_rate_check_trains_with_the_search_s_chosen_gain_ext_trial():
+    """suites/search-lr-check.toml pins GAIN_ext-78's trial 2 of suites/search.toml (the trial the search chose,
+    README): the same method parameters, learning rate and weight decay as that trial draws."""
+    trial = next(r for r in load("search").runs() if r.method == "gain_ext" and r.search["trial"] == 2)
+    check = load("search-lr-check")
+    gain_ext = next(r for r in check.runs() if r.method == "gain_ext")
+    assert gain_ext.method_params == trial.method_params and gain_ext.budget == trial.budget == 78
+    for r in check.runs():
+        assert r.train == trial.train, f"{r.method}: trial 2's learning rate and weight decay, training as in search"
+        assert (r.dataset, r.dataset_params, r.model, r.model_params) == (
+            trial.dataset,
+            trial.dataset_params,
+            trial.model,
+            trial.model_params,
+        )
+    assert {r.method for r in check.runs()} == {"gradcam", "gain_ext", "ext_only"}
