@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.datasets.registry import DATASETS as DATASET_NAMES
+from benchmark.denormals import flush_from_the_start
 from benchmark.methods import METHODS
 from benchmark.models import MODELS
 from benchmark.spec import RunSpec, TrainSettings
@@ -72,6 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"gain-bench: error: {err}", file=sys.stderr)
         return 2
     where = Path(args.out) / "runs" / run_id
+    flush_from_the_start(spec.train.flush_denormal)  # before the data: torch's thread pool inherits it
     try:
         record = run(spec, Path(args.out), data_root=args.data_root, progress=not args.quiet, device=args.device)
     except (ValueError, FileNotFoundError) as err:
@@ -184,6 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             todo = sum(p.action == "run" for p in planned)
             print(f"{todo} of {len(planned)} runs would run; output: {out}")
             return 0
+        # before any parallel torch operation, so that torch's thread pool inherits the flag (benchmark.denormals)
+        flush_from_the_start(all(spec.train.flush_denormal for spec in suite.runs()))
         result = runner.run_suite(
             suite,
             out,

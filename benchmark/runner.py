@@ -25,6 +25,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from benchmark.denormals import denormals_flushed, flush_from_the_start, flushed_share
 from benchmark.spec import RunSpec, configuration_key
 from benchmark.store import (
     COMPLETE,
@@ -133,9 +134,10 @@ def execute(
 
     from benchmark.train import run
 
+    spec = RunSpec.from_dict(spec_dict)
+    flush_from_the_start(spec.train.flush_denormal)  # a fresh worker or job: before its first parallel operation
     if threads:
         torch.set_num_threads(threads)
-    spec = RunSpec.from_dict(spec_dict)
     root = Path(out_root)
     summary: dict[str, Any] = {"run_id": spec.run_id, "label": spec.label, "seconds": 0.0, "error": None}
     lock = RunLock(root, spec.run_id)
@@ -437,7 +439,8 @@ def measure_throughput(
 ) -> dict[str, Any] | None:
     """Time every configuration's trained model once more, in this process, after the suite's runs (the figures in
     each run's record were taken while other runs may have shared the cores), with denormals flushed as its training
-    was (`train.flush_denormal`, recorded in each row). Each configuration is timed round by
+    was (`train.flush_denormal`, recorded in each row with the share of a parallel operation it reaches,
+    `benchmark.denormals`). Each configuration is timed round by
     round with its baseline (the Grad-CAM configuration on the same data, model and training settings),
     `timing.passes` x `timing.iterations` rounds, two models in memory at a time: its `train_cost_ratio` and
     `attention_speed_ratio` compare steps taken under the same load, and the baseline's own figures are the medians
@@ -495,7 +498,6 @@ def _paired_figures(jobs: list[tuple[RunSpec, Contender]], settings: TimingSetti
     round by round against that baseline (`timing.measure_paired`); the baseline's figures are the medians over its
     pairings. A baseline with nothing to pair is left out (timed alone by the caller)."""
     from benchmark.tables import BASELINE
-    from benchmark.train import denormals_flushed
 
     groups: dict[str, list[tuple[RunSpec, Contender]]] = {}
     for spec, job in jobs:
@@ -508,20 +510,20 @@ def _paired_figures(jobs: list[tuple[RunSpec, Contender]], settings: TimingSetti
         if base is None or not others:
             continue
         with denormals_flushed(base[0].train.flush_denormal):  # the group shares its training settings
-            out[base[0].run_id], paired = measure_paired(base[1], others, rounds)
-        out |= paired
+            share = {"denormals_flushed": flushed_share()}
+            base_figures, paired = measure_paired(base[1], others, rounds)
+        out[base[0].run_id] = base_figures | share
+        out |= {run_id: figures | share for run_id, figures in paired.items()}
     return out
 
 
 def _best_of_passes(jobs: list[tuple[RunSpec, Contender]], settings: TimingSettings) -> dict[str, dict[str, Any]]:
     """Each configuration timed alone, `settings.passes` passes in alternating order, each figure its best pass."""
-    from benchmark.train import denormals_flushed
-
     best: dict[str, dict[str, Any]] = {}
     for order in [jobs if i % 2 == 0 else jobs[::-1] for i in range(settings.passes)]:
         for spec, (model, method, batch, class_index) in order:
             with denormals_flushed(spec.train.flush_denormal):
-                figures = measure(model, method, batch, class_index, settings)
+                figures = measure(model, method, batch, class_index, settings) | {"denormals_flushed": flushed_share()}
             kept = best.get(spec.run_id)
             for key, seconds in (("train_images_per_s", "train_step_seconds"),
                                  ("attention_images_per_s", "attention_batch_seconds")):  # fmt: skip

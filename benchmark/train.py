@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import platform
 import sys
 import time
 import traceback
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from benchmark.datasets import registry, synthetic
 from benchmark.datasets.budgets import POOL_NAMES, budget_pool, budget_record, nested_budget, pool_rows, write_manifest
 from benchmark.datasets.files import FileSplit
 from benchmark.datasets.tensors import TensorSplit
+from benchmark.denormals import flushed_share
 from benchmark.methods import Method, build_method
 from benchmark.metrics import (
     IOU_TAU,
@@ -131,13 +130,14 @@ def run(
     for stale in ("model.pt", "predictions.csv", "record.json", *(p.name for p in out.glob(".*.tmp"))):
         (out / stale).unlink(missing_ok=True)
     allocator = retain_freed_memory()  # each step reuses freed buffers instead of page-faulting them in again
-    record = new_record(spec, "running") | {"environment": environment(device) | {"allocator": allocator}}
+    torch.set_flush_denormal(spec.train.flush_denormal)  # this thread; the pool's threads: see benchmark.denormals
+    host = {"allocator": allocator, "denormals_flushed": flushed_share()}
+    record = new_record(spec, "running") | {"environment": environment(device) | host}
     record["started"] = _now()
     if data_info is not None:
         record["data"] = data_info
-    write_record(out / "record.json", record)
-    torch.set_flush_denormal(spec.train.flush_denormal)
     try:
+        write_record(out / "record.json", record)
         torch.manual_seed(spec.seed)
         model = build_model(spec.model, len(classes), **spec.model_params)
         if spec.model_params.get("init", "scratch") == "pretrained-synthetic":
@@ -190,17 +190,6 @@ def run(
         record["finished"] = _now()
         write_record(out / "record.json", record)
     return record
-
-
-@contextlib.contextmanager
-def denormals_flushed(flush: bool) -> Iterator[None]:
-    """`torch.set_flush_denormal(flush)` for the block, as `run` trains (`TrainSettings.flush_denormal`), then off
-    again, the process default."""
-    torch.set_flush_denormal(flush)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
 
 
 def fit(
