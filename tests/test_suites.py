@@ -151,3 +151,5 @@ def test_the_learning_rate_check_trains_with_the_search_s_chosen_gain_ext_trial(
             trial.model_params,
         )
     assert {r.method for r in check.runs()} == {"gradcam", "gain_ext", "ext_only"}
+    ext_only = next(r for r in check.runs() if r.method == "ext_only")
+    assert ext_only.method_params == {k: trial.method_params[k] for k in ("omega_e", "warmup_epochs")}
