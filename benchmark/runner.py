@@ -485,12 +485,15 @@ def measure_throughput(
 
 def _shared_settings(spec: RunSpec) -> str:
     """What a configuration shares with its baseline: everything but the method, its budget and the seed (the data,
-    the model and the training settings, so each regime of a sweep pairs with its own baseline)."""
+    the model and the training settings, so each regime of a sweep pairs with its own baseline), less the training
+    settings that do not change what a step computes (a search's chosen trials differ in them)."""
     shared = {k: v for k, v in spec.to_dict().items() if k not in _OWN_KEYS}
+    shared["train"] = {k: v for k, v in shared["train"].items() if k not in _STEP_NEUTRAL_TRAIN_KEYS}
     return json.dumps(shared, sort_keys=True, default=str)
 
 
 _OWN_KEYS = {"method", "method_params", "budget", "budget_seed", "seed", "search"}
+_STEP_NEUTRAL_TRAIN_KEYS = {"lr", "weight_decay", "epochs"}
 
 
 def _paired_figures(jobs: list[tuple[RunSpec, Contender]], settings: TimingSettings) -> dict[str, dict[str, Any]]:

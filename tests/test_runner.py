@@ -374,3 +374,23 @@ def test_suite_level_timing_pairs_each_configuration_with_its_baseline():
         assert 0 < row["attention_speed_ratio"] < 10
     n = figures[base_id]["batch_size"]
     assert figures[base_id]["train_images_per_s"] == n / figures[base_id]["train_step_seconds"]
+
+
+def test_a_search_s_chosen_trials_pair_with_their_baseline_for_timing():
+    """Trials differ in learning rate and weight decay, which do not change what a step computes: the suite-level
+    timing pairs them with the baseline; settings that do change a step (batch, memory format, data, model) do not
+    pair."""
+    from benchmark.spec import RunSpec
+
+    runs = load("search").runs()
+    chosen = [
+        next(r for r in runs if r.method == m and r.search["trial"] == t) for m, t in [("gradcam", 5), ("gain_ext", 2)]
+    ]
+    assert chosen[0].train.lr != chosen[1].train.lr
+    assert runner._shared_settings(chosen[0]) == runner._shared_settings(chosen[1])
+    base = chosen[0].to_dict()
+    for train in ({"batch_size": 32}, {"channels_last": False}, {"mask_batch": 4}):
+        other = RunSpec.from_dict(base | {"train": base["train"] | train})
+        assert runner._shared_settings(other) != runner._shared_settings(chosen[0]), train
+    other = RunSpec.from_dict(base | {"model_params": base["model_params"] | {"attention_layer": "block3"}})
+    assert runner._shared_settings(other) != runner._shared_settings(chosen[0])
