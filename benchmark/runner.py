@@ -25,7 +25,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from benchmark.denormals import denormals_flushed, flush_from_the_start, flushed_share
+from benchmark.denormals import denormals_flushed, flush_from_the_start
 from benchmark.spec import RunSpec, configuration_key
 from benchmark.store import (
     COMPLETE,
@@ -439,10 +439,10 @@ def measure_throughput(
 ) -> dict[str, Any] | None:
     """Time every configuration's trained model once more, in this process, after the suite's runs (the figures in
     each run's record were taken while other runs may have shared the cores), with denormals flushed as its training
-    was (`train.flush_denormal`, recorded in each row with the share of a parallel operation it reaches,
-    `benchmark.denormals`). Each configuration is timed round by
-    round with its baseline (the Grad-CAM configuration on the same data, model and training settings),
-    `timing.passes` x `timing.iterations` rounds, two models in memory at a time: its `train_cost_ratio` and
+    was (`train.flush_denormal`; each row records the flag and the share it reached, `benchmark.denormals`). Each
+    configuration is timed round by round with its baseline (the Grad-CAM configuration on the same data, model and
+    training settings but those that do not change a step, `_shared_settings`), `timing.passes` x
+    `timing.iterations` rounds, two models in memory at a time: its `train_cost_ratio` and
     `attention_speed_ratio` compare steps taken under the same load, and the baseline's own figures are the medians
     over its pairings. A configuration without a baseline is timed alone, the best of `timing.passes` passes in
     alternating order.
@@ -513,10 +513,8 @@ def _paired_figures(jobs: list[tuple[RunSpec, Contender]], settings: TimingSetti
         if base is None or not others:
             continue
         with denormals_flushed(base[0].train.flush_denormal):  # the group shares its training settings
-            share = {"denormals_flushed": flushed_share()}
-            base_figures, paired = measure_paired(base[1], others, rounds)
-        out[base[0].run_id] = base_figures | share
-        out |= {run_id: figures | share for run_id, figures in paired.items()}
+            out[base[0].run_id], paired = measure_paired(base[1], others, rounds)
+        out |= paired
     return out
 
 
@@ -526,7 +524,7 @@ def _best_of_passes(jobs: list[tuple[RunSpec, Contender]], settings: TimingSetti
     for order in [jobs if i % 2 == 0 else jobs[::-1] for i in range(settings.passes)]:
         for spec, (model, method, batch, class_index) in order:
             with denormals_flushed(spec.train.flush_denormal):
-                figures = measure(model, method, batch, class_index, settings) | {"denormals_flushed": flushed_share()}
+                figures = measure(model, method, batch, class_index, settings)
             kept = best.get(spec.run_id)
             for key, seconds in (("train_images_per_s", "train_step_seconds"),
                                  ("attention_images_per_s", "attention_batch_seconds")):  # fmt: skip

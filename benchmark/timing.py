@@ -7,6 +7,8 @@ between calls is not. Peak memory is `torch.cuda.max_memory_allocated` on a GPU 
 
 Timing runs under the host allocator settings training uses (`benchmark.allocator`, recorded as `allocator`), so
 figures taken outside a training process (the suite-level timing, `scripts/gpu_check.py`) match those taken inside.
+Every figure also records `denormals_flushed`, the share of a parallel operation's denormal results flushed to zero
+when it was taken (`benchmark.denormals`; the caller sets the flag, as training does).
 
 Switches (`TimingSettings`): `precision` "fp32", "bf16" (autocast to bfloat16, on CPU too) or "fp16" (autocast to
 float16 with a `torch.amp.GradScaler`, CUDA only: a ValueError elsewhere); `channels_last` (None keeps the model's
@@ -30,6 +32,7 @@ import torch
 
 from benchmark.allocator import retain_freed_memory
 from benchmark.attention import grad_cam
+from benchmark.denormals import flushed_share
 from benchmark.methods import Method
 from benchmark.models import SplitModel
 
@@ -210,6 +213,7 @@ def _figures(
         "peak_memory_mb": peak_mb,
         "memory_kind": memory,
         "allocator": steps.allocator,
+        "denormals_flushed": flushed_share(),
     }
 
 

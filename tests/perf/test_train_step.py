@@ -68,8 +68,9 @@ def built_in_batch(tmp_path_factory) -> dict[str, torch.Tensor]:
 
 def _stepper(method: str, batch: dict[str, torch.Tensor] | None = None):
     """One training step of `method` on its own model (same seed, so the same weights) and optimizer, in the
-    process settings `benchmark.train.run` trains with (flush denormals, the allocator's); `method = "floor"` is
-    the floor step of the module docstring."""
+    process settings `benchmark.train.run` trains with (the allocator's; denormals flushed in this thread, while
+    torch's pool threads keep what they had when pytest's process started them, `benchmark.denormals`);
+    `method = "floor"` is the floor step of the module docstring."""
     retain_freed_memory()
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
