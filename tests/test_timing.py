@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 
+from benchmark.denormals import denormals_flushed
 from benchmark.methods import build_method
 from benchmark.models import build_model
 from benchmark.timing import TimingSettings, autocast, measure
@@ -37,6 +38,14 @@ def test_measure_records_figures_and_context_without_touching_the_model():
     assert measure(model, build_method("gradcam"), batch, 0, TimingSettings(warmup=0, iterations=1))["label_pairs"] == 5
     assert figures["device"] == "cpu" and figures["precision"] == "fp32" and figures["threads"] >= 1
     assert figures["peak_memory_mb"] > 0 and figures["memory_kind"] == "process_peak_rss"
+    shares = {}
+    for flush in (False, True):
+        with denormals_flushed(flush):
+            timed = measure(model, build_method("gradcam"), batch, 0, TimingSettings(warmup=0, iterations=1))
+        shares[flush] = timed["denormals_flushed"]
+    assert 0.0 <= shares[False] < shares[True] <= 1.0, (
+        "the calling thread's share follows the flag (benchmark.denormals)"
+    )
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "timing trains a copy"
 
