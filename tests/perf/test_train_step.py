@@ -27,6 +27,7 @@ from paired import ratios_to, report
 
 from benchmark.allocator import retain_freed_memory
 from benchmark.datasets.synthetic import SyntheticConfig, ensure_generated, load_split
+from benchmark.denormals import denormals_flushed
 from benchmark.folding import folded_for
 from benchmark.methods import build_method
 from benchmark.methods.base import batch_mean_of_image_means, batchnorm_mode, classification_loss
@@ -68,11 +69,10 @@ def built_in_batch(tmp_path_factory) -> dict[str, torch.Tensor]:
 
 def _stepper(method: str, batch: dict[str, torch.Tensor] | None = None):
     """One training step of `method` on its own model (same seed, so the same weights) and optimizer, in the
-    process settings `benchmark.train.run` trains with (the allocator's; denormals flushed in this thread, while
-    torch's pool threads keep what they had when pytest's process started them, `benchmark.denormals`);
+    process settings `benchmark.train.run` trains with (the allocator's; denormals flushed in this thread during the
+    step, while torch's pool threads keep what they had when pytest's process started them, `benchmark.denormals`);
     `method = "floor"` is the floor step of the module docstring."""
     retain_freed_memory()
-    torch.set_flush_denormal(True)
     torch.manual_seed(0)
     batch = _batch() if batch is None else batch
     classes = batch["labels"].shape[1]
@@ -87,10 +87,11 @@ def _stepper(method: str, batch: dict[str, torch.Tensor] | None = None):
             return loss_fn.training_loss(model, batch, epoch=1)["total"]
 
     def step() -> float:
-        total = loss(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
+        with denormals_flushed(True):  # as training; off again afterwards, for the tests after it in this process
+            total = loss(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
         return float(total.detach())
 
     return step
