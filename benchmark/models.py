@@ -207,20 +207,32 @@ def load_imagenet_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+BN_MODES = {
+    "eval": "running statistics, not updated",
+    "train": "the pass's batch statistics, which also update the running statistics",
+    "batch": "the pass's batch statistics; the running statistics are left untouched",
+}
+
+
 @contextmanager
 def batchnorm_mode(model: nn.Module, mode: str) -> Iterator[None]:
-    """Run a pass with BatchNorm in `mode` ("eval": running statistics, not updated; "train": batch statistics)."""
-    if mode not in ("eval", "train"):
-        raise ValueError(f"masked_bn must be 'eval' or 'train', got {mode!r}")
+    """Run a pass with BatchNorm in `mode` (`BN_MODES`). "eval" and "batch" leave every buffer as it was; "train"
+    blends the pass's statistics into the running ones (momentum), so later evaluations see them too. Modules that
+    are in eval mode already stay so in every mode."""
+    if mode not in BN_MODES:
+        raise ValueError(f"BatchNorm mode must be one of {', '.join(BN_MODES)}, got {mode!r}")
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.training for m in norms]
+    saved = [(m.training, m.track_running_stats) for m in norms]
     for m in norms:
-        m.train(mode == "train" and m.training)
+        m.train(mode != "eval" and m.training)
+        if mode == "batch" and m.training:  # batch statistics, and forward() then passes no buffer to update
+            m.track_running_stats = False
     try:
         yield
     finally:
-        for m, was in zip(norms, saved, strict=True):
+        for m, (was, tracked) in zip(norms, saved, strict=True):
             m.train(was)
+            m.track_running_stats = tracked
 
 
 def has_training_batchnorm(module: nn.Module) -> bool:

@@ -32,7 +32,9 @@ def pretrain_spec(spec: RunSpec) -> RunSpec:
         dataset_params=corpus,
         model=spec.model,
         model_params={k: v for k, v in spec.model_params.items() if k != "init"},
-        train=TrainSettings(channels_last=spec.train.channels_last, flush_denormal=spec.train.flush_denormal),
+        train=TrainSettings(
+            channels_last=spec.train.channels_last, flush_denormal=spec.train.flush_denormal, diagnostics=False
+        ),
         audited_class=spec.audited_class,
         suite="pretrained",
     )

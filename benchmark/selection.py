@@ -88,10 +88,8 @@ def ensure_data(dataset: str, params: dict[str, Any], data_root: Path | None = N
 
 @functools.lru_cache(maxsize=4)
 def _splits(dataset: str, params_json: str, data_root: str | None, rule: str) -> dict[str, TensorSplit]:
-    from benchmark.train import SYNTHETIC_ROLES
-
     folder = ensure_data(dataset, json.loads(params_json), Path(data_root) if data_root else None)
-    return {role: synthetic.load_split(folder, SYNTHETIC_ROLES[role]) for role in RULES[rule].roles}
+    return {role: synthetic.load_split(folder, synthetic.ROLES[role]) for role in RULES[rule].roles}
 
 
 def load_splits(spec: RunSpec, rule: str, data_root: Path | None = None) -> dict[str, TensorSplit]:

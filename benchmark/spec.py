@@ -34,7 +34,10 @@ _TRAIN_RULES: dict[str, tuple[Any, str]] = {
     "eval_batch_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
     "flush_denormal": (lambda v: isinstance(v, bool), "true, false"),
     "channels_last": (lambda v: isinstance(v, bool), "true, false"),
+    "diagnostics": (lambda v: isinstance(v, bool), "true, false"),
 }
+# Train keys that do not change a run's result: left out of its config hash and its label.
+OBSERVATIONAL = ("diagnostics",)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class TrainSettings:
     eval_batch_size: int = 256
     flush_denormal: bool = True
     channels_last: bool = True
+    diagnostics: bool = True  # per-epoch probes and held-out scores (benchmark.diagnostics); changes no result
 
     def __post_init__(self) -> None:
         for key, (ok, allowed) in _TRAIN_RULES.items():
@@ -92,6 +96,9 @@ class RunSpec:
         data = asdict(self)
         if not self.search:
             del data["search"]
+        for key in OBSERVATIONAL:  # at their default, records and hashes stay what they were before the key existed
+            if data["train"][key] == getattr(TrainSettings, key):
+                del data["train"][key]
         return data
 
     @property
@@ -117,6 +124,7 @@ class RunSpec:
                 f"{self.dataset}; for real data use model.weights = 'imagenet'"
             )
         payload = {k: v for k, v in self.to_dict().items() if k != "suite"}
+        payload["train"] = {k: v for k, v in payload["train"].items() if k not in OBSERVATIONAL}
         payload.update(
             method_params=build_method(self.method, **self.method_params).params,
             dataset_params=entry.resolved(entry.config(self.dataset_params)),
@@ -151,7 +159,11 @@ class RunSpec:
             **{f"data.{k}": v for k, v in self.dataset_params.items()},
             **{f"model.{k}": v for k, v in self.model_params.items()},
         }
-        extras |= {f"train.{k}": v for k, v in asdict(self.train).items() if v != getattr(TrainSettings(), k)}
+        extras |= {
+            f"train.{k}": v
+            for k, v in asdict(self.train).items()
+            if v != getattr(TrainSettings(), k) and k not in OBSERVATIONAL
+        }
         if self.model != "small_cnn":
             extras["model"] = self.model
         if self.budget_seed:

@@ -24,6 +24,7 @@ from benchmark.datasets.budgets import POOL_NAMES, budget_pool, budget_record, n
 from benchmark.datasets.files import FileSplit
 from benchmark.datasets.tensors import TensorSplit
 from benchmark.denormals import flushed_share
+from benchmark.diagnostics import gradient_probe, heldout_scores, probe_rows, probe_steps
 from benchmark.methods import Method, build_method
 from benchmark.metrics import (
     IOU_TAU,
@@ -37,12 +38,10 @@ from benchmark.metrics import (
 )
 from benchmark.models import SplitModel, build_model
 from benchmark.predictions import audited_view, predictions_csv
+from benchmark.selection import evaluate as evaluate_selection
 from benchmark.spec import RunSpec, TrainSettings
 from benchmark.store import RECORD_SCHEMA, run_dir, write_atomic, write_record
 from benchmark.timing import TimingSettings, measure
-
-SYNTHETIC_ROLES = synthetic.ROLES  # the role each evaluation split plays -> its name in the built-in data
-
 
 Split = TensorSplit | FileSplit
 AUGMENT_SEED = 0xA06  # offset of the augmentation generator's seed from the run's
@@ -150,17 +149,19 @@ def run(
         if spec.train.channels_last:  # the same math; 1.5-2x faster convolutions and pooling on CPU (oneDNN)
             model = model.to(memory_format=torch.channels_last)
         started = time.perf_counter()
-        record["curve"] = fit(model, method, data["train"], chosen, spec, device=device, progress=progress)
-        record["timings"]["train_seconds"] = time.perf_counter() - started
+        record["curve"] = fit(
+            model, method, data["train"], chosen, spec, device=device, progress=progress, data_root=data_root
+        )
+        diagnostics_seconds = sum(epoch.get("diagnostics_seconds", 0.0) for epoch in record["curve"])
+        record["timings"]["train_seconds"] = time.perf_counter() - started - diagnostics_seconds
+        record["timings"]["diagnostics_seconds"] = diagnostics_seconds
         started = time.perf_counter()
         preds = predict(model, data, class_index, spec, device)
         record["timings"]["eval_seconds"] = time.perf_counter() - started
         audited = {role: audited_view(p, class_index) for role, p in preds.items()}
         record["metrics"] = audit_metrics(audited, spec.train.threshold, classes=classes)
         if spec.search:  # a search trial: its scores on the held-out selection splits (benchmark.selection)
-            from benchmark.selection import evaluate
-
-            record["selection"] = evaluate(model, spec, data_root, device)
+            record["selection"] = evaluate_selection(model, spec, data_root, device)
         images = sum(epoch["steps_images"] for epoch in record["curve"])
         record["timings"]["train_images_per_s"] = images / record["timings"]["train_seconds"]
         write_atomic(out / "predictions.csv", predictions_csv(preds, classes))
@@ -201,9 +202,12 @@ def fit(
     *,
     device: str = "cpu",
     progress: bool = True,
+    data_root: Path | None = None,
 ) -> list[dict[str, float]]:
-    """The method-agnostic training loop; returns the per-epoch mean of every loss part. File-based splits draw
-    their augmentation from a generator of their own, so the order of the batches does not depend on it."""
+    """The method-agnostic training loop; returns per epoch the mean of every loss part and of the method's
+    diagnostics (over the steps that report them) and, with `train.diagnostics`, the probes' means and the held-out
+    scores after the epoch (`benchmark.diagnostics`; none of it changes the run). File-based splits draw their
+    augmentation from a generator of their own, so the order of the batches does not depend on it."""
     settings = spec.train
     generator = torch.Generator().manual_seed(spec.seed)
     augment = torch.Generator().manual_seed(spec.seed + AUGMENT_SEED)
@@ -211,15 +215,32 @@ def fit(
     in_budget[budget_rows] = True
     steps = math.ceil(len(train) / settings.batch_size)
     optimizer, scheduler = _optimiser(model, settings, steps)
+    probe, probe_at = None, set()
+    if settings.diagnostics:
+        rows = probe_rows(len(train), budget_rows, settings.batch_size, spec.seed)
+        probe_gen = torch.Generator().manual_seed(spec.seed + AUGMENT_SEED + 1)
+        probe = train.batch(
+            rows, has_mask=in_budget[rows], device=device, mean=model.mean, std=model.std, generator=probe_gen
+        )
+        probe_at = probe_steps(steps)
+    heldout = settings.diagnostics and spec.dataset == synthetic.NAME
     curve: list[dict[str, float]] = []
     bar = tqdm(total=settings.epochs * steps, desc=spec.run_id, disable=not progress, leave=False, file=sys.stderr)
     model.train()
     for epoch in range(settings.epochs):
         epoch_start = time.perf_counter()
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        probes: dict[str, list[float]] = {}
         n_images = 0
         order = torch.randperm(len(train), generator=generator)
+        diagnostics_seconds = 0.0
         for step in range(steps):
+            if probe is not None and step in probe_at:
+                probe_start = time.perf_counter()
+                for key, value in gradient_probe(model, method, probe, epoch=epoch, optimizer=optimizer).items():
+                    probes.setdefault(key, []).append(value)
+                diagnostics_seconds += time.perf_counter() - probe_start
             rows = order[step * settings.batch_size : (step + 1) * settings.batch_size]
             if settings.mask_batch and budget_rows.numel():
                 pick = torch.randperm(budget_rows.numel(), generator=generator)[: settings.mask_batch]
@@ -237,17 +258,20 @@ def fit(
                 scheduler.step()
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value * rows.numel()
+                counts[key] = counts.get(key, 0) + rows.numel()
             n_images += rows.numel()
             bar.update()
             bar.set_postfix(epoch=epoch, loss=f"{values['total']:.3f}", refresh=False)
-        curve.append(
-            {
-                "epoch": epoch,
-                **{k: v / n_images for k, v in sums.items()},
-                "seconds": time.perf_counter() - epoch_start,
-                "steps_images": n_images,
-            }
-        )
+        entry = {"epoch": epoch, **{k: v / counts[k] for k, v in sums.items()}}
+        entry |= {k: float(np.mean(v)) for k, v in probes.items()}
+        if scheduler is not None:
+            entry["lr"] = float(scheduler.get_last_lr()[0])
+        if heldout:
+            heldout_start = time.perf_counter()
+            entry |= heldout_scores(evaluate_selection(model, spec, data_root, device))
+            diagnostics_seconds += time.perf_counter() - heldout_start
+        seconds = time.perf_counter() - epoch_start - diagnostics_seconds
+        curve.append(entry | {"seconds": seconds, "diagnostics_seconds": diagnostics_seconds, "steps_images": n_images})
     bar.close()
     return curve
 

@@ -64,6 +64,9 @@ class Method:
     name: ClassVar[str] = ""
     uses_pixel_labels: ClassVar[bool] = False
     HPARAMS: ClassVar[dict[str, HParam]] = {}
+    # Detached per-step measurements `training_loss` may return beside the loss parts (not part of "total"); the
+    # training loop averages each over the steps that report it and records it per epoch, under its key.
+    DIAGNOSTICS: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.HPARAMS))
@@ -82,6 +85,16 @@ class Method:
         self, model: SplitModel, batch: dict[str, torch.Tensor], *, epoch: int
     ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def exact_variant(self) -> Method | None:
+        """The same method whose update is the exact gradient of its total loss, where its own update is not
+        (GAIN's constant Grad-CAM weights); None where it already is. The training diagnostics compare the two."""
+        return None
+
+    def erased_images(self, model: SplitModel, batch: dict[str, torch.Tensor], *, epoch: int) -> torch.Tensor | None:
+        """The images a method runs a second pass on (GAIN: the erased images), detached, for the diagnostics'
+        BatchNorm statistics; None for a method without such a pass, or while it is off."""
+        return None
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

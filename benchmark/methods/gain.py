@@ -14,7 +14,7 @@ import torch
 from benchmark.attention import cam_logits, grad_cam_from, minmax_normalise
 from benchmark.folding import folded_for
 from benchmark.methods.base import HParam, Method, batch_mean_of_image_means, batchnorm_mode, classification_loss
-from benchmark.models import SplitModel
+from benchmark.models import BN_MODES, SplitModel
 
 IGNORE = 255
 E_LOSSES = ("mse", "outside_energy")
@@ -29,13 +29,76 @@ class GAIN(Method):
         "sigma": HParam(0.5, 0.3, 0.7, doc="soft-mask threshold of T(A) (public implementations: 0.5)"),
         "omega": HParam(10.0, 5.0, 20.0, doc="soft-mask scale of T(A) (public implementations: 10)"),
         "warmup_epochs": HParam(2, 0, 4, integer=True, doc="epochs of plain classification before L_am and L_e start"),
-        "masked_bn": HParam("eval", doc="BatchNorm for the masked pass: 'eval' (running statistics) or 'train'"),
+        "masked_bn": HParam(
+            "eval",
+            doc="BatchNorm in the erased pass: 'eval' (running statistics, public implementations), 'batch' (the "
+            "erased images' batch statistics, running statistics untouched) or 'train' (batch statistics that also "
+            "update the running statistics)",
+        ),
         "norm_eps": HParam(1e-12, doc="guard in the min-max normalisation (A-min)/(max-min+eps) of training maps"),
+        "exact_gradient": HParam(
+            False,
+            doc="keep Grad-CAM's channel weights in the graph, so the update is the gradient of the total loss "
+            "(default: constants, as public implementations)",
+        ),
     }
+    DIAGNOSTICS = {"mask_share": "share of the image the soft mask T(A) erases, mean over the erased images"}
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        bn = self.params.get("masked_bn", "eval")
+        if bn not in BN_MODES:
+            raise ValueError(f"method {self.name!r}: masked_bn must be one of {', '.join(BN_MODES)}, got {bn!r}")
+        if not isinstance(self.params["exact_gradient"], bool):
+            raise ValueError(f"method {self.name!r}: exact_gradient must be true or false")
+
+    def exact_variant(self) -> GAIN | None:
+        return None if self.exact_gradient else type(self)(**(self.params | {"exact_gradient": True}))
+
+    def erased_images(self, model: SplitModel, batch: dict[str, torch.Tensor], *, epoch: int) -> torch.Tensor | None:
+        image, labels = batch["image"], batch["labels"]
+        pair_image, pair_class = (labels > 0.5).nonzero(as_tuple=True)
+        if not self._mining(epoch, pair_image):
+            return None
+        with torch.enable_grad():
+            features = model.features(image)
+            raw = self._raw_maps(model, features, model.head(features), pair_image, pair_class, image.shape[-2:])
+        soft_mask = self.soft_mask(minmax_normalise(raw.detach(), self.norm_eps))
+        return (image[pair_image] * (1.0 - soft_mask)).detach()
+
+    def _raw_maps(
+        self,
+        model: SplitModel,
+        features: torch.Tensor,
+        logits: torch.Tensor,
+        pair_image: torch.Tensor,
+        pair_class: torch.Tensor,
+        size: torch.Size,
+    ) -> torch.Tensor:
+        """The unnormalised Grad-CAM map of every (image, ground-truth class) pair at the image's size; its channel
+        weights are constants unless `exact_gradient`."""
+        return grad_cam_from(
+            features,
+            cam_logits(model, features, logits),
+            pair_class,
+            image_index=pair_image,
+            size=size,
+            normalise=False,
+            head=model.head,
+            create_graph=self.exact_gradient,
+        )
+
+    def soft_mask(self, maps: torch.Tensor) -> torch.Tensor:
+        """`T(A) = sigmoid(omega (A - sigma))`, `[P,1,H,W]`."""
+        return torch.sigmoid(self.omega * (maps - self.sigma)).unsqueeze(1)
 
     def guided(self, epoch: int) -> bool:
         """Whether the attention losses are on: after the warm-up of plain classification."""
         return epoch >= self.warmup_epochs
+
+    def _mining(self, epoch: int, pair_image: torch.Tensor) -> bool:
+        """Whether this step mines attention: guided, `alpha > 0` and some image has a label."""
+        return self.guided(epoch) and self.alpha > 0 and pair_image.numel() > 0
 
     def training_loss(
         self, model: SplitModel, batch: dict[str, torch.Tensor], *, epoch: int
@@ -46,21 +109,13 @@ class GAIN(Method):
         cl = classification_loss(logits, labels)
         parts = {"cl": cl, "am": cl.new_zeros(()), "e": cl.new_zeros(())}
         pair_image, pair_class = (labels > 0.5).nonzero(as_tuple=True)
-        mining = self.guided(epoch) and self.alpha > 0 and pair_image.numel() > 0
+        mining = self._mining(epoch, pair_image)
         external = self._external_pairs(batch, pair_image) & self.guided(epoch)
         if mining or bool(external.any()):
-            raw = grad_cam_from(
-                features,
-                cam_logits(model, features, logits),
-                pair_class,
-                image_index=pair_image,
-                size=image.shape[-2:],
-                normalise=False,
-                head=model.head,
-            )
+            raw = self._raw_maps(model, features, logits, pair_image, pair_class, image.shape[-2:])
             maps = minmax_normalise(raw, self.norm_eps)
             if mining:
-                parts["am"] = self._mining_loss(model, image, maps, pair_image, pair_class)
+                parts["am"], parts["mask_share"] = self._mining_loss(model, image, maps, pair_image, pair_class)
             if bool(external.any()):
                 pairs = external.nonzero().squeeze(1)
                 parts["e"] = self._external_loss(raw[pairs], maps[pairs], batch, pair_image[pairs], pair_class[pairs])
@@ -78,14 +133,15 @@ class GAIN(Method):
         maps: torch.Tensor,
         pair_image: torch.Tensor,
         pair_class: torch.Tensor,
-    ) -> torch.Tensor:
-        """`L_am`: the sigmoid score left for each ground-truth class once its attended region is erased."""
-        soft_mask = torch.sigmoid(self.omega * (maps - self.sigma)).unsqueeze(1)
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`L_am`: the sigmoid score left for each ground-truth class once its attended region is erased; and the
+        mean share of the image that `T(A)` erases (detached, a diagnostic)."""
+        soft_mask = self.soft_mask(maps)
         erased = image[pair_image] * (1.0 - soft_mask)
         with batchnorm_mode(model, self.masked_bn):
             logits = folded_for(model, image.device)(erased)  # CPU, eval mode: conv -> BatchNorm as one conv
         scores = torch.sigmoid(logits.gather(1, pair_class.unsqueeze(1)).squeeze(1))
-        return batch_mean_of_image_means(scores, pair_image, image.shape[0])
+        return batch_mean_of_image_means(scores, pair_image, image.shape[0]), soft_mask.detach().mean()
 
 
 class GAINExt(GAIN):

@@ -203,6 +203,7 @@ def _figures(
     return {
         "budget_curves": figures.budget_curves(aggregated, metrics) if len(aggregated) and not sweep else None,
         "training_curves": figures.training_curves(complete) if complete and not sweep else None,
+        "training_diagnostics": figures.training_curves(complete, diagnostics=True) if complete and not sweep else None,
         "throughput": figures.throughput_chart(throughput) if throughput else None,
         "gallery": gallery.gallery(out_root, data_root) if not sweep else None,
     }

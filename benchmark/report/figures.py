@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
+from benchmark.curves import BOOKKEEPING, DIAGNOSTICS, LOSS_PARTS
 from benchmark.tables import BASELINE, DISPLAY
 
 DPI = 100
@@ -37,13 +38,6 @@ DPI = 100
 METHOD_COLOURS = {"gradcam": "#0072B2", "gain": "#E69F00", "gain_ext": "#009E73"}
 EXTRA_COLOURS = ("#CC79A7", "#D55E00", "#56B4E9", "#000000", "#999999")
 PAPER_BUDGETS = (9, 23, 78, 200, 1464)
-LOSS_PARTS = {
-    "total": "total loss",
-    "cl": "classification  $L_{cl}$",
-    "am": "attention mining  $L_{am}$",
-    "e": "external supervision  $L_e$",
-}
-CURVE_BOOKKEEPING = ("epoch", "seconds", "steps_images")
 
 
 def method_colour(method: str) -> str:
@@ -279,11 +273,14 @@ def config_colours(configs: Sequence[tuple[str, int]]) -> list[tuple[float, floa
     return out
 
 
-def training_curves(records: list[dict[str, Any]]) -> str:
-    """One panel per loss part (total, L_cl, L_am, L_e, then any other), each configuration's per-epoch mean loss,
-    every seed a thin line in the configuration's colour: to see whether runs converged and whether a seed diverged.
+def training_curves(records: list[dict[str, Any]], *, diagnostics: bool = False) -> str | None:
+    """Per-epoch curves, one panel per key, each configuration's seeds as thin lines in its colour: the loss parts
+    (total, L_cl, L_am, L_e, then any other key the curves hold that is not a diagnostic), to see whether runs
+    converged and whether a seed diverged; or, with `diagnostics`, the training diagnostics (`curves.DIAGNOSTICS`:
+    erased share, gradient norms and cosines, BatchNorm shift, held-out scores per epoch). None when no run has a
+    diagnostic to draw.
 
-    Runs without a curve are left out; parts a configuration does not have are simply absent from its panel.
+    Runs without a curve are left out; keys a configuration does not have are simply absent from its panel.
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     meta: dict[str, tuple[str, int, dict[str, Any]]] = {}
@@ -294,20 +291,26 @@ def training_curves(records: list[dict[str, Any]]) -> str:
         groups.setdefault(key, []).append(record)
         meta[key] = (method, budget, params)
     if not groups:
-        return empty_figure("no run has a training curve yet")
+        return None if diagnostics else empty_figure("no run has a training curve yet")
     order = sorted(groups, key=lambda k: (_method_rank(meta[k][0]), meta[k][1], display_name(*meta[k])))
     colours = dict(zip(order, config_colours([meta[k][:2] for k in order]), strict=True))
-    parts_seen = {p for g in groups.values() for r in g for e in r["curve"] for p in e if p not in CURVE_BOOKKEEPING}
-    parts = [p for p in LOSS_PARTS if p in parts_seen] + sorted(parts_seen - set(LOSS_PARTS))
+    seen = {p for g in groups.values() for r in g for e in r["curve"] for p in e if p not in BOOKKEEPING}
+    if diagnostics:
+        parts = [p for p in DIAGNOSTICS if p in seen]
+        if not parts:
+            return None
+    else:
+        parts = [p for p in LOSS_PARTS if p in seen] + sorted(seen - set(LOSS_PARTS) - set(DIAGNOSTICS))
     n = len(parts)
-    ncols = 2 if n == 4 else min(n, 3)
+    ncols = 2 if n == 4 else min(n, 4 if diagnostics else 3)
     nrows = math.ceil(n / ncols)
     with style():
         fig = Figure(figsize=(3.6 * ncols + 2.2, 2.8 * nrows + 0.3), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         handles: dict[str, Any] = {}
         for ax, part in zip(axes, parts, strict=False):
-            ax.set_title(LOSS_PARTS.get(part, part))
+            title, ylabel = DIAGNOSTICS.get(part, (LOSS_PARTS.get(part, part), "mean loss"))
+            ax.set_title(title, fontsize=10 if diagnostics else None)
             for key in order:
                 for record in sorted(groups[key], key=lambda r: r["spec"].get("seed", 0)):
                     points = [(e["epoch"] + 1, e[part]) for e in record["curve"] if part in e]
@@ -318,7 +321,7 @@ def training_curves(records: list[dict[str, Any]]) -> str:
                     handles.setdefault(display_name(*meta[key]), Line2D([], [], color=colours[key], lw=2.2))
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
-            ax.set_ylabel("mean loss")
+            ax.set_ylabel(ylabel)
         for ax in axes[n:]:
             ax.set_visible(False)
         seeds = max(len(g) for g in groups.values())
