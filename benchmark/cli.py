@@ -10,12 +10,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmark.curves import DIAGNOSTICS, LOSS_PARTS
 from benchmark.datasets.registry import DATASETS as DATASET_NAMES
 from benchmark.denormals import flush_from_the_start
 from benchmark.methods import METHODS
 from benchmark.models import MODELS
 from benchmark.spec import RunSpec, TrainSettings
-from benchmark.summary import COLUMNS
+from benchmark.summary import (
+    COLUMNS,
+    compare_runs,
+    curve_table,
+    format_comparison,
+    format_curves,
+    format_table,
+    load_records,
+    summarise,
+)
 
 
 def parse_value(text: str) -> Any:
@@ -149,6 +159,33 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curves(args: argparse.Namespace) -> int:
+    known = [*LOSS_PARTS, *DIAGNOSTICS]
+    keys = args.keys.split(",") if args.keys else known
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        print(
+            f"gain-bench: error: unknown curve key(s) {', '.join(unknown)}; allowed: {', '.join(known)}",
+            file=sys.stderr,
+        )
+        return 2
+    rows = curve_table(load_records(args.dirs), keys)
+    if not rows:
+        print(f"gain-bench: no complete run with a curve under {', '.join(map(str, args.dirs))}", file=sys.stderr)
+        return 2
+    print(format_curves(rows, spread=args.spread))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    rows = compare_runs(load_records([args.first]), load_records([args.second]))
+    if not rows:
+        print(f"gain-bench: no complete run of {args.first} was made again in {args.second}", file=sys.stderr)
+        return 2
+    print(format_comparison(rows))
+    return 0
+
+
 def cmd_methods(_: argparse.Namespace) -> int:
     for name, cls in METHODS.items():
         print(f"{name}{' (uses pixel labels)' if cls.uses_pixel_labels else ''}")
@@ -248,7 +285,6 @@ def _print_search(out: Path, suite: Any) -> None:
 def _print_summary(out: Path, suite: Any) -> None:
     from benchmark.selection import reported_specs
     from benchmark.store import read_record
-    from benchmark.summary import format_table, summarise
 
     records = []
     for spec in reported_specs(suite, out):
@@ -351,6 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("dirs", nargs="+", type=Path, help="output roots holding runs/*/record.json")
     tb.add_argument("--csv", type=Path, metavar="DIR", help="also write the tidy, aggregated, paired and paper tables")
     tb.set_defaults(func=cmd_table)
+    cu = sub.add_parser("curves", help="per-epoch loss parts and training diagnostics, mean over seeds")
+    cu.add_argument("dirs", nargs="+", type=Path, help="output roots holding runs/*/record.json")
+    cu.add_argument("--keys", help="comma-separated curve keys (default: every loss part and diagnostic)")
+    cu.add_argument("--spread", action="store_true", help="also the smallest and largest seed's value")
+    cu.set_defaults(func=cmd_curves)
+    cp = sub.add_parser("compare", help="the same runs made twice: mean and largest |difference| of each metric")
+    cp.add_argument("first", type=Path, help="an output root holding runs/*/record.json")
+    cp.add_argument("second", type=Path, help="another one, holding runs with the same run ids")
+    cp.set_defaults(func=cmd_compare)
     m = sub.add_parser("methods", help="list the methods and their hyperparameters")
     m.set_defaults(func=cmd_methods)
     r = sub.add_parser("run", help="run a suite: every method x budget x seed, resumable")

@@ -36,8 +36,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.datasets import synthetic
 from benchmark.methods import Method
 from benchmark.models import SplitModel, batchnorm_mode
+from benchmark.spec import RunSpec
 
 PROBES_PER_EPOCH = 2  # at the start of an epoch and halfway through it
 PROBE_SEED = 0x9B0BE  # offset of the probe batch's row draw from the run's seed
@@ -49,6 +51,12 @@ HELDOUT_KEYS = {
     ("oracle", "context_without_class"): "heldout_context_without_class",
     ("oracle", "shifted_auroc"): "heldout_shifted_auroc",
 }
+
+
+def heldout_scored(spec: RunSpec) -> bool:
+    """Whether a run scores the held-out selection splits after every epoch: with `train.diagnostics`, on the
+    built-in data (whose generator draws them; a real dataset has no second held-out split to spare)."""
+    return spec.train.diagnostics and spec.dataset == synthetic.NAME
 
 
 def probe_rows(n_train: int, budget_rows: torch.Tensor, batch_size: int, seed: int) -> torch.Tensor:

@@ -26,6 +26,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from benchmark.denormals import denormals_flushed, flush_from_the_start
+from benchmark.diagnostics import heldout_scored
+from benchmark.selection import ensure_data, reported_specs
 from benchmark.spec import RunSpec, configuration_key
 from benchmark.store import (
     COMPLETE,
@@ -304,9 +306,7 @@ def prepare(todo: list[RunSpec], data_root: Path | None, *, device: str = "cpu")
         seen.add(key)
         entry = registry.dataset(spec.dataset)
         entry.prepare(entry.config(spec.dataset_params), data_root)
-        if spec.search:  # a search trial is also scored on held-out selection data
-            from benchmark.selection import ensure_data
-
+        if spec.search or heldout_scored(spec):  # search trials and the diagnostics score held-out selection data
             ensure_data(spec.dataset, spec.dataset_params, data_root)
         weights = spec.model_params.get("weights")
         if weights is not None:
@@ -412,7 +412,6 @@ def _run_submitit(
 def configurations(suite: Suite, out_root: Path | None = None) -> list[list[RunSpec]]:
     """The suite's configurations in its order, each as its runs by ascending seed; given the results folder, only
     those a report shows (of a hyperparameter search, the chosen trials: `selection.reported_specs`)."""
-    from benchmark.selection import reported_specs
 
     groups: dict[str, list[RunSpec]] = {}
     for spec in suite.runs() if out_root is None else reported_specs(suite, Path(out_root)):

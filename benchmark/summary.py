@@ -72,3 +72,92 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         failed = f" ({row['failed']} failed)" if row["failed"] else ""
         lines.append(f"{row['config']:<{width}} {row['seeds']:>3}{cells}{failed}")
     return "\n".join(lines)
+
+
+def curve_table(records: list[dict[str, Any]], keys: list[str], short: bool = True) -> list[dict[str, Any]]:
+    """Per configuration and curve key (`curves.LOSS_PARTS`, `curves.DIAGNOSTICS`), the mean over the complete runs'
+    seeds at every epoch, with the smallest and largest seed's value: `{"config", "seeds", "key", "epochs": [(mean,
+    low, high) or None per epoch]}`, configurations in the table's order."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    labels: dict[str, str] = {}
+    for record in records:
+        if record["status"] == "complete" and record.get("curve"):
+            key, labels[key] = configuration(record, short)
+            groups[key].append(record)
+    rows = []
+    for config_key, group in sorted(groups.items(), key=lambda kv: _order(kv[1][0]["spec"], labels[kv[0]])):
+        epochs = max(len(r["curve"]) for r in group)
+        for key in keys:
+            cells: list[tuple[float, float, float] | None] = []
+            for epoch in range(epochs):
+                values = [r["curve"][epoch][key] for r in group if epoch < len(r["curve"]) and key in r["curve"][epoch]]
+                values = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
+                cells.append((statistics.fmean(values), min(values), max(values)) if values else None)
+            if any(cells):
+                rows.append({"config": labels[config_key], "seeds": len(group), "key": key, "epochs": cells})
+    return rows
+
+
+def format_curves(rows: list[dict[str, Any]], spread: bool = False) -> str:
+    """`curve_table` as text: one line per configuration and key, one column per epoch (mean over seeds; with
+    `spread`, `mean [low, high]`)."""
+    if not rows:
+        return ""
+    epochs = max(len(r["epochs"]) for r in rows)
+    width = max(len(f"{r['config']} (n={r['seeds']})") for r in rows)
+    key_width = max(len(r["key"]) for r in rows)
+    cell = 22 if spread else 8
+    lines = [f"{'config':<{width}} {'key':<{key_width}}" + "".join(f"{f'ep {e}':>{cell}}" for e in range(epochs))]
+    for row in rows:
+        cells = []
+        for value in row["epochs"]:
+            if value is None:
+                cells.append(f"{'-':>{cell}}")
+            elif spread:
+                cells.append(f"{f'{value[0]:.3f} [{value[1]:.3f}, {value[2]:.3f}]':>{cell}}")
+            else:
+                cells.append(f"{value[0]:>{cell}.3f}")
+        name = f"{row['config']} (n={row['seeds']})"
+        lines.append(f"{name:<{width}} {row['key']:<{key_width}}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def compare_runs(first: list[dict[str, Any]], second: list[dict[str, Any]], short: bool = True) -> list[dict[str, Any]]:
+    """The same runs (same `run_id`: same configuration, seed and code) made twice, e.g. under another thread count
+    or on another machine: per configuration, how many runs pair up and, per `COLUMNS` metric, the mean and largest
+    absolute difference between the two makes of a run, and the environments' thread counts."""
+    made = {r["run_id"]: r for r in second if r["status"] == "complete"}
+    groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
+    labels: dict[str, str] = {}
+    for record in first:
+        other = made.get(record["run_id"])
+        if record["status"] == "complete" and other is not None:
+            key, labels[key] = configuration(record, short)
+            groups[key].append((record, other))
+    rows = []
+    for config_key, pairs in sorted(groups.items(), key=lambda kv: _order(kv[1][0][0]["spec"], labels[kv[0]])):
+        row: dict[str, Any] = {"config": labels[config_key], "runs": len(pairs)}
+        for key, _ in COLUMNS:
+            diffs = [
+                abs(a["metrics"][key] - b["metrics"][key])
+                for a, b in pairs
+                if key in a["metrics"]
+                and key in b["metrics"]
+                and math.isfinite(a["metrics"][key])
+                and math.isfinite(b["metrics"][key])
+            ]
+            row[key] = (statistics.fmean(diffs), max(diffs)) if diffs else None
+        row["threads"] = sorted({(a["environment"].get("threads"), b["environment"].get("threads")) for a, b in pairs})
+        rows.append(row)
+    return rows
+
+
+def format_comparison(rows: list[dict[str, Any]]) -> str:
+    """`compare_runs` as text: per configuration and metric, `mean |diff| (max)` between the two makes of a run."""
+    width = max([len("config"), *(len(r["config"]) for r in rows)])
+    lines = [f"{'config':<{width}} {'runs':>4}" + "".join(f"{label:>18}" for _, label in COLUMNS) + "  threads"]
+    for row in rows:
+        cells = "".join(f"{row[k][0]:>10.3f} ({row[k][1]:.3f})" if row[k] else f"{'-':>18}" for k, _ in COLUMNS)
+        threads = ", ".join(f"{a} vs {b}" for a, b in row["threads"])
+        lines.append(f"{row['config']:<{width}} {row['runs']:>4}{cells}  {threads}")
+    return "\n".join(lines)

@@ -24,7 +24,7 @@ from benchmark.datasets.budgets import POOL_NAMES, budget_pool, budget_record, n
 from benchmark.datasets.files import FileSplit
 from benchmark.datasets.tensors import TensorSplit
 from benchmark.denormals import flushed_share
-from benchmark.diagnostics import gradient_probe, heldout_scores, probe_rows, probe_steps
+from benchmark.diagnostics import gradient_probe, heldout_scored, heldout_scores, probe_rows, probe_steps
 from benchmark.methods import Method, build_method
 from benchmark.metrics import (
     IOU_TAU,
@@ -223,7 +223,7 @@ def fit(
             rows, has_mask=in_budget[rows], device=device, mean=model.mean, std=model.std, generator=probe_gen
         )
         probe_at = probe_steps(steps)
-    heldout = settings.diagnostics and spec.dataset == synthetic.NAME
+    heldout = heldout_scored(spec)
     curve: list[dict[str, float]] = []
     bar = tqdm(total=settings.epochs * steps, desc=spec.run_id, disable=not progress, leave=False, file=sys.stderr)
     model.train()

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.cli import main
 from benchmark.diagnostics import (
     bn_shift,
     gradient_probe,
@@ -269,7 +270,7 @@ def test_probe_rows_are_fixed_and_include_pixel_labelled_rows():
 # ------------------------------------------------------------------------------------------------- in a run
 
 
-def test_a_runs_curve_records_the_diagnostics_and_they_change_no_result(tmp_path, data_root):
+def test_a_runs_curve_records_the_diagnostics_and_they_change_no_result(tmp_path, data_root, capsys):
     settings = {"epochs": 2, "batch_size": 32}
     on = RunSpec(
         method="gain_ext",
@@ -312,4 +313,21 @@ def test_a_runs_curve_records_the_diagnostics_and_they_change_no_result(tmp_path
     assert a["timings"]["diagnostics_seconds"] > 0 and b["timings"]["diagnostics_seconds"] == 0
     on_disk = json.loads((tmp_path / "on" / "runs" / on.run_id / "record.json").read_text())
     assert on_disk["curve"] == a["curve"]
-    assert training_curves([on_disk]).startswith("data:image/png;base64,")
+    assert training_curves([on_disk], diagnostics=True).startswith("data:image/png;base64,")
+    losses_only = on_disk | {"curve": [{k: e[k] for k in ("epoch", "cl", "am", "e", "total")} for e in a["curve"]]}
+    assert training_curves([losses_only], diagnostics=True) is None, "no diagnostics: no figure"
+
+    capsys.readouterr()
+    assert main(["curves", str(tmp_path / "on"), "--keys", "cl,mask_share", "--spread"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-2:] == ["ep", "1"] and len(lines) == 3
+    mask_line = next(line for line in lines if " mask_share " in line)
+    assert "gain_ext-9 warmup_epochs=1 (n=1)" in mask_line and mask_line.split()[-4] == "-"
+    assert f"{second['mask_share']:.3f} [{second['mask_share']:.3f}, {second['mask_share']:.3f}]" in mask_line
+    assert main(["compare", str(tmp_path / "on"), str(tmp_path / "off")]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("gain_ext-9"))
+    figures = [token.strip("()") for token in row.split() if "." in token]
+    assert len(figures) == 14 and set(figures) == {"0.000"}, "the same run made twice: no difference"
+    assert main(["compare", str(tmp_path / "on"), str(tmp_path)]) == 2
+    assert main(["curves", str(tmp_path / "on"), "--keys", "cl,loss"]) == 2
+    assert "unknown curve key(s) loss; allowed: total, cl" in capsys.readouterr().err

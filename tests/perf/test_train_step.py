@@ -67,7 +67,7 @@ def built_in_batch(tmp_path_factory) -> dict[str, torch.Tensor]:
     return train.batch(rows, has_mask=torch.ones(BATCH, dtype=torch.bool), mean=model.mean, std=model.std)
 
 
-def _stepper(method: str, batch: dict[str, torch.Tensor] | None = None):
+def _stepper(method: str, batch: dict[str, torch.Tensor] | None = None, **params):
     """One training step of `method` on its own model (same seed, so the same weights) and optimizer, in the
     process settings `benchmark.train.run` trains with (the allocator's; denormals flushed in this thread during the
     step, while torch's pool threads keep what they had when pytest's process started them, `benchmark.denormals`);
@@ -81,7 +81,7 @@ def _stepper(method: str, batch: dict[str, torch.Tensor] | None = None):
     if method == "floor":
         loss = _floor_loss
     else:
-        loss_fn = build_method(method, warmup_epochs=0) if method != "gradcam" else build_method(method)
+        loss_fn = build_method(method, warmup_epochs=0, **params) if method != "gradcam" else build_method(method)
 
         def loss(model, batch):
             return loss_fn.training_loss(model, batch, epoch=1)["total"]
@@ -131,4 +131,25 @@ def test_train_step_ratios(benchmark, data, request):
     benchmark.extra_info.update({f"{m}_step_ratio": ratios[m] for m in contenders} | {"erased_images": pairs})
     title = f"train step / baseline step, small_cnn 48 px batch {BATCH}, {data} batch, {pairs} erased images"
     report(title, ratios, ROUNDS)
+    assert all(r > 0 for r in ratios.values())
+
+
+VARIANTS = {
+    "gain": {},
+    "gain exact_gradient": {"exact_gradient": True},
+    "gain masked_bn=batch": {"masked_bn": "batch"},
+    "gain masked_bn=train": {"masked_bn": "train"},
+}
+
+
+@pytest.mark.benchmark(group="train-step-variants-paired")
+def test_gain_variant_step_ratios(benchmark, built_in_batch):
+    """GAIN's documented variants against its default step, interleaved on the built-in batch: the exact gradient
+    (Grad-CAM's channel weights kept in the graph; on the small CNN's pooling-linear head that is a gradient to the
+    linear layer, not a second-order pass) and the erased pass on batch statistics (no folding of BatchNorm there)."""
+    rounds = InterleavedRounds({name: _stepper("gain", built_in_batch, **p) for name, p in VARIANTS.items()})
+    benchmark.pedantic(rounds, rounds=ROUNDS, warmup_rounds=WARMUP)
+    ratios = ratios_to(rounds, "gain", skip=WARMUP)
+    benchmark.extra_info.update({f"{name}_step_ratio": r for name, r in ratios.items()})
+    report(f"GAIN variant step / GAIN step, small_cnn 48 px batch {BATCH}, built-in batch", ratios, ROUNDS)
     assert all(r > 0 for r in ratios.values())
