@@ -177,7 +177,10 @@ def _safe_records(out: Path) -> list[dict]:
 
 
 def _comparable(records: dict[str, dict]) -> dict[str, dict]:
-    return {k: {"metrics": r["metrics"], "curve": [c | {"seconds": 0} for c in r["curve"]]} for k, r in records.items()}
+    return {
+        k: {"metrics": r["metrics"], "curve": [c | {"seconds": 0, "diagnostics_seconds": 0} for c in r["curve"]]}
+        for k, r in records.items()
+    }
 
 
 def _launch(suite, out, data_root, launcher="inprocess", jobs=1) -> dict[str, dict]:

@@ -177,7 +177,7 @@ def test_mask_batch_adds_budget_images_to_every_step(tmp_path, data_root, monkey
             return super().training_loss(model, batch, epoch=epoch)
 
     monkeypatch.setitem(METHODS, "spy", Spy)
-    settings = TrainSettings(epochs=1, batch_size=32, mask_batch=4)
+    settings = TrainSettings(epochs=1, batch_size=32, mask_batch=4, diagnostics=False)  # no probe batches
     run(spec(method="spy", budget=9, train=settings), tmp_path, data_root=data_root, progress=False)
     train = load_data(spec(), data_root)["train"]
     budget = nested_budget(budget_pool(train.labels, 0), 9, seed=0)
