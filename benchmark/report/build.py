@@ -23,6 +23,7 @@ from benchmark.selection import RULES, Selection, reported_specs, select_suite, 
 from benchmark.spec import RunSpec, configuration_key
 from benchmark.store import write_atomic
 from benchmark.suites import Regime, Suite
+from benchmark.summary import curve_table
 from benchmark.tables import BASELINE, DISPLAY, PAPER_ROWS, build_tables
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -179,6 +180,43 @@ def _search_summary(suite: Any, selections: dict[str, Selection]) -> dict[str, A
         else "lr, weight_decay and each method hyperparameter with a declared distribution (but those its entry sets)",
         "groups": groups,
     }
+
+
+RISE = 1.25  # a configuration's losses "rose" when its last epoch's mean total loss is this many times its lowest
+
+
+def rising_losses(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Configurations whose mean total loss (over seeds) at the last epoch is at least `RISE` times, and 0.01 above,
+    the lowest of the epochs before it, with the largest mean gap between `L_cl` under running and under batch
+    statistics (`cl_running - cl_batch`, the diagnostics) where the runs measured it: a sign that a loss evaluated
+    under one normalisation was lowered by the difference between the two."""
+    out = []
+    rows = curve_table(records, ["total", "cl_batch", "cl_running"])
+    by_config: dict[str, dict[str, list]] = {}
+    for row in rows:
+        by_config.setdefault(row["config"], {})[row["key"]] = [c[0] if c else None for c in row["epochs"]]
+    for config, curves in by_config.items():
+        total = [v for v in curves.get("total", []) if v is not None]
+        if len(total) < 2:
+            continue
+        low = min(total[:-1])
+        if total[-1] >= RISE * low and total[-1] - low >= 0.01:
+            gaps = [
+                r - b
+                for r, b in zip(curves.get("cl_running", []), curves.get("cl_batch", []), strict=False)
+                if r is not None and b is not None
+            ]
+            out.append(
+                {
+                    "config": config,
+                    "lowest": low,
+                    "lowest_epoch": total.index(low) + 1,
+                    "last": total[-1],
+                    "epochs": len(total),
+                    "mode_gap": max(gaps) if gaps else None,
+                }
+            )
+    return out
 
 
 def _curve_metrics(cls: str, context: str) -> list[tuple[str, str]]:
@@ -355,6 +393,7 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
         "throughput": throughput,
         "throughput_after_suite": measured is not None,
         "figures": figures,
+        "rising_losses": rising_losses([r for r in records if r["status"] == "complete"]),
         "environment": environment,
         "provenance": {
             "gain-bench": __version__,
