@@ -12,7 +12,10 @@ def test_shipped_suites_load_and_expand():
     assert {r.method for r in runs} == {"gradcam", "gain", "gain_ext"}
     assert sorted({r.budget for r in runs if r.method == "gain_ext"}) == [9, 23, 78, 200, 1464]
     assert {r.budget for r in runs if r.method != "gain_ext"} == {0}
-    assert len(quick.seeds) >= 3 and len(runs) == 7 * len(quick.seeds)
+    assert len(quick.seeds) >= 3 and len(runs) == 9 * len(quick.seeds)
+    bn = {(r.method, r.budget, r.method_params.get("masked_bn")) for r in runs if r.method != "gradcam"}
+    assert {b for m, b, mode in bn if mode == "batch"} == {0, 9, 23, 78, 200, 1464}, "GAIN on batch statistics"
+    assert {(m, b) for m, b, mode in bn if mode == "eval"} == {("gain", 0), ("gain_ext", 78)}, "and running ones"
     assert all(r.suite == "quick" for r in runs)
     assert len({r.run_id for r in runs}) == len(runs)
     smoke = load("smoke")
