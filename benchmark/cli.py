@@ -137,10 +137,10 @@ def _chosen_runs(dirs: list[Path]) -> set[str] | None:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from benchmark.tables import build_tables, format_paper_table, write_csv
+    from benchmark.tables import build_tables, format_config_rows, format_paper_table, write_csv
 
     try:
-        tables = build_tables(args.dirs, run_ids=_chosen_runs(args.dirs))
+        tables = build_tables(args.dirs, run_ids=_chosen_runs(args.dirs), short=args.rows)
     except ValueError as err:
         print(f"gain-bench: error: {err}", file=sys.stderr)
         return 2
@@ -152,7 +152,7 @@ def cmd_table(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    print(format_paper_table(tables["paper"]))
+    print(format_config_rows(tables) if args.rows else format_paper_table(tables["paper"]))
     if getattr(args, "csv", None):
         paths = write_csv(tables, args.csv)
         print(f"tables written: {', '.join(str(p) for p in paths)}")
@@ -386,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("table", help="the paper's table: mean [95% bootstrap interval] over seeds per configuration")
     tb.add_argument("dirs", nargs="+", type=Path, help="output roots holding runs/*/record.json")
     tb.add_argument("--csv", type=Path, metavar="DIR", help="also write the tidy, aggregated, paired and paper tables")
+    tb.add_argument(
+        "--rows",
+        action="store_true",
+        help="one line per configuration (method parameters in its name) with the paired difference to the baseline",
+    )
     tb.set_defaults(func=cmd_table)
     cu = sub.add_parser("curves", help="per-epoch loss parts and training diagnostics, mean over seeds")
     cu.add_argument("dirs", nargs="+", type=Path, help="output roots holding runs/*/record.json")
