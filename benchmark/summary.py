@@ -107,7 +107,7 @@ def format_curves(rows: list[dict[str, Any]], spread: bool = False) -> str:
     width = max(len(f"{r['config']} (n={r['seeds']})") for r in rows)
     key_width = max(len(r["key"]) for r in rows)
     cell = 22 if spread else 8
-    lines = [f"{'config':<{width}} {'key':<{key_width}}" + "".join(f"{f'ep {e}':>{cell}}" for e in range(epochs))]
+    lines = [f"{'config':<{width}} {'key':<{key_width}}" + "".join(f"{f'ep {e + 1}':>{cell}}" for e in range(epochs))]
     for row in rows:
         cells = []
         for value in row["epochs"]:

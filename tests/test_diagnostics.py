@@ -320,7 +320,7 @@ def test_a_runs_curve_records_the_diagnostics_and_they_change_no_result(tmp_path
     capsys.readouterr()
     assert main(["curves", str(tmp_path / "on"), "--keys", "cl,mask_share", "--spread"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[-2:] == ["ep", "1"] and len(lines) == 3
+    assert lines[0].split()[-4:] == ["ep", "1", "ep", "2"] and len(lines) == 3, "epochs counted from 1"
     mask_line = next(line for line in lines if " mask_share " in line)
     assert "gain_ext-9 warmup_epochs=1 (n=1)" in mask_line and mask_line.split()[-4] == "-"
     assert f"{second['mask_share']:.3f} [{second['mask_share']:.3f}, {second['mask_share']:.3f}]" in mask_line
