@@ -336,21 +336,23 @@ def test_a_runs_curve_records_the_diagnostics_and_they_change_no_result(tmp_path
 def test_the_report_names_configurations_whose_losses_rose():
     from benchmark.report.build import rising_losses
 
-    def record(method: str, seed: int, totals: list[float], gap: float | None = None) -> dict:
+    def record(method: str, seed: int, totals: list[float], gap: float | None = None, cl=None) -> dict:
         curve = [
             {"epoch": i, "total": t} | ({"cl_batch": 0.1, "cl_running": 0.1 + gap} if gap else {})
             for i, t in enumerate(totals)
         ]
         return {"spec": RunSpec(method=method, seed=seed).to_dict(), "status": "complete", "curve": curve}
 
+    switched_on = [{"epoch": i, "total": t, "cl": c} for i, (t, c) in enumerate([(0.1, 0.1), (0.3, 0.1), (0.25, 0.1)])]
     records = [
+        {"spec": RunSpec(method="gain_ext", budget=9).to_dict(), "status": "complete", "curve": switched_on},
         record("gain", 0, [0.3, 0.1, 0.2], gap=0.5),
         record("gain", 1, [0.3, 0.1, 0.2], gap=1.0),
         record("gradcam", 0, [0.3, 0.2, 0.1]),
         record("rrr", 0, [0.300, 0.200, 0.205]),  # 2.5% up: noise, not a rise
     ]
     rose = rising_losses(records)
-    assert [r["config"] for r in rose] == ["gain"]
+    assert [r["config"] for r in rose] == ["gain"], "an attention loss switched on is not a rise"
     assert rose[0] | {"lowest": round(rose[0]["lowest"], 6), "mode_gap": round(rose[0]["mode_gap"], 6)} == {
         "config": "gain",
         "lowest": 0.1,
