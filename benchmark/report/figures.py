@@ -294,6 +294,10 @@ def training_curves(records: list[dict[str, Any]], *, diagnostics: bool = False)
         return None if diagnostics else empty_figure("no run has a training curve yet")
     order = sorted(groups, key=lambda k: (_method_rank(meta[k][0]), meta[k][1], display_name(*meta[k])))
     colours = dict(zip(order, config_colours([meta[k][:2] for k in order]), strict=True))
+    styles: dict[str, str] = {}  # configurations that share a method and budget (other parameters): other dashes
+    for key in order:
+        siblings = [k for k in order if meta[k][:2] == meta[key][:2]]
+        styles[key] = ("-", "--", ":", "-.")[siblings.index(key) % 4]
     seen = {p for g in groups.values() for r in g for e in r["curve"] for p in e if p not in BOOKKEEPING}
     if diagnostics:
         parts = [p for p in DIAGNOSTICS if p in seen]
@@ -317,8 +321,12 @@ def training_curves(records: list[dict[str, Any]], *, diagnostics: bool = False)
                     if not points:
                         continue
                     x, y = zip(*points, strict=True)
-                    ax.plot(x, y, color=colours[key], lw=1.1, alpha=0.85, marker="." if len(x) < 3 else "")
-                    handles.setdefault(display_name(*meta[key]), Line2D([], [], color=colours[key], lw=2.2))
+                    ax.plot(
+                        x, y, color=colours[key], ls=styles[key], lw=1.1, alpha=0.85, marker="." if len(x) < 3 else ""
+                    )
+                    handles.setdefault(
+                        display_name(*meta[key]), Line2D([], [], color=colours[key], ls=styles[key], lw=2.2)
+                    )
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_ylabel(ylabel)
