@@ -41,6 +41,16 @@ from benchmark.summary import configuration
 
 BASELINE = "gradcam"
 DISPLAY = {"gradcam": "Grad-CAM", "gain": "GAIN", "gain_ext": "GAIN_ext"}
+
+
+def config_name(method: str, budget: int, label: str | None = None) -> str:
+    """ "GAIN_ext-78", and whatever a configuration's label adds after its method and budget (e.g. " masked_bn=eval"):
+    a configuration's name in the report and the verdict."""
+    own = method + (f"-{int(budget)}" if budget else "")
+    name = DISPLAY.get(method, method) + (f"-{int(budget)}" if budget else "")
+    return name + (str(label)[len(own) :] if label is not None and str(label).startswith(own) else "")
+
+
 # Spec keys that make two configurations a method-vs-baseline pair when everything else is equal.
 METHOD_KEYS = ("method", "method_params", "budget", "budget_seed", "seed", "suite")
 BUDGET_DATA_KEYS = ("pool",)  # data keys that choose which training images are inside the budget (real datasets)

@@ -24,7 +24,7 @@ from benchmark.spec import RunSpec, configuration_key
 from benchmark.store import write_atomic
 from benchmark.suites import Regime, Suite
 from benchmark.summary import curve_table
-from benchmark.tables import BASELINE, DISPLAY, PAPER_ROWS, build_tables
+from benchmark.tables import BASELINE, DISPLAY, PAPER_ROWS, build_tables, config_name
 
 TEMPLATES = Path(__file__).parent / "templates"
 SIGNIFICANCE_METRICS = ("val_accuracy", "class_without_context", "context_without_class", "overall", "shifted_auroc",
@@ -86,8 +86,7 @@ def _display(method: str, budget: int) -> str:
 
 def _config_name(row: dict[str, Any]) -> str:
     """ "GAIN_ext-78" and any method parameters, from a table row's method, budget and short label."""
-    own = row["method"] + (f"-{row['budget']}" if row["budget"] else "")
-    return _display(row["method"], int(row["budget"])) + str(row["label"])[len(own) :]
+    return config_name(row["method"], int(row["budget"]), row["label"])
 
 
 def metric_names(cls: str, context: str) -> dict[str, str]:

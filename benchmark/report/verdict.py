@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.tables import BASELINE, DISPLAY
+from benchmark.tables import BASELINE, config_name
 
 ALPHA = 0.05
 MIN_SEEDS_FOR_CLAIMS = 4
@@ -39,8 +39,10 @@ def _interval_pct(low: float, high: float) -> str:
     return f"[{100 * low:.0f}, {100 * high:.0f}]"
 
 
-def _name(method: str, budget: int) -> str:
-    return DISPLAY.get(method, method) + (f"-{int(budget)}" if budget else "")
+def _names(frame: pd.DataFrame) -> list[str]:
+    """Each row's configuration name (`tables.config_name`), its label's parameters included where it has one."""
+    labels = frame["label"] if "label" in frame else [None] * len(frame)
+    return [config_name(m, b, lab) for m, b, lab in zip(frame["method"], frame["budget"], labels, strict=True)]
 
 
 def _cell(aggregated: pd.DataFrame, config: str, metric: str) -> dict[str, Any] | None:
@@ -85,7 +87,7 @@ def _moved(
     flat = rows[rows["p_holm"] >= ALPHA]
 
     def names(frame: pd.DataFrame) -> str:
-        return ", ".join(_name(m, b) for m, b in zip(frame["method"], frame["budget"], strict=True))
+        return ", ".join(_names(frame))
 
     def span(frame: pd.DataFrame) -> str:
         values = sorted(abs(100 * frame["difference"]))
@@ -108,7 +110,7 @@ def beaters(paired: pd.DataFrame) -> list[dict[str, Any]]:
     for _, group in paired.groupby("config", sort=False):
         rows = {r["metric"]: r for r in group.to_dict("records")}
         if all(m in rows and rows[m]["p_holm"] < ALPHA and rows[m]["difference"] > 0 for m in HEADLINE):
-            out.append({"name": _name(group["method"].iloc[0], group["budget"].iloc[0]), "rows": rows})
+            out.append({"name": _names(group.iloc[:1])[0], "rows": rows})
     return out
 
 
@@ -188,7 +190,7 @@ def verdict(
         improved = []
         for _, group in paired.groupby("config", sort=False):
             rows = {r["metric"]: r for r in group.to_dict("records")}
-            name = _name(group["method"].iloc[0], group["budget"].iloc[0])
+            name = _names(group.iloc[:1])[0]
             parts = [
                 _comparison(rows[m], what)
                 for m, what in (
@@ -214,7 +216,7 @@ def verdict(
             )
     degenerate = aggregated[aggregated["degenerate_seeds"] > 0]
     if len(degenerate):
-        names = sorted({_name(m, b) for m, b in zip(degenerate["method"], degenerate["budget"], strict=True)})
+        names = sorted(set(_names(degenerate)))
         summary.append(
             f"Degenerate (a constant decision on a split in some seed; such a classifier scores 0.5 on \u201coverall"
             f"\u201d while telling nothing apart): {', '.join(names)}."
