@@ -71,6 +71,7 @@ def test_report_opens_offline_with_every_image_and_the_paper_table(report, brows
     assert all(complete and width > 0 for _, complete, width in widths), widths
     sources = browser.execute_script("return Array.from(document.images).map(i => i.src.slice(0, 22))")
     assert all(src.startswith("data:image/png;base64") for src in sources), "figures are embedded, no network"
+    assert "training diagnostics per epoch" in [alt for alt, _, _ in widths], "the diagnostics figure is drawn"
     assert not browser.find_elements(By.CSS_SELECTOR, "link[rel=stylesheet], script[src]"), "no external resources"
 
     rows = browser.find_elements(By.CSS_SELECTOR, "#paper-table tbody tr")
