@@ -140,7 +140,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     from benchmark.tables import build_tables, format_config_rows, format_paper_table, write_csv
 
     try:
-        tables = build_tables(args.dirs, run_ids=_chosen_runs(args.dirs), short=args.rows)
+        tables = build_tables(args.dirs, run_ids=_chosen_runs(args.dirs))
     except ValueError as err:
         print(f"gain-bench: error: {err}", file=sys.stderr)
         return 2

@@ -537,17 +537,21 @@ ROW_METRICS = (
 
 
 def format_config_rows(tables: dict[str, pd.DataFrame], metrics: tuple[tuple[str, str], ...] = ROW_METRICS) -> str:
-    """One line per configuration (its label, in the aggregated table's order) and, per metric, `mean [95%
-    interval]` and the paired difference to its baseline with the Holm-adjusted p (`/ +0.09 p0.016`): the paper
-    table turned on its side, for configurations that differ only in their parameters."""
+    """One line per configuration (its label less the settings every configuration shares, in the aggregated
+    table's order) and, per metric, `mean [95% interval]` and the paired difference to its baseline with the
+    Holm-adjusted p (`/ +0.09 p0.016`): the paper table turned on its side, for configurations that differ only in
+    their parameters or their regime."""
     aggregated, paired = tables["aggregated"], tables["paired"]
     if aggregated.empty:
         return ""
     rows = [["configuration", "n", *(label for _, label in metrics)]]
+    labels = [str(label).split() for label in aggregated.drop_duplicates("config")["label"]]
+    shared = set.intersection(*(set(tokens[1:]) for tokens in labels)) if labels else set()
     for config, group in aggregated.groupby("config", sort=False):
         by_metric = group.set_index("metric")
         mine = paired[paired["config"] == config].set_index("metric") if len(paired) else pd.DataFrame()
-        cells = [str(group.iloc[0]["label"]), str(int(group["n_seeds"].min()))]
+        name = " ".join(t for i, t in enumerate(str(group.iloc[0]["label"]).split()) if i == 0 or t not in shared)
+        cells = [name, str(int(group["n_seeds"].min()))]
         for key, _ in metrics:
             if key not in by_metric.index:
                 cells.append("-")
