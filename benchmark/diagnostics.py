@@ -38,6 +38,7 @@ from torch import nn
 
 from benchmark.datasets import synthetic
 from benchmark.methods import Method
+from benchmark.methods.base import classification_loss
 from benchmark.models import SplitModel, batchnorm_mode
 from benchmark.spec import RunSpec
 
@@ -172,7 +173,7 @@ def mode_scores(
         with torch.no_grad(), batchnorm_mode(model, mode):
             logits = model(images).float()
         if labels is not None:
-            value = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+            value = classification_loss(logits, labels.to(logits.dtype))
         else:
             value = torch.sigmoid(logits[pair_image, pair_class]).mean()
         out[f"{name}_{suffix}"] = float(value)
