@@ -314,7 +314,7 @@ def prepare(todo: list[RunSpec], data_root: Path | None, *, device: str = "cpu")
             if not path.is_file():
                 raise FileNotFoundError(
                     f"{spec.model} ImageNet weights {path.name} (model.weights = {weights!r}) are not in the local "
-                    f"torch cache: expected {path}; gain-bench never downloads weights (see README, Models)"
+                    f"torch cache: expected {path}; gain-bench never downloads weights (see docs/methods.md, Models)"
                 )
     for spec in pretrained.values():
         ensure_pretrained(spec, data_root, device=device)
