@@ -69,6 +69,23 @@ def probe_rows(n_train: int, budget_rows: torch.Tensor, batch_size: int, seed: i
     return torch.cat([rows, extra])
 
 
+def probe_batch(
+    model: SplitModel, train: Any, budget_rows: torch.Tensor, batch_size: int, seed: int, device: str
+) -> dict[str, torch.Tensor]:
+    """The probe batch of a run (`probe_rows`), pixel labels marked as in training, augmented (file-based data) from
+    a generator of its own, so the run's batches do not depend on it."""
+    rows = probe_rows(len(train), budget_rows, batch_size, seed)
+    generator = torch.Generator().manual_seed(seed + PROBE_SEED)
+    return train.batch(
+        rows,
+        has_mask=torch.isin(rows, budget_rows),
+        device=device,
+        mean=model.mean,
+        std=model.std,
+        generator=generator,
+    )
+
+
 def probe_steps(steps_per_epoch: int) -> set[int]:
     """The steps of an epoch before which the probe runs."""
     return {(i * steps_per_epoch) // PROBES_PER_EPOCH for i in range(PROBES_PER_EPOCH)}

@@ -24,7 +24,7 @@ from benchmark.datasets.budgets import POOL_NAMES, budget_pool, budget_record, n
 from benchmark.datasets.files import FileSplit
 from benchmark.datasets.tensors import TensorSplit
 from benchmark.denormals import flushed_share
-from benchmark.diagnostics import gradient_probe, heldout_scored, heldout_scores, probe_rows, probe_steps
+from benchmark.diagnostics import gradient_probe, heldout_scored, heldout_scores, probe_batch, probe_steps
 from benchmark.methods import Method, build_method
 from benchmark.metrics import (
     IOU_TAU,
@@ -217,12 +217,10 @@ def fit(
     optimizer, scheduler = _optimiser(model, settings, steps)
     probe, probe_at = None, set()
     if settings.diagnostics:
-        rows = probe_rows(len(train), budget_rows, settings.batch_size, spec.seed)
-        probe_gen = torch.Generator().manual_seed(spec.seed + AUGMENT_SEED + 1)
-        probe = train.batch(
-            rows, has_mask=in_budget[rows], device=device, mean=model.mean, std=model.std, generator=probe_gen
+        probe, probe_at = (
+            probe_batch(model, train, budget_rows, settings.batch_size, spec.seed, device),
+            probe_steps(steps),
         )
-        probe_at = probe_steps(steps)
     heldout = heldout_scored(spec)
     curve: list[dict[str, float]] = []
     bar = tqdm(total=settings.epochs * steps, desc=spec.run_id, disable=not progress, leave=False, file=sys.stderr)
