@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
-    tb = sub.add_parser("table", help="the paper's table: mean [95% bootstrap interval] over seeds per configuration")
+    tb = sub.add_parser("table", help="the paper's table: mean [95%% bootstrap interval] over seeds per configuration")
     tb.add_argument("dirs", nargs="+", type=Path, help="output roots holding runs/*/record.json")
     tb.add_argument("--csv", type=Path, metavar="DIR", help="also write the tidy, aggregated, paired and paper tables")
     tb.add_argument(
