@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.curves import DIAGNOSTICS, LOSS_PARTS
-from benchmark.datasets.registry import DATASETS as DATASET_NAMES
 from benchmark.denormals import flush_from_the_start
-from benchmark.methods import METHODS
-from benchmark.models import MODELS
-from benchmark.spec import RunSpec, TrainSettings
+from benchmark.registry import DATASETS, METHODS, MODELS, load_plugins
+from benchmark.spec import BUILTIN_DATA, RunSpec, TrainSettings
 from benchmark.summary import (
     COLUMNS,
     compare_runs,
@@ -70,8 +68,14 @@ def format_row(run_id: str, metrics: dict[str, Any]) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from benchmark.train import run
 
+    try:
+        load_plugins(_plugin_refs(args.plugin))
+        if args.data not in DATASETS:
+            DATASETS.entry(args.data)  # the error lists the known datasets
+    except ValueError as err:
+        return _error(err)
     spec_kwargs: dict[str, Any] = {"method": args.method, "budget": args.budget, "seed": args.seed, "model": args.model}
-    spec_kwargs |= {"dataset": args.data, "audited_class": args.audited_class or DATASET_NAMES[args.data].default_class}
+    spec_kwargs |= {"dataset": args.data, "audited_class": args.audited_class or DATASETS[args.data].default_class}
     train: dict[str, Any] = {}
     if args.epochs is not None:
         train["epochs"] = args.epochs
@@ -80,8 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec = RunSpec(train=TrainSettings.from_dict(train), **spec_kwargs)
         run_id = spec.run_id  # resolving it validates the method, model and data keys
     except ValueError as err:
-        print(f"gain-bench: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     where = Path(args.out) / "runs" / run_id
     flush_from_the_start(spec.train.flush_denormal)  # before the data: torch's thread pool inherits it
     try:
@@ -214,7 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError:
         return _error(ValueError(f"--seeds {args.seeds!r}: expected integers separated by commas, e.g. 0,1,2"))
     try:
-        suite = suites.load(args.suite, args.set or [], seeds)
+        suite = suites.load(args.suite, args.set or [], seeds, plugins=_plugin_refs(args.plugin))
         filters = runner.parse_filters(args.only or [])
         out = Path(args.out) if args.out else Path("reports") / suite.name
         if args.dry_run:
@@ -336,15 +339,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_list(_: argparse.Namespace) -> int:
-    from benchmark.datasets.registry import DATASETS
+def cmd_list(args: argparse.Namespace) -> int:
     from benchmark.suites import available, load
 
+    try:
+        load_plugins(_plugin_refs(args.plugin))
+    except ValueError as err:
+        return _error(err)
     print("methods:")
-    for name, cls in METHODS.items():
-        print(f"  {name}{' (uses pixel labels)' if cls.uses_pixel_labels else ''}")
-    print("datasets:\n" + "".join(f"  {d.name} ({d.description})\n" for d in DATASETS.values()).rstrip())
-    print("models:\n" + "".join(f"  {m}\n" for m in MODELS).rstrip())
+    for entry in METHODS.entries():
+        pixels = " uses pixel labels;" if entry.obj.uses_pixel_labels else ""
+        print(f"  {entry.name} ({entry.display};{pixels} {entry.origin})")
+    print("datasets:")
+    for entry in DATASETS.entries():
+        print(f"  {entry.name} ({entry.obj.description}; {entry.origin})")
+    print("models:")
+    for entry in MODELS.entries():
+        print(f"  {entry.name} ({entry.origin})")
     print("suites:")
     for name in available():
         try:
@@ -355,21 +366,35 @@ def cmd_list(_: argparse.Namespace) -> int:
     return 0
 
 
+def _plugin_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        metavar="MODULE|FILE.py",
+        help="import a plugin that registers methods, models or datasets first (repeatable; see docs/plugins.md)",
+    )
+
+
+def _plugin_refs(refs: list[str] | None) -> list[str]:
+    """`--plugin` values as every process imports them: files made absolute (against the working folder)."""
+    return [str(Path(r).resolve()) if r.endswith(".py") or "/" in r else r for r in refs or []]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gain-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train and evaluate one run (the built-in biased boats unless --data says)")
-    t.add_argument("--method", required=True, choices=sorted(METHODS))
+    t.add_argument("--method", required=True, help="a registered method (`gain-bench list`), e.g. gain")
     t.add_argument(
         "--data",
-        default="synthetic-boats",
-        choices=list(DATASET_NAMES),
+        default=BUILTIN_DATA,
         help="dataset (default synthetic-boats); its keys with --set data.KEY=VALUE, e.g. data.biased_split=DIR",
     )
     t.add_argument("--audited-class", help="the class audited (default: the dataset's: boat, or waterbird)")
     t.add_argument("--budget", type=int, default=0, help="pixel-labelled boat images (gain_ext): 9, 23, 78, 200, 1464")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--model", default="small_cnn", choices=sorted(MODELS))
+    t.add_argument("--model", default="small_cnn", help="a registered model (`gain-bench list`)")
+    _plugin_option(t)
     t.add_argument("--epochs", type=int)
     t.add_argument(
         "--set",
@@ -433,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-report", action="store_true", help="do not write index.html at the end")
     r.add_argument("--data-root", type=Path, help="data root (default: $GAIN_BENCH_DATA or ./datasets)")
     r.add_argument("--device", help="override the suite's device (cpu, cuda, cuda:N)")
+    _plugin_option(r)
     r.set_defaults(func=cmd_run)
     st = sub.add_parser("status", help="what a suite results folder holds: complete, failed, running, missing")
     st.add_argument("dir", type=Path)
@@ -446,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.set_defaults(func=cmd_report)
     ls = sub.add_parser("list", help="methods, datasets, models and suites")
+    _plugin_option(ls)
     ls.set_defaults(func=cmd_list)
     return parser
 

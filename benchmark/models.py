@@ -6,12 +6,15 @@ to the output of `features` (DESIGN.md, "Model").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from benchmark.registry import MODELS, register_model
+from benchmark.spec import build_model_params
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -121,18 +124,8 @@ def resnet50(num_classes: int, *, attention_layer: str = "layer4", weights: str 
     return _resnet("resnet50", num_classes, attention_layer, weights)
 
 
-MODELS: dict[str, Callable[..., SplitModel]] = {
-    "small_cnn": small_cnn,
-    "resnet18": resnet18,
-    "resnet50": resnet50,
-    "vgg16": vgg16,
-}
-
-
-# How a run's weights start: from scratch, or from a model pre-trained on the generator's unbiased corpus
-# (`benchmark/pretrain.py`, the built-in stand-in for the paper's ImageNet pre-training). ImageNet weights for the
-# torchvision backbones are the model key `weights = "imagenet"`.
-INITS = ("scratch", "pretrained-synthetic", "imagenet")
+for _factory in (small_cnn, resnet18, resnet50, vgg16):
+    register_model(_factory)
 
 
 def build_model(name: str, num_classes: int, **params: object) -> SplitModel:
@@ -141,33 +134,6 @@ def build_model(name: str, num_classes: int, **params: object) -> SplitModel:
     params = build_model_params(name, params)
     params.pop("init")
     return MODELS[name](num_classes, **params)
-
-
-def build_model_params(name: str, params: dict[str, object]) -> dict[str, object]:
-    """The model's keyword parameters with defaults filled in, plus `init`; unknown keys are a ValueError listing
-    the known."""
-    from benchmark.spec import factory_defaults
-
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    params = dict(params)
-    init = params.pop("init", None)
-    if init is not None and init not in INITS:
-        raise ValueError(f"model.init={init!r}: allowed: {', '.join(INITS)}")
-    if init == "imagenet":  # the torchvision backbones' ImageNet weights (local cache only), as model.weights does
-        if "weights" not in factory_defaults(MODELS[name], {}, f"model ({name})"):
-            raise ValueError(
-                f"model.init='imagenet': {name} has no ImageNet weights; use a torchvision backbone "
-                "(resnet18, resnet50, vgg16) or model.init='pretrained-synthetic'"
-            )
-        params.setdefault("weights", "imagenet")
-    resolved = factory_defaults(MODELS[name], params, f"model ({name})")
-    weights = resolved.get("weights")
-    if init is None:
-        init = "imagenet" if weights else "scratch"
-    elif weights and init != "imagenet":
-        raise ValueError(f"model.init={init!r} contradicts model.weights={weights!r}: leave one of them out")
-    return resolved | {"init": init}
 
 
 def _check_layer(model: str, layer: str, allowed: tuple[str, ...]) -> None:

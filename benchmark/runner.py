@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 
 from benchmark.denormals import denormals_flushed, flush_from_the_start
 from benchmark.diagnostics import heldout_scored
+from benchmark.plugins import PluginError
+from benchmark.registry import load_plugins
 from benchmark.selection import ensure_data, reported_specs
 from benchmark.spec import RunSpec, configuration_key
 from benchmark.store import (
@@ -128,14 +130,21 @@ def execute(
     threads: int | None = None,
     progress: bool = False,
     retry_failed: bool = False,
+    plugins: tuple[str, ...] | list[str] = (),
 ) -> dict[str, Any]:
     """Run one spec under its lock; returns a small summary (run_id, status, seconds, error). Plain data in and out,
-    so it can run in a pool worker or a submitit job. The folder is looked at again under the lock: another runner
-    may have completed (or failed) the run since it was planned."""
+    so it can run in a pool worker or a submitit job: the suite's plugins are imported first (once per process).
+    The folder is looked at again under the lock: another runner may have completed (or failed) the run since it
+    was planned."""
     import torch
 
     from benchmark.train import run
 
+    try:
+        load_plugins(plugins)
+    except PluginError as err:  # this process cannot import what the suite needs: no run id without it
+        name = f"{spec_dict['method']}-b{spec_dict.get('budget', 0)}-s{spec_dict.get('seed', 0)}"
+        return {"run_id": name, "label": name, "status": FAILED, "seconds": 0.0, "error": str(err)}
     spec = RunSpec.from_dict(spec_dict)
     flush_from_the_start(spec.train.flush_denormal)  # a fresh worker or job: before its first parallel operation
     if threads:
@@ -241,6 +250,7 @@ def run_suite(
         "device": device,
         "timing": asdict(suite.timing),
         "retry_failed": retry_failed,
+        "plugins": suite.plugins,
     }
     bar = tqdm(total=len(todo), desc=f"suite {suite.name}", unit="run", disable=quiet, file=sys.stderr)
     finished: list[dict[str, Any]] = []

@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from benchmark import __version__
+from benchmark.registry import DATASETS, METHODS, MODELS, origins
+
+# The built-in biased dataset: every default names it.
+BUILTIN_DATA = "synthetic-boats"
 
 
 def _integer(value: Any) -> bool:
@@ -80,7 +84,7 @@ class RunSpec:
     budget: int = 0
     seed: int = 0
     method_params: dict[str, Any] = field(default_factory=dict)
-    dataset: str = "synthetic-boats"
+    dataset: str = BUILTIN_DATA
     dataset_params: dict[str, Any] = field(default_factory=dict)
     model: str = "small_cnn"
     model_params: dict[str, Any] = field(default_factory=dict)
@@ -111,26 +115,24 @@ class RunSpec:
         `rho=1` for `rho=1.0`) does not change the hash; the data generator's digest and the code version included.
         A search trial's `search` is included (its record also holds the selection splits' scores). Raises
         ValueError naming any unknown method, model or data key."""
-        from benchmark.datasets.registry import dataset
-        from benchmark.datasets.synthetic import NAME as SYNTHETIC
-        from benchmark.methods import build_method
-        from benchmark.models import build_model_params
-
-        entry = dataset(self.dataset)
+        entry = DATASETS.entry(self.dataset).obj
         model_params = build_model_params(self.model, self.model_params)
-        if model_params["init"] == "pretrained-synthetic" and self.dataset != SYNTHETIC:
+        if model_params["init"] == "pretrained-synthetic" and self.dataset != BUILTIN_DATA:
             raise ValueError(
-                f"model.init = 'pretrained-synthetic' pre-trains on the built-in data ({SYNTHETIC}), not "
+                f"model.init = 'pretrained-synthetic' pre-trains on the built-in data ({BUILTIN_DATA}), not "
                 f"{self.dataset}; for real data use model.weights = 'imagenet'"
             )
         payload = {k: v for k, v in self.to_dict().items() if k != "suite"}
         payload["train"] = {k: v for k, v in payload["train"].items() if k not in OBSERVATIONAL}
         payload.update(
-            method_params=build_method(self.method, **self.method_params).params,
+            method_params=METHODS.entry(self.method).obj(**self.method_params).params,
             dataset_params=entry.resolved(entry.config(self.dataset_params)),
             model_params=model_params,
             code=__version__,
         )
+        plugins = origins({"method": self.method, "model": self.model, "dataset": self.dataset})
+        if plugins:  # built-in runs keep the hash they had before plugins existed
+            payload["plugins"] = plugins
         return payload
 
     @functools.cached_property
@@ -186,7 +188,7 @@ def configuration_key(spec: dict[str, Any]) -> str:
     for key, defaults in (
         ("method_params", _method_defaults(canonical.get("method"))),
         ("model_params", _model_defaults(canonical.get("model", "small_cnn"))),
-        ("dataset_params", _data_defaults(canonical.get("dataset", "synthetic-boats"))),
+        ("dataset_params", _data_defaults(canonical.get("dataset", BUILTIN_DATA))),
     ):
         params = canonical.get(key)
         if isinstance(params, dict) and defaults:
@@ -198,17 +200,13 @@ def configuration_key(spec: dict[str, Any]) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _method_defaults(method: Any) -> dict[str, Any]:
-    from benchmark.methods import build_method
-
     try:
-        return dict(build_method(method).params) if isinstance(method, str) else {}
+        return dict(METHODS.entry(method).obj().params) if isinstance(method, str) else {}
     except (ValueError, KeyError, TypeError):
         return {}
 
 
 def _resolved_model_params(model: Any, params: dict[str, Any]) -> dict[str, Any]:
-    from benchmark.models import build_model_params
-
     try:
         return dict(build_model_params(model, params))
     except (ValueError, KeyError, TypeError):
@@ -222,10 +220,8 @@ def _model_defaults(model: Any) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=16)
 def _data_defaults(name: Any) -> dict[str, Any]:
-    from benchmark.datasets.registry import dataset
-
     try:
-        return asdict(dataset(name).config({})) if isinstance(name, str) else {}
+        return asdict(DATASETS.entry(name).obj.config({})) if isinstance(name, str) else {}
     except (ValueError, KeyError, TypeError):
         return {}
 
@@ -238,3 +234,34 @@ def factory_defaults(factory: Any, params: dict[str, Any], what: str) -> dict[st
     if unknown:
         raise ValueError(f"unknown {what} key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
     return {**known, **params}
+
+
+# How a run's weights start: from scratch, or from a model pre-trained on the generator's unbiased corpus
+# (`benchmark/pretrain.py`, the built-in stand-in for the paper's ImageNet pre-training). ImageNet weights for the
+# torchvision backbones are the model key `weights = "imagenet"`.
+INITS = ("scratch", "pretrained-synthetic", "imagenet")
+
+
+def build_model_params(name: str, params: dict[str, object]) -> dict[str, object]:
+    """The model's keyword parameters with defaults filled in, plus `init`; unknown keys are a ValueError listing
+    the known."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    params = dict(params)
+    init = params.pop("init", None)
+    if init is not None and init not in INITS:
+        raise ValueError(f"model.init={init!r}: allowed: {', '.join(INITS)}")
+    if init == "imagenet":  # the torchvision backbones' ImageNet weights (local cache only), as model.weights does
+        if "weights" not in factory_defaults(MODELS[name], {}, f"model ({name})"):
+            raise ValueError(
+                f"model.init='imagenet': {name} has no ImageNet weights; use a torchvision backbone "
+                "(resnet18, resnet50, vgg16) or model.init='pretrained-synthetic'"
+            )
+        params.setdefault("weights", "imagenet")
+    resolved = factory_defaults(MODELS[name], params, f"model ({name})")
+    weights = resolved.get("weights")
+    if init is None:
+        init = "imagenet" if weights else "scratch"
+    elif weights and init != "imagenet":
+        raise ValueError(f"model.init={init!r} contradicts model.weights={weights!r}: leave one of them out")
+    return resolved | {"init": init}

@@ -77,13 +77,17 @@ from typing import Any
 import torch
 
 from benchmark import search
+from benchmark.plugins import PluginError
+from benchmark.registry import DATASETS, METHODS, load_plugins
 from benchmark.search import SearchSettings
 from benchmark.selection import RULES
-from benchmark.spec import RunSpec, TrainSettings
+from benchmark.spec import BUILTIN_DATA, RunSpec, TrainSettings
 from benchmark.timing import TimingSettings
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
-TOP_KEYS = ("name", "description", "seeds", "budgets", "audited_class", "budget_seed", "device", "unbiased_reference")
+TOP_KEYS = (
+    "name", "description", "seeds", "budgets", "audited_class", "budget_seed", "device", "unbiased_reference", "plugins"
+)
 SECTIONS = ("data", "model", "train", "methods", "timing", "slurm", "sweep", "search")
 SWEEP_SECTIONS = ("data", "model", "train")
 LAUNCHERS = ("inprocess", "local", "submitit-local", "slurm")
@@ -125,6 +129,10 @@ _RULES: dict[str, dict[str, tuple[Any, str]]] = {
             "cpu, cuda, cuda:N, mps",
         ),
         "unbiased_reference": (lambda v: isinstance(v, bool), "true, false"),
+        "plugins": (
+            lambda v: isinstance(v, list) and all(isinstance(r, str) and r for r in v),
+            "a list of module names or .py files (relative to the suite)",
+        ),
     },
     "timing": {
         "enabled": (lambda v: isinstance(v, bool), "true, false"),
@@ -190,7 +198,7 @@ class Suite:
     methods: tuple[MethodEntry, ...]
     seeds: tuple[int, ...] = (0, 1, 2)
     description: str = ""
-    dataset: str = "synthetic-boats"
+    dataset: str = BUILTIN_DATA
     dataset_params: dict[str, Any] = field(default_factory=dict)
     model: str = "small_cnn"
     model_params: dict[str, Any] = field(default_factory=dict)
@@ -205,6 +213,7 @@ class Suite:
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
     sweep: tuple[Regime, ...] = ()
+    plugins: tuple[str, ...] = ()  # as workers import them: absolute files or module names
 
     def regimes(self) -> tuple[Regime, ...]:
         """The sweep's regimes in axis order; a suite without `[sweep]` is one regime labelled ""."""
@@ -295,8 +304,14 @@ def available() -> list[str]:
     return list(names)
 
 
-def load(name_or_path: str | Path, overrides: list[str] | None = None, seeds: list[int] | None = None) -> Suite:
-    """Read, override and validate a suite; every error names the file and the key."""
+def load(
+    name_or_path: str | Path,
+    overrides: list[str] | None = None,
+    seeds: list[int] | None = None,
+    plugins: list[str] | None = None,
+) -> Suite:
+    """Read, override and validate a suite, with `plugins` (absolute files or modules, e.g. from `--plugin`) added
+    to its own; every error names the file and the key."""
     path = resolve_path(name_or_path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -305,6 +320,8 @@ def load(name_or_path: str | Path, overrides: list[str] | None = None, seeds: li
     raw = apply_overrides(raw, overrides or [])
     if seeds is not None:
         raw["seeds"] = list(seeds)
+    if plugins:
+        raw["plugins"] = [*raw.get("plugins", []), *(p for p in plugins if p not in raw.get("plugins", []))]
     try:
         return from_dict(raw, source=str(path))
     except SuiteError as err:
@@ -452,13 +469,13 @@ def _named(section: str, table: Any, default: str) -> tuple[str, dict[str, Any]]
 
 
 def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
-    """A validated `Suite` from parsed TOML: the data, model and method keys are checked by resolving every run."""
-    from benchmark.methods import METHODS
-
+    """A validated `Suite` from parsed TOML: its plugins are imported first (files relative to the suite's folder),
+    then the data, model and method keys are checked by resolving every run."""
     _check("", raw)
+    plugins = _plugins(raw.get("plugins", []), Path(source).parent if source else None)
     if "sweep" in raw:
         base = from_dict({k: v for k, v in raw.items() if k != "sweep"}, source)
-        return dataclasses.replace(base, raw=raw, sweep=_regimes(raw, source))
+        return dataclasses.replace(base, raw=raw, sweep=_regimes(raw, source), plugins=plugins)
     if "name" not in raw:
         raise SuiteError("missing key name (the suite's output folder name)")
     for section in ("timing", "slurm", "search"):
@@ -466,7 +483,7 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
         if not isinstance(table, dict):
             raise SuiteError(f"[{section}] must be a table, got {table!r}")
         _check(section, table)
-    dataset, dataset_params = _named("data", raw.get("data", {}), "synthetic-boats")
+    dataset, dataset_params = _named("data", raw.get("data", {}), BUILTIN_DATA)
     model, model_params = _named("model", raw.get("model", {}), "small_cnn")
     try:
         train = TrainSettings.from_dict(raw.get("train", {}))
@@ -516,16 +533,23 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
         search=_search_settings(raw.get("search"), entries, dataset),
         source=source,
         raw=raw,
+        plugins=plugins,
     )
     _validate_components(suite)
     return suite
 
 
+def _plugins(refs: Any, base: Path | None) -> tuple[str, ...]:
+    """Import the suite's plugins; what a worker process needs to import each of them again."""
+    try:
+        return tuple(plugin.to_ref() for plugin in load_plugins(refs, base))
+    except PluginError as err:
+        raise SuiteError(str(err)) from None
+
+
 def _default_class(dataset: Any) -> str:
     """The audited class a dataset is about (boat; waterbird for Waterbirds), "boat" for an unknown dataset (whose
     name is reported by the validation)."""
-    from benchmark.datasets.registry import DATASETS
-
     return DATASETS[dataset].default_class if isinstance(dataset, str) and dataset in DATASETS else "boat"
 
 

@@ -38,6 +38,7 @@ from benchmark.metrics import (
 )
 from benchmark.models import SplitModel, build_model
 from benchmark.predictions import audited_view, predictions_csv
+from benchmark.registry import labels
 from benchmark.selection import evaluate as evaluate_selection
 from benchmark.spec import RunSpec, TrainSettings
 from benchmark.store import RECORD_SCHEMA, run_dir, write_atomic, write_record
@@ -384,6 +385,7 @@ def new_record(spec: RunSpec, status: str, error: str | None = None) -> dict[str
         "curve": [],
         "metrics": {},
         "timings": {},
+        "components": labels({"method": spec.method, "model": spec.model, "dataset": spec.dataset}),
     }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.datasets import manifest, params, synthetic, voc, waterbirds
+from benchmark.registry import DATASETS, register_dataset
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ def _waterbirds_prepare(config: waterbirds.WaterbirdsConfig, data_root: Path | N
     waterbirds.read_metadata(params.data_path(config.root, data_root))
 
 
-DATASETS: dict[str, Dataset] = {
-    synthetic.NAME: Dataset(
+for _dataset in (
+    Dataset(
         synthetic.NAME,
         "built in, generated on first use",
         "boat",
@@ -69,7 +70,7 @@ DATASETS: dict[str, Dataset] = {
         synthetic.ensure_generated,
         _synthetic_load,
     ),
-    voc.NAME: Dataset(
+    Dataset(
         voc.NAME,
         "PASCAL VOC 2012 (+ SBD train_aug) from <data root>/VOCdevkit/VOC2012, biased split from data.biased_split",
         "boat",
@@ -80,7 +81,7 @@ DATASETS: dict[str, Dataset] = {
         _voc_prepare,
         voc.load,
     ),
-    waterbirds.NAME: Dataset(
+    Dataset(
         waterbirds.NAME,
         "Waterbirds from <data root>/waterbird_complete95_forest2water2 (metadata.csv)",
         waterbirds.AUDITED_CLASS,
@@ -91,7 +92,8 @@ DATASETS: dict[str, Dataset] = {
         _waterbirds_prepare,
         waterbirds.load,
     ),
-}
+):
+    register_dataset(_dataset)
 
 
 def dataset(name: str) -> Dataset:

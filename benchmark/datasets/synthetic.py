@@ -30,6 +30,7 @@ from PIL import Image
 
 from benchmark.datasets.render import CLASSES, CONTEXTS, LAND, Scene, render, sample_ground, sample_scene
 from benchmark.datasets.tensors import TensorSplit
+from benchmark.spec import BUILTIN_DATA
 
 __all__ = [
     "CLASSES",
@@ -63,7 +64,7 @@ ROLES: dict[str, str] = {
     "cf_object_removed": "cf_object_removed",
 }
 GENERATOR_VERSION: int = 1
-NAME = "synthetic-boats"
+NAME = BUILTIN_DATA
 CHUNK = 200
 MANIFEST_FIELDS = ("id", "split", "labels", "context", "has_context", "pair", "path", "mask_path", "context_mask_path")
 
