@@ -30,7 +30,7 @@ from benchmark.diagnostics import heldout_scored
 from benchmark.plugins import PluginError
 from benchmark.registry import load_plugins
 from benchmark.selection import ensure_data, reported_specs
-from benchmark.spec import RunSpec, configuration_key
+from benchmark.spec import RunSpec, configuration_key, pairing_key
 from benchmark.store import (
     COMPLETE,
     CONFLICT,
@@ -450,7 +450,7 @@ def measure_throughput(
     each run's record were taken while other runs may have shared the cores), with denormals flushed as its training
     was (`train.flush_denormal`; each row records the flag and the share it reached, `benchmark.denormals`). Each
     configuration is timed round by round with its baseline (the Grad-CAM configuration on the same data, model and
-    training settings but those that do not change a step, `_shared_settings`), `timing.passes` x
+    training settings: `spec.pairing_key`, as the statistics pair them), `timing.passes` x
     `timing.iterations` rounds, two models in memory at a time: its `train_cost_ratio` and
     `attention_speed_ratio` compare steps taken under the same load, and the baseline's own figures are the medians
     over its pairings. A configuration without a baseline is timed alone, the best of `timing.passes` passes in
@@ -492,19 +492,6 @@ def measure_throughput(
     return payload
 
 
-def _shared_settings(spec: RunSpec) -> str:
-    """What a configuration shares with its baseline: everything but the method, its budget and the seed (the data,
-    the model and the training settings, so each regime of a sweep pairs with its own baseline), less the training
-    settings that do not change what a step computes (a search's chosen trials differ in them)."""
-    shared = {k: v for k, v in spec.to_dict().items() if k not in _OWN_KEYS}
-    shared["train"] = {k: v for k, v in shared["train"].items() if k not in _STEP_NEUTRAL_TRAIN_KEYS}
-    return json.dumps(shared, sort_keys=True, default=str)
-
-
-_OWN_KEYS = {"method", "method_params", "budget", "budget_seed", "seed", "search"}
-_STEP_NEUTRAL_TRAIN_KEYS = {"lr", "weight_decay", "epochs"}
-
-
 def _paired_figures(jobs: list[tuple[RunSpec, Contender]], settings: TimingSettings) -> dict[str, dict[str, Any]]:
     """Figures per run id for every configuration that has a baseline with the same shared settings, each timed
     round by round against that baseline (`timing.measure_paired`); the baseline's figures are the medians over its
@@ -513,7 +500,7 @@ def _paired_figures(jobs: list[tuple[RunSpec, Contender]], settings: TimingSetti
 
     groups: dict[str, list[tuple[RunSpec, Contender]]] = {}
     for spec, job in jobs:
-        groups.setdefault(_shared_settings(spec), []).append((spec, job))
+        groups.setdefault(pairing_key(spec.to_dict()), []).append((spec, job))
     rounds = replace(settings, warmup=max(settings.warmup, 1), iterations=settings.iterations * settings.passes)
     out: dict[str, dict[str, Any]] = {}
     for group in groups.values():

@@ -198,6 +198,28 @@ def configuration_key(spec: dict[str, Any]) -> str:
     return json.dumps(canonical, sort_keys=True, default=str)
 
 
+# What a configuration does not share with its baseline: the method, its parameters and budget (with the data keys
+# that choose the budget's images), the seed and the suite's name.
+METHOD_KEYS = ("method", "method_params", "budget", "budget_seed", "seed", "suite")
+BUDGET_DATA_KEYS = ("pool",)
+
+
+def pairing_key(spec: dict[str, Any]) -> str:
+    """What a configuration must share with its baseline to be compared with it, timed against it, or selected with
+    it: everything but `METHOD_KEYS`, the budget's data keys and, of a search trial, its search record and the
+    training settings it drew (each method is compared with the baseline's chosen trial, both tuned by the same
+    search). Defaults spelled out or not are the same setting (`configuration_key`)."""
+    canonical = json.loads(configuration_key(spec))
+    setting = {k: v for k, v in canonical.items() if k not in (*METHOD_KEYS, "search")}
+    data = setting.get("dataset_params")
+    if isinstance(data, dict):
+        setting["dataset_params"] = {k: v for k, v in data.items() if k not in BUDGET_DATA_KEYS}
+    drawn = spec.get("search", {}).get("hparams", {})
+    if drawn and isinstance(setting.get("train"), dict):
+        setting["train"] = {k: v for k, v in setting["train"].items() if k not in drawn}
+    return json.dumps(setting, sort_keys=True, default=str)
+
+
 @functools.lru_cache(maxsize=64)
 def _method_defaults(method: Any) -> dict[str, Any]:
     try:

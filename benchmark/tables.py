@@ -10,7 +10,6 @@ intervals.
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.predictions import read_predictions
-from benchmark.spec import configuration_key
+from benchmark.spec import pairing_key
 from benchmark.stats import (
     N_RESAMPLES,
     Statistic,
@@ -52,8 +51,6 @@ def config_name(method: str, budget: int, label: str | None = None) -> str:
 
 
 # Spec keys that make two configurations a method-vs-baseline pair when everything else is equal.
-METHOD_KEYS = ("method", "method_params", "budget", "budget_seed", "seed", "suite")
-BUDGET_DATA_KEYS = ("pool",)  # data keys that choose which training images are inside the budget (real datasets)
 
 
 @dataclass(frozen=True)
@@ -356,21 +353,6 @@ def aggregate_table(
     return pd.DataFrame(rows, columns=columns)
 
 
-def _setting_key(spec: dict[str, Any]) -> str:
-    """Everything but the method, its budget (with the data keys that choose the budget's images) and the seed: what
-    a method and its baseline must share. Of a search trial, also its search record and the training settings it
-    drew: each method is compared with the baseline's chosen trial, both tuned by the same search."""
-    canonical = json.loads(configuration_key(spec))  # defaults spelled out or not: the same setting
-    setting = {k: v for k, v in canonical.items() if k not in (*METHOD_KEYS, "search")}
-    data = setting.get("dataset_params")
-    if isinstance(data, dict):
-        setting["dataset_params"] = {k: v for k, v in data.items() if k not in BUDGET_DATA_KEYS}
-    drawn = spec.get("search", {}).get("hparams", {})
-    if drawn and isinstance(setting.get("train"), dict):
-        setting["train"] = {k: v for k, v in setting["train"].items() if k not in drawn}
-    return json.dumps(setting, sort_keys=True, default=str)
-
-
 def _check_aligned(run: Run, base: Run, roles: tuple[str, ...]) -> None:
     for role in roles:
         if not np.array_equal(run.preds[role]["ids"], base.preds[role]["ids"]):
@@ -404,16 +386,16 @@ def paired_table(
         raise ValueError(f"family={family!r}: allowed: metric, all")
     configs = _configurations(runs)
     baselines = {
-        _setting_key(group[0].spec): (key, group)
+        pairing_key(group[0].spec): (key, group)
         for key, group in configs.items()
         if group[0].spec["method"] == baseline
     }
     rows = []
     for config, group in configs.items():
         first = group[0]
-        if first.spec["method"] == baseline or _setting_key(first.spec) not in baselines:
+        if first.spec["method"] == baseline or pairing_key(first.spec) not in baselines:
             continue
-        base_config, base_group = baselines[_setting_key(first.spec)]
+        base_config, base_group = baselines[pairing_key(first.spec)]
         base_by_seed = {r.spec["seed"]: r for r in base_group}
         pairs = [(r, base_by_seed[r.spec["seed"]]) for r in group if r.spec["seed"] in base_by_seed]
         for m in METRICS:

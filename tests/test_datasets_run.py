@@ -11,8 +11,7 @@ from benchmark import suites
 from benchmark.cli import main
 from benchmark.metrics import audit_metrics
 from benchmark.predictions import audited_view, read_predictions
-from benchmark.spec import RunSpec, TrainSettings
-from benchmark.tables import _setting_key
+from benchmark.spec import RunSpec, TrainSettings, pairing_key
 from benchmark.train import run
 
 TINY = ["--set", "data.image_size=32", "--set", "data.workers=1", "--set", "train.batch_size=4", "--quiet"]
@@ -145,6 +144,6 @@ def test_shipped_real_data_suites_validate_and_dry_run_without_data(tmp_path, ca
 def test_the_pool_does_not_separate_a_method_from_its_baseline():
     base = RunSpec("gradcam", dataset="voc").to_dict()
     method = RunSpec("gain_ext", budget=200, dataset="voc", dataset_params={"pool": "pixel"}).to_dict()
-    assert _setting_key(base) == _setting_key(method)
+    assert pairing_key(base) == pairing_key(method)
     other_size = RunSpec("gain_ext", dataset="voc", dataset_params={"image_size": 64}).to_dict()
-    assert _setting_key(base) != _setting_key(other_size)
+    assert pairing_key(base) != pairing_key(other_size)
