@@ -23,7 +23,7 @@ and no `.grad` is written, so the run's numbers are the same with the diagnostic
   class once its attended region is erased (what `L_am` reads) under each. A gap says the network computes a
   different function under the two normalisations, which a loss evaluated under one of them can exploit.
 
-Per epoch the run also scores the held-out selection splits (`selection.evaluate`: in-distribution mAP and accuracy,
+Per epoch the run also scores the held-out selection splits (`heldout.evaluate`: in-distribution mAP and accuracy,
 both shifted groups and their AUROC), never the test splits, so a report can show whether robustness peaks early.
 """
 
@@ -228,7 +228,7 @@ def bn_shift(model: SplitModel, images: torch.Tensor, mode: str) -> tuple[float,
 
 
 def heldout_scores(selection: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """`selection.evaluate`'s output as flat per-epoch keys (`HELDOUT_KEYS`)."""
+    """`heldout.evaluate`'s output as flat per-epoch keys (`HELDOUT_KEYS`)."""
     return {
         key: float(selection[rule][metric])
         for (rule, metric), key in HELDOUT_KEYS.items()

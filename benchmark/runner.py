@@ -27,10 +27,11 @@ from tqdm.auto import tqdm
 
 from benchmark.denormals import denormals_flushed, flush_from_the_start
 from benchmark.diagnostics import heldout_scored
+from benchmark.heldout import ensure_data
 from benchmark.plugins import PluginError
 from benchmark.registry import load_plugins
-from benchmark.selection import ensure_data, reported_specs
-from benchmark.spec import RunSpec, configuration_key, pairing_key
+from benchmark.selection import reported_specs
+from benchmark.spec import BASELINE, RunSpec, configuration_key, pairing_key
 from benchmark.store import (
     COMPLETE,
     CONFLICT,
@@ -496,8 +497,6 @@ def _paired_figures(jobs: list[tuple[RunSpec, Contender]], settings: TimingSetti
     """Figures per run id for every configuration that has a baseline with the same shared settings, each timed
     round by round against that baseline (`timing.measure_paired`); the baseline's figures are the medians over its
     pairings. A baseline with nothing to pair is left out (timed alone by the caller)."""
-    from benchmark.tables import BASELINE
-
     groups: dict[str, list[tuple[RunSpec, Contender]]] = {}
     for spec, job in jobs:
         groups.setdefault(pairing_key(spec.to_dict()), []).append((spec, job))

@@ -198,6 +198,8 @@ def configuration_key(spec: dict[str, Any]) -> str:
     return json.dumps(canonical, sort_keys=True, default=str)
 
 
+# The method every other is compared with, timed against and paired with.
+BASELINE = "gradcam"
 # What a configuration does not share with its baseline: the method, its parameters and budget (with the data keys
 # that choose the budget's images), the seed and the suite's name.
 METHOD_KEYS = ("method", "method_params", "budget", "budget_seed", "seed", "suite")

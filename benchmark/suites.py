@@ -80,7 +80,7 @@ from benchmark import search
 from benchmark.plugins import PluginError
 from benchmark.registry import DATASETS, METHODS, load_plugins
 from benchmark.search import SearchSettings
-from benchmark.selection import RULES
+from benchmark.selection_rules import RULES
 from benchmark.spec import BUILTIN_DATA, RunSpec, TrainSettings
 from benchmark.timing import TimingSettings
 

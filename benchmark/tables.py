@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.predictions import read_predictions
-from benchmark.spec import pairing_key
+from benchmark.spec import BASELINE, pairing_key
 from benchmark.stats import (
     N_RESAMPLES,
     Statistic,
@@ -38,7 +38,6 @@ from benchmark.stats import (
 from benchmark.store import read_record
 from benchmark.summary import configuration
 
-BASELINE = "gradcam"
 DISPLAY = {"gradcam": "Grad-CAM", "gain": "GAIN", "gain_ext": "GAIN_ext"}
 
 

@@ -25,6 +25,7 @@ from benchmark.datasets.files import FileSplit
 from benchmark.datasets.tensors import TensorSplit
 from benchmark.denormals import flushed_share
 from benchmark.diagnostics import gradient_probe, heldout_scored, heldout_scores, probe_batch, probe_steps
+from benchmark.heldout import evaluate as evaluate_selection
 from benchmark.methods import Method, build_method
 from benchmark.metrics import (
     IOU_TAU,
@@ -39,7 +40,6 @@ from benchmark.metrics import (
 from benchmark.models import SplitModel, build_model
 from benchmark.predictions import audited_view, predictions_csv
 from benchmark.registry import labels
-from benchmark.selection import evaluate as evaluate_selection
 from benchmark.spec import RunSpec, TrainSettings
 from benchmark.store import RECORD_SCHEMA, run_dir, write_atomic, write_record
 from benchmark.timing import TimingSettings, measure

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from tiny import tiny_suite
 
-from benchmark import runner, selection
+from benchmark import heldout, runner, selection
 from benchmark.cli import main
 from benchmark.datasets import synthetic
 from benchmark.report import render
@@ -88,10 +88,10 @@ def data_root(tmp_path_factory):
 
 def test_selection_data_is_held_out_from_every_test_split(data_root):
     config = synthetic.SyntheticConfig(n_train=40, n_val=20, n_shifted=20, n_counterfactual=4)
-    held_out = selection.selection_config(config)
+    held_out = heldout.selection_config(config)
     assert (held_out.rho, held_out.q, held_out.n_val, held_out.n_shifted) == (0.99, 0.05, 20, 20)
     test = synthetic.load(config, data_root)
-    folder = selection.ensure_data(synthetic.NAME, {"n_train": 40, "n_val": 20, "n_shifted": 20, "n_counterfactual": 4},
+    folder = heldout.ensure_data(synthetic.NAME, {"n_train": 40, "n_val": 20, "n_shifted": 20, "n_counterfactual": 4},
                                    data_root)  # fmt: skip
     test_images = {t.numpy().tobytes() for split in test.values() for t in split.images}
     for name in ("val", "boat_without_water", "water_without_boat"):
