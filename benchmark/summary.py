@@ -8,6 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from benchmark.registry import METHODS
 from benchmark.spec import RunSpec, configuration_key
 from benchmark.store import read_record
 
@@ -58,8 +59,6 @@ def summarise(records: list[dict[str, Any]], short: bool = False) -> list[dict[s
 
 def _order(spec: dict[str, Any], label: str) -> tuple[int, int, str]:
     """Baseline first, then the registry's order of methods, budgets ascending."""
-    from benchmark.methods import METHODS
-
     names = list(METHODS)
     return (names.index(spec["method"]) if spec["method"] in names else len(names), spec["budget"], label)
 

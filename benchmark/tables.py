@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.predictions import read_predictions
+from benchmark.registry import METHODS
 from benchmark.spec import BASELINE, pairing_key
 from benchmark.stats import (
     N_RESAMPLES,
@@ -279,8 +280,6 @@ def tidy_table(runs: list[Run]) -> pd.DataFrame:
 
 def _order(spec: dict[str, Any], label: str) -> tuple[int, int, str]:
     """Baseline first, then the registry's order of methods, budgets ascending."""
-    from benchmark.methods import METHODS
-
     names = list(METHODS)
     return (names.index(spec["method"]) if spec["method"] in names else len(names), spec["budget"], label)
 

@@ -31,6 +31,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
 from benchmark.curves import BOOKKEEPING, DIAGNOSTICS, LOSS_PARTS
+from benchmark.registry import METHODS
 from benchmark.tables import BASELINE, DISPLAY
 
 DPI = 100
@@ -253,8 +254,6 @@ def _config_of(record: dict[str, Any]) -> tuple[str, str, int, dict[str, Any]]:
 
 
 def _method_rank(method: str) -> int:
-    from benchmark.methods import METHODS
-
     names = list(METHODS)
     return names.index(method) if method in names else len(names)
 
