@@ -329,9 +329,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from benchmark import runner  # the post-run steps, where the checkpoints and the data are
+    from benchmark.gallery_maps import write_gallery
     from benchmark.report import write_report
 
     try:
+        suite = runner.read_suite_file(args.dir)
+        if not suite.sweep:
+            try:
+                write_gallery(args.dir, runner.gallery_picks(suite, args.dir), args.data_root)
+            except (ValueError, OSError) as err:  # e.g. real data not at hand: the report says the gallery is missing
+                print(f"warning: the gallery was not written: {err}", file=sys.stderr)
         path = write_report(args.dir, args.output, args.data_root)
     except (ValueError, FileNotFoundError) as err:
         return _error(err)

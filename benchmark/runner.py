@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from benchmark.denormals import denormals_flushed, flush_from_the_start
 from benchmark.diagnostics import heldout_scored
+from benchmark.gallery_maps import write_gallery
 from benchmark.heldout import ensure_data
 from benchmark.plugins import PluginError
 from benchmark.registry import load_plugins
@@ -285,6 +286,11 @@ def run_suite(
         except Exception as err:  # the runs are recorded; a report without suite-level timings is still a report
             print(f"warning: timing the configurations failed, the report uses the per-run timings: {err}",
                   file=sys.stderr)  # fmt: skip
+    if launcher != "slurm" and not suite.sweep:
+        try:
+            write_gallery(out_root, gallery_picks(suite, out_root), data_root)
+        except Exception as err:  # the runs are recorded; the report says the gallery is missing
+            print(f"warning: the gallery was not written: {err}", file=sys.stderr)
     if suite.unbiased_reference and launcher != "slurm":
         from benchmark.reference import write_references
 
@@ -428,6 +434,11 @@ def configurations(suite: Suite, out_root: Path | None = None) -> list[list[RunS
     for spec in suite.runs() if out_root is None else reported_specs(suite, Path(out_root)):
         groups.setdefault(configuration_key(spec.to_dict()), []).append(spec)
     return [sorted(g, key=lambda s: s.seed) for g in groups.values()]
+
+
+def gallery_picks(suite: Suite, out_root: Path) -> list[tuple[RunSpec, RunSpec | None, str]]:
+    """Per configuration of the report: its first spec, its representative run (`pick_run`) and why there is none."""
+    return [(specs[0], *pick_run(out_root, specs)) for specs in configurations(suite, out_root)]
 
 
 def pick_run(out_root: Path, specs: list[RunSpec]) -> tuple[RunSpec | None, str]:

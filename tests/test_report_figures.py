@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from tiny import tiny_suite
 
-from benchmark import runner
+from benchmark import gallery_maps, runner
 from benchmark.report import figures, gallery
 from benchmark.suites import load
 
@@ -149,9 +149,16 @@ def suite_out(tmp_path_factory):
     return out, data_root
 
 
+def _gallery(out, data_root, **kwargs):
+    """The post-run step computes the gallery into the folder (afresh); the report's side reads it back."""
+    (out / "gallery.json").unlink(missing_ok=True)
+    gallery_maps.write_gallery(out, runner.gallery_picks(runner.read_suite_file(out), out), data_root, **kwargs)
+    return gallery.read_gallery(out)
+
+
 def test_gallery_shows_the_same_images_for_every_configuration(suite_out):
     out, data_root = suite_out
-    data = gallery.gallery_data(out, data_root, per_group=3)
+    data = _gallery(out, data_root, per_group=3)
     assert data is not None
     assert [r.run_id.split("-")[0] for r in data.rows] == ["gradcam", "gain_ext"]
     assert all(r.run_id.split("-")[2] == "s0" for r in data.rows), "the lowest seed"
@@ -161,12 +168,13 @@ def test_gallery_shows_the_same_images_for_every_configuration(suite_out):
     assert all(r.ids == chosen for r in data.rows)
     assert all(r.maps.shape == (9, 48, 48) and np.all((r.maps >= 0) & (r.maps <= 1)) for r in data.rows)
     assert all(np.all((r.scores > 0) & (r.scores < 1)) for r in data.rows)
-    assert gallery.gallery_data(out, data_root, per_group=3).groups == data.groups, "deterministic"
-    seeded = gallery.gallery_data(out, data_root, per_group=3, seed=1)
+    assert _gallery(out, data_root, per_group=3).groups == data.groups, "deterministic"
+    seeded = _gallery(out, data_root, per_group=3, seed=1)
     assert all(r.ids == [i for ids in seeded.groups.values() for i in ids] for r in seeded.rows)
-    uri = gallery.gallery(out, data_root, per_group=3)
+    _gallery(out, data_root, per_group=3)
+    uri = gallery.gallery(out)
     assert png(uri).width > 300
-    assert gallery.gallery(out, data_root, per_group=3) == uri
+    assert gallery.gallery(out) == uri
 
 
 def test_gallery_skips_a_configuration_without_checkpoint_and_none_without_any(suite_out, tmp_path):
@@ -176,15 +184,30 @@ def test_gallery_skips_a_configuration_without_checkpoint_and_none_without_any(s
     for path in copy.glob("runs/gradcam-*/model.pt"):
         path.unlink()
     (next(copy.glob("runs/gain_ext-b9-s0-*")) / "model.pt").unlink()
-    data = gallery.gallery_data(copy, data_root, per_group=2)
+    data = _gallery(copy, data_root, per_group=2)
     assert data.rows[0].scores is None and "checkpoint" in data.rows[0].note
     assert data.rows[1].run_id.startswith("gain_ext-b9-s1"), "the next seed with a checkpoint"
-    png(gallery.gallery(copy, data_root, per_group=2))
+    png(gallery.gallery(copy))
     (next(copy.glob("runs/gain_ext-b9-s1-*")) / "model.pt").write_bytes(b"not a checkpoint")
-    data = gallery.gallery_data(copy, data_root, per_group=2)
+    data = _gallery(copy, data_root, per_group=2)
     assert [r.scores for r in data.rows] == [None, None] and "unreadable" in data.rows[1].note
     assert [len(ids) for ids in data.groups.values()] == [2, 2, 2]
     png(gallery.draw(data))
     for path in copy.glob("runs/*/model.pt"):
         path.unlink()
-    assert gallery.gallery(copy, data_root) is None
+    assert _gallery(copy, data_root) is None and gallery.gallery(copy) is None
+
+
+def test_the_report_draws_the_gallery_from_the_folder_alone(suite_out, tmp_path):
+    """After the post-run step, no checkpoint and no data are needed: the report renders the same gallery with every
+    model.pt removed and no data root."""
+    out, data_root = suite_out
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    _gallery(copy, data_root, per_group=2)
+    before = gallery.gallery(copy)
+    for path in copy.glob("runs/*/model.pt"):
+        path.unlink()
+    assert gallery.gallery(copy) == before
+    last = gallery_maps.write_gallery(copy, runner.gallery_picks(runner.read_suite_file(copy), copy), data_root)
+    assert last is None and gallery.gallery(copy) is None, "no checkpoint left: the stale gallery goes too"

@@ -247,7 +247,8 @@ def _figures(
         "training_curves": figures.training_curves(complete) if complete and not sweep else None,
         "training_diagnostics": figures.training_curves(complete, diagnostics=True) if complete and not sweep else None,
         "throughput": figures.throughput_chart(throughput) if throughput else None,
-        "gallery": gallery.gallery(out_root, data_root) if not sweep else None,
+        "gallery": gallery.gallery(out_root) if not sweep else None,
+        "gallery_missing": gallery.MISSING if not sweep and not (out_root / gallery.GALLERY_JSON).is_file() else None,
     }
 
 

@@ -1,37 +1,24 @@
 """Qualitative gallery in the style of GAIN's Fig. 5/6: the audited class's Grad-CAM on the same images for every
 configuration of a suite, so a reader sees where each method looks when the context is missing or misleading.
 
-Rows are the suite's configurations (one run each: the lowest complete seed with a checkpoint), columns the same
-images for every row: `per_group` each of "boat without water", "water without boat" and in-distribution val images
-of a boat on water. Each cell is the image with its map blended in and the audited class's score beneath.
+Drawn from the results folder alone (`gallery.json`, `gallery.npz`, written after the runs by
+`benchmark.gallery_maps`): no checkpoint and no data set is opened here. Each cell is the image with its map
+blended in and the audited class's score beneath.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
-import torch
 
-from benchmark.datasets import registry
-from benchmark.datasets.images import DataError
-from benchmark.datasets.tensors import TensorSplit
-from benchmark.models import SplitModel
 from benchmark.report.figures import png_data_uri, style
-from benchmark.spec import RunSpec
-from benchmark.train import load_trained
 
-# (role, header); the header's {cls}/{ctx} are the audited class and its context.
-GROUPS = (
-    ("class_without_context", "{cls} without {ctx}"),
-    ("context_without_class", "{ctx} without {cls}"),
-    ("val", "{cls} on {ctx} (val, in distribution)"),
-)
+GALLERY_JSON = "gallery.json"
+GALLERY_NPZ = "gallery.npz"
 COLORMAP = "inferno"
 ALPHA = 0.55
 
@@ -58,122 +45,34 @@ class GalleryData:
     rows: list[GalleryRow]
 
 
-def choose_images(
-    splits: dict[str, TensorSplit], class_index: int, *, per_group: int = 4, seed: int | None = None
-) -> dict[str, list[int]]:
-    """Row indices per role of `GROUPS`: the first `per_group` by image id, or a `seed`ed draw (shown in id order).
-
-    From `val` only images of the audited class on its context qualify. Deterministic, so every configuration and
-    every rendering shows the same images.
-    """
-    chosen: dict[str, list[int]] = {}
-    for role, _ in GROUPS:
-        if role not in splits:
-            chosen[role] = []
-            continue
-        split = splits[role]
-        rows = np.arange(len(split))
-        if role == "val":
-            keep = (split.labels[:, class_index] > 0.5) & split.has_context
-            rows = rows[keep.numpy()]
-        rows = np.array(sorted(rows, key=lambda r: split.ids[r]), dtype=int)
-        if seed is not None and len(rows) > per_group:
-            rows = np.sort(
-                np.random.default_rng([seed, zlib.crc32(role.encode())]).choice(rows, per_group, replace=False)
-            )
-            rows = np.array(sorted(rows, key=lambda r: split.ids[r]), dtype=int)
-        chosen[role] = [int(r) for r in rows[:per_group]]
-    return chosen
-
-
-def _load_splits(spec: RunSpec, data_root: Path | None) -> dict[str, TensorSplit]:
-    """Only the evaluation splits the gallery shows (the training split is the slow part of `train.load_data`); a
-    real dataset without a biased split has val only."""
-    return registry.load(spec.dataset, spec.dataset_params, data_root, roles=tuple(role for role, _ in GROUPS))
-
-
-def _name(spec: RunSpec, seed: bool = False) -> str:
-    """The configuration's name, one method parameter per line (row labels stay narrow), and the seed shown."""
-    from benchmark.report.figures import display_name
-
-    lines = [display_name(spec.method, spec.budget), *(f"{k}={v}" for k, v in sorted(spec.method_params.items()))]
-    return "\n".join(lines + ([f"seed {spec.seed}"] if seed else []))
-
-
-def _maps(model: SplitModel, split: TensorSplit, rows: list[int], class_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and Grad-CAM maps of the audited class for `rows`, on CPU in eval mode, as `train.predict` takes them."""
-    from benchmark.attention import inference_cam
-
-    batch = split.batch(torch.tensor(rows, dtype=torch.long), mean=model.mean, std=model.std)
-    _, logits, maps = inference_cam(model, batch["image"], torch.full((len(rows),), class_index))
-    return torch.sigmoid(logits[:, class_index]).detach().numpy(), maps.numpy()
-
-
-def gallery_data(
-    out_root: Path, data_root: Path | None, *, per_group: int = 4, seed: int | None = None
-) -> GalleryData | None:
-    """Scores and maps for the gallery; None when no configuration has a complete run with a checkpoint."""
+def read_gallery(out_root: Path) -> GalleryData | None:
+    """The gallery the post-run step wrote into `out_root`; None where there is none."""
     out_root = Path(out_root)
-    from benchmark.runner import configurations, pick_run, read_suite_file
-
-    picked = [(specs[0], *pick_run(out_root, specs)) for specs in configurations(read_suite_file(out_root), out_root)]
-    if not any(spec is not None for _, spec, _ in picked):
+    if not (out_root / GALLERY_JSON).is_file() or not (out_root / GALLERY_NPZ).is_file():
         return None
-    data: dict[str, tuple[dict[str, TensorSplit], dict[str, list[int]]]] = {}
-    rows: list[GalleryRow] = []
-    header: dict[str, list[str]] = {}
-    audited = next(spec for _, spec, _ in picked if spec is not None).audited_class
-    first_run = next(s for _, s, _ in picked if s is not None)
-    context = registry.context_name(first_run.dataset, first_run.dataset_params)
-    for first, spec, note in picked:
-        if spec is None:
-            rows.append(GalleryRow(_name(first), None, note=note))
-            continue
-        data_key = json.dumps([spec.dataset, spec.dataset_params], sort_keys=True)
-        if data_key not in data:
-            try:
-                splits = _load_splits(spec, data_root)
-            except DataError as err:  # real data not at hand where the report is rendered: no gallery, say why
-                print(f"warning: no gallery: {err}", file=sys.stderr)
-                return None
-            class_index = splits["val"].classes.index(spec.audited_class)
-            data[data_key] = (splits, choose_images(splits, class_index, per_group=per_group, seed=seed))
-            if not header:
-                for role, title in GROUPS:
-                    ids = [splits[role].ids[i] for i in data[data_key][1][role]]
-                    if ids:
-                        header[title.format(cls=audited, ctx=context)] = ids
-                if not header:  # e.g. real data without a biased split or context masks: nothing to compare on
-                    return None
-        splits, chosen = data[data_key]
-        class_index = splits["val"].classes.index(spec.audited_class)
-        checkpoint = out_root / "runs" / spec.run_id / "model.pt"
-        row = GalleryRow(_name(spec, seed=True), spec.run_id)
-        scores, maps, images = [], [], []
-        try:
-            model = load_trained(spec, checkpoint, len(splits["val"].classes))
-            for role, _ in GROUPS:
-                index = chosen[role]
-                if not index:
-                    continue
-                split = splits[role]
-                s, m = _maps(model, split, index, class_index)
-                scores.append(s)
-                maps.append(m)
-                images.append(split.pixels(index).permute(0, 2, 3, 1).numpy())
-                row.ids += [split.ids[i] for i in index]
-        except Exception as err:  # a truncated, foreign or mismatched checkpoint must not sink the whole report
+    meta = json.loads((out_root / GALLERY_JSON).read_text())
+    rows = []
+    with np.load(out_root / GALLERY_NPZ) as arrays:
+        for i, row in enumerate(meta["rows"]):
+            found = f"scores_{i}" in arrays
             rows.append(
                 GalleryRow(
-                    row.name,
-                    spec.run_id,
-                    note=f"checkpoint unreadable ({type(err).__name__}: {err})"[:150] + ": skipped",
+                    row["name"],
+                    row.get("run_id"),
+                    list(row.get("ids", [])),
+                    arrays[f"scores_{i}"] if found else None,
+                    arrays[f"maps_{i}"].astype(np.float32) if found else None,
+                    arrays[f"images_{i}"] if found else None,
+                    row.get("note", ""),
                 )
             )
-            continue
-        row.scores, row.maps, row.images = np.concatenate(scores), np.concatenate(maps), np.concatenate(images)
-        rows.append(row)
-    return GalleryData(audited, header, rows)
+    return GalleryData(meta["audited_class"], meta["groups"], rows)
+
+
+MISSING = (
+    "no gallery in this results folder (gallery.json): it is written after the runs, by `gain-bench run` or by "
+    "`gain-bench report` where the checkpoints and the data are"
+)
 
 
 def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
@@ -261,7 +160,7 @@ def draw(data: GalleryData) -> str:
         return png_data_uri(fig)
 
 
-def gallery(out_root: Path, data_root: Path | None, *, per_group: int = 4, seed: int | None = None) -> str | None:
-    """The gallery of the suite results folder `out_root` as a PNG data URI; None when no run has a checkpoint."""
-    data = gallery_data(out_root, data_root, per_group=per_group, seed=seed)
+def gallery(out_root: Path) -> str | None:
+    """The gallery of the suite results folder `out_root` as a PNG data URI; None where the folder holds none."""
+    data = read_gallery(out_root)
     return draw(data) if data is not None else None
