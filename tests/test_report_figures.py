@@ -2,6 +2,8 @@ import base64
 import io
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -211,3 +213,25 @@ def test_the_report_draws_the_gallery_from_the_folder_alone(suite_out, tmp_path)
     assert gallery.gallery(copy) == before
     last = gallery_maps.write_gallery(copy, runner.gallery_picks(runner.read_suite_file(copy), copy), data_root)
     assert last is None and gallery.gallery(copy) is None, "no checkpoint left: the stale gallery goes too"
+
+
+def test_the_report_opens_no_checkpoint_and_no_data_file(suite_out, tmp_path):
+    """`write_report` on a folder whose gallery was written: an audit hook sees every file it opens; none is a
+    checkpoint or under a data root."""
+    out, data_root = suite_out
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    _gallery(copy, data_root, per_group=2)
+    code = f"""
+import sys
+opened = []
+sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" and args else None)
+from benchmark.report import write_report
+write_report({str(copy)!r}, data_root={str(data_root)!r}, n_resamples=50)
+bad = [p for p in opened if p.endswith(".pt") or p.startswith({str(data_root)!r})]
+print("BAD", bad)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "BAD []" in done.stdout, done.stdout
+    assert 'alt="attention maps of every configuration on the same images"' in (copy / "index.html").read_text()
