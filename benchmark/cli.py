@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from benchmark.curves import DIAGNOSTICS, LOSS_PARTS
 from benchmark.denormals import flush_from_the_start
 from benchmark.registry import DATASETS, METHODS, MODELS, load_plugins
 from benchmark.spec import BUILTIN_DATA, RunSpec, TrainSettings
+from benchmark.suites import parse_value
 from benchmark.summary import (
     COLUMNS,
     compare_runs,
@@ -24,14 +24,6 @@ from benchmark.summary import (
     load_records,
     summarise,
 )
-
-
-def parse_value(text: str) -> Any:
-    """`--set` values: JSON where it parses (numbers, true/false, lists), else the plain string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def apply_overrides(spec_kwargs: dict[str, Any], train: dict[str, Any], overrides: list[str]) -> None:
@@ -45,7 +37,7 @@ def apply_overrides(spec_kwargs: dict[str, Any], train: dict[str, Any], override
             raise ValueError(
                 f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join([*sections, 'train'])}"
             )
-        value = parse_value(raw)
+        value = parse_value(raw)  # the suites' parser: TOML values, else the plain string
         if section == "train":
             if name not in train_keys:
                 raise ValueError(

@@ -200,6 +200,16 @@ def _load(plugin: Plugin) -> Plugin:
     return plugin
 
 
+def display(method: str) -> str:
+    """A method's name in tables and figures (its entry's `display`; the name itself for one not registered here)."""
+    return METHODS.entry(method).display if method in METHODS else method
+
+
+def colour(method: str) -> str:
+    """A method's colour in every figure (its entry's; a stable pick for one not registered here)."""
+    return METHODS.entry(method).colour if method in METHODS else default_colour(method)
+
+
 def labels(names: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """`Entry.labels()` of each entry `names` ({kind: name}) uses: what the report shows of them, written into the
     results folder so that it renders without the registry (or the plugin) at hand."""

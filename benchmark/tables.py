@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.predictions import read_predictions
-from benchmark.registry import METHODS
+from benchmark.registry import METHODS, display
 from benchmark.spec import BASELINE, pairing_key
 from benchmark.stats import (
     N_RESAMPLES,
@@ -39,14 +39,12 @@ from benchmark.stats import (
 from benchmark.store import read_record
 from benchmark.summary import configuration
 
-DISPLAY = {"gradcam": "Grad-CAM", "gain": "GAIN", "gain_ext": "GAIN_ext"}
-
 
 def config_name(method: str, budget: int, label: str | None = None) -> str:
     """ "GAIN_ext-78", and whatever a configuration's label adds after its method and budget (e.g. " masked_bn=eval"):
     a configuration's name in the report and the verdict."""
     own = method + (f"-{int(budget)}" if budget else "")
-    name = DISPLAY.get(method, method) + (f"-{int(budget)}" if budget else "")
+    name = display(method) + (f"-{int(budget)}" if budget else "")
     return name + (str(label)[len(own) :] if label is not None and str(label).startswith(own) else "")
 
 
@@ -451,7 +449,7 @@ def _column_names(aggregated: pd.DataFrame) -> dict[str, str]:
     """A short paper-style name per configuration ("Grad-CAM", "GAIN_ext-78"), numbered where two would clash."""
     names: dict[str, str] = {}
     for config, row in aggregated.drop_duplicates("config").set_index("config").iterrows():
-        name = DISPLAY.get(row["method"], row["method"]) + (f"-{row['budget']}" if row["budget"] else "")
+        name = display(row["method"]) + (f"-{row['budget']}" if row["budget"] else "")
         clashes = sum(n == name or n.startswith(f"{name} (") for n in names.values())
         names[str(config)] = f"{name} ({clashes + 1})" if clashes else name
     return names

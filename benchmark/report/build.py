@@ -17,6 +17,7 @@ import pandas as pd
 from benchmark import __version__
 from benchmark.datasets import registry
 from benchmark.reference import read_references, reference_share
+from benchmark.registry import display
 from benchmark.report.verdict import PAPER_TABLE4, beats_baseline_sentence, verdict
 from benchmark.runner import plan, read_suite_file, read_throughput
 from benchmark.selection import RULES, Selection, reported_specs, select_suite, trials_table
@@ -24,7 +25,7 @@ from benchmark.spec import RunSpec, configuration_key
 from benchmark.store import write_atomic
 from benchmark.suites import Regime, Suite
 from benchmark.summary import curve_table
-from benchmark.tables import BASELINE, DISPLAY, PAPER_ROWS, build_tables, config_name
+from benchmark.tables import BASELINE, PAPER_ROWS, build_tables, config_name
 
 TEMPLATES = Path(__file__).parent / "templates"
 SIGNIFICANCE_METRICS = ("val_accuracy", "class_without_context", "context_without_class", "overall", "shifted_auroc",
@@ -81,7 +82,7 @@ def _git_commit() -> str:
 
 
 def _display(method: str, budget: int) -> str:
-    return DISPLAY.get(method, method) + (f"-{budget}" if budget else "")
+    return display(method) + (f"-{budget}" if budget else "")
 
 
 def _config_name(row: dict[str, Any]) -> str:

@@ -14,7 +14,6 @@ import json
 import math
 import re
 import sys
-import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,21 +30,17 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
 from benchmark.curves import BOOKKEEPING, DIAGNOSTICS, LOSS_PARTS
-from benchmark.registry import METHODS
-from benchmark.tables import BASELINE, DISPLAY
+from benchmark.registry import METHODS, colour, display
+from benchmark.tables import BASELINE
 
 DPI = 100
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies.
-METHOD_COLOURS = {"gradcam": "#0072B2", "gain": "#E69F00", "gain_ext": "#009E73"}
-EXTRA_COLOURS = ("#CC79A7", "#D55E00", "#56B4E9", "#000000", "#999999")
 PAPER_BUDGETS = (9, 23, 78, 200, 1464)
 
 
 def method_colour(method: str) -> str:
     """The method's colour in every figure: fixed for the paper's methods, a stable pick for any other."""
-    if method in METHOD_COLOURS:
-        return METHOD_COLOURS[method]
-    return EXTRA_COLOURS[zlib.crc32(method.encode()) % len(EXTRA_COLOURS)]
+    return colour(method)
 
 
 def shade(colour: str, i: int, n: int) -> tuple[float, float, float]:
@@ -60,7 +55,7 @@ def shade(colour: str, i: int, n: int) -> tuple[float, float, float]:
 
 def display_name(method: str, budget: int = 0, params: dict[str, Any] | None = None) -> str:
     """ "GAIN_ext-78", plus any method parameters: a configuration's name within one suite."""
-    name = DISPLAY.get(method, method) + (f"-{budget}" if budget else "")
+    name = display(method) + (f"-{budget}" if budget else "")
     return name + "".join(f" {k}={v}" for k, v in sorted((params or {}).items()))
 
 
@@ -434,7 +429,7 @@ def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE) ->
         note = _setting_note(rows)
         has_base = any(_row_method(r) == baseline for r in rows)
         ratio_note = (
-            f"\N{MULTIPLICATION SIGN}: ratio to {DISPLAY.get(baseline, baseline)}"
+            f"\N{MULTIPLICATION SIGN}: ratio to {display(baseline)}"
             if has_base
             else "no baseline run: no ratios"
         )
