@@ -2,25 +2,37 @@
 configuration of a suite, so a reader sees where each method looks when the context is missing or misleading.
 
 Drawn from the results folder alone (`gallery.json`, `gallery.npz`, written after the runs by
-`benchmark.gallery_maps`): no checkpoint and no data set is opened here. Each cell is the image with its map
-blended in and the audited class's score beneath.
+`benchmark.gallery_maps`, whose docstring gives their formats): no checkpoint and no data set is opened here, and
+torch is not imported. Each cell is the image with its map, upsampled bilinearly to the image, blended in and the
+audited class's score beneath.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
 
 from benchmark.report.figures import png_data_uri, style
 
+# The results folder's contract with `benchmark.gallery_maps` (which imports torch, so it is not imported here).
 GALLERY_JSON = "gallery.json"
 GALLERY_NPZ = "gallery.npz"
+SCHEMA = 1
 COLORMAP = "inferno"
 ALPHA = 0.55
+
+MISSING = (
+    "no gallery in this results folder (gallery.json): it is written after the runs, by `gain-bench run` or by "
+    "`gain-bench report` where the checkpoints and the data are"
+)
+_AGAIN = "`gain-bench report` writes it again where the checkpoints and the data are"
 
 
 @dataclass
@@ -31,7 +43,7 @@ class GalleryRow:
     run_id: str | None
     ids: list[str] = field(default_factory=list)
     scores: np.ndarray | None = None  # [N] sigmoid of the audited class's logit
-    maps: np.ndarray | None = None  # [N,H,W] in [0, 1]
+    maps: np.ndarray | None = None  # [N,H,W] in [0, 1], at the images' resolution
     images: np.ndarray | None = None  # [N,H,W,3] uint8
     note: str = ""
 
@@ -45,34 +57,85 @@ class GalleryData:
     rows: list[GalleryRow]
 
 
-def read_gallery(out_root: Path) -> GalleryData | None:
-    """The gallery the post-run step wrote into `out_root`; None where there is none."""
+def _interpolation(n_in: int, n_out: int) -> np.ndarray:
+    """`[n_out, n_in]`: the weights 1-d linear interpolation gives each output (`align_corners=False`, the source
+    index clamped at 0), as torch's `F.interpolate` and `attention.upsample_bilinear` compute them."""
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    low = np.minimum(np.floor(src).astype(int), n_in - 1)
+    high = np.minimum(low + 1, n_in - 1)
+    weight = src - low
+    out = np.zeros((n_out, n_in))
+    np.add.at(out, (np.arange(n_out), low), 1 - weight)
+    np.add.at(out, (np.arange(n_out), high), weight)
+    return out
+
+
+def upsample(maps: np.ndarray, size: tuple[int, int], eps: float = 1e-12) -> np.ndarray:
+    """`maps` ([N,h,w]) upsampled bilinearly to `size` and min-max normalised per map, as float32 in [0, 1]: the
+    map `attention.inference_cam` computes at the image's resolution, from the one at the attention layer's."""
+    maps = np.asarray(maps, dtype=np.float64)
+    rows, cols = _interpolation(maps.shape[-2], size[0]), _interpolation(maps.shape[-1], size[1])
+    up = rows @ maps @ cols.T
+    lo = up.min(axis=(-2, -1), keepdims=True)
+    hi = up.max(axis=(-2, -1), keepdims=True)
+    return ((up - lo) / (hi - lo + eps)).astype(np.float32)
+
+
+def _read(out_root: Path) -> tuple[GalleryData | None, str | None]:
+    """The gallery in `out_root`, or None and why there is none."""
     out_root = Path(out_root)
-    if not (out_root / GALLERY_JSON).is_file() or not (out_root / GALLERY_NPZ).is_file():
-        return None
-    meta = json.loads((out_root / GALLERY_JSON).read_text())
-    rows = []
-    with np.load(out_root / GALLERY_NPZ) as arrays:
-        for i, row in enumerate(meta["rows"]):
-            found = f"scores_{i}" in arrays
-            rows.append(
-                GalleryRow(
-                    row["name"],
-                    row.get("run_id"),
-                    list(row.get("ids", [])),
-                    arrays[f"scores_{i}"] if found else None,
-                    arrays[f"maps_{i}"].astype(np.float32) if found else None,
-                    arrays[f"images_{i}"] if found else None,
-                    row.get("note", ""),
-                )
-            )
-    return GalleryData(meta["audited_class"], meta["groups"], rows)
+    path = out_root / GALLERY_JSON
+    if not path.is_file():
+        return None, MISSING
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return None, f"the gallery in this results folder is unreadable ({GALLERY_JSON}: {err}); {_AGAIN}"
+    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
+        found = meta.get("schema") if isinstance(meta, dict) else None
+        return None, (
+            f"the gallery in this results folder ({GALLERY_JSON}) has format {found}, this version of gain-bench "
+            f"draws format {SCHEMA}; {_AGAIN}"
+        )
+    try:
+        blob = (out_root / GALLERY_NPZ).read_bytes()
+    except OSError:
+        return None, f"the gallery in this results folder has no {GALLERY_NPZ} beside its {GALLERY_JSON}; {_AGAIN}"
+    if hashlib.sha256(blob).hexdigest() != meta.get("npz_sha256"):
+        return None, (
+            f"the gallery in this results folder is inconsistent ({GALLERY_NPZ} is not the one written with "
+            f"{GALLERY_JSON}); {_AGAIN}"
+        )
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+            rows = [_row(row, meta, arrays) for row in meta["rows"]]
+        return GalleryData(meta["audited_class"], dict(meta["groups"]), rows), None
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        return None, f"the gallery in this results folder is unreadable ({type(err).__name__}: {err}); {_AGAIN}"
 
 
-MISSING = (
-    "no gallery in this results folder (gallery.json): it is written after the runs, by `gain-bench run` or by "
-    "`gain-bench report` where the checkpoints and the data are"
-)
+def _row(row: dict[str, Any], meta: dict[str, Any], arrays: Any) -> GalleryRow:
+    if "maps" not in row:
+        return GalleryRow(row["name"], row.get("run_id"), note=row.get("skipped", ""))
+    images = arrays[meta["datasets"][row["data"]]["images"]]
+    maps = arrays[row["maps"]]
+    if maps.shape[0] != images.shape[0] or len(row["scores"]) != images.shape[0]:
+        raise ValueError(f"{row['run_id']}: {maps.shape[0]} maps and {len(row['scores'])} scores for "
+                         f"{images.shape[0]} images")  # fmt: skip
+    scores = np.asarray(row["scores"], dtype=np.float32)
+    return GalleryRow(row["name"], row["run_id"], list(row["ids"]), scores, upsample(maps, images.shape[1:3]), images)
+
+
+def read_gallery(out_root: Path) -> GalleryData | None:
+    """The gallery the post-run step wrote into `out_root`, its maps upsampled to the images; None where there is
+    none or it cannot be read (`gallery_missing_reason` says why)."""
+    return _read(out_root)[0]
+
+
+def gallery_missing_reason(out_root: Path) -> str | None:
+    """Why the results folder `out_root` shows no gallery, as a sentence for the report (no full stop); None when
+    it has one."""
+    return _read(out_root)[1]
 
 
 def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
@@ -161,6 +224,7 @@ def draw(data: GalleryData) -> str:
 
 
 def gallery(out_root: Path) -> str | None:
-    """The gallery of the suite results folder `out_root` as a PNG data URI; None where the folder holds none."""
+    """The gallery of the suite results folder `out_root` as a PNG data URI; None where the folder holds none
+    (`gallery_missing_reason` says why)."""
     data = read_gallery(out_root)
     return draw(data) if data is not None else None
