@@ -9,7 +9,6 @@ generator's unbiased corpus (rho = q = 0.5, `benchmark.pretrain`), measured on t
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,7 @@ from benchmark.datasets import synthetic
 from benchmark.metrics import context_attention
 from benchmark.predictions import audited_view
 from benchmark.spec import RunSpec, configuration_key
-from benchmark.store import write_atomic
-
-REFERENCE_FILE = "reference.json"
+from benchmark.store import REFERENCE_FILE, read_references, write_atomic
 
 
 def setting_key(spec: RunSpec) -> str:
@@ -57,19 +54,3 @@ def write_references(
             found[key] = unbiased_reference(spec, data_root, device=device)
     write_atomic(path, json.dumps(found, indent=1, sort_keys=True))
     return found
-
-
-def read_references(out_root: Path) -> dict[str, dict[str, Any]]:
-    path = Path(out_root) / REFERENCE_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); delete it to measure the reference again") from None
-    return data if isinstance(data, dict) else {}
-
-
-def reference_share(references: dict[str, dict[str, Any]], spec: RunSpec) -> float:
-    value = references.get(setting_key(spec), {}).get("context_attention_share")
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else float("nan")

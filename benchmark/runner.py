@@ -23,14 +23,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
+from benchmark.datasets import registry
 from benchmark.denormals import denormals_flushed, flush_from_the_start
 from benchmark.diagnostics import heldout_scored
 from benchmark.gallery_maps import write_gallery
 from benchmark.heldout import ensure_data
+from benchmark.methods import build_method
+from benchmark.models import imagenet_weights_path
 from benchmark.plugins import PluginError
-from benchmark.registry import load_plugins
+from benchmark.pretrain import ensure_pretrained, pretrain_spec
+from benchmark.reference import setting_key, write_references
+from benchmark.registry import labels, load_plugins
 from benchmark.selection import reported_specs
 from benchmark.spec import BASELINE, RunSpec, configuration_key, pairing_key
 from benchmark.store import (
@@ -39,14 +45,18 @@ from benchmark.store import (
     FAILED,
     MISSING,
     RUNNING,
+    THROUGHPUT_FILE,
     RunLock,
+    pick_complete,
     run_dir,
     run_state,
+    throughput_rows,
     write_atomic,
     write_record,
 )
-from benchmark.suites import LAUNCHERS, Suite, SuiteError
+from benchmark.suites import LAUNCHERS, Suite, SuiteError, from_dict
 from benchmark.timing import Contender, TimingSettings, measure, measure_paired
+from benchmark.train import load_data, load_trained, new_record, run, timing_batch
 
 FILTER_KEYS = ("method", "budget", "seed", "trial")
 
@@ -116,8 +126,6 @@ def cached_data(spec: RunSpec, data_root: Path | str | None) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=2)
 def _cached_data(dataset: str, params_json: str, data_root: str | None) -> dict[str, Any]:
-    from benchmark.train import load_data
-
     spec = RunSpec(method="gradcam", dataset=dataset, dataset_params=json.loads(params_json))
     return load_data(spec, Path(data_root) if data_root else None)
 
@@ -138,10 +146,6 @@ def execute(
     so it can run in a pool worker or a submitit job: the suite's plugins are imported first (once per process).
     The folder is looked at again under the lock: another runner may have completed (or failed) the run since it
     was planned."""
-    import torch
-
-    from benchmark.train import run
-
     try:
         load_plugins(plugins)
     except PluginError as err:  # this process cannot import what the suite needs: no run id without it
@@ -186,8 +190,6 @@ def execute(
 
 def record_failure(spec: RunSpec, out_root: Path, error: str) -> None:
     """A failed record for a run that stopped before training began (e.g. a budget larger than its pool)."""
-    from benchmark.train import new_record
-
     record = new_record(spec, FAILED, error) | {"finished": datetime.now(UTC).isoformat(timespec="seconds")}
     write_record(run_dir(out_root, spec.run_id) / "record.json", record)
 
@@ -210,8 +212,6 @@ def _worker_threads(jobs: int) -> int:
 def _init_worker(threads: int) -> None:
     """Pool worker set-up: its torch threads, and (Linux) to die with the runner, so a killed runner leaves no
     orphan training on (its runs would be safe under their locks, but the machine would stay busy)."""
-    import torch
-
     torch.set_num_threads(threads)
     if sys.platform.startswith("linux"):
         import ctypes
@@ -292,8 +292,6 @@ def run_suite(
         except Exception as err:  # the runs are recorded; the report says the gallery is missing
             print(f"warning: the gallery was not written: {err}", file=sys.stderr)
     if suite.unbiased_reference and launcher != "slurm":
-        from benchmark.reference import write_references
-
         try:
             write_references(suite.runs(), out_root, data_root, device=device)
         except Exception as err:  # a reference the report can do without; say why it is missing
@@ -307,9 +305,6 @@ def prepare(todo: list[RunSpec], data_root: Path | None, *, device: str = "cpu")
     one error now, not one failed record per run; generate a search's held-out selection data; then train each
     pre-trained start the runs name, once per configuration (a sweep may need several), before any worker needs
     it."""
-    from benchmark.datasets import registry
-    from benchmark.models import imagenet_weights_path
-    from benchmark.pretrain import ensure_pretrained, pretrain_spec
 
     pretrained: dict[str, RunSpec] = {}
     for spec in todo:
@@ -443,16 +438,8 @@ def gallery_picks(suite: Suite, out_root: Path) -> list[tuple[RunSpec, RunSpec |
 
 def pick_run(out_root: Path, specs: list[RunSpec]) -> tuple[RunSpec | None, str]:
     """A configuration's representative: its lowest-seed complete run with a checkpoint, or None and why not."""
-    complete = [s for s in specs if run_state(out_root, s.run_id, s.config_hash)[0] == COMPLETE]
-    for spec in complete:
-        if (run_dir(out_root, spec.run_id) / "model.pt").is_file():
-            return spec, ""
-    if complete:
-        return None, "no checkpoint (model.pt) in its complete runs: skipped"
-    return None, "no complete run yet: skipped"
-
-
-THROUGHPUT_FILE = "throughput.json"
+    index, reason = pick_complete(out_root, [(s.run_id, s.config_hash) for s in specs])
+    return (specs[index] if index is not None else None), reason
 
 
 def measure_throughput(
@@ -468,8 +455,6 @@ def measure_throughput(
     over its pairings. A configuration without a baseline is timed alone, the best of `timing.passes` passes in
     alternating order.
     Written to `<out_root>/throughput.json`; the report prefers it. None when nothing is complete."""
-    from benchmark.methods import build_method
-    from benchmark.train import load_trained, timing_batch
 
     device = device or suite.device
     jobs: list[tuple[RunSpec, Contender]] = []
@@ -542,15 +527,8 @@ def _best_of_passes(jobs: list[tuple[RunSpec, Contender]], settings: TimingSetti
 
 def read_throughput(out_root: Path, suite: Suite) -> list[dict[str, Any]] | None:
     """The suite-level timings if they were taken on the runs the suite holds now, else None."""
-    path = Path(out_root) / THROUGHPUT_FILE
-    if not path.is_file():
-        return None
-    try:
-        rows = json.loads(path.read_text())["rows"]
-    except (json.JSONDecodeError, KeyError):
-        return None
     current = {s.run_id for specs in configurations(suite, out_root) if (s := pick_run(out_root, specs)[0]) is not None}
-    return rows if {r["run_id"] for r in rows} == current else None
+    return throughput_rows(out_root, current)
 
 
 def make_executor(suite: Suite, launcher: str, folder: Path) -> Any:
@@ -580,15 +558,45 @@ def make_executor(suite: Suite, launcher: str, folder: Path) -> Any:
 
 
 def write_suite_file(suite: Suite, out_root: Path) -> None:
-    """`<out_root>/suite.json`: the resolved suite, so `status` and `report` know what the folder should hold."""
-    payload = suite.to_dict() | {"written": datetime.now(UTC).isoformat(timespec="seconds")}
+    """`<out_root>/suite.json`: the resolved suite, and under `view` everything the analysis needs to know of it
+    without the registries: every run (id, config hash, spec, configuration and pairing keys, reference key), the
+    sweep's regimes, the search settings, the audited context, and the names and colours of its components."""
+    specs = suite.runs()
+    names: dict[str, dict[str, str]] = {"method": {}, "model": {}, "dataset": {}}
+    for spec in specs:
+        names["method"][spec.method] = spec.method
+        names["model"][spec.model] = spec.model
+        names["dataset"][spec.dataset] = spec.dataset
+    view = {
+        "description": suite.description,
+        "seeds": list(suite.seeds),
+        "audited_class": suite.audited_class,
+        "dataset": suite.dataset,
+        "dataset_params": suite.dataset_params,
+        "context": registry.context_name(suite.dataset, suite.dataset_params),
+        "search": asdict(suite.search) if suite.search is not None else None,
+        "numeric_axis": suite.numeric_axis(),
+        "regimes": [
+            {"label": r.label, "parts": list(r.parts), "settings": r.settings,
+             "run_ids": [s.run_id for s in r.suite.runs()]}
+            for r in suite.sweep
+        ],
+        "runs": [
+            {"run_id": s.run_id, "config_hash": s.config_hash, "spec": s.to_dict(), "keys": s.keys(),
+             "reference": setting_key(s)}
+            for s in specs
+        ],
+        "components": {
+            kind: {name: entry for name, entry in ((n, labels({kind: n})[kind]) for n in found)}
+            for kind, found in names.items()
+        },
+    }
+    payload = suite.to_dict() | {"view": view, "written": datetime.now(UTC).isoformat(timespec="seconds")}
     write_atomic(Path(out_root) / "suite.json", json.dumps(payload, indent=2, default=str) + "\n")  # file order kept
 
 
 def read_suite_file(out_root: Path) -> Suite:
     """The suite a results folder was run with, from its `suite.json`."""
-    from benchmark.suites import from_dict
-
     path = Path(out_root) / "suite.json"
     if not path.is_file():
         raise SuiteError(f"{path} not found: not a suite results folder (run `gain-bench run SUITE` first)")

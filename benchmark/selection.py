@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -30,8 +30,14 @@ from benchmark.selection_rules import RULES
 from benchmark.spec import RunSpec
 from benchmark.store import COMPLETE, FAILED, run_state
 
-if TYPE_CHECKING:
-    from benchmark.suites import Suite
+
+class Searched(Protocol):
+    """What selection reads of a suite (`suites.Suite` where it runs, `results.SuiteView` where it is analysed):
+    its `search` settings (None without one) and its runs with their config hashes."""
+
+    search: Any
+
+    def runs(self) -> list[RunSpec]: ...
 
 
 def score_of(record: dict[str, Any], rule: str) -> float | None:
@@ -123,7 +129,7 @@ def choose(runs: Iterable[tuple[RunSpec, dict[str, Any] | None]], rule: str) -> 
     return {g: Selection(g, rule, tuple(sorted(ts, key=lambda t: t.trial))) for g, ts in groups.items()}
 
 
-def select_suite(suite: Suite, out_root: Path) -> dict[str, Selection]:
+def select_suite(suite: Searched, out_root: Path) -> dict[str, Selection]:
     """The suite's rule applied to what its results folder holds now (empty without a `[search]`)."""
     if suite.search is None:
         return {}
@@ -134,7 +140,7 @@ def select_suite(suite: Suite, out_root: Path) -> dict[str, Selection]:
     return choose(runs, suite.search.rule)
 
 
-def reported_specs(suite: Suite, out_root: Path, selections: dict[str, Selection] | None = None) -> list[RunSpec]:
+def reported_specs(suite: Searched, out_root: Path, selections: dict[str, Selection] | None = None) -> list[RunSpec]:
     """The runs a report's tables, figures and timings read: all of a suite without a search; with one, only the
     chosen trial's runs of each group (none yet for a group without an eligible trial). `selections`: the suite's
     `select_suite`, when already at hand."""

@@ -173,6 +173,20 @@ class RunSpec:
         return label + ("".join(f" {k}={v}" for k, v in sorted(extras.items())) if extras else "")
 
     @classmethod
+    def from_record(cls, data: dict[str, Any], config_hash: str) -> RunSpec:
+        """A spec as a results folder holds it, with the `config_hash` it was run under: never recomputed, so reading
+        a results folder needs no registry (and neither the plugins nor torch)."""
+        spec = cls.from_dict(data)
+        spec.__dict__["config_hash"] = config_hash  # what the cached property would hold
+        return spec
+
+    def keys(self) -> dict[str, str]:
+        """The configuration and pairing keys (`configuration_key`, `pairing_key`), written beside the spec so that
+        the analysis groups and pairs runs without resolving defaults."""
+        data = self.to_dict()
+        return {"configuration": configuration_key(data), "pairing": pairing_key(data)}
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
         data = dict(data)
         data["train"] = TrainSettings.from_dict(data.get("train", {}))

@@ -87,6 +87,35 @@ def run_state(out_root: Path, run_id: str, config_hash: str) -> tuple[str, dict[
     return MISSING, record
 
 
+REFERENCE_FILE = "reference.json"
+THROUGHPUT_FILE = "throughput.json"
+
+
+def throughput_rows(out_root: Path, current: set[str]) -> list[dict[str, Any]] | None:
+    """The suite-level timings (`throughput.json`) if they were taken on the representatives `current` (their run
+    ids) the folder holds now, else None."""
+    path = Path(out_root) / THROUGHPUT_FILE
+    if not path.is_file():
+        return None
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+    return rows if {r["run_id"] for r in rows} == current else None
+
+
+def pick_complete(out_root: Path, runs: list[tuple[str, str]]) -> tuple[int | None, str]:
+    """A configuration's representative among its `(run_id, config_hash)` runs (ascending seed): the index of the
+    first complete run with a checkpoint, or None and why not."""
+    complete = [i for i, (run_id, digest) in enumerate(runs) if run_state(out_root, run_id, digest)[0] == COMPLETE]
+    for i in complete:
+        if (run_dir(out_root, runs[i][0]) / "model.pt").is_file():
+            return i, ""
+    if complete:
+        return None, "no checkpoint (model.pt) in its complete runs: skipped"
+    return None, "no complete run yet: skipped"
+
+
 class RunLock:
     """An exclusive, non-blocking `flock` on `runs/<run_id>/.lock`, held while a run trains.
 
@@ -152,3 +181,14 @@ class RunLock:
 
     def __exit__(self, *_: object) -> None:
         self.release()
+
+
+def read_references(out_root: Path) -> dict[str, dict[str, Any]]:
+    path = Path(out_root) / REFERENCE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); delete it to measure the reference again") from None
+    return data if isinstance(data, dict) else {}

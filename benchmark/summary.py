@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmark.registry import METHODS
-from benchmark.spec import RunSpec, configuration_key
+from benchmark.names import Names
+from benchmark.spec import RunSpec, configuration_key, pairing_key
 from benchmark.store import read_record
 
 COLUMNS = [
@@ -32,7 +33,16 @@ def configuration(record: dict[str, Any], short: bool = False) -> tuple[str, str
     """(key, label) of a run's configuration: everything in its spec but the seed and the suite's name. `short`
     labels name only the method, budget and method parameters (enough within one suite)."""
     run_spec = RunSpec.from_dict(record["spec"])
-    return configuration_key(record["spec"]), run_spec.method_label if short else run_spec.label
+    return record_keys(record)["configuration"], run_spec.method_label if short else run_spec.label
+
+
+def record_keys(record: dict[str, Any]) -> dict[str, str]:
+    """A record's configuration and pairing keys as the run wrote them (`RunSpec.keys`); a record from before they
+    were written has them resolved from its spec, which needs the registries (the training install)."""
+    keys = record.get("keys")
+    if isinstance(keys, dict) and "configuration" in keys and "pairing" in keys:
+        return keys
+    return {"configuration": configuration_key(record["spec"]), "pairing": pairing_key(record["spec"])}
 
 
 def summarise(records: list[dict[str, Any]], short: bool = False) -> list[dict[str, Any]]:
@@ -43,6 +53,7 @@ def summarise(records: list[dict[str, Any]], short: bool = False) -> list[dict[s
         key, labels[key] = configuration(record, short)
         groups[key].append(record)
     rows = []
+    order = _order(records)
     for config_key, group in groups.items():
         label = labels[config_key]
         done = [r for r in group if r["status"] == "complete"]
@@ -52,15 +63,15 @@ def summarise(records: list[dict[str, Any]], short: bool = False) -> list[dict[s
             row[key] = (
                 (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
             )
-        rows.append(row | {"_order": _order(group[0]["spec"], label)})
+        rows.append(row | {"_order": order(group[0]["spec"], label)})
     rows.sort(key=lambda r: r.pop("_order"))
     return rows
 
 
-def _order(spec: dict[str, Any], label: str) -> tuple[int, int, str]:
-    """Baseline first, then the registry's order of methods, budgets ascending."""
-    names = list(METHODS)
-    return (names.index(spec["method"]) if spec["method"] in names else len(names), spec["budget"], label)
+def _order(records: list[dict[str, Any]]) -> Callable[[dict[str, Any], str], tuple[int, int, str]]:
+    """Baseline first, then the registry's order of methods (as the records carry it), budgets ascending."""
+    names = Names.of_records(records)
+    return lambda spec, label: (names.rank(spec["method"]), spec["budget"], label)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -84,7 +95,8 @@ def curve_table(records: list[dict[str, Any]], keys: list[str], short: bool = Tr
             key, labels[key] = configuration(record, short)
             groups[key].append(record)
     rows = []
-    for config_key, group in sorted(groups.items(), key=lambda kv: _order(kv[1][0]["spec"], labels[kv[0]])):
+    order = _order(records)
+    for config_key, group in sorted(groups.items(), key=lambda kv: order(kv[1][0]["spec"], labels[kv[0]])):
         epochs = max(len(r["curve"]) for r in group)
         for key in keys:
             cells: list[tuple[float, float, float] | None] = []
@@ -134,7 +146,8 @@ def compare_runs(first: list[dict[str, Any]], second: list[dict[str, Any]], shor
             key, labels[key] = configuration(record, short)
             groups[key].append((record, other))
     rows = []
-    for config_key, pairs in sorted(groups.items(), key=lambda kv: _order(kv[1][0][0]["spec"], labels[kv[0]])):
+    order = _order(first)
+    for config_key, pairs in sorted(groups.items(), key=lambda kv: order(kv[1][0][0]["spec"], labels[kv[0]])):
         row: dict[str, Any] = {"config": labels[config_key], "runs": len(pairs)}
         for key, _ in COLUMNS:
             diffs = [

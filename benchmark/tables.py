@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.names import Names
 from benchmark.predictions import read_predictions
-from benchmark.registry import METHODS, display
-from benchmark.spec import BASELINE, pairing_key
+from benchmark.spec import BASELINE
 from benchmark.stats import (
     N_RESAMPLES,
     Statistic,
@@ -37,15 +37,14 @@ from benchmark.stats import (
     seed_mean_sd,
 )
 from benchmark.store import read_record
-from benchmark.summary import configuration
+from benchmark.summary import configuration, record_keys
 
 
-def config_name(method: str, budget: int, label: str | None = None) -> str:
-    """ "GAIN_ext-78", and whatever a configuration's label adds after its method and budget (e.g. " masked_bn=eval"):
-    a configuration's name in the report and the verdict."""
-    own = method + (f"-{int(budget)}" if budget else "")
-    name = display(method) + (f"-{int(budget)}" if budget else "")
-    return name + (str(label)[len(own) :] if label is not None and str(label).startswith(own) else "")
+def config_name(method: str, budget: int, label: str | None = None, display: str | None = None) -> str:
+    """ "GAIN_ext-78" (`display`: the method's display name, default its name), and whatever a configuration's label
+    adds after its method and budget (e.g. " masked_bn=eval"): a configuration's name in the report and the
+    verdict."""
+    return Names({method: {"display": display}} if display else {}).config(method, budget, label)
 
 
 # Spec keys that make two configurations a method-vs-baseline pair when everything else is equal.
@@ -276,17 +275,19 @@ def tidy_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def _order(spec: dict[str, Any], label: str) -> tuple[int, int, str]:
-    """Baseline first, then the registry's order of methods, budgets ascending."""
-    names = list(METHODS)
-    return (names.index(spec["method"]) if spec["method"] in names else len(names), spec["budget"], label)
+def _names(runs: list[Run], names: Names | None) -> Names:
+    found = Names.of_records(r.record for r in runs)
+    return names.merged(found) if names is not None else found
 
 
-def _configurations(runs: list[Run]) -> dict[str, list[Run]]:
+def _configurations(runs: list[Run], names: Names) -> dict[str, list[Run]]:
+    """Configurations in the registry's order of methods (baseline first), budgets ascending."""
     groups: dict[str, list[Run]] = {}
     for run in runs:
         groups.setdefault(run.config, []).append(run)
-    ordered = sorted(groups.items(), key=lambda kv: _order(kv[1][0].spec, kv[1][0].label))
+    ordered = sorted(
+        groups.items(), key=lambda kv: (names.rank(kv[1][0].spec["method"]), kv[1][0].spec["budget"], kv[1][0].label)
+    )
     return {k: sorted(v, key=lambda r: r.spec["seed"]) for k, v in ordered}
 
 
@@ -295,13 +296,19 @@ def _rng(seed: int, *keys: str) -> np.random.Generator:
 
 
 def aggregate_table(
-    runs: list[Run], excluded: pd.DataFrame | None = None, *, n_resamples: int = N_RESAMPLES, seed: int = 0
+    runs: list[Run],
+    excluded: pd.DataFrame | None = None,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    names: Names | None = None,
 ) -> pd.DataFrame:
     """Per configuration x metric: seeds, mean and sd over seeds, the two-level bootstrap 95% interval, the number
     of seeds whose decision is degenerate on the metric's split, and the number of excluded runs of the
     configuration. Rows in registry order (baseline first, budgets ascending)."""
     rows = []
-    for config, group in _configurations(runs).items():
+    names = _names(runs, names)
+    for config, group in _configurations(runs, names).items():
         first = group[0]
         n_excluded = int((excluded["config"] == config).sum()) if excluded is not None and len(excluded) else 0
         for m in METRICS:
@@ -319,6 +326,7 @@ def aggregate_table(
                     "config": config,
                     "label": first.label,
                     "method": first.spec["method"],
+                    "display": names.display(first.spec["method"]),
                     "budget": first.spec["budget"],
                     "audited_class": first.classes[first.class_index],
                     "metric": m.name,
@@ -335,6 +343,7 @@ def aggregate_table(
         "config",
         "label",
         "method",
+        "display",
         "budget",
         "audited_class",
         "metric",
@@ -366,6 +375,7 @@ def paired_table(
     seed: int = 0,
     family: str = "metric",
     alpha: float = 0.05,
+    names: Names | None = None,
 ) -> pd.DataFrame:
     """Every configuration against the baseline configuration with the same dataset, model and train settings, on
     the seeds both have (paired by seed number).
@@ -380,18 +390,19 @@ def paired_table(
     """
     if family not in ("metric", "all"):
         raise ValueError(f"family={family!r}: allowed: metric, all")
-    configs = _configurations(runs)
+    names = _names(runs, names)
+    configs = _configurations(runs, names)
     baselines = {
-        pairing_key(group[0].spec): (key, group)
+        record_keys(group[0].record)["pairing"]: (key, group)
         for key, group in configs.items()
         if group[0].spec["method"] == baseline
     }
     rows = []
     for config, group in configs.items():
         first = group[0]
-        if first.spec["method"] == baseline or pairing_key(first.spec) not in baselines:
+        if first.spec["method"] == baseline or record_keys(first.record)["pairing"] not in baselines:
             continue
-        base_config, base_group = baselines[pairing_key(first.spec)]
+        base_config, base_group = baselines[record_keys(first.record)["pairing"]]
         base_by_seed = {r.spec["seed"]: r for r in base_group}
         pairs = [(r, base_by_seed[r.spec["seed"]]) for r in group if r.spec["seed"] in base_by_seed]
         for m in METRICS:
@@ -417,6 +428,7 @@ def paired_table(
                     "config": config,
                     "label": first.label,
                     "method": first.spec["method"],
+                    "display": names.display(first.spec["method"]),
                     "budget": first.spec["budget"],
                     "baseline": base_group[0].label,
                     "metric": m.name,
@@ -449,7 +461,7 @@ def _column_names(aggregated: pd.DataFrame) -> dict[str, str]:
     """A short paper-style name per configuration ("Grad-CAM", "GAIN_ext-78"), numbered where two would clash."""
     names: dict[str, str] = {}
     for config, row in aggregated.drop_duplicates("config").set_index("config").iterrows():
-        name = display(row["method"]) + (f"-{row['budget']}" if row["budget"] else "")
+        name = config_name(row["method"], row["budget"], display=row.get("display"))
         clashes = sum(n == name or n.startswith(f"{name} (") for n in names.values())
         names[str(config)] = f"{name} ({clashes + 1})" if clashes else name
     return names
@@ -554,15 +566,16 @@ def build_tables(
     seed: int = 0,
     run_ids: Collection[str] | None = None,
     short: bool = False,
+    names: Names | None = None,
 ) -> dict[str, pd.DataFrame]:
     """All tables of the runs under `roots` (see `load_runs` for `run_ids` and `short`): tidy, aggregated, paired,
-    paper, excluded."""
+    paper, excluded; methods named as `names` (a results folder's `suite.json`) or the records say."""
     runs, excluded = load_runs(roots, run_ids=run_ids, short=short)
-    aggregated = aggregate_table(runs, excluded, n_resamples=n_resamples, seed=seed)
+    aggregated = aggregate_table(runs, excluded, n_resamples=n_resamples, seed=seed, names=names)
     return {
         "tidy": tidy_table(runs),
         "aggregated": aggregated,
-        "paired": paired_table(runs, n_resamples=n_resamples, seed=seed),
+        "paired": paired_table(runs, n_resamples=n_resamples, seed=seed, names=names),
         "paper": paper_table(aggregated, excluded),
         "excluded": excluded,
     }

@@ -386,6 +386,7 @@ def new_record(spec: RunSpec, status: str, error: str | None = None) -> dict[str
         "metrics": {},
         "timings": {},
         "components": labels({"method": spec.method, "model": spec.model, "dataset": spec.dataset}),
+        "keys": spec.keys(),
     }
 
 

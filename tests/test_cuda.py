@@ -122,7 +122,7 @@ def test_a_suite_trains_on_cuda_resumes_and_reports(tmp_path):
         load_checkpoint(record_file.parent / "model.pt", build_model(spec.model, 5, **spec.model_params))
     again = runner.run_suite(suite, out, quiet=True, data_root=data, device="cuda")
     assert again.finished == [], "complete runs are not retrained"
-    html = write_report(out, data_root=data, n_resamples=100).read_text()
+    html = write_report(out, n_resamples=100).read_text()
     assert "tiny-cuda" in html and torch.cuda.get_device_name(CUDA) in html
 
 

@@ -185,14 +185,6 @@ print(uri)
     assert uri == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="importing the package benchmark.report runs its __init__, which imports benchmark.report.build, which "
-    "imports torch through benchmark.datasets.registry (-> datasets.params -> datasets.synthetic), benchmark.runner "
-    "(-> benchmark.denormals), benchmark.suites and benchmark.reference (-> datasets.synthetic): the ignored imports "
-    "of .importlinter's analyse contract. gallery.py itself imports no torch (test_the_report_draws_it_from_the_"
-    "folder_alone); remove this mark once build imports none",
-)
 def test_importing_the_renderer_imports_no_torch():
     code = "import sys, benchmark.report.gallery; assert 'torch' not in sys.modules"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)

@@ -1,18 +1,20 @@
 import pandas as pd
 
+from benchmark.registry import display
 from benchmark.report.build import _config_name, metric_names
 from benchmark.report.verdict import verdict
 
 
 def _aggregated(rows):
-    columns = ["config", "label", "method", "budget", "audited_class", "metric", "n_seeds", "mean", "sd", "ci_low",
-               "ci_high", "degenerate_seeds", "excluded_runs"]  # fmt: skip
+    columns = ["config", "label", "method", "display", "budget", "audited_class", "metric", "n_seeds", "mean", "sd",
+               "ci_low", "ci_high", "degenerate_seeds", "excluded_runs"]  # fmt: skip
     return pd.DataFrame(
         [
             {
                 "config": f"{m}-{b}",
                 "label": m + (f"-{b}" if b else ""),
                 "method": m,
+                "display": display(m),  # as the tables carry it, from the runs' records
                 "budget": b,
                 "audited_class": "boat",
                 "metric": metric,
@@ -37,6 +39,7 @@ def _paired(rows):
                 "config": f"{m}-{b}",
                 "label": m + (f"-{b}" if b else ""),
                 "method": m,
+                "display": display(m),  # as the tables carry it, from the runs' records
                 "budget": b,
                 "metric": metric,
                 "difference": d,
@@ -105,10 +108,10 @@ def test_verdict_without_runs_or_baseline():
 
 
 def test_names_for_the_reader():
-    assert _config_name({"method": "gain_ext", "budget": 78, "label": "gain_ext-78 alpha=0.3"}) == (
-        "GAIN_ext-78 alpha=0.3"
-    )
-    assert _config_name({"method": "gradcam", "budget": 0, "label": "gradcam"}) == "Grad-CAM"
+    row = {"method": "gain_ext", "display": "GAIN_ext", "budget": 78, "label": "gain_ext-78 alpha=0.3"}
+    assert _config_name(row) == "GAIN_ext-78 alpha=0.3"
+    assert _config_name({"method": "gradcam", "display": "Grad-CAM", "budget": 0, "label": "gradcam"}) == "Grad-CAM"
+    assert _config_name({"method": "my_method", "budget": 0, "label": "my_method"}) == "my_method", "no display"
     names = metric_names("bird", "land")
     assert names["context_without_class"] == "land without bird (share called not bird)"
 

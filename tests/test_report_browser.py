@@ -37,7 +37,7 @@ def report(tmp_path_factory) -> Path:
     out = folder / "out"
     data = folder / "data"
     runner.run_suite(suite, out, quiet=True, data_root=data, threads=1)
-    return write_report(out, data_root=data, n_resamples=200)
+    return write_report(out, n_resamples=200)
 
 
 @pytest.fixture(scope="module")

@@ -227,7 +227,7 @@ import sys
 opened = []
 sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" and args else None)
 from benchmark.report import write_report
-write_report({str(copy)!r}, data_root={str(data_root)!r}, n_resamples=50)
+write_report({str(copy)!r}, n_resamples=50)
 bad = [p for p in opened if p.endswith(".pt") or p.startswith({str(data_root)!r})]
 print("BAD", bad)
 """
@@ -235,3 +235,35 @@ print("BAD", bad)
     assert done.returncode == 0, done.stderr
     assert "BAD []" in done.stdout, done.stdout
     assert 'alt="attention maps of every configuration on the same images"' in (copy / "index.html").read_text()
+
+
+BLOCK_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision"):
+            raise ImportError(f"{name} is not installed here")
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+def test_the_analysis_commands_run_without_torch(suite_out, tmp_path):
+    """Where torch cannot be imported at all (an analysis-only install), `report`, `status`, `table` and `curves`
+    work from the results folder alone, and nothing imports torch on the way."""
+    out, _ = suite_out
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    code = BLOCK_TORCH + f"""
+from benchmark.cli import main
+for argv in (["report", {str(copy)!r}], ["status", {str(copy)!r}], ["table", {str(copy)!r}],
+             ["curves", {str(copy)!r}]):
+    assert main(argv) == 0, argv
+assert not any(m.split(".")[0] in ("torch", "torchvision") for m in sys.modules)
+print("OK")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK" in done.stdout and "no post-run steps here" in done.stderr
+    html = (copy / "index.html").read_text()
+    assert "Grad-CAM" in html, "method names from the folder, without the registry"
+    assert 'alt="attention maps of every configuration on the same images"' in html

@@ -62,7 +62,7 @@ def test_suite_runs_once_and_resumes_without_retraining(tmp_path, suite_file, da
     assert all(r["train_images_per_s"] > 0 and r["batch_size"] == 8 and r["flush_denormal"] is True for r in timed)
     timed_labels = runner.cached_data(suite.runs()[0], data_root)["train"].batch(torch.arange(8))["labels"]
     assert all(r["label_pairs"] == int((timed_labels > 0.5).sum()) for r in timed), "pairs of the 8 timed images"
-    html = write_report(out, data_root=data_root, n_resamples=50).read_text()
+    html = write_report(out, n_resamples=50).read_text()
     assert "labels per image" in html and f"<td>8</td><td>{timed[0]['label_pairs'] / 8:.2f}</td>" in html
     by_method = {r["method"]: r for r in timed}
     assert by_method["gain_ext"]["timing"] == "paired with the baseline"

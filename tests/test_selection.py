@@ -117,7 +117,7 @@ def test_a_searched_suite_reports_only_the_chosen_trials(tmp_path, data_root, mo
     assert len(chosen) == 2 and all(s.final for s in chosen.values()) and len(reported) == 4
     unreported = set(records) - reported
 
-    html, tables = render(out, data_root=data_root, n_resamples=50)
+    html, tables = render(out, n_resamples=50)
     assert set(tables["tidy"]["run_id"]) == reported, "headline tables read the chosen trials only"
     assert tables["aggregated"]["config"].nunique() == 2
     text = html.read_text() + "".join((out / f).read_text() for f in ("results.csv", "results_runs.csv",

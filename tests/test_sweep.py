@@ -89,7 +89,7 @@ def swept(tmp_path_factory):
     out, data = root / "out", root / "data"
     result = runner.run_suite(suite, out, quiet=True, data_root=data, threads=1)
     assert not result.failed
-    html = write_report(out, data_root=data, n_resamples=200).read_text()
+    html = write_report(out, n_resamples=200).read_text()
     return suite, out, html
 
 

@@ -236,7 +236,7 @@ def test_cli_table_without_complete_runs_exits_2(tmp_path, capsys):
 def test_config_name_keeps_the_parameters_that_tell_configurations_apart():
     from benchmark.tables import config_name
 
-    assert config_name("gain_ext", 78) == "GAIN_ext-78"
-    assert config_name("gain", 0, "gain masked_bn=eval") == "GAIN masked_bn=eval"
-    assert config_name("gain_ext", 78, "gain_ext-78 masked_bn=batch") == "GAIN_ext-78 masked_bn=batch"
+    assert config_name("gain_ext", 78, display="GAIN_ext") == "GAIN_ext-78"
+    assert config_name("gain", 0, "gain masked_bn=eval", "GAIN") == "GAIN masked_bn=eval"
+    assert config_name("gain_ext", 78, "gain_ext-78 masked_bn=batch", "GAIN_ext") == "GAIN_ext-78 masked_bn=batch"
     assert config_name("my_method", 0, "my_method") == "my_method"

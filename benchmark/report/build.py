@@ -3,7 +3,6 @@ render one self-contained HTML page with `results.csv` (and the run-level and pa
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import subprocess
@@ -15,16 +14,14 @@ import jinja2
 import pandas as pd
 
 from benchmark import __version__
-from benchmark.datasets import registry
-from benchmark.reference import read_references, reference_share
-from benchmark.registry import display
+from benchmark.names import Names
+from benchmark.report import figures, gallery
 from benchmark.report.verdict import PAPER_TABLE4, beats_baseline_sentence, verdict
-from benchmark.runner import plan, read_suite_file, read_throughput
+from benchmark.results import RegimeView, SuiteView, planned, read_suite, read_throughput, reference_share
 from benchmark.selection import RULES, Selection, reported_specs, select_suite, trials_table
-from benchmark.spec import RunSpec, configuration_key
-from benchmark.store import write_atomic
-from benchmark.suites import Regime, Suite
-from benchmark.summary import curve_table
+from benchmark.spec import RunSpec
+from benchmark.store import read_references, write_atomic
+from benchmark.summary import configuration, curve_table
 from benchmark.tables import BASELINE, PAPER_ROWS, build_tables, config_name
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -81,13 +78,13 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _display(method: str, budget: int) -> str:
-    return display(method) + (f"-{budget}" if budget else "")
+def _display(method_names: Names, method: str, budget: int) -> str:
+    return method_names.display(method) + (f"-{budget}" if budget else "")
 
 
 def _config_name(row: dict[str, Any]) -> str:
     """ "GAIN_ext-78" and any method parameters, from a table row's method, budget and short label."""
-    return config_name(row["method"], int(row["budget"]), row["label"])
+    return config_name(row["method"], int(row["budget"]), row["label"], row.get("display"))
 
 
 def metric_names(cls: str, context: str) -> dict[str, str]:
@@ -137,7 +134,7 @@ def _run_level(records: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str
     keyed by configuration (the aggregated table's `config`)."""
     out: dict[str, dict[str, list[float]]] = {}
     for r in records:
-        config = configuration_key(r["spec"])
+        config = configuration(r)[0]
         for key in keys:
             value = r.get("metrics", {}).get(key)
             if isinstance(value, int | float) and math.isfinite(value):
@@ -145,20 +142,20 @@ def _run_level(records: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str
     return {config: {k: sum(v) / len(v) for k, v in d.items()} for config, d in out.items()}
 
 
-def _search_summary(suite: Any, selections: dict[str, Selection]) -> dict[str, Any] | None:
+def _search_summary(suite: Any, selections: dict[str, Selection], method_names: Names) -> dict[str, Any] | None:
     """The search as the report states it: the rule, the trials every method entry got, and per (method entry,
     budget) the chosen trial, its selection score and hyperparameters."""
     if suite.search is None:
         return None
     rule = RULES[suite.search.rule]
-    regime_of = {s.run_id: r.label for r in suite.regimes() for s in r.suite.runs()} if suite.sweep else {}
+    regime_of = {run_id: r.label for r in suite.regimes() for run_id in r.run_ids} if suite.sweep else {}
     groups = []
     for selection in selections.values():
         chosen, first = selection.chosen, selection.trials[0]
         regime = regime_of.get(first.run_ids[0], "")
         groups.append(
             {
-                "name": (f"{regime}: " if regime else "") + _display(first.method, first.budget),
+                "name": (f"{regime}: " if regime else "") + _display(method_names, first.method, first.budget),
                 "entry": first.entry,
                 "trials": len(selection.trials),
                 "eligible": sum(t.score is not None for t in selection.trials),
@@ -233,21 +230,23 @@ def _figures(
     records: list[dict[str, Any]],
     throughput: list[dict],
     out_root: Path,
-    data_root: Path | None,
     cls: str,
     context: str,
     sweep: bool,
+    method_names: Names,
 ) -> dict[str, str | None]:
-    from benchmark.report import figures, gallery
-
     aggregated = tables["aggregated"]
     metrics = _curve_metrics(cls, context)
     complete = [r for r in records if r["status"] == "complete"]
     return {
-        "budget_curves": figures.budget_curves(aggregated, metrics) if len(aggregated) and not sweep else None,
-        "training_curves": figures.training_curves(complete) if complete and not sweep else None,
-        "training_diagnostics": figures.training_curves(complete, diagnostics=True) if complete and not sweep else None,
-        "throughput": figures.throughput_chart(throughput) if throughput else None,
+        "budget_curves": figures.budget_curves(aggregated, metrics, names=method_names)
+        if len(aggregated) and not sweep
+        else None,
+        "training_curves": figures.training_curves(complete, names=method_names) if complete and not sweep else None,
+        "training_diagnostics": figures.training_curves(complete, diagnostics=True, names=method_names)
+        if complete and not sweep
+        else None,
+        "throughput": figures.throughput_chart(throughput, names=method_names) if throughput else None,
         "gallery": gallery.gallery(out_root) if not sweep else None,
         "gallery_missing": gallery.MISSING if not sweep and not (out_root / gallery.GALLERY_JSON).is_file() else None,
     }
@@ -265,18 +264,19 @@ def _paper_view(paper: pd.DataFrame, names: dict[str, str]) -> dict[str, Any]:
 
 
 def _regime_tables(
-    suite: Suite, out_root: Path, run_ids: set[str], n_resamples: int
-) -> list[tuple[Regime, dict[str, pd.DataFrame]]]:
+    suite: SuiteView, out_root: Path, run_ids: set[str], n_resamples: int, method_names: Names
+) -> list[tuple[RegimeView, dict[str, pd.DataFrame]]]:
     """The tables of each regime of the suite on its own runs: a method is compared with its own regime's baseline
     and Holm's adjustment runs over one regime's comparisons (one suite without `[sweep]` is one regime)."""
     out = []
     for regime in suite.regimes():
-        ids = {spec.run_id for spec in regime.suite.runs()} & run_ids
-        out.append((regime, build_tables([out_root], run_ids=ids, short=True, n_resamples=n_resamples)))
+        ids = set(regime.run_ids) & run_ids
+        tables = build_tables([out_root], run_ids=ids, short=True, n_resamples=n_resamples, names=method_names)
+        out.append((regime, tables))
     return out
 
 
-def _merged(views: list[tuple[Regime, dict[str, pd.DataFrame]]]) -> dict[str, pd.DataFrame]:
+def _merged(views: list[tuple[RegimeView, dict[str, pd.DataFrame]]]) -> dict[str, pd.DataFrame]:
     """One table per kind over every regime, with a leading `regime` column (for the CSV files and the sections that
     list every configuration)."""
     if len(views) == 1 and not views[0][0].label:
@@ -290,11 +290,12 @@ def _merged(views: list[tuple[Regime, dict[str, pd.DataFrame]]]) -> dict[str, pd
 
 
 def _sweep_figure(
-    suite: Suite, views: list[tuple[Regime, dict[str, pd.DataFrame]]], names: dict[str, str]
+    suite: SuiteView,
+    views: list[tuple[RegimeView, dict[str, pd.DataFrame]]],
+    names: dict[str, str],
+    method_names: Names,
 ) -> str | None:
-    from benchmark.report import figures
-
-    axis = suite.numeric_axis()
+    axis = suite.numeric_axis
     if axis is None:
         return None
     token = f"{axis.split('.', 1)[-1]}="
@@ -304,37 +305,39 @@ def _sweep_figure(
         frames.append(tables["aggregated"].assign(x=float(regime.settings[axis]), facet=facet))
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     metrics = [(key, names[key]) for key in SWEEP_METRICS]
-    return figures.sweep_curves(rows, axis, metrics)
+    return figures.sweep_curves(rows, axis, metrics, names=method_names)
 
 
-def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int = 2000) -> dict[str, Any]:
+def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
     """Everything the template shows, from the folder alone (a partial suite renders too, saying what is missing)."""
     out_root = Path(out_root)
-    suite = read_suite_file(out_root)
-    planned = plan(suite, out_root)
+    suite = read_suite(out_root)
+    runs = planned(suite, out_root)
     selections = select_suite(suite, out_root)
-    reported = {s.run_id for s in reported_specs(suite, out_root, selections)}  # a search: its chosen trials only
+    reported_runs = reported_specs(suite, out_root, selections)  # a search: its chosen trials only
+    reported = {s.run_id for s in reported_runs}
     records = [
         p.record
-        for p in planned
+        for p in runs
         if p.record is not None and p.state in ("complete", "failed") and p.spec.run_id in reported
     ]
-    counts = {state: sum(p.state == state for p in planned) for state in ("complete", "failed", "running", "missing")}
-    views = _regime_tables(suite, out_root, reported, n_resamples)
+    counts = {state: sum(p.state == state for p in runs) for state in ("complete", "failed", "running", "missing")}
+    method_names = Names.of_components(suite.components).merged(Names.of_records(records))
+    views = _regime_tables(suite, out_root, reported, n_resamples, method_names)
     sweep = bool(suite.sweep)
     tables = _merged(views)
     tables["trials"] = trials_table(selections)
     paired = tables["paired"]
-    context_name = registry.context_name(suite.dataset, suite.dataset_params)
+    context_name = suite.context
     names = metric_names(suite.audited_class, context_name)
     regimes = []
     for regime, regime_tables in views:
         aggregated = regime_tables["aggregated"]
         curves = None
         if sweep and len(aggregated):
-            from benchmark.report import figures as figs
-
-            curves = figs.budget_curves(aggregated, _curve_metrics(suite.audited_class, context_name))
+            curves = figures.budget_curves(
+                aggregated, _curve_metrics(suite.audited_class, context_name), names=method_names
+            )
         regimes.append(
             {
                 "label": regime.label,
@@ -364,6 +367,7 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
     localisation = []
     run_level = _run_level(records, ("context_attention_share", "context_area_share", "cam_miou"))
     references = read_references(out_root)
+    reference_of = {configuration(r)[0]: suite.reference_key(r["run_id"]) for r in records}
     if len(aggregated):
         for config, group in aggregated.groupby("config", sort=False):
             by_metric = group.set_index("metric")
@@ -372,20 +376,21 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
             for key, _ in LOCALISATION_METRICS:
                 row[key] = by_metric.loc[key].to_dict() if key in by_metric.index else None
             row |= run_level.get(str(config), {})
-            spec = json.loads(str(config))
-            row["unbiased_share"] = reference_share(references, RunSpec.from_dict(spec | {"seed": 0}))
+            row["unbiased_share"] = reference_share(references, reference_of.get(str(config)))
             localisation.append(row)
-    measured = read_throughput(out_root, suite)
+    measured = read_throughput(out_root, suite, reported_runs)
     throughput = _with_ratios(measured) if measured else _throughput([r for r in records if r["status"] == "complete"])
     environment = next((r["environment"] for r in records if r.get("environment")), {})
     attention = next((r["attention"] for r in records if r.get("attention")), None)
-    figures = _figures(tables, records, throughput, out_root, data_root, suite.audited_class, context_name, sweep)
-    figures["sweep"] = _sweep_figure(suite, views, names) if sweep else None
+    drawn = _figures(
+        tables, records, throughput, out_root, suite.audited_class, context_name, sweep, method_names
+    )
+    drawn["sweep"] = _sweep_figure(suite, views, names, method_names) if sweep else None
     return {
         "suite": suite,
-        "search": _search_summary(suite, selections),
+        "search": _search_summary(suite, selections, method_names),
         "counts": counts,
-        "total": len(planned),
+        "total": len(runs),
         "regimes": regimes,
         "sweep": sweep,
         "paper_voc": PAPER_TABLE4,
@@ -393,12 +398,12 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
         "localisation": localisation,
         "localisation_metrics": LOCALISATION_METRICS,
         "attention_layer": attention,
-        "failed": [p for p in planned if p.state == "failed"],
-        "missing": [p for p in planned if p.state in ("missing", "running")],
+        "failed": [p for p in runs if p.state == "failed"],
+        "missing": [p for p in runs if p.state in ("missing", "running")],
         "excluded": tables["excluded"].to_dict("records"),
         "throughput": throughput,
         "throughput_after_suite": measured is not None,
-        "figures": figures,
+        "figures": drawn,
         "rising_losses": rising_losses([r for r in records if r["status"] == "complete"]),
         "environment": environment,
         "provenance": {
@@ -416,20 +421,20 @@ def context(out_root: Path, data_root: Path | None = None, *, n_resamples: int =
 
 
 def write_report(
-    out_root: Path | str, output: Path | str | None = None, data_root: Path | None = None, *, n_resamples: int = 2000
+    out_root: Path | str, output: Path | str | None = None, *, n_resamples: int = 2000
 ) -> Path:
     """Render `<out_root>/index.html` (or `output`), with `results.csv` (per configuration and metric: mean, sd and
     interval), `results_runs.csv` (per run and metric) and `results_paired.csv` (against the baseline) beside it;
     returns the HTML path."""
-    return render(out_root, output, data_root, n_resamples=n_resamples)[0]
+    return render(out_root, output, n_resamples=n_resamples)[0]
 
 
 def render(
-    out_root: Path | str, output: Path | str | None = None, data_root: Path | None = None, *, n_resamples: int = 2000
+    out_root: Path | str, output: Path | str | None = None, *, n_resamples: int = 2000
 ) -> tuple[Path, dict[str, pd.DataFrame]]:
     """`write_report`, also returning the tables it was built from (for the terminal summary)."""
     out_root = Path(out_root)
-    ctx = context(out_root, data_root, n_resamples=n_resamples)
+    ctx = context(out_root, n_resamples=n_resamples)
     tables = ctx.pop("_tables")
     views = ctx.pop("_regime_tables")
     tables["regime_papers"] = [(regime.label, t["paper"]) for regime, t in views]  # type: ignore[assignment]

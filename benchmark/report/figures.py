@@ -30,7 +30,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
 from benchmark.curves import BOOKKEEPING, DIAGNOSTICS, LOSS_PARTS
-from benchmark.registry import METHODS, colour, display
+from benchmark.names import Names
 from benchmark.tables import BASELINE
 
 DPI = 100
@@ -38,9 +38,12 @@ DPI = 100
 PAPER_BUDGETS = (9, 23, 78, 200, 1464)
 
 
-def method_colour(method: str) -> str:
+NO_NAMES = Names()  # a results folder that names nothing: methods by their own names, stable colours
+
+
+def method_colour(method: str, names: Names = NO_NAMES) -> str:
     """The method's colour in every figure: fixed for the paper's methods, a stable pick for any other."""
-    return colour(method)
+    return names.colour(method)
 
 
 def shade(colour: str, i: int, n: int) -> tuple[float, float, float]:
@@ -53,9 +56,9 @@ def shade(colour: str, i: int, n: int) -> tuple[float, float, float]:
     return tuple(float(c) for c in out)
 
 
-def display_name(method: str, budget: int = 0, params: dict[str, Any] | None = None) -> str:
+def display_name(method: str, budget: int = 0, params: dict[str, Any] | None = None, names: Names = NO_NAMES) -> str:
     """ "GAIN_ext-78", plus any method parameters: a configuration's name within one suite."""
-    name = display(method) + (f"-{budget}" if budget else "")
+    name = names.display(method) + (f"-{budget}" if budget else "")
     return name + "".join(f" {k}={v}" for k, v in sorted((params or {}).items()))
 
 
@@ -113,11 +116,8 @@ class _Series:
     method: str
     params: dict[str, Any]
     level: bool
+    name: str
     configs: list[str] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return display_name(self.method, 0, self.params)
 
 
 def _spec_of(config: str) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def _spec_of(config: str) -> dict[str, Any]:
     return spec if isinstance(spec, dict) else {}
 
 
-def _series(aggregated: pd.DataFrame) -> list[_Series]:
+def _series(aggregated: pd.DataFrame, names: Names) -> list[_Series]:
     """Configurations grouped into series in table order: one per (method, parameters, budget 0 or not)."""
     found: dict[str, _Series] = {}
     for config, row in aggregated.drop_duplicates("config").set_index("config").iterrows():
@@ -138,7 +138,8 @@ def _series(aggregated: pd.DataFrame) -> list[_Series]:
         rest = {k: v for k, v in spec.items() if k not in ("budget", "method")}
         level = int(row["budget"]) == 0
         key = json.dumps([row["method"], rest, level], sort_keys=True, default=str)
-        found.setdefault(key, _Series(str(row["method"]), params, level)).configs.append(str(config))
+        name = display_name(str(row["method"]), 0, params, names)
+        found.setdefault(key, _Series(str(row["method"]), params, level, name)).configs.append(str(config))
     return list(found.values())
 
 
@@ -157,7 +158,9 @@ def _ylim(values: np.ndarray, min_span: float = 0.1) -> tuple[float, float] | No
     return (max(lo, -0.03), min(hi, 1.03)) if rate else (lo, hi)
 
 
-def budget_curves(aggregated: pd.DataFrame, metrics: Sequence[tuple[str, str]], *, columns: int = 3) -> str:
+def budget_curves(
+    aggregated: pd.DataFrame, metrics: Sequence[tuple[str, str]], *, columns: int = 3, names: Names = NO_NAMES
+) -> str:
     """One panel per metric `(key, label)`: each mask-using configuration's mean over seeds against its pixel-label
     budget (log axis, ticks at the budgets run) with its 95% interval as a band, and the budget-free methods
     (Grad-CAM, GAIN) as dashed levels with light bands, so one reads off where supervision starts to pay.
@@ -166,7 +169,7 @@ def budget_curves(aggregated: pd.DataFrame, metrics: Sequence[tuple[str, str]], 
     ci_high; `degenerate_seeds` optional). A metric without rows gets a panel that says so.
     """
     metrics = list(metrics)
-    series = _series(aggregated) if len(aggregated) else []
+    series = _series(aggregated, names) if len(aggregated) else []
     budgets = sorted({int(b) for b in aggregated.get("budget", pd.Series(dtype=int)) if int(b) > 0})
     ticks = budgets or list(PAPER_BUDGETS)
     xlim = (ticks[0] / 1.6, ticks[-1] * 1.6)
@@ -202,7 +205,7 @@ def budget_curves(aggregated: pd.DataFrame, metrics: Sequence[tuple[str, str]], 
                 points = rows[rows["config"].isin(s.configs)].sort_values("budget")
                 if not len(points):
                     continue
-                colour = method_colour(s.method)
+                colour = method_colour(s.method, names)
                 linestyle, marker = styles[i]
                 if s.level:
                     for _, p in points.iterrows():
@@ -248,12 +251,7 @@ def _config_of(record: dict[str, Any]) -> tuple[str, str, int, dict[str, Any]]:
     return key, spec["method"], int(spec.get("budget", 0)), dict(spec.get("method_params", {}))
 
 
-def _method_rank(method: str) -> int:
-    names = list(METHODS)
-    return names.index(method) if method in names else len(names)
-
-
-def config_colours(configs: Sequence[tuple[str, int]]) -> list[tuple[float, float, float]]:
+def config_colours(configs: Sequence[tuple[str, int]], names: Names = NO_NAMES) -> list[tuple[float, float, float]]:
     """A colour per `(method, budget)` configuration: the method's colour, shaded by the rank of the budget."""
     budgets: dict[str, list[int]] = {}
     for method, budget in configs:
@@ -263,11 +261,13 @@ def config_colours(configs: Sequence[tuple[str, int]]) -> list[tuple[float, floa
     out = []
     for method, budget in configs:
         ranks = sorted(budgets[method])
-        out.append(shade(method_colour(method), ranks.index(budget), len(ranks)))
+        out.append(shade(method_colour(method, names), ranks.index(budget), len(ranks)))
     return out
 
 
-def training_curves(records: list[dict[str, Any]], *, diagnostics: bool = False) -> str | None:
+def training_curves(
+    records: list[dict[str, Any]], *, diagnostics: bool = False, names: Names = NO_NAMES
+) -> str | None:
     """Per-epoch curves, one panel per key, each configuration's seeds as thin lines in its colour: the loss parts
     (total, L_cl, L_am, L_e, then any other key the curves hold that is not a diagnostic), to see whether runs
     converged and whether a seed diverged; or, with `diagnostics`, the training diagnostics (`curves.DIAGNOSTICS`:
@@ -286,8 +286,9 @@ def training_curves(records: list[dict[str, Any]], *, diagnostics: bool = False)
         meta[key] = (method, budget, params)
     if not groups:
         return None if diagnostics else empty_figure("no run has a training curve yet")
-    order = sorted(groups, key=lambda k: (_method_rank(meta[k][0]), meta[k][1], display_name(*meta[k])))
-    colours = dict(zip(order, config_colours([meta[k][:2] for k in order]), strict=True))
+    names = names.merged(Names.of_records(records))
+    order = sorted(groups, key=lambda k: (names.rank(meta[k][0]), meta[k][1], display_name(*meta[k], names)))
+    colours = dict(zip(order, config_colours([meta[k][:2] for k in order], names), strict=True))
     styles: dict[str, str] = {}  # configurations that share a method and budget (other parameters): other dashes
     for key in order:
         siblings = [k for k in order if meta[k][:2] == meta[key][:2]]
@@ -319,7 +320,7 @@ def training_curves(records: list[dict[str, Any]], *, diagnostics: bool = False)
                         x, y, color=colours[key], ls=styles[key], lw=1.1, alpha=0.85, marker="." if len(x) < 3 else ""
                     )
                     handles.setdefault(
-                        display_name(*meta[key]), Line2D([], [], color=colours[key], ls=styles[key], lw=2.2)
+                        display_name(*meta[key], names), Line2D([], [], color=colours[key], ls=styles[key], lw=2.2)
                     )
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
@@ -389,7 +390,7 @@ def _setting_note(rows: list[dict[str, Any]]) -> str:
     return ", ".join(parts)
 
 
-def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE) -> str:
+def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE, names: Names = NO_NAMES) -> str:
     """Horizontal bars of training and attention throughput per configuration (images/s, higher is faster), each
     annotated with its value and its ratio to the Grad-CAM baseline: the cost of each method at a glance.
 
@@ -398,11 +399,12 @@ def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE) ->
     """
     if not rows:
         return empty_figure("no throughput measured")
-    rows = sorted(rows, key=lambda r: (_method_rank(_row_method(r)), _row_budget(r)))
-    colours = config_colours([(_row_method(r), _row_budget(r)) for r in rows])
+    rows = sorted(rows, key=lambda r: (names.rank(_row_method(r)), _row_budget(r)))
+    colours = config_colours([(_row_method(r), _row_budget(r)) for r in rows], names)
     labels = [str(r.get("config", "?")) for r in rows]
     labels = [
-        display_name(_row_method(r), 0) + label[len(_row_method(r)) :] for r, label in zip(rows, labels, strict=True)
+        display_name(_row_method(r), 0, names=names) + label[len(_row_method(r)) :]
+        for r, label in zip(rows, labels, strict=True)
     ]
     y = np.arange(len(rows))
     with style():
@@ -429,7 +431,7 @@ def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE) ->
         note = _setting_note(rows)
         has_base = any(_row_method(r) == baseline for r in rows)
         ratio_note = (
-            f"\N{MULTIPLICATION SIGN}: ratio to {display(baseline)}"
+            f"\N{MULTIPLICATION SIGN}: ratio to {names.display(baseline)}"
             if has_base
             else "no baseline run: no ratios"
         )
@@ -440,7 +442,9 @@ def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE) ->
 # --------------------------------------------------------------------------------------------------------- sweeps
 
 
-def sweep_curves(rows: pd.DataFrame, x_label: str, metrics: Sequence[tuple[str, str]]) -> str:
+def sweep_curves(
+    rows: pd.DataFrame, x_label: str, metrics: Sequence[tuple[str, str]], *, names: Names = NO_NAMES
+) -> str:
     """Headline metrics against a numeric sweep axis (e.g. the bias strength rho): one row of panels per facet (the
     other sweep axes, e.g. init), one panel per metric `(key, label)`, one line per configuration (method and
     budget) with its 95% interval as error bars, so one reads off where a method departs from its own regime's
@@ -454,8 +458,8 @@ def sweep_curves(rows: pd.DataFrame, x_label: str, metrics: Sequence[tuple[str, 
         return empty_figure("no complete runs to plot against the sweep")
     facets = list(dict.fromkeys(rows["facet"]))
     configs = rows.drop_duplicates("label")[["label", "method", "budget"]]
-    order = sorted(configs.itertuples(index=False), key=lambda c: (_method_rank(c.method), int(c.budget), c.label))
-    shades = config_colours([(c.method, int(c.budget)) for c in order])
+    order = sorted(configs.itertuples(index=False), key=lambda c: (names.rank(c.method), int(c.budget), c.label))
+    shades = config_colours([(c.method, int(c.budget)) for c in order], names)
     colours = dict(zip([c.label for c in order], shades, strict=True))
     xs = sorted(rows["x"].unique())
     offsets = {c.label: (i - (len(order) - 1) / 2) for i, c in enumerate(order)}
@@ -484,7 +488,7 @@ def sweep_curves(rows: pd.DataFrame, x_label: str, metrics: Sequence[tuple[str, 
                         x, mean, yerr=np.clip(err, 0, None), color=colours[config.label], marker="o", ms=4,
                         lw=1.2 if baseline else 1.8, ls="--" if baseline else "-", capsize=2,
                     )  # fmt: skip
-                    handles.setdefault(display_name(config.method, int(config.budget)), handle)
+                    handles.setdefault(display_name(config.method, int(config.budget), names=names), handle)
                 ax.set_xticks(xs, [f"{x:g}" for x in xs])
                 ax.set_xlabel(x_label)
                 limits = _ylim(panel[["mean", "ci_low", "ci_high"]].to_numpy(float).ravel())

@@ -40,9 +40,14 @@ def _interval_pct(low: float, high: float) -> str:
 
 
 def _names(frame: pd.DataFrame) -> list[str]:
-    """Each row's configuration name (`tables.config_name`), its label's parameters included where it has one."""
+    """Each row's configuration name (`tables.config_name`, with the display name the table carries), its label's
+    parameters included where it has one."""
     labels = frame["label"] if "label" in frame else [None] * len(frame)
-    return [config_name(m, b, lab) for m, b, lab in zip(frame["method"], frame["budget"], labels, strict=True)]
+    display = frame["display"] if "display" in frame else [None] * len(frame)
+    return [
+        config_name(m, b, lab, d)
+        for m, b, lab, d in zip(frame["method"], frame["budget"], labels, display, strict=True)
+    ]
 
 
 def _cell(aggregated: pd.DataFrame, config: str, metric: str) -> dict[str, Any] | None:

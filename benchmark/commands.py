@@ -1,0 +1,248 @@
+"""The commands that train or resolve suites (`gain-bench train`, `run`, `list`, `methods`) and the post-run steps
+`gain-bench report` runs where the checkpoints and the data are: the training stack, imported only by the commands
+that need it (`benchmark.cli` dispatches here), so that the analysis commands run in an install without torch."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmark import runner, suites
+from benchmark.cli import _error
+from benchmark.datasets.registry import DATASETS
+from benchmark.denormals import flush_from_the_start
+from benchmark.gallery_maps import write_gallery
+from benchmark.registry import METHODS, MODELS, load_plugins
+from benchmark.report import render
+from benchmark.selection import RULES, reported_specs, select_suite
+from benchmark.spec import RunSpec, TrainSettings
+from benchmark.store import read_record
+from benchmark.suites import available, load, parse_value
+from benchmark.summary import COLUMNS, format_table, summarise
+from benchmark.tables import format_paper_table
+from benchmark.train import run
+
+
+def complete_folder(out_root: Path, data_root: Path | None = None) -> None:
+    """The post-run steps for a results folder (as `gain-bench run` takes them after its runs): `suite.json`
+    rewritten with the run list the analysis reads, and the gallery's maps computed from the checkpoints."""
+    suite = runner.read_suite_file(out_root)
+    runner.write_suite_file(suite, out_root)
+    if not suite.sweep:
+        try:
+            write_gallery(out_root, runner.gallery_picks(suite, out_root), data_root)
+        except (ValueError, OSError) as err:  # e.g. real data not at hand: the report says the gallery is missing
+            print(f"warning: the gallery was not written: {err}", file=sys.stderr)
+
+
+def apply_overrides(spec_kwargs: dict[str, Any], train: dict[str, Any], overrides: list[str]) -> None:
+    """Apply `section.key=value` overrides; sections: method, model, data, train."""
+    sections = {"method": "method_params", "model": "model_params", "data": "dataset_params"}
+    train_keys = {f.name for f in dataclasses.fields(TrainSettings)}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise ValueError(
+                f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join([*sections, 'train'])}"
+            )
+        value = parse_value(raw)  # the suites' parser: TOML values, else the plain string
+        if section == "train":
+            if name not in train_keys:
+                raise ValueError(
+                    f"--set {item!r}: unknown train key {name!r}; allowed: {', '.join(sorted(train_keys))}"
+                )
+            train[name] = value
+        elif section in sections:
+            spec_kwargs.setdefault(sections[section], {})[name] = value
+        else:
+            raise ValueError(f"--set {item!r}: unknown section {section!r}; allowed: {', '.join([*sections, 'train'])}")
+
+
+def format_row(run_id: str, metrics: dict[str, Any]) -> str:
+    width = max(22, len(run_id) + 2)
+    header = f"{'run':<{width}}" + "".join(f"{label:>16}" for _, label in COLUMNS)
+    cells = "".join(f"{metrics.get(key, float('nan')):>16.3f}" for key, _ in COLUMNS)
+    return f"{header}\n{run_id:<{width}}{cells}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        load_plugins(_plugin_refs(args.plugin))
+        if args.data not in DATASETS:
+            DATASETS.entry(args.data)  # the error lists the known datasets
+    except ValueError as err:
+        return _error(err)
+    spec_kwargs: dict[str, Any] = {"method": args.method, "budget": args.budget, "seed": args.seed, "model": args.model}
+    spec_kwargs |= {"dataset": args.data, "audited_class": args.audited_class or DATASETS[args.data].default_class}
+    train: dict[str, Any] = {}
+    if args.epochs is not None:
+        train["epochs"] = args.epochs
+    try:
+        apply_overrides(spec_kwargs, train, args.set or [])
+        spec = RunSpec(train=TrainSettings.from_dict(train), **spec_kwargs)
+        run_id = spec.run_id  # resolving it validates the method, model and data keys
+    except ValueError as err:
+        return _error(err)
+    where = Path(args.out) / "runs" / run_id
+    flush_from_the_start(spec.train.flush_denormal)  # before the data: torch's thread pool inherits it
+    try:
+        record = run(spec, Path(args.out), data_root=args.data_root, progress=not args.quiet, device=args.device)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"gain-bench: error: {err}", file=sys.stderr)
+        return 1 if (where / "record.json").exists() else 2
+    if record["status"] != "complete":
+        print(f"run {run_id} failed: {record['error']}\nrecord: {where / 'record.json'}", file=sys.stderr)
+        return 1
+    seconds = record["timings"]["train_seconds"] + record["timings"]["eval_seconds"]
+    print(f"run {run_id} ({spec.label}) complete in {seconds:.1f} s -> {where}")
+    print(format_row(run_id, record["metrics"]))
+    m = record["metrics"]
+    if "data" in record:
+        _print_data_notes(record["data"], m)
+    if m.get("val_degenerate") or m.get("shifted_degenerate"):
+        print("warning: the classifier's boat decision is constant on a split (degenerate)")
+    return 0
+
+
+def _print_data_notes(data: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """A real-data run's val mAP, its budget and the notes and skipped files of its record."""
+    budget = data["budget"]
+    manifest = f", manifest {budget['manifest']}" if budget["manifest"] else ""
+    print(
+        f"val mAP {metrics.get('val_map', float('nan')):.3f}; budget pool: {budget['pool_size']} images "
+        f"(data.pool = {budget['pool']}){manifest}"
+    )
+    for note in data["notes"] + ([budget["manifest_error"]] if budget.get("manifest_error") else []):
+        print(f"note: {note}")
+    skipped = data["skipped_images"]
+    if skipped["count"]:
+        names = ", ".join(f["path"] for f in skipped["files"][:3]) + (" ..." if skipped["count"] > 3 else "")
+        print(f"skipped {skipped['count']} bad image(s) (data.skip_bad_images; all in record.json): {names}")
+
+
+def cmd_methods(_: argparse.Namespace) -> int:
+    for name, cls in METHODS.items():
+        print(f"{name}{' (uses pixel labels)' if cls.uses_pixel_labels else ''}")
+        for key, h in cls.HPARAMS.items():
+            print(f"  {key} = {h.default!r}  {h.doc}; search: {h.describe()}")
+    return 0
+
+
+def _plan_lines(planned: list[Any]) -> list[str]:
+    width = max([6, *(len(p.spec.run_id) for p in planned)])
+    lines = [f"{'run':<{width}}  {'state':<9} {'action':<8} why"]
+    lines += [f"{p.spec.run_id:<{width}}  {p.state:<9} {p.action:<8} {p.reason}" for p in planned]
+    return lines
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    except ValueError:
+        return _error(ValueError(f"--seeds {args.seeds!r}: expected integers separated by commas, e.g. 0,1,2"))
+    try:
+        suite = suites.load(args.suite, args.set or [], seeds, plugins=_plugin_refs(args.plugin))
+        filters = runner.parse_filters(args.only or [])
+        out = Path(args.out) if args.out else Path("reports") / suite.name
+        if args.dry_run:
+            planned = runner.plan(suite, out, filters=filters, retry_failed=args.retry_failed)
+            print("\n".join(_plan_lines(planned)))
+            todo = sum(p.action == "run" for p in planned)
+            print(f"{todo} of {len(planned)} runs would run; output: {out}")
+            return 0
+        # before any parallel torch operation, so that torch's thread pool inherits the flag (benchmark.denormals)
+        flush_from_the_start(all(spec.train.flush_denormal for spec in suite.runs()))
+        result = runner.run_suite(
+            suite,
+            out,
+            jobs=args.jobs,
+            launcher=args.launcher,
+            retry_failed=args.retry_failed,
+            filters=filters,
+            quiet=args.quiet,
+            data_root=args.data_root,
+            device=args.device,
+            threads=args.threads,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        return _error(err)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished runs are kept; run the same command again to resume ({out})", file=sys.stderr)
+        return 130
+    skipped = [p for p in result.planned if p.action != "run"]
+    print(f"suite {suite.name}: {len(result.finished)} run(s) executed, {len(skipped)} skipped -> {out}")
+    for p in skipped:
+        if p.action in ("locked", "conflict") or p.state == "failed":
+            print(f"  skipped {p.spec.run_id}: {p.reason}")
+    _print_search(out, suite)
+    if args.no_report:
+        _print_summary(out, suite)
+    else:
+        path, tables = render(out)
+        if len(tables["aggregated"]):
+            for label, paper in tables["regime_papers"]:
+                print((f"regime {label}:\n" if label else "") + format_paper_table(paper))
+        print(f"report: {path.resolve()}")
+    earlier = [p for p in result.planned if p.action != "run" and p.state in ("failed", "conflict")]
+    return 1 if result.failed or earlier else 0
+
+
+def _print_search(out: Path, suite: Any) -> None:
+    """A searched suite's rule and, per (method entry, budget), the chosen trial and its hyperparameters."""
+    if suite.search is None:
+        return
+    rule = RULES[suite.search.rule]
+    bound = " (an upper bound: it selects on held-out shifted groups)" if rule.upper_bound else ""
+    print(f"search: {suite.search.trials} trial(s) per method entry and budget, chosen by {rule.name}{bound}:")
+    for group, selection in select_suite(suite, out).items():
+        chosen = selection.chosen
+        if chosen is None:
+            print(f"  {group}: no trial complete in every seed yet")
+            continue
+        values = ", ".join(f"{k}={v}" for k, v in chosen.hparams.items())
+        final = "" if selection.final else " (provisional: trials still missing)"
+        print(f"  {group}: trial {chosen.trial}, {rule.metric} {chosen.score:.3f}{final}; {values}")
+
+
+def _print_summary(out: Path, suite: Any) -> None:
+    records = []
+    for spec in reported_specs(suite, out):
+        path = out / "runs" / spec.run_id / "record.json"
+        if path.is_file():
+            records.append(read_record(path))
+    if records:
+        print(format_table(summarise(records, short=True)))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    try:
+        load_plugins(_plugin_refs(args.plugin))
+    except ValueError as err:
+        return _error(err)
+    print("methods:")
+    for entry in METHODS.entries():
+        pixels = " uses pixel labels;" if entry.obj.uses_pixel_labels else ""
+        print(f"  {entry.name} ({entry.display};{pixels} {entry.origin})")
+    print("datasets:")
+    for entry in DATASETS.entries():
+        print(f"  {entry.name} ({entry.obj.description}; {entry.origin})")
+    print("models:")
+    for entry in MODELS.entries():
+        print(f"  {entry.name} ({entry.origin})")
+    print("suites:")
+    for name in available():
+        try:
+            suite = load(name)
+            print(f"  {name}: {len(suite.runs())} runs; {suite.description}")
+        except ValueError as err:
+            print(f"  {name}: invalid ({err})")
+    return 0
+
+
+def _plugin_refs(refs: list[str] | None) -> list[str]:
+    """`--plugin` values as every process imports them: files made absolute (against the working folder)."""
+    return [str(Path(r).resolve()) if r.endswith(".py") or "/" in r else r for r in refs or []]

@@ -1,0 +1,175 @@
+"""The results reader: a suite results folder as the analysis sees it, from its files alone.
+
+`suite.json` (written by the runner before any run, `runner.write_suite_file`) lists every run of the suite with
+its config hash, spec and keys, the sweep's regimes, the search settings, the audited context and the names and
+colours of the methods; `runs/<run_id>/record.json` says what became of each run. Nothing here resolves a spec,
+looks up a registry, imports a plugin or torch, or opens a checkpoint or a data set: a report renders on any
+machine from the folder alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.spec import RunSpec
+from benchmark.store import CONFLICT, pick_complete, run_state, throughput_rows
+
+SUITE_FILE = "suite.json"
+
+
+class ResultsError(ValueError):
+    """A folder that is not a suite results folder, or one written before the analysis could read it alone."""
+
+
+@dataclass(frozen=True)
+class SearchView:
+    """A suite's `[search]` as run: trials per entry, the selection rule, the draws' seed, the keys searched."""
+
+    trials: int
+    rule: str
+    seed: int = 0
+    keys: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class RegimeView:
+    """One regime of a sweep (the whole suite without one): its label, the label per axis, the keys it sets, and
+    the ids of its runs."""
+
+    label: str
+    parts: tuple[str, ...]
+    settings: dict[str, Any]
+    run_ids: frozenset[str]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run of the suite and what its folder holds now (`store.run_state`)."""
+
+    spec: RunSpec
+    state: str
+    record: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class SuiteView:
+    """What the analysis knows of a suite: `suite.json` as the runner wrote it."""
+
+    name: str
+    source: str
+    digest: str
+    description: str
+    seeds: tuple[int, ...]
+    audited_class: str
+    dataset: str
+    dataset_params: dict[str, Any]
+    context: str
+    timing: dict[str, Any]
+    search: SearchView | None
+    numeric_axis: str | None
+    sweep: tuple[RegimeView, ...]
+    entries: tuple[dict[str, Any], ...]
+    components: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def runs(self) -> list[RunSpec]:
+        """Every run of the suite, in the suite's order, with the config hash it runs under."""
+        return [RunSpec.from_record(e["spec"], e["config_hash"]) for e in self.entries]
+
+    def regimes(self) -> tuple[RegimeView, ...]:
+        """The sweep's regimes in axis order; a suite without `[sweep]` is one regime labelled ""."""
+        return self.sweep or (RegimeView("", (), {}, frozenset(e["run_id"] for e in self.entries)),)
+
+    def keys(self, run_id: str) -> dict[str, str]:
+        """The run's configuration and pairing keys."""
+        return self._by_id[run_id]["keys"]
+
+    def reference_key(self, run_id: str) -> str:
+        """The key of the run's data and model setting in `reference.json`."""
+        return self._by_id[run_id]["reference"]
+
+    @property
+    def _by_id(self) -> dict[str, dict[str, Any]]:
+        return {e["run_id"]: e for e in self.entries}
+
+    def configurations(self, specs: list[RunSpec] | None = None) -> list[list[RunSpec]]:
+        """`specs` (default: every run) grouped by configuration in the suite's order, each by ascending seed."""
+        groups: dict[str, list[RunSpec]] = {}
+        for spec in self.runs() if specs is None else specs:
+            groups.setdefault(self.keys(spec.run_id)["configuration"], []).append(spec)
+        return [sorted(g, key=lambda s: s.seed) for g in groups.values()]
+
+
+def read_suite(out_root: Path) -> SuiteView:
+    """The suite of a results folder, from its `suite.json`; a folder without one, or with one written before the
+    analysis could read it alone (no `view`), is a ResultsError that says what to do."""
+    path = Path(out_root) / SUITE_FILE
+    if not path.is_file():
+        raise ResultsError(f"{path} not found: not a suite results folder (run `gain-bench run SUITE` first)")
+    try:
+        payload = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ResultsError(f"{path}: not a valid suite file ({err})") from None
+    view = payload.get("view")
+    if not isinstance(view, dict):
+        raise ResultsError(
+            f"{path} was written by an earlier gain-bench and lists no runs: run `gain-bench report {out_root}` once "
+            "where gain-bench is installed with torch (and the suite's plugins) to rewrite it"
+        )
+    search = view.get("search")
+    return SuiteView(
+        name=payload["name"],
+        source=payload.get("source", ""),
+        digest=payload.get("digest", ""),
+        description=view.get("description", ""),
+        seeds=tuple(view.get("seeds", ())),
+        audited_class=view["audited_class"],
+        dataset=view["dataset"],
+        dataset_params=dict(view.get("dataset_params", {})),
+        context=view.get("context", "context"),
+        timing=dict(payload.get("timing", {})),
+        search=SearchView(**(search | {"keys": tuple(search["keys"]) if search.get("keys") else None}))
+        if search
+        else None,
+        numeric_axis=view.get("numeric_axis"),
+        sweep=tuple(
+            RegimeView(r["label"], tuple(r["parts"]), dict(r["settings"]), frozenset(r["run_ids"]))
+            for r in view.get("regimes", [])
+        ),
+        entries=tuple(view["runs"]),
+        components=view.get("components", {}),
+    )
+
+
+def planned(suite: SuiteView, out_root: Path) -> list[PlannedRun]:
+    """Each run of the suite with its state and record (`store.run_state`)."""
+    out = []
+    for spec in suite.runs():
+        state, record = run_state(out_root, spec.run_id, spec.config_hash)
+        out.append(PlannedRun(spec, state, record if state != CONFLICT else None))
+    return out
+
+
+def representatives(suite: SuiteView, out_root: Path, specs: list[RunSpec] | None = None) -> set[str]:
+    """The run id of each configuration's representative (`store.pick_complete`): what the suite-level timings
+    and the gallery were taken on."""
+    out = set()
+    for group in suite.configurations(specs):
+        index, _ = pick_complete(out_root, [(s.run_id, s.config_hash) for s in group])
+        if index is not None:
+            out.add(group[index].run_id)
+    return out
+
+
+def read_throughput(out_root: Path, suite: SuiteView, specs: list[RunSpec] | None = None) -> list[dict] | None:
+    """The suite-level timings if they were taken on the representatives of `specs` (default: every run) now."""
+    return throughput_rows(out_root, representatives(suite, out_root, specs))
+
+
+def reference_share(references: dict[str, dict[str, Any]], key: str | None) -> float:
+    """The unbiased model's share of the map on the context for a data and model setting (`reference.json`)."""
+    value = references.get(key, {}).get("context_attention_share") if key is not None else None
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else float("nan")
