@@ -15,6 +15,7 @@ from benchmark.cli import _error
 from benchmark.datasets.registry import DATASETS
 from benchmark.denormals import flush_from_the_start
 from benchmark.gallery_maps import write_gallery
+from benchmark.pretrain import start_checkpoint
 from benchmark.registry import METHODS, MODELS, load_plugins
 from benchmark.report import render
 from benchmark.selection import RULES, reported_specs, select_suite
@@ -90,7 +91,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     where = Path(args.out) / "runs" / run_id
     flush_from_the_start(spec.train.flush_denormal)  # before the data: torch's thread pool inherits it
     try:
-        record = run(spec, Path(args.out), data_root=args.data_root, progress=not args.quiet, device=args.device)
+        start = start_checkpoint(spec, args.data_root, device=args.device)
+        record = run(
+            spec, Path(args.out), data_root=args.data_root, progress=not args.quiet, device=args.device, start=start
+        )
     except (ValueError, FileNotFoundError) as err:
         print(f"gain-bench: error: {err}", file=sys.stderr)
         return 1 if (where / "record.json").exists() else 2

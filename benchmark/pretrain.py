@@ -17,6 +17,7 @@ from pathlib import Path
 from benchmark.datasets import synthetic
 from benchmark.spec import RunSpec, TrainSettings
 from benchmark.store import COMPLETE, RunLock, run_dir, run_state
+from benchmark.train import run
 
 SEED_OFFSET = 1_000_003  # the corpus's generator seed = the evaluation data's seed + this
 
@@ -47,8 +48,6 @@ def cache_root(data_root: Path | None = None) -> Path:
 def ensure_pretrained(spec: RunSpec, data_root: Path | None = None, *, device: str = "cpu") -> Path:
     """The pre-trained checkpoint for `spec`, training it first if no complete one is cached. Concurrent callers
     wait on the pre-training run's lock, so it is trained once."""
-    from benchmark.train import run
-
     pre = pretrain_spec(spec)
     root = cache_root(data_root)
     checkpoint = run_dir(root, pre.run_id) / "model.pt"
@@ -65,3 +64,11 @@ def ensure_pretrained(spec: RunSpec, data_root: Path | None = None, *, device: s
     finally:
         lock.release()
     return checkpoint
+
+
+def start_checkpoint(spec: RunSpec, data_root: Path | None = None, *, device: str = "cpu") -> Path | None:
+    """The checkpoint `spec` starts from, handed to `train.run` as `start`: the pre-trained model for
+    `model.init = "pretrained-synthetic"` (trained first if it is not cached), None for any other start."""
+    if spec.model_params.get("init", "scratch") != "pretrained-synthetic":
+        return None
+    return ensure_pretrained(spec, data_root, device=device)

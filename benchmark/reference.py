@@ -15,8 +15,10 @@ from typing import Any
 from benchmark.datasets import synthetic
 from benchmark.metrics import context_attention
 from benchmark.predictions import audited_view
+from benchmark.pretrain import ensure_pretrained, pretrain_spec
 from benchmark.spec import RunSpec, configuration_key
 from benchmark.store import REFERENCE_FILE, read_references, write_atomic
+from benchmark.train import load_data, load_trained, predict
 
 
 def setting_key(spec: RunSpec) -> str:
@@ -28,9 +30,6 @@ def setting_key(spec: RunSpec) -> str:
 def unbiased_reference(spec: RunSpec, data_root: Path | None = None, *, device: str = "cpu") -> dict[str, Any]:
     """The context attention share of the unbiased pre-trained model on `spec`'s val images (pre-training it first
     if it is not cached), with the context's area share and the run id of that model."""
-    from benchmark.pretrain import ensure_pretrained, pretrain_spec
-    from benchmark.train import load_data, load_trained, predict
-
     pre = pretrain_spec(spec)
     checkpoint = ensure_pretrained(spec, data_root, device=device)
     classes = synthetic.CLASSES

@@ -34,7 +34,7 @@ from benchmark.heldout import ensure_data
 from benchmark.methods import build_method
 from benchmark.models import imagenet_weights_path
 from benchmark.plugins import PluginError
-from benchmark.pretrain import ensure_pretrained, pretrain_spec
+from benchmark.pretrain import ensure_pretrained, pretrain_spec, start_checkpoint
 from benchmark.reference import setting_key, write_references
 from benchmark.registry import labels, load_plugins
 from benchmark.selection import reported_specs
@@ -168,14 +168,16 @@ def execute(
             return summary
         data = cached_data(spec, data_root)
         settings = TimingSettings(**timing) if timing is not None else None
+        where = Path(data_root) if data_root else None
         record = run(
             spec,
             root,
-            data_root=Path(data_root) if data_root else None,
+            data_root=where,
             progress=progress,
             device=device,
             data=data,
             timing=settings,
+            start=start_checkpoint(spec, where, device=device),
         )
         summary.update(status=record["status"], error=record["error"])
     except Exception as err:  # train.run records what fails once it has started; the suite goes on

@@ -109,8 +109,10 @@ def run(
     device: str = "cpu",
     data: dict[str, Split] | None = None,
     timing: TimingSettings | None = None,
+    start: Path | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate `spec`, writing `<out_root>/runs/<run_id>/`.
+    """Train and evaluate `spec`, writing `<out_root>/runs/<run_id>/`. `start`: the checkpoint the model starts
+    from, which a pre-trained start needs (`pretrain.start_checkpoint` resolves it; the runner does before the run).
 
     Bad settings raise ValueError before anything is written. A non-finite loss (or non-finite logits after
     training) fails the run with its reason recorded and returns the record; any other error is recorded, then
@@ -118,6 +120,11 @@ def run(
     another attempt's checkpoint or predictions.
     """
     _ = spec.config_hash  # resolving the spec validates its method, model and data keys before anything is written
+    if spec.model_params.get("init", "scratch") == "pretrained-synthetic" and start is None:
+        raise ValueError(
+            f"{spec.run_id}: model.init = 'pretrained-synthetic' starts from the pre-trained checkpoint; resolve it "
+            "with benchmark.pretrain.start_checkpoint(spec) and pass it as start="
+        )
     method = build_method(spec.method, **spec.method_params)
     if spec.budget and not method.uses_pixel_labels:
         raise ValueError(f"method {spec.method!r} uses no pixel labels; its budget must be 0, got {spec.budget}")
@@ -140,11 +147,9 @@ def run(
         write_record(out / "record.json", record)
         torch.manual_seed(spec.seed)
         model = build_model(spec.model, len(classes), **spec.model_params)
-        if spec.model_params.get("init", "scratch") == "pretrained-synthetic":
-            from benchmark.pretrain import ensure_pretrained, pretrain_spec
-
-            load_checkpoint(ensure_pretrained(spec, data_root, device=device), model)
-            record["pretrained_from"] = pretrain_spec(spec).run_id
+        if start is not None:
+            load_checkpoint(start, model)
+            record["pretrained_from"] = start.parent.name  # <cache>/runs/<run_id>/model.pt
         record["attention"] = attention_info(model, data["train"])
         model = model.to(device)
         if spec.train.channels_last:  # the same math; 1.5-2x faster convolutions and pooling on CPU (oneDNN)

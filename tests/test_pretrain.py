@@ -5,7 +5,7 @@ from tiny import tiny_suite
 import benchmark.train
 from benchmark import runner
 from benchmark.models import build_model_params
-from benchmark.pretrain import SEED_OFFSET, cache_root, ensure_pretrained, pretrain_spec
+from benchmark.pretrain import SEED_OFFSET, cache_root, ensure_pretrained, pretrain_spec, start_checkpoint
 from benchmark.spec import RunSpec, TrainSettings, configuration_key
 from benchmark.store import run_dir
 from benchmark.suites import load
@@ -58,7 +58,11 @@ def test_a_pretrained_run_starts_from_the_cached_pretraining(tmp_path, monkeypat
     assert checkpoint == run_dir(cache_root(data), pretrain_spec(spec()).run_id) / "model.pt"
     stamp = checkpoint.stat().st_mtime_ns
     monkeypatch.setattr(benchmark.train, "fit", lambda *args, **kwargs: [])  # no fine-tuning: the start is kept
-    record = run(spec(seed=1), tmp_path / "out", data_root=data, progress=False)
+    with pytest.raises(ValueError, match="starts from the pre-trained checkpoint"):
+        run(spec(seed=1), tmp_path / "out", data_root=data, progress=False)  # the caller resolves the start
+    start = start_checkpoint(spec(seed=1), data)
+    assert start == checkpoint and start_checkpoint(spec(model_params={}), data) is None
+    record = run(spec(seed=1), tmp_path / "out", data_root=data, progress=False, start=start)
     assert record["status"] == "complete" and record["pretrained_from"] == pretrain_spec(spec()).run_id
     saved = torch.load(run_dir(tmp_path / "out", spec(seed=1).run_id) / "model.pt", weights_only=True)
     pretrained = torch.load(checkpoint, weights_only=True)
