@@ -77,11 +77,14 @@ from typing import Any
 import torch
 
 from benchmark import search
+from benchmark.datasets.registry import dataset
+from benchmark.methods import build_method
+from benchmark.models import build_model, imagenet_weights_path
 from benchmark.plugins import PluginError
 from benchmark.registry import DATASETS, METHODS, load_plugins
 from benchmark.search import SearchSettings
 from benchmark.selection_rules import RULES
-from benchmark.spec import BUILTIN_DATA, RunSpec, TrainSettings
+from benchmark.spec import BUILTIN_DATA, RunSpec, TrainSettings, build_model_params
 from benchmark.timing import TimingSettings
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
@@ -557,11 +560,9 @@ def _search_settings(table: dict[str, Any] | None, entries: list[MethodEntry], d
     """`[search]` as settings; `keys` must name something one of the suite's methods (or training) searches."""
     if table is None:
         return None
-    from benchmark.datasets.synthetic import NAME as SYNTHETIC
-
-    if dataset != SYNTHETIC:
+    if dataset != BUILTIN_DATA:
         raise SuiteError(
-            f"[search] selects on held-out splits the built-in data draws from its own seed ({SYNTHETIC}); "
+            f"[search] selects on held-out splits the built-in data draws from its own seed ({BUILTIN_DATA}); "
             f"data.name = {dataset!r} has none yet: tune on the built-in data, or set the hyperparameters by hand"
         )
     if "trials" not in table:
@@ -585,10 +586,6 @@ def _validate_components(suite: Suite) -> None:
     """Resolve the data, model and every method entry once, so a wrong key fails before anything runs. ImageNet
     weights are checked by name only: whether the local cache holds them is checked when the suite runs, so a suite
     can be listed and dry-run on a machine without them."""
-    from benchmark.datasets.registry import dataset
-    from benchmark.methods import build_method
-    from benchmark.models import build_model, build_model_params, imagenet_weights_path
-
     try:
         entry_data = dataset(suite.dataset)
         entry_data.config(suite.dataset_params)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from benchmark.datasets.images import DataError
+from benchmark.store import write_atomic
 
 PAPER_BUDGETS: tuple[int, ...] = (9, 23, 78, 200, 1464)
 POOL_NAMES = {"class": "pixel-labelled {cls} images", "pixel": "pixel-labelled images"}
@@ -58,8 +59,6 @@ def nested_budget(pool: torch.Tensor, budget: int, seed: int, what: str = "") ->
 def write_manifest(folder: Path, split: str, ids: list[str], pool: torch.Tensor, seed: int, name: str) -> Path:
     """The pool of a training split in its seeded budget order, as `<folder>/<split>-<name>-seed<seed>-<digest>.csv`
     (`rank,id`; budget B is ranks 1..B). Written once (atomically); an existing file that disagrees is an error."""
-    from benchmark.store import write_atomic
-
     ordered = [ids[int(pool[i])] for i in _order(pool.numel(), seed)]
     digest = hashlib.sha256("\n".join(sorted(ordered)).encode()).hexdigest()[:8]
     path = Path(folder) / f"{split}-{name}-seed{seed}-{digest}.csv"
