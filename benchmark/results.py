@@ -144,12 +144,31 @@ def read_suite(out_root: Path) -> SuiteView:
     )
 
 
+def known_keys(out_root: Path) -> dict[str, dict[str, str]]:
+    """Run id -> its configuration and pairing keys, as the folder's `suite.json` lists them ({} without a list)."""
+    try:
+        view = json.loads((Path(out_root) / SUITE_FILE).read_text()).get("view")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
+    return {e["run_id"]: e["keys"] for e in view.get("runs", [])} if isinstance(view, dict) else {}
+
+
+def with_keys(record: dict[str, Any], keys: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """`record` with its keys: its own, or those `suite.json` lists for it (a record written before records carried
+    them)."""
+    if "keys" not in record and record.get("run_id") in keys:
+        record["keys"] = keys[record["run_id"]]
+    return record
+
+
 def planned(suite: SuiteView, out_root: Path) -> list[PlannedRun]:
     """Each run of the suite with its state and record (`store.run_state`)."""
     out = []
+    keys = {e["run_id"]: e["keys"] for e in suite.entries}
     for spec in suite.runs():
         state, record = run_state(out_root, spec.run_id, spec.config_hash)
-        out.append(PlannedRun(spec, state, record if state != CONFLICT else None))
+        record = with_keys(record, keys) if record is not None and state != CONFLICT else None
+        out.append(PlannedRun(spec, state, record))
     return out
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.names import Names
+from benchmark.results import known_keys, with_keys
 from benchmark.spec import RunSpec, configuration_key, pairing_key
 from benchmark.store import read_record
 
@@ -25,8 +26,12 @@ COLUMNS = [
 
 
 def load_records(roots: list[Path]) -> list[dict[str, Any]]:
-    """Every `runs/*/record.json` under the given output roots."""
-    return [read_record(p) for root in roots for p in sorted(Path(root).glob("runs/*/record.json"))]
+    """Every `runs/*/record.json` under the given output roots (with the keys their `suite.json` lists)."""
+    out = []
+    for root in roots:
+        keys = known_keys(root)
+        out += [with_keys(read_record(p), keys) for p in sorted(Path(root).glob("runs/*/record.json"))]
+    return out
 
 
 def configuration(record: dict[str, Any], short: bool = False) -> tuple[str, str]:
@@ -42,7 +47,13 @@ def record_keys(record: dict[str, Any]) -> dict[str, str]:
     keys = record.get("keys")
     if isinstance(keys, dict) and "configuration" in keys and "pairing" in keys:
         return keys
-    return {"configuration": configuration_key(record["spec"]), "pairing": pairing_key(record["spec"])}
+    try:
+        return {"configuration": configuration_key(record["spec"]), "pairing": pairing_key(record["spec"])}
+    except ImportError as err:  # an analysis-only install cannot resolve a spec
+        raise ValueError(
+            f"run {record.get('run_id')}: its record predates the keys the analysis reads ({err}); run `gain-bench "
+            "report DIR` once where gain-bench is installed with torch, to list them in DIR/suite.json"
+        ) from None
 
 
 def summarise(records: list[dict[str, Any]], short: bool = False) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from benchmark.names import Names
 from benchmark.predictions import read_predictions
+from benchmark.results import known_keys, with_keys
 from benchmark.spec import BASELINE
 from benchmark.stats import (
     N_RESAMPLES,
@@ -208,10 +209,11 @@ def load_runs(
     excluded: list[dict[str, Any]] = []
     seen: set[str] = set()
     for root in roots:
+        keys = known_keys(root)
         for path in sorted(Path(root).glob("runs/*/record.json")):
             if run_ids is not None and path.parent.name not in run_ids:
                 continue
-            record = read_record(path)
+            record = with_keys(read_record(path), keys)
             config, label = configuration(record, short)
             row = {"run_id": record.get("run_id", path.parent.name), "config": config, "label": label}
             predictions = path.parent / "predictions.csv"

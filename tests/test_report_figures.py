@@ -253,6 +253,10 @@ def test_the_analysis_commands_run_without_torch(suite_out, tmp_path):
     out, _ = suite_out
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
+    for path in copy.glob("runs/*/record.json"):  # records from before they carried keys: suite.json lists them
+        record = json.loads(path.read_text())
+        del record["keys"]
+        path.write_text(json.dumps(record))
     code = BLOCK_TORCH + f"""
 from benchmark.cli import main
 for argv in (["report", {str(copy)!r}], ["status", {str(copy)!r}], ["table", {str(copy)!r}],
