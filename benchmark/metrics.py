@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from benchmark.metric_defs import LOCALISATION
+
 
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
     """Area under the ROC curve: P(score_pos > score_neg) + P(tie) / 2 (Mann-Whitney U / (n_pos n_neg))."""
@@ -316,11 +318,7 @@ def audit_metrics(
         out["localisation_images"] = int(located.sum())
         out["localisation_zero_maps"] = int(np.isnan(val["context_share"][located]).sum())
         out["attention_iou_tau"] = IOU_TAU
-        for key, column in (
-            ("relevance_mass", "relevance_mass"),
-            ("pointing_game", "pointing_hit"),
-            ("attention_iou", "iou_at_tau"),
-        ):
+        for key, column in LOCALISATION:
             out[key] = float(np.mean(val[column][located])) if located.any() else float("nan")
     if "cam_intersection" in val:
         names = classes or tuple(f"class{k}" for k in range(val["cam_intersection"].shape[1] - 1))

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.metric_defs import LOCALISATION as LOCALISATION_METRICS
+
 FLOAT = "{:.9g}"
-LOCALISATION = ("relevance_mass", "pointing_hit", "iou_at_tau")
+LOCALISATION = tuple(column for _, column in LOCALISATION_METRICS)
 """Per-image localisation metrics of the audited class's map (NaN where the image has no object mask)."""
 
 

@@ -16,29 +16,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from benchmark.methods import METHODS, HParam
+from benchmark.settings import SearchSettings
 from benchmark.spec import RunSpec, configuration_key
 
 TRAIN_HPARAMS: dict[str, HParam] = {
     "lr": HParam(3e-3, 1e-4, 1e-2, log=True, doc="learning rate (the one-cycle schedule's peak); trial 0: [train] lr"),
     "weight_decay": HParam(0.0, 1e-6, 1e-2, log=True, doc="weight decay; trial 0: [train] weight_decay"),
 }
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """A suite's `[search]` table: the number of trials every method entry gets, the selection rule, the seed of
-    the draws, and optionally the names searched (None: every declared distribution)."""
-
-    trials: int
-    rule: str = "in-distribution-val"
-    seed: int = 0
-    keys: tuple[str, ...] | None = None
 
 
 def searchable(method: str) -> dict[str, HParam]:

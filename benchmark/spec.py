@@ -6,73 +6,19 @@ import functools
 import hashlib
 import inspect
 import json
-import numbers
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from benchmark import __version__
 from benchmark.registry import DATASETS, METHODS, MODELS, origins
+from benchmark.settings import TrainSettings
 
 # The built-in biased dataset: every default names it.
 BUILTIN_DATA = "synthetic-boats"
 
 
-def _integer(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-# key -> (check, what is allowed), so an error names the key, the value and what would be right.
-_TRAIN_RULES: dict[str, tuple[Any, str]] = {
-    "epochs": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "batch_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "optimizer": (lambda v: v in ("adam", "sgd"), "adam, sgd"),
-    "lr": (lambda v: _real(v) and v > 0, "a number > 0"),
-    "weight_decay": (lambda v: _real(v) and v >= 0, "a number >= 0"),
-    "schedule": (lambda v: v in ("onecycle", "constant"), "onecycle, constant"),
-    "mask_batch": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-    "threshold": (lambda v: _real(v) and 0 < v < 1, "a number in (0, 1)"),
-    "eval_batch_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "flush_denormal": (lambda v: isinstance(v, bool), "true, false"),
-    "channels_last": (lambda v: isinstance(v, bool), "true, false"),
-    "diagnostics": (lambda v: isinstance(v, bool), "true, false"),
-}
 # Train keys that do not change a run's result: left out of its config hash and its label.
 OBSERVATIONAL = ("diagnostics",)
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Optimisation and evaluation settings; the defaults train the small CNN on the built-in data in seconds."""
-
-    epochs: int = 8
-    batch_size: int = 64
-    optimizer: str = "adam"
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    schedule: str = "onecycle"
-    mask_batch: int = 0
-    threshold: float = 0.5
-    eval_batch_size: int = 256
-    flush_denormal: bool = True
-    channels_last: bool = True
-    diagnostics: bool = True  # per-epoch probes and held-out scores (benchmark.diagnostics); changes no result
-
-    def __post_init__(self) -> None:
-        for key, (ok, allowed) in _TRAIN_RULES.items():
-            if not ok(getattr(self, key)):
-                raise ValueError(f"train.{key}={getattr(self, key)!r}: allowed: {allowed}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown train key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-        return cls(**data)
 
 
 @dataclass(frozen=True, eq=False)

@@ -68,7 +68,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import numbers
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,91 +81,29 @@ from benchmark.methods import build_method
 from benchmark.models import build_model, imagenet_weights_path
 from benchmark.plugins import PluginError
 from benchmark.registry import DATASETS, METHODS, load_plugins
-from benchmark.search import SearchSettings
-from benchmark.selection_rules import RULES
+from benchmark.settings import (
+    SCHEMA,
+    SECTIONS,
+    SearchSettings,
+    SettingsError,
+    SlurmSettings,
+    SuiteKeys,
+    TimingSettings,
+    check,
+    parse_value,
+)
 from benchmark.spec import BUILTIN_DATA, RunSpec, TrainSettings, build_model_params
-from benchmark.timing import TimingSettings
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
-TOP_KEYS = (
-    "name", "description", "seeds", "budgets", "audited_class", "budget_seed", "device", "unbiased_reference", "plugins"
-)
-SECTIONS = ("data", "model", "train", "methods", "timing", "slurm", "sweep", "search")
+TOP_KEYS = tuple(f.name for f in dataclasses.fields(SuiteKeys))
 SWEEP_SECTIONS = ("data", "model", "train")
 LAUNCHERS = ("inprocess", "local", "submitit-local", "slurm")
-SELECTION_RULES = tuple(RULES)
-
-
-def _int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _int_list(value: Any, low: int) -> bool:
-    return isinstance(value, list) and bool(value) and all(_int(v) and v >= low for v in value)
-
-
-@dataclass(frozen=True)
-class SlurmSettings:
-    """submitit's SLURM parameters for `--launcher slurm`; `array_parallelism` caps the jobs running at once."""
-
-    partition: str = ""
-    timeout_min: int = 60
-    cpus_per_task: int = 4
-    gpus_per_node: int = 0
-    mem_gb: int = 16
-    array_parallelism: int = 64
-    account: str = ""
-    constraint: str = ""
-
-
-_RULES: dict[str, dict[str, tuple[Any, str]]] = {
-    "": {
-        "name": (lambda v: isinstance(v, str) and v.strip() != "" and "/" not in v, "a non-empty name without '/'"),
-        "description": (lambda v: isinstance(v, str), "a string"),
-        "seeds": (lambda v: _int_list(v, 0), "a non-empty list of integers >= 0"),
-        "budgets": (lambda v: _int_list(v, 1), "a non-empty list of integers >= 1"),
-        "audited_class": (lambda v: isinstance(v, str) and v != "", "a class name"),
-        "budget_seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
-        "device": (
-            lambda v: isinstance(v, str) and (v in ("cpu", "cuda", "mps") or v.startswith("cuda:")),
-            "cpu, cuda, cuda:N, mps",
-        ),
-        "unbiased_reference": (lambda v: isinstance(v, bool), "true, false"),
-        "plugins": (
-            lambda v: isinstance(v, list) and all(isinstance(r, str) and r for r in v),
-            "a list of module names or .py files (relative to the suite)",
-        ),
-    },
-    "timing": {
-        "enabled": (lambda v: isinstance(v, bool), "true, false"),
-        "batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-        "warmup": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
-        "iterations": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-        "precision": (lambda v: v in ("fp32", "bf16", "fp16"), "fp32, bf16, fp16 (fp16: CUDA only)"),
-        "channels_last": (lambda v: isinstance(v, bool), "true, false (omit: as the model is trained)"),
-        "compile": (lambda v: isinstance(v, bool), "true, false"),
-        "passes": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    },
-    "search": {
-        "trials": (lambda v: _int(v) and v >= 1, "an integer >= 1 (the same for every method entry)"),
-        "rule": (lambda v: v in SELECTION_RULES, ", ".join(SELECTION_RULES)),
-        "seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
-        "keys": (
-            lambda v: isinstance(v, list) and bool(v) and all(isinstance(k, str) for k in v),
-            "a non-empty list of hyperparameter names",
-        ),
-    },
-    "slurm": {
-        "partition": (lambda v: isinstance(v, str), "a string"),
-        "timeout_min": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-        "cpus_per_task": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-        "gpus_per_node": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
-        "mem_gb": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-        "array_parallelism": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-        "account": (lambda v: isinstance(v, str), "a string"),
-        "constraint": (lambda v: isinstance(v, str), "a string"),
-    },
-}
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= low for v in value
+    )
 
 
 class SuiteError(ValueError):
@@ -443,22 +380,14 @@ def _regimes(raw: dict[str, Any], source: str) -> tuple[Regime, ...]:
     return tuple(regimes)
 
 
-def parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
 def _check(section: str, table: dict[str, Any]) -> None:
-    rules = _RULES[section]
-    where = f"{section}." if section else ""
-    allowed = (*rules, *SECTIONS) if not section else tuple(rules)
-    for key, value in table.items():
-        if key not in allowed:
-            raise SuiteError(f"unknown key {where}{key}; allowed: {', '.join(allowed)}")
-        if key in rules and not rules[key][0](value):
-            raise SuiteError(f"{where}{key} = {value!r}: allowed: {rules[key][1]}")
+    """A section's table (the top level: "") against the settings schema; its error as a SuiteError."""
+    if not isinstance(table, dict):
+        raise SuiteError(f"[{section}] must be a table, got {table!r}")
+    try:
+        check(SCHEMA[section], {k: v for k, v in table.items() if section or k not in SECTIONS}, section)
+    except SettingsError as err:
+        raise SuiteError(str(err)) from None
 
 
 def _named(section: str, table: Any, default: str) -> tuple[str, dict[str, Any]]:
@@ -482,16 +411,12 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
     if "name" not in raw:
         raise SuiteError("missing key name (the suite's output folder name)")
     for section in ("timing", "slurm", "search"):
-        table = raw.get(section, {})
-        if not isinstance(table, dict):
-            raise SuiteError(f"[{section}] must be a table, got {table!r}")
-        _check(section, table)
+        if section in raw:
+            _check(section, raw[section])
     dataset, dataset_params = _named("data", raw.get("data", {}), BUILTIN_DATA)
     model, model_params = _named("model", raw.get("model", {}), "small_cnn")
-    try:
-        train = TrainSettings.from_dict(raw.get("train", {}))
-    except ValueError as err:
-        raise SuiteError(str(err)) from None
+    _check("train", raw.get("train", {}))
+    train = TrainSettings.from_dict(raw.get("train", {}))
     budgets = tuple(raw.get("budgets", (9, 23, 78, 200, 1464)))
     methods_table = raw.get("methods")
     if not isinstance(methods_table, dict) or not methods_table:

@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.metric_defs import LOCALISATION
+from benchmark.metric_defs import METRIC as DEFINED
+from benchmark.metric_defs import METRICS as DEFINED_METRICS
 from benchmark.names import Names
 from benchmark.predictions import read_predictions
 from benchmark.results import known_keys, with_keys
@@ -82,7 +85,7 @@ Grouper = Callable[[Run], tuple[np.ndarray, ...] | None]
 
 @dataclass(frozen=True)
 class MetricDef:
-    """How to get a metric's per-image groups from a run, and how to score and compare them."""
+    """A metric of `metric_defs.METRICS` with how to get its per-image groups from a run and how to score them."""
 
     name: str
     roles: tuple[str, ...]
@@ -91,6 +94,11 @@ class MetricDef:
     higher_is_better: bool = True
     binary: bool = False  # one group of per-image 0/1 outcomes: the exact McNemar test applies
     degenerate: str | None = None  # record flag that marks the cell
+
+
+def _defined(name: str, groups: Grouper, statistic: Statistic = batched_mean) -> MetricDef:
+    m = DEFINED[name]
+    return MetricDef(m.name, m.roles, groups, statistic, m.higher_is_better, m.binary, m.degenerate)
 
 
 def _has(run: Run, *roles: str) -> bool:
@@ -147,43 +155,16 @@ def _localisation(key: str) -> Grouper:
     return groups
 
 
-METRICS: tuple[MetricDef, ...] = (
-    MetricDef("val_accuracy", ("val",), _val_accuracy, binary=True, degenerate="val_degenerate"),
-    MetricDef(
-        "class_without_context",
-        ("class_without_context",),
-        _rate("class_without_context", True),
-        binary=True,
-        degenerate="shifted_degenerate",
-    ),
-    MetricDef(
-        "context_without_class",
-        ("context_without_class",),
-        _rate("context_without_class", False),
-        binary=True,
-        degenerate="shifted_degenerate",
-    ),
-    MetricDef(
-        "overall",
-        ("class_without_context", "context_without_class"),
-        _shifted,
-        mean_of_means,
-        degenerate="shifted_degenerate",
-    ),
-    MetricDef(
-        "shifted_auroc",
-        ("class_without_context", "context_without_class"),
-        _shifted_logits,
-        batched_auroc,
-    ),
-    MetricDef(
-        "worst_group_accuracy", ("val", "class_without_context", "context_without_class"), _worst_group, min_of_means
-    ),
-    MetricDef("context_flip_rate", ("cf_original", "cf_context_swapped"), _context_flip, higher_is_better=False),
-    MetricDef("relevance_mass", ("val",), _localisation("relevance_mass")),
-    MetricDef("pointing_game", ("val",), _localisation("pointing_hit"), binary=True),
-    MetricDef("attention_iou", ("val",), _localisation("iou_at_tau")),
-)
+_GROUPS: dict[str, tuple[Grouper, Statistic]] = {
+    "val_accuracy": (_val_accuracy, batched_mean),
+    "class_without_context": (_rate("class_without_context", True), batched_mean),
+    "context_without_class": (_rate("context_without_class", False), batched_mean),
+    "overall": (_shifted, mean_of_means),
+    "shifted_auroc": (_shifted_logits, batched_auroc),
+    "worst_group_accuracy": (_worst_group, min_of_means),
+    "context_flip_rate": (_context_flip, batched_mean),
+} | {name: (_localisation(column), batched_mean) for name, column in LOCALISATION}
+METRICS: tuple[MetricDef, ...] = tuple(_defined(m.name, *_GROUPS[m.name]) for m in DEFINED_METRICS)
 METRIC = {m.name: m for m in METRICS}
 
 PAPER_ROWS = (

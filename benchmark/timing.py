@@ -35,27 +35,8 @@ from benchmark.attention import grad_cam
 from benchmark.denormals import flushed_share
 from benchmark.methods import Method
 from benchmark.models import SplitModel
+from benchmark.settings import PRECISIONS, TimingSettings
 
-
-@dataclass(frozen=True)
-class TimingSettings:
-    """Throughput measured after each run: train steps and attention batches, after `warmup` untimed ones."""
-
-    enabled: bool = True
-    batch_size: int = 64
-    warmup: int = 2
-    iterations: int = 5
-    precision: str = "fp32"
-    channels_last: bool | None = None
-    compile: bool = False
-    passes: int = 3  # suite-level timing after the runs: passes x iterations rounds paired with the baseline
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"timing precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-
-
-PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

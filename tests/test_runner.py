@@ -226,7 +226,7 @@ def test_cli_run_status_report_and_errors(tmp_path, suite_file, data_root, capsy
     assert main(["status", str(out)]) == 0
     assert "2 runs: 1 complete, 1 missing" in capsys.readouterr().out
     assert main(["run", str(suite_file), "--set", "train.epochs=0", "--out", str(out)]) == 2
-    assert "train.epochs=0" in capsys.readouterr().err
+    assert "train.epochs = 0" in capsys.readouterr().err
     assert main(["run", str(suite_file), "--seeds", "a,b"]) == 2
     assert main(["status", str(tmp_path / "nothing")]) == 2
     assert "not a suite results folder" in capsys.readouterr().err

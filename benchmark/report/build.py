@@ -14,6 +14,7 @@ import jinja2
 import pandas as pd
 
 from benchmark import __version__
+from benchmark.metric_defs import labels
 from benchmark.names import Names
 from benchmark.report import figures, gallery
 from benchmark.report.verdict import PAPER_TABLE4, beats_baseline_sentence, verdict
@@ -34,13 +35,9 @@ LOCALISATION_METRICS = (
 )
 SWEEP_METRICS = ("shifted_auroc", "class_without_context", "context_without_class", "val_accuracy")
 CURVE_METRICS = (
-    ("val_accuracy", "in-distribution val accuracy"),
-    ("class_without_context", "{cls} without {context}: share called {cls}"),
-    ("context_without_class", "{context} without {cls}: share called not {cls}"),
-    ("shifted_auroc", "AUROC, shifted groups"),
-    ("context_flip_rate", "{context} flip rate (lower is better)"),
-    ("relevance_mass", "relevance mass"),
-)
+    "val_accuracy", "class_without_context", "context_without_class", "shifted_auroc", "context_flip_rate",
+    "relevance_mass",
+)  # fmt: skip
 
 
 def _environment() -> jinja2.Environment:
@@ -88,19 +85,8 @@ def _config_name(row: dict[str, Any]) -> str:
 
 
 def metric_names(cls: str, context: str) -> dict[str, str]:
-    """Readable metric names for the audited class and its context."""
-    return {
-        "val_accuracy": "in-distribution val accuracy",
-        "class_without_context": f"{cls} without {context} (share called {cls})",
-        "context_without_class": f"{context} without {cls} (share called not {cls})",
-        "overall": "overall (mean of the two)",
-        "shifted_auroc": "AUROC, shifted groups",
-        "worst_group_accuracy": "worst-group accuracy",
-        "context_flip_rate": f"{context} flip rate (lower is better)",
-        "relevance_mass": "relevance mass",
-        "pointing_game": "pointing game",
-        "attention_iou": "attention IoU",
-    }
+    """Readable metric names for the audited class and its context (`metric_defs.labels`)."""
+    return labels(cls, context)
 
 
 def _throughput(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -222,7 +208,8 @@ def rising_losses(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _curve_metrics(cls: str, context: str) -> list[tuple[str, str]]:
-    return [(k, label.format(cls=cls, context=context)) for k, label in CURVE_METRICS]
+    names = labels(cls, context)
+    return [(key, names[key]) for key in CURVE_METRICS]
 
 
 def _figures(

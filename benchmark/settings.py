@@ -1,0 +1,313 @@
+"""The one settings schema: every fixed key of a suite file, its type, its range and what it means.
+
+Each section is a dataclass whose fields carry their constraints and their documentation (`Annotated[..., Field]`):
+the suite's top-level keys, `[train]`, `[timing]`, `[slurm]` and `[search]`. pydantic (v2) validates a table against
+it (`check`), so every message names the key, the value and what is allowed; its JSON Schema is what
+`reference()` turns into docs/suite-reference.md. `--set` values parse here too (`parse_value`: TOML values).
+
+The `[data]`, `[model]` and `[methods.*]` keys are not here: they belong to the registered dataset, model and
+method (a plugin declares its own), and their entries check them (`benchmark.registry`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+from benchmark.selection_rules import RULES
+
+SECTIONS = ("data", "model", "train", "methods", "timing", "slurm", "sweep", "search")
+FORBID = ConfigDict(extra="forbid")
+
+
+def _int(low: int, doc: str, allowed: str | None = None) -> Any:
+    extra = {"allowed": allowed} if allowed else None
+    return Annotated[int, Field(ge=low, strict=True, description=doc, json_schema_extra=extra)]
+
+
+def _bool(doc: str, allowed: str | None = None) -> Any:
+    extra = {"allowed": allowed} if allowed else None
+    return Annotated[bool, Field(strict=True, description=doc, json_schema_extra=extra)]
+
+
+def _str(doc: str) -> Any:
+    return Annotated[str, Field(strict=True, description=doc)]
+
+
+def _ints(low: int, doc: str) -> Any:
+    item = Annotated[int, Field(ge=low, strict=True)]
+    return Annotated[list[item], Field(min_length=1, description=doc, json_schema_extra={
+        "allowed": f"a non-empty list of integers >= {low}"})]  # fmt: skip
+
+
+class _Checked:
+    """A section's dataclass checks itself on construction (`check`), however it is built."""
+
+    SECTION: typing.ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        check(type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, self.SECTION)
+
+
+@dataclass(frozen=True)
+class SuiteKeys(_Checked):
+    """A suite file's top-level keys (beside its sections)."""
+
+    __pydantic_config__ = FORBID
+
+    name: Annotated[
+        str,
+        Field(pattern=r"^[^/]*\S[^/]*$", description="the results folder's name (reports/<name>)",
+              json_schema_extra={"allowed": "a non-empty name without '/'"}),
+    ]
+    description: _str("one line for `gain-bench list` and the report") = ""
+    seeds: _ints(0, "training seeds; every configuration runs once per seed") = (0, 1, 2)  # type: ignore[assignment]
+    budgets: _ints(1, "pixel-label budgets of the methods that use pixel labels") = (9, 23, 78, 200, 1464)  # type: ignore[assignment]
+    audited_class: Annotated[
+        str, Field(min_length=1, strict=True, description="the class audited (default: the dataset's)",
+                   json_schema_extra={"allowed": "a class name"})
+    ] = "boat"
+    budget_seed: _int(0, "seed of the order in which images enter the pixel-label budget") = 0
+    device: Annotated[
+        str, Field(pattern=r"^(cpu|mps|cuda(:\d+)?)$", description="where runs train",
+                   json_schema_extra={"allowed": "cpu, cuda, cuda:N, mps"})
+    ] = "cpu"
+    unbiased_reference: _bool("measure where a model trained without the bias looks (built-in data)") = True
+    plugins: Annotated[
+        list[Annotated[str, Field(min_length=1, strict=True)]],
+        Field(description="modules or .py files (relative to the suite) that register methods, models or datasets",
+              json_schema_extra={"allowed": "a list of module names or .py files (relative to the suite)"}),
+    ] = ()  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class TrainSettings(_Checked):
+    """`[train]`: optimisation and evaluation settings; the defaults train the small CNN on the built-in data in
+    seconds."""
+
+    __pydantic_config__ = FORBID
+
+    epochs: _int(1, "training epochs") = 8
+    batch_size: _int(1, "training batch size") = 64
+    optimizer: Annotated[Literal["adam", "sgd"], Field(description="the optimiser")] = "adam"
+    lr: Annotated[float, Field(gt=0, strict=True, description="peak learning rate")] = 3e-3
+    weight_decay: Annotated[float, Field(ge=0, strict=True, description="weight decay")] = 0.0
+    schedule: Annotated[Literal["onecycle", "constant"], Field(description="learning-rate schedule")] = "onecycle"
+    mask_batch: _int(0, "pixel-labelled images added to every batch (0: as they come)") = 0
+    threshold: Annotated[
+        float, Field(gt=0, lt=1, strict=True, description="score above which an image is called the audited class")
+    ] = 0.5
+    eval_batch_size: _int(1, "evaluation batch size") = 256
+    flush_denormal: _bool("flush denormal floats to zero on CPU (speed; changes no result measurably)") = True
+    channels_last: _bool("train in channels-last memory format") = True
+    diagnostics: _bool("per-epoch training probes and held-out scores (changes no result)") = True
+
+    SECTION = "train"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainSettings:
+        check(cls, data, "train")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TimingSettings(_Checked):
+    """`[timing]`: throughput measured after the runs, train steps and attention batches after `warmup` untimed
+    ones."""
+
+    __pydantic_config__ = FORBID
+
+    enabled: _bool("time each configuration after the runs") = True
+    batch_size: _int(1, "batch size of the timed steps") = 64
+    warmup: _int(0, "untimed steps first") = 2
+    iterations: _int(1, "timed steps per round") = 5
+    precision: Annotated[
+        Literal["fp32", "bf16", "fp16"],
+        Field(description="arithmetic of the timed steps",
+              json_schema_extra={"allowed": "fp32, bf16, fp16 (fp16: CUDA only)"}),
+    ] = "fp32"
+    channels_last: Annotated[
+        bool | None,
+        Field(strict=True, description="memory format of the timed steps",
+              json_schema_extra={"allowed": "true, false (omit: as the model is trained)"}),
+    ] = None
+    compile: _bool("torch.compile the timed model") = False
+    passes: _int(1, "rounds paired with the baseline: passes x iterations") = 3
+
+    SECTION = "timing"
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class SlurmSettings(_Checked):
+    """`[slurm]`: submitit's SLURM parameters for `--launcher slurm`; `array_parallelism` caps the jobs running at
+    once."""
+
+    __pydantic_config__ = FORBID
+
+    partition: _str("SLURM partition") = ""
+    timeout_min: _int(1, "time limit per job, minutes") = 60
+    cpus_per_task: _int(1, "CPUs per job (torch threads)") = 4
+    gpus_per_node: _int(0, "GPUs per job") = 0
+    mem_gb: _int(1, "memory per job, GB") = 16
+    array_parallelism: _int(1, "jobs of the array running at once") = 64
+    account: _str("SLURM account") = ""
+    constraint: _str("SLURM node constraint") = ""
+
+    SECTION = "slurm"
+
+
+@dataclass(frozen=True)
+class SearchSettings(_Checked):
+    """`[search]`: the number of trials every method entry gets, the selection rule, the seed of the draws, and
+    optionally the names searched (None: every declared distribution)."""
+
+    __pydantic_config__ = FORBID
+
+    trials: _int(1, "trials per method entry and budget",
+                 "an integer >= 1 (the same for every method entry)")
+    rule: Annotated[
+        Literal[tuple(RULES)],  # type: ignore[valid-type]
+        Field(description="how the reported trial is chosen (docs/usage.md)"),
+    ] = "in-distribution-val"
+    seed: _int(0, "seed of the draws") = 0
+    keys: Annotated[
+        list[Annotated[str, Field(strict=True)]] | None,
+        Field(min_length=1, description="the hyperparameters searched (omit: every declared distribution)",
+              json_schema_extra={"allowed": "a non-empty list of hyperparameter names"}),
+    ] = None
+
+    SECTION = "search"
+
+
+SCHEMA: dict[str, type] = {
+    "": SuiteKeys,
+    "train": TrainSettings,
+    "timing": TimingSettings,
+    "slurm": SlurmSettings,
+    "search": SearchSettings,
+}
+
+
+class SettingsError(ValueError):
+    """A key that is unknown, or a value that its field does not allow; the message names both."""
+
+
+@cache
+def _adapter(cls: type) -> TypeAdapter:
+    """A pydantic model with the dataclass's annotated fields: validating a table never constructs the dataclass
+    (whose own construction validates through here)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    defined = {
+        f.name: (hints[f.name], ... if f.default is dataclasses.MISSING else f.default) for f in dataclasses.fields(cls)
+    }
+    return TypeAdapter(create_model(cls.__name__, __config__=FORBID, __doc__=cls.__doc__, **defined))
+
+
+@cache
+def _properties(cls: type) -> dict[str, dict[str, Any]]:
+    schema = _adapter(cls).json_schema()
+    return schema.get("properties", {})
+
+
+def allowed(cls: type, key: str) -> str:
+    """What a field allows, in words: its declared phrase, else read off its JSON Schema."""
+    field = _properties(cls).get(key, {})
+    if "allowed" in field:
+        return str(field["allowed"])
+    if "enum" in field:
+        return ", ".join(map(str, field["enum"]))
+    if "const" in field:
+        return str(field["const"])
+    kind = field.get("type")
+    if kind == "boolean":
+        return "true, false"
+    if kind == "string":
+        return "a string"
+    if kind in ("integer", "number"):
+        noun = "an integer" if kind == "integer" else "a number"
+        low, high = field.get("exclusiveMinimum", field.get("minimum")), field.get("exclusiveMaximum")
+        if low is not None and high is not None:
+            return f"{noun} in ({low:g}, {high:g})"
+        if low is not None:
+            return f"{noun} {'>' if 'exclusiveMinimum' in field else '>='} {low:g}"
+        return noun
+    return "see docs/suite-reference.md"
+
+
+def check(cls: type, table: Mapping[str, Any], section: str) -> None:
+    """Validate `table` against the section's dataclass `cls`; the first problem is a SettingsError naming the key
+    (`train.epochs = 0: allowed: an integer >= 1`, `unknown key timing.speed; allowed: ...`)."""
+    if not isinstance(table, Mapping):
+        raise SettingsError(f"[{section}] must be a table, got {table!r}")
+    where = f"{section}." if section else ""
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in table:
+        if key not in names:
+            extra = (*names, *SECTIONS) if not section else names
+            raise SettingsError(f"unknown key {where}{key}; allowed: {', '.join(extra)}")
+    try:
+        _adapter(cls).validate_python(dict(table))
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = str(first["loc"][0]) if first["loc"] else ""
+        if key not in table:  # a required key left out
+            doc = _properties(cls).get(key, {}).get("description", "")
+            raise SettingsError(f"missing key {where}{key} ({doc})") from None
+        raise SettingsError(f"{where}{key} = {table[key]!r}: allowed: {allowed(cls, key)}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A `--set KEY=VALUE` value: a TOML value where it parses (`2`, `0.3`, `true`, `[0, 1]`, `"text"`), else the
+    text itself (`masked_bn=batch`)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _default(field: dataclasses.Field) -> str:
+    if field.default is dataclasses.MISSING:
+        return "required"
+    value = field.default
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "(omitted)"
+    if isinstance(value, tuple):
+        value = list(value)
+    return f"`{value!r}`".replace("'", '"') if isinstance(value, str | list) else f"`{value}`"
+
+
+def reference() -> str:
+    """The suite reference (docs/suite-reference.md): every fixed key of every section with its default, what it
+    allows and what it means, generated from this schema."""
+    lines = [
+        "# Suite reference",
+        "",
+        "Generated from `benchmark/settings.py` by `python -m benchmark.settings > docs/suite-reference.md` (a test",
+        "checks it is current). The `[data]`, `[model]` and `[methods.<entry>]` keys belong to the dataset, model and",
+        "method they name: `gain-bench list` and `gain-bench methods` list them, docs/data.md and docs/methods.md",
+        "explain them.",
+    ]
+    for section, cls in SCHEMA.items():
+        title = "Top-level keys" if not section else f"`[{section}]`"
+        doc = " ".join((cls.__doc__ or "").split())
+        lines += ["", f"## {title}", "", doc, "", "| key | default | allowed | meaning |", "|---|---|---|---|"]
+        for field in dataclasses.fields(cls):
+            meaning = _properties(cls).get(field.name, {}).get("description", "")
+            lines.append(f"| `{field.name}` | {_default(field)} | {allowed(cls, field.name)} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference(), end="")
