@@ -151,7 +151,8 @@ def test_a_searched_suite_reports_only_the_chosen_trials(tmp_path, data_root, mo
 
 
 def test_rules_are_the_suite_rules():
-    from benchmark.suites import SELECTION_RULES
+    from benchmark.settings import SearchSettings, allowed
 
-    assert SELECTION_RULES == tuple(selection.RULES) == ("in-distribution-val", "oracle")
+    assert tuple(selection.RULES) == ("in-distribution-val", "oracle")
+    assert allowed(SearchSettings, "rule") == "in-distribution-val, oracle", "the schema allows exactly these"
     assert selection.RULES["oracle"].upper_bound and not selection.RULES["in-distribution-val"].upper_bound

@@ -52,9 +52,8 @@ def test_measure_records_figures_and_context_without_touching_the_model():
 
 @pytest.mark.parametrize("method", ["gradcam", "gain", "gain_ext"])
 def test_bf16_autocast_runs_on_cpu_and_is_recorded(method):
-    figures = measure(
-        build_model("small_cnn", 5), build_method(method), _batch(), 0, TimingSettings(1, 4, 1, 1, precision="bf16")
-    )
+    settings = TimingSettings(batch_size=4, warmup=1, iterations=1, precision="bf16")
+    figures = measure(build_model("small_cnn", 5), build_method(method), _batch(), 0, settings)
     assert figures["precision"] == "bf16" and figures["train_images_per_s"] > 0
     assert figures["attention_images_per_s"] > 0
 
