@@ -12,6 +12,7 @@ method (a plugin declares its own), and their entries check them (`benchmark.reg
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -27,18 +28,34 @@ SECTIONS = ("data", "model", "train", "methods", "timing", "slurm", "sweep", "se
 FORBID = ConfigDict(extra="forbid")
 
 
-def _int(low: int, doc: str, allowed: str | None = None) -> Any:
+def integer(low: int, doc: str, allowed: str | None = None) -> Any:
+    """An integer field >= `low` (a bool is not an integer here)."""
     extra = {"allowed": allowed} if allowed else None
     return Annotated[int, Field(ge=low, strict=True, description=doc, json_schema_extra=extra)]
 
 
-def _bool(doc: str, allowed: str | None = None) -> Any:
+def boolean(doc: str, allowed: str | None = None) -> Any:
     extra = {"allowed": allowed} if allowed else None
     return Annotated[bool, Field(strict=True, description=doc, json_schema_extra=extra)]
 
 
-def _str(doc: str) -> Any:
-    return Annotated[str, Field(strict=True, description=doc)]
+def text(doc: str, allowed: str | None = None, *, pattern: str | None = None) -> Any:
+    """A string field (`pattern`: a regular expression it must match somewhere)."""
+    extra = {"allowed": allowed} if allowed else None
+    return Annotated[str, Field(strict=True, pattern=pattern, description=doc, json_schema_extra=extra)]
+
+
+def choice(values: tuple[str, ...], doc: str) -> Any:
+    return Annotated[Literal[values], Field(description=doc)]  # type: ignore[valid-type]
+
+
+def number(doc: str, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
+           le: float | None = None) -> Any:  # fmt: skip
+    """A real number (an integer is one; a bool is not) in the given bounds."""
+    return Annotated[float, Field(gt=gt, ge=ge, lt=lt, le=le, strict=True, description=doc)]
+
+
+_int, _bool, _str = integer, boolean, text
 
 
 def _ints(low: int, doc: str) -> Any:
@@ -235,26 +252,35 @@ def allowed(cls: type, key: str) -> str:
         return "a string"
     if kind in ("integer", "number"):
         noun = "an integer" if kind == "integer" else "a number"
-        low, high = field.get("exclusiveMinimum", field.get("minimum")), field.get("exclusiveMaximum")
+        low = field.get("exclusiveMinimum", field.get("minimum"))
+        high = field.get("exclusiveMaximum", field.get("maximum"))
         if low is not None and high is not None:
-            return f"{noun} in ({low:g}, {high:g})"
+            left = "(" if "exclusiveMinimum" in field else "["
+            right = ")" if "exclusiveMaximum" in field else "]"
+            return f"{noun} in {left}{low:g}, {high:g}{right}"
         if low is not None:
             return f"{noun} {'>' if 'exclusiveMinimum' in field else '>='} {low:g}"
         return noun
     return "see docs/suite-reference.md"
 
 
-def check(cls: type, table: Mapping[str, Any], section: str) -> None:
+def check(cls: type, table: Mapping[str, Any], section: str, owner: str = "") -> None:
     """Validate `table` against the section's dataclass `cls`; the first problem is a SettingsError naming the key
-    (`train.epochs = 0: allowed: an integer >= 1`, `unknown key timing.speed; allowed: ...`)."""
+    (`train.epochs = 0: allowed: an integer >= 1`, `unknown key timing.speed; allowed: ...`). `owner`: the dataset
+    whose `[data]` keys these are (named in the message, its own keys listed first)."""
     if not isinstance(table, Mapping):
         raise SettingsError(f"[{section}] must be a table, got {table!r}")
     where = f"{section}." if section else ""
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in table:
-        if key not in names:
-            extra = (*names, *SECTIONS) if not section else names
-            raise SettingsError(f"unknown key {where}{key}; allowed: {', '.join(extra)}")
+    own = set(inspect.get_annotations(cls))
+    names = sorted((f.name for f in dataclasses.fields(cls)), key=lambda n: owner != "" and n not in own)
+    unknown = [key for key in table if key not in names]
+    if unknown and owner:
+        raise SettingsError(
+            f"unknown {section} key(s) {', '.join(sorted(unknown))} for dataset {owner}; allowed: {', '.join(names)}"
+        )
+    if unknown:
+        extra = (*names, *SECTIONS) if not section else names
+        raise SettingsError(f"unknown key {where}{unknown[0]}; allowed: {', '.join(extra)}")
     try:
         _adapter(cls).validate_python(dict(table))
     except ValidationError as err:
@@ -263,7 +289,8 @@ def check(cls: type, table: Mapping[str, Any], section: str) -> None:
         if key not in table:  # a required key left out
             doc = _properties(cls).get(key, {}).get("description", "")
             raise SettingsError(f"missing key {where}{key} ({doc})") from None
-        raise SettingsError(f"{where}{key} = {table[key]!r}: allowed: {allowed(cls, key)}") from None
+        of = f" ({owner})" if owner else ""
+        raise SettingsError(f"{where}{key} = {table[key]!r}{of}: allowed: {allowed(cls, key)}") from None
 
 
 def parse_value(text: str) -> Any:

@@ -65,7 +65,7 @@ def test_duplicate_entries_are_one_run():
         ({"methods": {"gain": {"alpah": 1}}}, "methods.gain: method 'gain': unknown parameter(s) alpah"),
         ({"methods": {"gradcam": {"budgets": [9]}}}, "uses no pixel labels"),
         ({"methods": {"gain_ext": {"budgets": [0]}}}, "methods.gain_ext.budgets = [0]"),
-        ({"data": {"rho": 2.0}}, "[data]: SyntheticConfig.rho=2.0"),
+        ({"data": {"rho": 2.0}}, "[data]: data.rho = 2.0 (synthetic-boats): allowed: a number in [0, 1]"),
         ({"data": {"name": "imagenet"}}, "[data]: unknown dataset 'imagenet'; available: synthetic-boats, voc"),
         ({"data": {"name": "voc", "rho": 0.9}}, "[data]: unknown data key(s) rho for dataset voc; allowed: root,"),
         ({"data": {"name": "voc", "pool": "all"}}, "[data]: data.pool = 'all' (voc): allowed: class, pixel"),

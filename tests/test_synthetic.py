@@ -266,7 +266,7 @@ def test_unknown_split_and_missing_dir_errors(small_dir: Path, tmp_path: Path) -
     ],
 )
 def test_config_validation_names_the_field(field: str, value: object) -> None:
-    with pytest.raises(ValueError, match=rf"SyntheticConfig\.{field}=.*allowed"):
+    with pytest.raises(ValueError, match=rf"data\.{field} = .* \(synthetic-boats\): allowed"):
         SyntheticConfig(**{field: value})
 
 

@@ -30,6 +30,7 @@ from PIL import Image
 
 from benchmark.datasets.render import CLASSES, CONTEXTS, LAND, Scene, render, sample_ground, sample_scene
 from benchmark.datasets.tensors import TensorSplit
+from benchmark.settings import SettingsError, check, integer, number
 from benchmark.spec import BUILTIN_DATA
 
 __all__ = [
@@ -73,27 +74,23 @@ MANIFEST_FIELDS = ("id", "split", "labels", "context", "has_context", "pair", "p
 class SyntheticConfig:
     """Every knob of the generator; ``digest()`` names the folder the data is written to."""
 
-    image_size: int = 48
-    n_train: int = 3200
-    boat_fraction: float = 0.5
-    rho: float = 0.99
-    q: float = 0.05
-    n_val: int = 600
-    n_shifted: int = 300
-    n_counterfactual: int = 300
-    seed: int = 0
+    image_size: integer(16, "image side, pixels") = 48
+    n_train: integer(1, "training images") = 3200
+    boat_fraction: number("share of training images that hold a boat", ge=0, le=1) = 0.5
+    rho: number("P(water | boat) in training: the bias", ge=0, le=1) = 0.99
+    q: number("P(water | no boat) in training", ge=0, le=1) = 0.05
+    n_val: integer(1, "in-distribution validation images") = 600
+    n_shifted: integer(1, "images per shifted group") = 300
+    n_counterfactual: integer(1, "counterfactual pairs") = 300
+    seed: integer(0, "generator seed") = 0
 
     def __post_init__(self) -> None:
-        for name in ("boat_fraction", "rho", "q"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"SyntheticConfig.{name}={value!r} is out of range; allowed: a number in [0, 1]")
-            object.__setattr__(self, name, float(value))
-        minimum = {"image_size": 16, "n_train": 1, "n_val": 1, "n_shifted": 1, "n_counterfactual": 1, "seed": 0}
-        for name, low in minimum.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"SyntheticConfig.{name}={value!r} is out of range; allowed: an integer >= {low}")
+        try:
+            check(SyntheticConfig, dataclasses.asdict(self), "data", owner=NAME)
+        except SettingsError as err:
+            raise ValueError(str(err)) from None
+        for name in ("boat_fraction", "rho", "q"):  # 1 and 1.0 are one configuration (and one data folder)
+            object.__setattr__(self, name, float(getattr(self, name)))
 
     def to_dict(self) -> dict[str, object]:
         return {**dataclasses.asdict(self), "generator_version": GENERATOR_VERSION}
@@ -108,10 +105,10 @@ def data_config(dataset: str, params: dict[str, object]) -> SyntheticConfig:
     """The built-in data's config from a run's `dataset` name and parameters, with errors naming the key."""
     if dataset != NAME:
         raise ValueError(f"unknown dataset {dataset!r}; available: {NAME}")
-    known = [f.name for f in dataclasses.fields(SyntheticConfig)]
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise ValueError(f"unknown data key(s) {', '.join(unknown)}; allowed: {', '.join(known)}")
+    try:
+        check(SyntheticConfig, params, "data", owner=NAME)
+    except SettingsError as err:
+        raise ValueError(str(err)) from None
     return SyntheticConfig(**params)
 
 

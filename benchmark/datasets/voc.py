@@ -17,7 +17,8 @@ from pathlib import Path
 from benchmark.datasets.files import FileSplit, ViewSettings
 from benchmark.datasets.images import BadImages, DataError, ImageItem
 from benchmark.datasets.manifest import ROLES, read_biased_split
-from benchmark.datasets.params import COMMON_RULES, FileDataConfig, Rule, build, data_path, is_str, one_of
+from benchmark.datasets.params import ROOT, FileDataConfig, build, data_path
+from benchmark.settings import choice, text
 
 NAME = "voc"
 LOADER_VERSION = 1
@@ -58,25 +59,17 @@ LAYOUT = (
 class VOCConfig(FileDataConfig):
     """The `[data]` keys of `name = "voc"`: its own and the shared `FileDataConfig` ones (datasets/README.md)."""
 
-    root: str = "VOCdevkit/VOC2012"
-    train_split: str = "train"
-    pixel_labels: str = "voc"
-    difficult: str = "include"
-    biased_split: str = ""
-    context: str = "water"
-
-
-RULES: dict[str, Rule] = COMMON_RULES | {
-    "train_split": one_of(*TRAIN_SPLITS),
-    "pixel_labels": one_of("voc", "aug"),
-    "difficult": one_of("include", "exclude"),
-    "biased_split": (is_str, "a folder or .csv manifest (relative to the data root, or absolute); empty: none"),
-    "context": (lambda v: isinstance(v, str) and v.strip() != "", "a context name, e.g. water"),
-}
+    root: text("the VOC2012 folder", ROOT) = "VOCdevkit/VOC2012"
+    train_split: choice(TRAIN_SPLITS, "the training split") = "train"
+    pixel_labels: choice(("voc", "aug"), "VOC's own segmentations, or SBD's (train_aug)") = "voc"
+    difficult: choice(("include", "exclude"), "objects marked difficult") = "include"
+    biased_split: text("the biased split", "a folder or .csv manifest (relative to the data root, or absolute); "
+                       "empty: none") = ""  # fmt: skip
+    context: text("the audited context", "a context name, e.g. water", pattern=r"\S") = "water"
 
 
 def config(params: dict[str, object]) -> VOCConfig:
-    return build(VOCConfig, params, NAME, RULES)
+    return build(VOCConfig, params, NAME)
 
 
 def find_root(cfg: VOCConfig, data_root: Path | None) -> Path:

@@ -18,7 +18,8 @@ from pathlib import Path
 from benchmark.datasets.files import FileSplit, ViewSettings
 from benchmark.datasets.images import BadImages, DataError, ImageItem
 from benchmark.datasets.manifest import inside
-from benchmark.datasets.params import COMMON_RULES, FileDataConfig, Rule, build, data_path, is_str
+from benchmark.datasets.params import ROOT, FileDataConfig, build, data_path
+from benchmark.settings import text
 
 NAME = "waterbirds"
 LOADER_VERSION = 1
@@ -34,17 +35,13 @@ CUB_URL = "https://www.vision.caltech.edu/datasets/cub_200_2011/ (segmentations.
 class WaterbirdsConfig(FileDataConfig):
     """The `[data]` keys of `name = "waterbirds"`: its own and the shared `FileDataConfig` ones (datasets/README.md)."""
 
-    root: str = "waterbird_complete95_forest2water2"
-    segmentations: str = ""
-
-
-RULES: dict[str, Rule] = COMMON_RULES | {
-    "segmentations": (is_str, "CUB-200's segmentations/ folder (relative to the data root, or absolute); empty: none"),
-}
+    root: text("the Waterbirds folder (metadata.csv)", ROOT) = "waterbird_complete95_forest2water2"
+    segmentations: text("CUB-200's segmentations (the pixel labels)", "CUB-200's segmentations/ folder (relative to "
+                        "the data root, or absolute); empty: none") = ""  # fmt: skip
 
 
 def config(params: dict[str, object]) -> WaterbirdsConfig:
-    return build(WaterbirdsConfig, params, NAME, RULES)
+    return build(WaterbirdsConfig, params, NAME)
 
 
 def _int(row: dict[str, str], key: str, allowed: tuple[int, ...], where: str) -> int:

@@ -15,9 +15,10 @@ from PIL import Image
 from benchmark.datasets import manifest, synthetic
 from benchmark.datasets.files import FileSplit, ViewSettings
 from benchmark.datasets.images import BadImages, ImageItem
-from benchmark.datasets.params import COMMON_RULES, FileDataConfig, build, data_path, is_int, resolved
+from benchmark.datasets.params import ROOT, FileDataConfig, build, data_path, resolved
 from benchmark.datasets.registry import Dataset
 from benchmark.registry import register_dataset
+from benchmark.settings import boolean, integer, text
 
 NAME = "harbour-csv"
 CLASSES = synthetic.CLASSES
@@ -25,15 +26,14 @@ CLASSES = synthetic.CLASSES
 
 @dataclass(frozen=True)
 class HarbourConfig(FileDataConfig):
-    root: str = "harbour-csv"
-    image_size: int = 48
-    augment: bool = False
-    n_train: int = 320  # only used when `prepare` writes the example export
+    root: text("the export's folder", ROOT) = "harbour-csv"
+    image_size: integer(16, "the side of the square model input") = 48
+    augment: boolean("random crops and flips in training") = False
+    n_train: integer(64, "training images, when `prepare` writes the example export") = 320
 
 
 def config(params: dict) -> HarbourConfig:
-    rules = COMMON_RULES | {"n_train": (lambda v: is_int(v, 64), "an integer >= 64")}
-    return build(HarbourConfig, params, NAME, rules)
+    return build(HarbourConfig, params, NAME)
 
 
 def _export(cfg: HarbourConfig, folder: Path) -> None:
