@@ -123,9 +123,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ImportError as err:  # an analysis-only install: render what the folder holds
         print(f"note: no post-run steps here ({err}); rendering the results folder as it is", file=sys.stderr)
         steps = None
-    try:
-        if steps is not None:
+    if steps is not None and (Path(args.dir) / "suite.json").is_file():
+        try:
             steps.complete_folder(args.dir, args.data_root)
+        except ValueError as err:  # e.g. a plugin of the suite not installed here: the folder still renders
+            print(f"note: the post-run steps were skipped ({err}); rendering the results folder as it is",
+                  file=sys.stderr)  # fmt: skip
+    try:
         path = write_report(args.dir, args.output)
     except (ValueError, FileNotFoundError) as err:
         return _error(err)

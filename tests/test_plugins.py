@@ -160,3 +160,18 @@ def test_the_example_plugin_comes_from_outside_the_package() -> None:
 def test_registries_are_the_built_ins_in_their_order() -> None:
     assert list(METHODS)[:3] == ["gradcam", "gain", "gain_ext"]
     assert {"small_cnn", "resnet18", "resnet50", "vgg16"} <= set(MODELS)
+
+
+def test_a_report_renders_where_the_suite_plugin_is_not_installed(tmp_path: Path) -> None:
+    """The results folder is enough: another machine without the plugin renders the report (names and colours from
+    the folder), skipping only the post-run steps that need the plugin."""
+    plugin = _plugin(tmp_path, "away")
+    suite = _suite(tmp_path, ["plugin_away.py"], ("gradcam", "plain_away"))
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "--out", str(out), "--quiet", "--no-report"]) == 0
+    plugin.unlink()  # "another machine": the plugin file is gone; this process must not use what it imported
+    code = f"from benchmark.cli import main; raise SystemExit(main(['report', {str(out)!r}]))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "post-run steps were skipped" in done.stderr and "no such file" in done.stderr
+    assert "Plain away" in (out / "index.html").read_text(), "the plugin's display name, from the folder"
