@@ -244,17 +244,22 @@ TRAINING_COMMANDS = ("train", "run", "list", "methods")
 
 def _training_commands() -> Any:
     """`benchmark.commands`, imported when a command needs the training stack (torch), so that `report`, `table`,
-    `status`, `curves` and `compare` run in an install without it."""
+    `status`, `curves` and `compare` run in an install without it (an optional dependency, not a cycle: commands
+    imports nothing from here)."""
     import benchmark.commands
 
     return benchmark.commands
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; bad input (a ValueError or a missing file) is one line on stderr and exit status 2."""
     args = build_parser().parse_args(argv)
-    if args.command in TRAINING_COMMANDS:
-        return int(getattr(_training_commands(), f"cmd_{args.command}")(args))
-    return int(args.func(args))
+    try:
+        if args.command in TRAINING_COMMANDS:
+            return int(getattr(_training_commands(), f"cmd_{args.command}")(args))
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError) as err:
+        return _error(err)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """The commands that train or resolve suites (`gain-bench train`, `run`, `list`, `methods`) and the post-run steps
 `gain-bench report` runs where the checkpoints and the data are: the training stack, imported only by the commands
-that need it (`benchmark.cli` dispatches here), so that the analysis commands run in an install without torch."""
+that need it (`benchmark.cli` dispatches here), so that the analysis commands run in an install without torch.
+
+Bad input (a ValueError: an unknown key, a plugin that does not import, a bad value) propagates to `cli.main`, which
+prints it and exits 2, as for every command."""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmark import runner, suites
-from benchmark.cli import _error
 from benchmark.datasets.registry import DATASETS
 from benchmark.denormals import flush_from_the_start
 from benchmark.gallery_maps import write_gallery
@@ -67,23 +69,17 @@ def format_row(run_id: str, metrics: dict[str, Any]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    try:
-        load_plugins(_plugin_refs(args.plugin))
-        if args.data not in DATASETS:
-            DATASETS.entry(args.data)  # the error lists the known datasets
-    except ValueError as err:
-        return _error(err)
+    load_plugins(_plugin_refs(args.plugin))
+    if args.data not in DATASETS:
+        DATASETS.entry(args.data)  # the error lists the known datasets
     spec_kwargs: dict[str, Any] = {"method": args.method, "budget": args.budget, "seed": args.seed, "model": args.model}
     spec_kwargs |= {"dataset": args.data, "audited_class": args.audited_class or DATASETS[args.data].default_class}
     train: dict[str, Any] = {}
     if args.epochs is not None:
         train["epochs"] = args.epochs
-    try:
-        apply_overrides(spec_kwargs, train, args.set or [])
-        spec = RunSpec(train=TrainSettings.from_dict(train), **spec_kwargs)
-        run_id = spec.run_id  # resolving it validates the method, model and data keys
-    except ValueError as err:
-        return _error(err)
+    apply_overrides(spec_kwargs, train, args.set or [])
+    spec = RunSpec(train=TrainSettings.from_dict(train), **spec_kwargs)
+    run_id = spec.run_id  # resolving it validates the method, model and data keys
     where = Path(args.out) / "runs" / run_id
     flush_from_the_start(spec.train.flush_denormal)  # before the data: torch's thread pool inherits it
     try:
@@ -143,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     except ValueError:
-        return _error(ValueError(f"--seeds {args.seeds!r}: expected integers separated by commas, e.g. 0,1,2"))
+        raise ValueError(f"--seeds {args.seeds!r}: expected integers separated by commas, e.g. 0,1,2") from None
     try:
         suite = suites.load(args.suite, args.set or [], seeds, plugins=_plugin_refs(args.plugin))
         filters = runner.parse_filters(args.only or [])
@@ -168,8 +164,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             device=args.device,
             threads=args.threads,
         )
-    except (ValueError, FileNotFoundError) as err:
-        return _error(err)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished runs are kept; run the same command again to resume ({out})", file=sys.stderr)
         return 130
@@ -219,10 +213,7 @@ def _print_summary(out: Path, suite: Any) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    try:
-        load_plugins(_plugin_refs(args.plugin))
-    except ValueError as err:
-        return _error(err)
+    load_plugins(_plugin_refs(args.plugin))
     print("methods:")
     for entry in METHODS.entries():
         pixels = " uses pixel labels;" if entry.obj.uses_pixel_labels else ""
