@@ -9,6 +9,7 @@ machine from the folder alone.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ class SuiteView:
         """The key of the run's data and model setting in `reference.json`."""
         return self._by_id[run_id]["reference"]
 
-    @property
+    @functools.cached_property
     def _by_id(self) -> dict[str, dict[str, Any]]:
         return {e["run_id"]: e for e in self.entries}
 

@@ -564,11 +564,7 @@ def write_suite_file(suite: Suite, out_root: Path) -> None:
     without the registries: every run (id, config hash, spec, configuration and pairing keys, reference key), the
     sweep's regimes, the search settings, the audited context, and the names and colours of its components."""
     specs = suite.runs()
-    names: dict[str, dict[str, str]] = {"method": {}, "model": {}, "dataset": {}}
-    for spec in specs:
-        names["method"][spec.method] = spec.method
-        names["model"][spec.model] = spec.model
-        names["dataset"][spec.dataset] = spec.dataset
+    used = {kind: sorted({getattr(s, kind) for s in specs}) for kind in ("method", "model", "dataset")}
     view = {
         "description": suite.description,
         "seeds": list(suite.seeds),
@@ -588,10 +584,7 @@ def write_suite_file(suite: Suite, out_root: Path) -> None:
              "reference": setting_key(s)}
             for s in specs
         ],
-        "components": {
-            kind: {name: entry for name, entry in ((n, labels({kind: n})[kind]) for n in found)}
-            for kind, found in names.items()
-        },
+        "components": {kind: {name: labels({kind: name})[kind] for name in names} for kind, names in used.items()},
     }
     payload = suite.to_dict() | {"view": view, "written": datetime.now(UTC).isoformat(timespec="seconds")}
     write_atomic(Path(out_root) / "suite.json", json.dumps(payload, indent=2, default=str) + "\n")  # file order kept

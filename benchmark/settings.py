@@ -55,7 +55,6 @@ def number(doc: str, *, gt: float | None = None, ge: float | None = None, lt: fl
     return Annotated[float, Field(gt=gt, ge=ge, lt=lt, le=le, strict=True, description=doc)]
 
 
-_int, _bool, _str = integer, boolean, text
 
 
 def _ints(low: int, doc: str) -> Any:
@@ -84,19 +83,19 @@ class SuiteKeys(_Checked):
         Field(pattern=r"^[^/]*\S[^/]*$", description="the results folder's name (reports/<name>)",
               json_schema_extra={"allowed": "a non-empty name without '/'"}),
     ]
-    description: _str("one line for `gain-bench list` and the report") = ""
+    description: text("one line for `gain-bench list` and the report") = ""
     seeds: _ints(0, "training seeds; every configuration runs once per seed") = (0, 1, 2)  # type: ignore[assignment]
     budgets: _ints(1, "pixel-label budgets of the methods that use pixel labels") = (9, 23, 78, 200, 1464)  # type: ignore[assignment]
     audited_class: Annotated[
         str, Field(min_length=1, strict=True, description="the class audited (default: the dataset's)",
                    json_schema_extra={"allowed": "a class name"})
     ] = "boat"
-    budget_seed: _int(0, "seed of the order in which images enter the pixel-label budget") = 0
+    budget_seed: integer(0, "seed of the order in which images enter the pixel-label budget") = 0
     device: Annotated[
         str, Field(pattern=r"^(cpu|mps|cuda(:\d+)?)$", description="where runs train",
                    json_schema_extra={"allowed": "cpu, cuda, cuda:N, mps"})
     ] = "cpu"
-    unbiased_reference: _bool("measure where a model trained without the bias looks (built-in data)") = True
+    unbiased_reference: boolean("measure where a model trained without the bias looks (built-in data)") = True
     plugins: Annotated[
         list[Annotated[str, Field(min_length=1, strict=True)]],
         Field(description="modules or .py files (relative to the suite) that register methods, models or datasets",
@@ -111,20 +110,20 @@ class TrainSettings(_Checked):
 
     __pydantic_config__ = FORBID
 
-    epochs: _int(1, "training epochs") = 8
-    batch_size: _int(1, "training batch size") = 64
+    epochs: integer(1, "training epochs") = 8
+    batch_size: integer(1, "training batch size") = 64
     optimizer: Annotated[Literal["adam", "sgd"], Field(description="the optimiser")] = "adam"
     lr: Annotated[float, Field(gt=0, strict=True, description="peak learning rate")] = 3e-3
     weight_decay: Annotated[float, Field(ge=0, strict=True, description="weight decay")] = 0.0
     schedule: Annotated[Literal["onecycle", "constant"], Field(description="learning-rate schedule")] = "onecycle"
-    mask_batch: _int(0, "pixel-labelled images added to every batch (0: as they come)") = 0
+    mask_batch: integer(0, "pixel-labelled images added to every batch (0: as they come)") = 0
     threshold: Annotated[
         float, Field(gt=0, lt=1, strict=True, description="score above which an image is called the audited class")
     ] = 0.5
-    eval_batch_size: _int(1, "evaluation batch size") = 256
-    flush_denormal: _bool("flush denormal floats to zero on CPU (speed; changes no result measurably)") = True
-    channels_last: _bool("train in channels-last memory format") = True
-    diagnostics: _bool("per-epoch training probes and held-out scores (changes no result)") = True
+    eval_batch_size: integer(1, "evaluation batch size") = 256
+    flush_denormal: boolean("flush denormal floats to zero on CPU (speed; changes no result measurably)") = True
+    channels_last: boolean("train in channels-last memory format") = True
+    diagnostics: boolean("per-epoch training probes and held-out scores (changes no result)") = True
 
     SECTION = "train"
 
@@ -141,10 +140,10 @@ class TimingSettings(_Checked):
 
     __pydantic_config__ = FORBID
 
-    enabled: _bool("time each configuration after the runs") = True
-    batch_size: _int(1, "batch size of the timed steps") = 64
-    warmup: _int(0, "untimed steps first") = 2
-    iterations: _int(1, "timed steps per round") = 5
+    enabled: boolean("time each configuration after the runs") = True
+    batch_size: integer(1, "batch size of the timed steps") = 64
+    warmup: integer(0, "untimed steps first") = 2
+    iterations: integer(1, "timed steps per round") = 5
     precision: Annotated[
         Literal["fp32", "bf16", "fp16"],
         Field(description="arithmetic of the timed steps",
@@ -155,8 +154,8 @@ class TimingSettings(_Checked):
         Field(strict=True, description="memory format of the timed steps",
               json_schema_extra={"allowed": "true, false (omit: as the model is trained)"}),
     ] = None
-    compile: _bool("torch.compile the timed model") = False
-    passes: _int(1, "rounds paired with the baseline: passes x iterations") = 3
+    compile: boolean("torch.compile the timed model") = False
+    passes: integer(1, "rounds paired with the baseline: passes x iterations") = 3
 
     SECTION = "timing"
 
@@ -171,14 +170,14 @@ class SlurmSettings(_Checked):
 
     __pydantic_config__ = FORBID
 
-    partition: _str("SLURM partition") = ""
-    timeout_min: _int(1, "time limit per job, minutes") = 60
-    cpus_per_task: _int(1, "CPUs per job (torch threads)") = 4
-    gpus_per_node: _int(0, "GPUs per job") = 0
-    mem_gb: _int(1, "memory per job, GB") = 16
-    array_parallelism: _int(1, "jobs of the array running at once") = 64
-    account: _str("SLURM account") = ""
-    constraint: _str("SLURM node constraint") = ""
+    partition: text("SLURM partition") = ""
+    timeout_min: integer(1, "time limit per job, minutes") = 60
+    cpus_per_task: integer(1, "CPUs per job (torch threads)") = 4
+    gpus_per_node: integer(0, "GPUs per job") = 0
+    mem_gb: integer(1, "memory per job, GB") = 16
+    array_parallelism: integer(1, "jobs of the array running at once") = 64
+    account: text("SLURM account") = ""
+    constraint: text("SLURM node constraint") = ""
 
     SECTION = "slurm"
 
@@ -190,13 +189,13 @@ class SearchSettings(_Checked):
 
     __pydantic_config__ = FORBID
 
-    trials: _int(1, "trials per method entry and budget",
+    trials: integer(1, "trials per method entry and budget",
                  "an integer >= 1 (the same for every method entry)")
     rule: Annotated[
         Literal[tuple(RULES)],  # type: ignore[valid-type]
         Field(description="how the reported trial is chosen (docs/usage.md)"),
     ] = "in-distribution-val"
-    seed: _int(0, "seed of the draws") = 0
+    seed: integer(0, "seed of the draws") = 0
     keys: Annotated[
         list[Annotated[str, Field(strict=True)]] | None,
         Field(min_length=1, description="the hyperparameters searched (omit: every declared distribution)",
