@@ -236,10 +236,23 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_report)
     ls = sub.add_parser("list", help="methods, datasets, models and suites")
     _plugin_option(ls)
+    ex = sub.add_parser(
+        "export-voc",
+        help="write the built-in biased boats as a VOCdevkit tree (VOC 2012's sizes at 224 px by default)",
+        description="Write the built-in generator's biased boats as DATA_ROOT/VOCdevkit/VOC2012 (JPEGs, XML "
+        "annotations, palette PNG masks, split lists, SBD's train_aug list) and DATA_ROOT/voc-biased-boats (the "
+        "shifted groups, as folders and as a CSV manifest with masks), for `gain-bench run voc-paper`.",
+    )
+    ex.add_argument("--data-root", type=Path, help="where to write (default: $GAIN_BENCH_DATA or ./datasets)")
+    sizes = {"image_size": "224", "train_aug": "10582", "seg_train": "1464", "val": "1449", "shifted": "300"}
+    for key, default in (sizes | {"seed": "0", "quality": "95 (JPEG)"}).items():
+        ex.add_argument(f"--{key.replace('_', '-')}", type=int, dest=key, help=f"default: {default}")
+    for key, default in (("rho", "0.99: P(water | boat)"), ("q", "0.05: P(water | no boat)")):
+        ex.add_argument(f"--{key}", type=float, help=f"default: {default}")
     return parser
 
 
-TRAINING_COMMANDS = ("train", "run", "list", "methods")
+TRAINING_COMMANDS = ("train", "run", "list", "methods", "export-voc")
 
 
 def _training_commands() -> Any:
@@ -256,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command in TRAINING_COMMANDS:
-            return int(getattr(_training_commands(), f"cmd_{args.command}")(args))
+            return int(getattr(_training_commands(), f"cmd_{args.command.replace('-', '_')}")(args))
         return int(args.func(args))
     except (ValueError, FileNotFoundError) as err:
         return _error(err)

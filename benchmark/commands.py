@@ -1,5 +1,5 @@
-"""The commands that train or resolve suites (`gain-bench train`, `run`, `list`, `methods`) and the post-run steps
-`gain-bench report` runs where the checkpoints and the data are: the training stack, imported only by the commands
+"""The commands that train, write data or resolve suites (`gain-bench train`, `run`, `list`, `methods`,
+`export-voc`) and the post-run steps `gain-bench report` runs where the checkpoints and the data are: the training stack, imported only by the commands
 that need it (`benchmark.cli` dispatches here), so that the analysis commands run in an install without torch.
 
 Bad input (a ValueError: an unknown key, a plugin that does not import, a bad value) propagates to `cli.main`, which
@@ -14,6 +14,8 @@ from typing import Any
 
 from benchmark import runner, suites
 from benchmark.datasets.registry import DATASETS
+from benchmark.datasets.synthetic import default_root
+from benchmark.datasets.voc_export import ExportSettings, export
 from benchmark.denormals import flush_from_the_start
 from benchmark.gallery_maps import write_gallery
 from benchmark.pretrain import start_checkpoint
@@ -237,3 +239,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _plugin_refs(refs: list[str] | None) -> list[str]:
     """`--plugin` values as every process imports them: files made absolute (against the working folder)."""
     return [str(Path(r).resolve()) if r.endswith(".py") or "/" in r else r for r in refs or []]
+
+
+def cmd_export_voc(args: argparse.Namespace) -> int:
+    """`gain-bench export-voc`: the built-in data as a VOCdevkit tree under the data root."""
+    keys = ("image_size", "train_aug", "seg_train", "val", "shifted", "seed", "quality", "rho", "q")
+    settings = ExportSettings(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
+    root = args.data_root if args.data_root is not None else default_root()
+    total = settings.train_aug + settings.val + 2 * settings.shifted
+    print(f"writing {total} images of {settings.image_size} px under {root} ...", flush=True)
+    voc = export(root, settings, progress=sys.stdout.isatty())
+    print(f"wrote {voc} ({settings.train_aug} train_aug, {settings.seg_train} with masks, {settings.val} val) and "
+          f"{root / 'voc-biased-boats'}; run it with: gain-bench run voc-paper --data-root {root}")  # fmt: skip
+    return 0

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from benchmark.registry import MODELS, register_model
-from benchmark.spec import build_model_params
+from benchmark.spec import architecture_params, build_model_params
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -129,10 +129,9 @@ for _factory in (small_cnn, resnet18, resnet50, vgg16):
 
 
 def build_model(name: str, num_classes: int, **params: object) -> SplitModel:
-    """`MODELS[name](num_classes, **params)` with an error that lists the known models or keys; `init` is read by
-    the training run, not by the architecture."""
-    params = build_model_params(name, params)
-    params.pop("init")
+    """`MODELS[name](num_classes, **params)` with an error that lists the known models or keys; `init` and
+    `pretrain` are read by the training run, not by the architecture."""
+    params = architecture_params(build_model_params(name, params))  # first: its error lists the known models
     return MODELS[name](num_classes, **params)
 
 

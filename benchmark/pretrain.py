@@ -1,11 +1,16 @@
 """Pre-training on the generator's unbiased corpus: the built-in data's stand-in for ImageNet pre-training.
 
-FINDINGS.md: from scratch on biased boats no attention or mask loss removed the shortcut, while pre-training on
-unbiased data (rho = q = 0.5) removed most of it, as ImageNet pre-training does for the paper's VGG-16. A run with
+From scratch on biased boats no attention or mask loss removed the shortcut, while pre-training on unbiased data
+(rho = q = 0.5) removed most of it (findings/built-in-data.md), as ImageNet pre-training does for the paper's VGG-16.
+A run with
 `model.init = "pretrained-synthetic"` starts from a model trained, with the Grad-CAM baseline's plain `L_cl`, on a
 corpus drawn by the same generator with no bias and its own seed (so no image of any evaluation split is in it),
-same image size and model. That pre-training is itself a run, cached by its config hash under
+same image size and model. The pre-training is itself a run, cached by its config hash under
 `<data root>/pretrained/runs/<run_id>/`: trained once, then reused by every run that names it.
+
+Any model can start so, the torchvision backbones too, and so can a run on other data (the VOC-format export of
+the generator, a plugin's dataset): the corpus is then drawn at that data's image size, and a classifier layer whose
+shape differs (other classes) starts fresh, as a new head on ImageNet weights does (`train.load_start`).
 """
 
 from __future__ import annotations
@@ -14,27 +19,46 @@ import dataclasses
 import time
 from pathlib import Path
 
-from benchmark.datasets import synthetic
-from benchmark.spec import RunSpec, TrainSettings
+from benchmark.datasets import registry, synthetic
+from benchmark.spec import RunSpec, TrainSettings, architecture_params, build_model_params
 from benchmark.store import COMPLETE, RunLock, run_dir, run_state
 from benchmark.train import run
 
 SEED_OFFSET = 1_000_003  # the corpus's generator seed = the evaluation data's seed + this
 
 
+def corpus_config(spec: RunSpec) -> synthetic.SyntheticConfig:
+    """The unbiased corpus `spec` pre-trains on: on the built-in data, its own configuration with rho = q = 0.5 and
+    its own seed; on any other dataset, the generator's defaults at that dataset's `image_size` (seed 0 + the
+    offset), as ImageNet is one corpus whatever the data set fine-tuned on."""
+    if spec.dataset == synthetic.NAME:
+        data = synthetic.data_config(spec.dataset, spec.dataset_params)
+    else:
+        size = getattr(registry.dataset(spec.dataset).config(spec.dataset_params), "image_size", None)
+        if not isinstance(size, int):
+            raise ValueError(
+                f"model.init = 'pretrained-synthetic' pre-trains at the data's image size, and dataset "
+                f"{spec.dataset!r} declares no data.image_size"
+            )
+        data = synthetic.SyntheticConfig(image_size=size)
+    return dataclasses.replace(data, rho=0.5, q=0.5, seed=data.seed + SEED_OFFSET)
+
+
 def pretrain_spec(spec: RunSpec) -> RunSpec:
-    """The pre-training run for `spec`: unbiased data (rho = q = 0.5) from its own seed, the same model (from
-    scratch), the default training settings (8 epochs, Adam one-cycle lr 3e-3, as in FINDINGS.md)."""
-    data = synthetic.data_config(spec.dataset, spec.dataset_params)
-    corpus = dataclasses.asdict(data) | {"rho": 0.5, "q": 0.5, "seed": data.seed + SEED_OFFSET}
+    """The pre-training run for `spec`: unbiased data (`corpus_config`), the same architecture (from scratch), the
+    default training settings (8 epochs, Adam one-cycle lr 3e-3, as the built-in findings used) with what
+    `model.pretrain` sets instead (a deep network without BatchNorm, such as VGG-16, needs a lower lr)."""
+    params = build_model_params(spec.model, spec.model_params)
+    recipe = dict(params.get("pretrain", {}))
     return RunSpec(
         method="gradcam",
-        dataset=spec.dataset,
-        dataset_params=corpus,
+        dataset=synthetic.NAME,
+        dataset_params=dataclasses.asdict(corpus_config(spec)),
         model=spec.model,
-        model_params={k: v for k, v in spec.model_params.items() if k != "init"},
+        model_params=architecture_params(spec.model_params),
         train=TrainSettings(
-            channels_last=spec.train.channels_last, flush_denormal=spec.train.flush_denormal, diagnostics=False
+            channels_last=spec.train.channels_last, flush_denormal=spec.train.flush_denormal, diagnostics=False,
+            **recipe,
         ),
         audited_class=spec.audited_class,
         suite="pretrained",

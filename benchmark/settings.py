@@ -124,6 +124,11 @@ class TrainSettings(_Checked):
     flush_denormal: boolean("flush denormal floats to zero on CPU (speed; changes no result measurably)") = True
     channels_last: boolean("train in channels-last memory format") = True
     diagnostics: boolean("per-epoch training probes and held-out scores (changes no result)") = True
+    precision: Annotated[
+        Literal["fp32", "bf16"],
+        Field(description="arithmetic of training and evaluation",
+              json_schema_extra={"allowed": "fp32, bf16 (autocast to bfloat16; fast on GPUs with bf16 tensor cores)"}),
+    ] = "fp32"
 
     SECTION = "train"
 

@@ -19,6 +19,9 @@ BUILTIN_DATA = "synthetic-boats"
 
 # Train keys that do not change a run's result: left out of its config hash and its label.
 OBSERVATIONAL = ("diagnostics",)
+# Train keys that change a result but came after results existed: left out of records and hashes at their default,
+# so every earlier run keeps its id.
+ADDED_LATER = ("precision",)
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +49,7 @@ class RunSpec:
         data = asdict(self)
         if not self.search:
             del data["search"]
-        for key in OBSERVATIONAL:  # at their default, records and hashes stay what they were before the key existed
+        for key in (*OBSERVATIONAL, *ADDED_LATER):  # at their default, records and hashes stay as before the key
             if data["train"][key] == getattr(TrainSettings, key):
                 del data["train"][key]
         return data
@@ -63,11 +66,6 @@ class RunSpec:
         ValueError naming any unknown method, model or data key."""
         entry = DATASETS.entry(self.dataset).obj
         model_params = build_model_params(self.model, self.model_params)
-        if model_params["init"] == "pretrained-synthetic" and self.dataset != BUILTIN_DATA:
-            raise ValueError(
-                f"model.init = 'pretrained-synthetic' pre-trains on the built-in data ({BUILTIN_DATA}), not "
-                f"{self.dataset}; for real data use model.weights = 'imagenet'"
-            )
         payload = {k: v for k, v in self.to_dict().items() if k != "suite"}
         payload["train"] = {k: v for k, v in payload["train"].items() if k not in OBSERVATIONAL}
         payload.update(
@@ -224,6 +222,34 @@ def factory_defaults(factory: Any, params: dict[str, Any], what: str) -> dict[st
 # (`benchmark/pretrain.py`, the built-in stand-in for the paper's ImageNet pre-training). ImageNet weights for the
 # torchvision backbones are the model key `weights = "imagenet"`.
 INITS = ("scratch", "pretrained-synthetic", "imagenet")
+START_KEYS = ("init", "pretrain")
+"""Model keys that say where training starts, not what the architecture is: read by the run, never by the factory."""
+PRETRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "precision")
+"""The `[train]` keys `model.pretrain` may set for the pre-training of `model.init = "pretrained-synthetic"`."""
+
+
+def architecture_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A model's parameters less `START_KEYS`: what its factory takes."""
+    return {k: v for k, v in params.items() if k not in START_KEYS}
+
+
+def _pretrain_table(value: object, init: str | None) -> dict[str, Any]:
+    """`model.pretrain`, checked: a table of `PRETRAIN_KEYS` (checked as `[train]` checks them), only beside
+    `init = "pretrained-synthetic"`."""
+    if value is None or value == {}:
+        return {}
+    if init != "pretrained-synthetic":
+        raise ValueError("model.pretrain sets the pre-training of model.init = 'pretrained-synthetic'; set that too")
+    if not isinstance(value, dict):
+        raise ValueError(f"model.pretrain must be a table of {', '.join(PRETRAIN_KEYS)}; got {value!r}")
+    unknown = sorted(set(value) - set(PRETRAIN_KEYS))
+    if unknown:
+        raise ValueError(f"model.pretrain: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(PRETRAIN_KEYS)}")
+    try:
+        TrainSettings.from_dict(value)
+    except ValueError as err:
+        raise ValueError(f"model.pretrain: {err}") from None
+    return dict(value)
 
 
 def build_model_params(name: str, params: dict[str, object]) -> dict[str, object]:
@@ -235,6 +261,7 @@ def build_model_params(name: str, params: dict[str, object]) -> dict[str, object
     init = params.pop("init", None)
     if init is not None and init not in INITS:
         raise ValueError(f"model.init={init!r}: allowed: {', '.join(INITS)}")
+    pretrain = _pretrain_table(params.pop("pretrain", None), init)
     if init == "imagenet":  # the torchvision backbones' ImageNet weights (local cache only), as model.weights does
         if "weights" not in factory_defaults(MODELS[name], {}, f"model ({name})"):
             raise ValueError(
@@ -248,4 +275,4 @@ def build_model_params(name: str, params: dict[str, object]) -> dict[str, object
         init = "imagenet" if weights else "scratch"
     elif weights and init != "imagenet":
         raise ValueError(f"model.init={init!r} contradicts model.weights={weights!r}: leave one of them out")
-    return resolved | {"init": init}
+    return resolved | {"init": init} | ({"pretrain": pretrain} if pretrain else {})  # absent: hashes as before

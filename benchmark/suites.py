@@ -92,7 +92,7 @@ from benchmark.settings import (
     check,
     parse_value,
 )
-from benchmark.spec import BUILTIN_DATA, RunSpec, TrainSettings, build_model_params
+from benchmark.spec import BUILTIN_DATA, RunSpec, TrainSettings, architecture_params, build_model_params
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_KEYS = tuple(f.name for f in dataclasses.fields(SuiteKeys))
@@ -527,7 +527,8 @@ def _validate_components(suite: Suite) -> None:
         if weights is not None:
             imagenet_weights_path(suite.model, str(weights))
         with torch.device("meta"):  # checks layer names and the like without allocating weights
-            build_model(suite.model, len(classes), **{k: v for k, v in params.items() if k not in ("weights", "init")})
+            architecture = {k: v for k, v in architecture_params(params).items() if k != "weights"}
+            build_model(suite.model, len(classes), **architecture)
     except (ValueError, KeyError, FileNotFoundError) as err:
         raise SuiteError(f"[model]: {err}") from None
     for entry in suite.methods:

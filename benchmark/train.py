@@ -40,9 +40,9 @@ from benchmark.metrics import (
 from benchmark.models import SplitModel, build_model
 from benchmark.predictions import audited_view, predictions_csv
 from benchmark.registry import labels
-from benchmark.spec import RunSpec, TrainSettings
+from benchmark.spec import RunSpec, TrainSettings, architecture_params
 from benchmark.store import RECORD_SCHEMA, run_dir, write_atomic, write_record
-from benchmark.timing import TimingSettings, measure
+from benchmark.timing import TimingSettings, autocast, measure
 
 Split = TensorSplit | FileSplit
 AUGMENT_SEED = 0xA06  # offset of the augmentation generator's seed from the run's
@@ -148,8 +148,10 @@ def run(
         torch.manual_seed(spec.seed)
         model = build_model(spec.model, len(classes), **spec.model_params)
         if start is not None:
-            load_checkpoint(start, model)
+            fresh = load_start(start, model, len(classes))
             record["pretrained_from"] = start.parent.name  # <cache>/runs/<run_id>/model.pt
+            if fresh:
+                record["pretrained_fresh"] = fresh
         record["attention"] = attention_info(model, data["train"])
         model = model.to(device)
         if spec.train.channels_last:  # the same math; 1.5-2x faster convolutions and pooling on CPU (oneDNN)
@@ -252,7 +254,8 @@ def fit(
             batch = train.batch(
                 rows, has_mask=in_budget[rows], device=device, mean=model.mean, std=model.std, generator=augment
             )
-            parts = method.training_loss(model, batch, epoch=epoch)
+            with autocast(torch.device(device), settings.precision):
+                parts = method.training_loss(model, batch, epoch=epoch)
             values = dict(zip(parts, torch.stack([v.detach() for v in parts.values()]).tolist(), strict=True))
             _check_finite(values, epoch, step)
             optimizer.zero_grad(set_to_none=True)
@@ -300,7 +303,9 @@ def predict(
             rows = torch.arange(start, min(start + spec.train.eval_batch_size, len(split)))
             batch = split.batch(rows, device=device, mean=model.mean, std=model.std)
             classes = torch.full((rows.numel(),), class_index, device=device)
-            features, logits, maps = inference_cam(model, batch["image"], classes)
+            with autocast(torch.device(device), spec.train.precision):
+                features, logits, maps = inference_cam(model, batch["image"], classes)
+            logits, maps = logits.float(), maps.float()
             context = batch.get("context", torch.zeros_like(batch["mask"]))
             if not bool(torch.isfinite(logits).all()):
                 raise NonFiniteLoss(f"non-finite logits on {role} after training: the weights diverged")
@@ -402,9 +407,26 @@ def _now() -> str:
 def load_trained(spec: RunSpec, checkpoint: Path, n_classes: int) -> SplitModel:
     """A finished run's model from its `model.pt`, in eval mode and in the memory format it trained in. ImageNet
     weights are not looked up: the checkpoint holds every weight."""
-    params = {k: v for k, v in spec.model_params.items() if k not in ("weights", "init")}  # every weight is in the file
+    params = {k: v for k, v in architecture_params(spec.model_params).items() if k != "weights"}  # in the file
     model = load_checkpoint(checkpoint, build_model(spec.model, n_classes, **params)).eval()
     return model.to(memory_format=torch.channels_last) if spec.train.channels_last else model
+
+
+def load_start(path: Path, model: SplitModel, n_classes: int) -> list[str]:
+    """Load a pre-trained start into `model`. Tensors whose shape differs only because the pre-training data had
+    other classes (leading dimension `n_classes` here: the classifier's last layer) keep their fresh initialisation,
+    as a new head on ImageNet weights does; returns their names. Any other difference is a ValueError."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    fresh = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
+    odd = [k for k in fresh if own[k].shape[0] != n_classes or own[k].shape[1:] != state[k].shape[1:]]
+    if odd:
+        raise ValueError(
+            f"{path}: the pre-trained model does not fit this one ({', '.join(odd)}: "
+            f"{tuple(state[odd[0]].shape)} there, {tuple(own[odd[0]].shape)} here)"
+        )
+    model.load_state_dict({k: own[k] if k in fresh else v for k, v in state.items()})
+    return fresh
 
 
 def load_checkpoint(path: Path, model: SplitModel) -> SplitModel:

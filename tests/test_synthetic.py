@@ -285,7 +285,7 @@ def test_default_config_bias_and_boat_size() -> None:
     assert int(boat.sum()) == round(config.n_train * config.boat_fraction) >= 1464
     assert abs(water[boat].mean() - config.rho) < 0.01
     assert abs(water[~boat].mean() - config.q) < 0.02
-    scenes = synthetic._scenes(config, "train", 0, 400)
+    scenes = synthetic.scenes(config, "train", 0, 400)
     masks = np.stack([render(scene)[1] for scene, has_boat in zip(scenes, boat[:400], strict=True) if has_boat])
     share = float((masks == BOAT + 1).mean())
     assert 0.02 < share < 0.04, f"boats should cover ~3% of their images, got {share:.3f}"

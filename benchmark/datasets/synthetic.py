@@ -162,7 +162,7 @@ def _plan(config: SyntheticConfig, split: str) -> tuple[np.ndarray, list[str], n
     return boat, ground, rng.integers(1, 3, size=n)
 
 
-def _scenes(config: SyntheticConfig, split: str, start: int, stop: int) -> list[Scene]:
+def scenes(config: SyntheticConfig, split: str, start: int, stop: int) -> list[Scene]:
     """Scenes ``start:stop`` of a split; each is seeded by (seed, split, index), so any chunk can be made alone.
 
     Counterfactual scenes are boat-on-water with one other object, then the same scene with the ground swapped
@@ -202,7 +202,7 @@ def _voc_palette() -> list[int]:
 VOC_PALETTE = _voc_palette()
 
 
-def _save_png(image: Image.Image, path: Path) -> None:
+def save_png(image: Image.Image, path: Path) -> None:
     """Encode in memory at zlib level 1, then write: a third of Pillow's default cost here, and no larger."""
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=1)
@@ -215,14 +215,14 @@ def _write_chunk(config: SyntheticConfig, tmp: Path, split: str, start: int, sto
     Labels are the classes visible in the mask, so labels and masks agree by construction.
     """
     rows: list[dict[str, object]] = []
-    for i, scene in enumerate(_scenes(config, split, start, stop), start):
+    for i, scene in enumerate(scenes(config, split, start, stop), start):
         sid = f"{split}_{i:06d}"
         image, seg, water = render(scene)
         mask = Image.fromarray(seg, "L").convert("P")
         mask.putpalette(VOC_PALETTE)
-        _save_png(Image.fromarray(image, "RGB"), tmp / "JPEGImages" / f"{sid}.png")
-        _save_png(mask, tmp / "SegmentationClass" / f"{sid}.png")
-        _save_png(Image.fromarray(water, "L"), tmp / "SegmentationContext" / f"{sid}.png")
+        save_png(Image.fromarray(image, "RGB"), tmp / "JPEGImages" / f"{sid}.png")
+        save_png(mask, tmp / "SegmentationClass" / f"{sid}.png")
+        save_png(Image.fromarray(water, "L"), tmp / "SegmentationContext" / f"{sid}.png")
         rows.append(
             {
                 "id": sid,
@@ -239,7 +239,7 @@ def _write_chunk(config: SyntheticConfig, tmp: Path, split: str, start: int, sto
     return rows
 
 
-def _workers() -> int:
+def fork_workers() -> int:
     """CPUs to fork onto; 1 where fork is missing or in a daemonic worker, which may not have children."""
     if "fork" not in multiprocessing.get_all_start_methods() or multiprocessing.current_process().daemon:
         return 1
@@ -261,7 +261,7 @@ def _generate(config: SyntheticConfig, tmp: Path) -> None:
         for split in SPLITS
         for a in range(0, _split_size(config, split), CHUNK)
     ]
-    workers = min(_workers(), len(chunks))
+    workers = min(fork_workers(), len(chunks))
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             parts = list(pool.map(_write_chunk, *zip(*chunks, strict=True)))
