@@ -1,6 +1,7 @@
 """The commands that train, write data or resolve suites (`gain-bench train`, `run`, `list`, `methods`,
-`export-voc`) and the post-run steps `gain-bench report` runs where the checkpoints and the data are: the training stack, imported only by the commands
-that need it (`benchmark.cli` dispatches here), so that the analysis commands run in an install without torch.
+`export-voc`) and the post-run steps `gain-bench report` runs where the checkpoints and the data are: the training
+stack, imported only by the commands that need it (`benchmark.cli` dispatches here), so that the analysis commands
+run in an install without torch.
 
 Bad input (a ValueError: an unknown key, a plugin that does not import, a bad value) propagates to `cli.main`, which
 prints it and exits 2, as for every command."""

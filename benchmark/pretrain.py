@@ -57,7 +57,9 @@ def pretrain_spec(spec: RunSpec) -> RunSpec:
         model=spec.model,
         model_params=architecture_params(spec.model_params),
         train=TrainSettings(
-            channels_last=spec.train.channels_last, flush_denormal=spec.train.flush_denormal, diagnostics=False,
+            channels_last=spec.train.channels_last,
+            flush_denormal=spec.train.flush_denormal,
+            diagnostics=False,
             **recipe,
         ),
         audited_class=spec.audited_class,
