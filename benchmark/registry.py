@@ -132,7 +132,9 @@ DATASETS = Registry("dataset")
 REGISTRIES = {"method": METHODS, "model": MODELS, "dataset": DATASETS}
 
 
-def register_method(cls: type[T] | None = None, *, display: str | None = None, colour: str | None = None) -> Any:
+def register_method(
+    cls: type[T] | None = None, *, display: str | None = None, colour: str | None = None
+) -> Any:
     """Register a `Method` subclass under its `name` (as `@register_method` or `@register_method(display=...)`)."""
 
     def add(c: type[T]) -> type[T]:
@@ -145,7 +147,9 @@ def register_method(cls: type[T] | None = None, *, display: str | None = None, c
     return add(cls) if cls is not None else add
 
 
-def register_model(fn: Callable[..., T] | None = None, *, name: str | None = None, display: str | None = None) -> Any:
+def register_model(
+    fn: Callable[..., T] | None = None, *, name: str | None = None, display: str | None = None
+) -> Any:
     """Register a model factory `fn(num_classes, *, attention_layer=..., ...)` returning a `SplitModel`, under
     `name` (default: the function's name)."""
 

@@ -575,22 +575,13 @@ def write_suite_file(suite: Suite, out_root: Path) -> None:
         "search": asdict(suite.search) if suite.search is not None else None,
         "numeric_axis": suite.numeric_axis(),
         "regimes": [
-            {
-                "label": r.label,
-                "parts": list(r.parts),
-                "settings": r.settings,
-                "run_ids": [s.run_id for s in r.suite.runs()],
-            }
+            {"label": r.label, "parts": list(r.parts), "settings": r.settings,
+             "run_ids": [s.run_id for s in r.suite.runs()]}
             for r in suite.sweep
         ],
         "runs": [
-            {
-                "run_id": s.run_id,
-                "config_hash": s.config_hash,
-                "spec": s.to_dict(),
-                "keys": s.keys(),
-                "reference": setting_key(s),
-            }
+            {"run_id": s.run_id, "config_hash": s.config_hash, "spec": s.to_dict(), "keys": s.keys(),
+             "reference": setting_key(s)}
             for s in specs
         ],
         "components": {kind: {name: labels({kind: name})[kind] for name in names} for kind, names in used.items()},

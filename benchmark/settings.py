@@ -55,6 +55,8 @@ def number(doc: str, *, gt: float | None = None, ge: float | None = None, lt: fl
     return Annotated[float, Field(gt=gt, ge=ge, lt=lt, le=le, strict=True, description=doc)]
 
 
+
+
 def _ints(low: int, doc: str) -> Any:
     item = Annotated[int, Field(ge=low, strict=True)]
     return Annotated[list[item], Field(min_length=1, description=doc, json_schema_extra={
@@ -78,40 +80,26 @@ class SuiteKeys(_Checked):
 
     name: Annotated[
         str,
-        Field(
-            pattern=r"^[^/]*\S[^/]*$",
-            description="the results folder's name (reports/<name>)",
-            json_schema_extra={"allowed": "a non-empty name without '/'"},
-        ),
+        Field(pattern=r"^[^/]*\S[^/]*$", description="the results folder's name (reports/<name>)",
+              json_schema_extra={"allowed": "a non-empty name without '/'"}),
     ]
     description: text("one line for `gain-bench list` and the report") = ""
     seeds: _ints(0, "training seeds; every configuration runs once per seed") = (0, 1, 2)  # type: ignore[assignment]
     budgets: _ints(1, "pixel-label budgets of the methods that use pixel labels") = (9, 23, 78, 200, 1464)  # type: ignore[assignment]
     audited_class: Annotated[
-        str,
-        Field(
-            min_length=1,
-            strict=True,
-            description="the class audited (default: the dataset's)",
-            json_schema_extra={"allowed": "a class name"},
-        ),
+        str, Field(min_length=1, strict=True, description="the class audited (default: the dataset's)",
+                   json_schema_extra={"allowed": "a class name"})
     ] = "boat"
     budget_seed: integer(0, "seed of the order in which images enter the pixel-label budget") = 0
     device: Annotated[
-        str,
-        Field(
-            pattern=r"^(cpu|mps|cuda(:\d+)?)$",
-            description="where runs train",
-            json_schema_extra={"allowed": "cpu, cuda, cuda:N, mps"},
-        ),
+        str, Field(pattern=r"^(cpu|mps|cuda(:\d+)?)$", description="where runs train",
+                   json_schema_extra={"allowed": "cpu, cuda, cuda:N, mps"})
     ] = "cpu"
     unbiased_reference: boolean("measure where a model trained without the bias looks (built-in data)") = True
     plugins: Annotated[
         list[Annotated[str, Field(min_length=1, strict=True)]],
-        Field(
-            description="modules or .py files (relative to the suite) that register methods, models or datasets",
-            json_schema_extra={"allowed": "a list of module names or .py files (relative to the suite)"},
-        ),
+        Field(description="modules or .py files (relative to the suite) that register methods, models or datasets",
+              json_schema_extra={"allowed": "a list of module names or .py files (relative to the suite)"}),
     ] = ()  # type: ignore[assignment]
 
 
@@ -138,10 +126,8 @@ class TrainSettings(_Checked):
     diagnostics: boolean("per-epoch training probes and held-out scores (changes no result)") = True
     precision: Annotated[
         Literal["fp32", "bf16"],
-        Field(
-            description="arithmetic of training and evaluation",
-            json_schema_extra={"allowed": "fp32, bf16 (autocast to bfloat16; fast on GPUs with bf16 tensor cores)"},
-        ),
+        Field(description="arithmetic of training and evaluation",
+              json_schema_extra={"allowed": "fp32, bf16 (autocast to bfloat16; fast on GPUs with bf16 tensor cores)"}),
     ] = "fp32"
 
     SECTION = "train"
@@ -165,18 +151,13 @@ class TimingSettings(_Checked):
     iterations: integer(1, "timed steps per round") = 5
     precision: Annotated[
         Literal["fp32", "bf16", "fp16"],
-        Field(
-            description="arithmetic of the timed steps",
-            json_schema_extra={"allowed": "fp32, bf16, fp16 (fp16: CUDA only)"},
-        ),
+        Field(description="arithmetic of the timed steps",
+              json_schema_extra={"allowed": "fp32, bf16, fp16 (fp16: CUDA only)"}),
     ] = "fp32"
     channels_last: Annotated[
         bool | None,
-        Field(
-            strict=True,
-            description="memory format of the timed steps",
-            json_schema_extra={"allowed": "true, false (omit: as the model is trained)"},
-        ),
+        Field(strict=True, description="memory format of the timed steps",
+              json_schema_extra={"allowed": "true, false (omit: as the model is trained)"}),
     ] = None
     compile: boolean("torch.compile the timed model") = False
     passes: integer(1, "rounds paired with the baseline: passes x iterations") = 3
@@ -213,7 +194,8 @@ class SearchSettings(_Checked):
 
     __pydantic_config__ = FORBID
 
-    trials: integer(1, "trials per method entry and budget", "an integer >= 1 (the same for every method entry)")
+    trials: integer(1, "trials per method entry and budget",
+                 "an integer >= 1 (the same for every method entry)")
     rule: Annotated[
         Literal[tuple(RULES)],  # type: ignore[valid-type]
         Field(description="how the reported trial is chosen (docs/usage.md)"),
@@ -221,11 +203,8 @@ class SearchSettings(_Checked):
     seed: integer(0, "seed of the draws") = 0
     keys: Annotated[
         list[Annotated[str, Field(strict=True)]] | None,
-        Field(
-            min_length=1,
-            description="the hyperparameters searched (omit: every declared distribution)",
-            json_schema_extra={"allowed": "a non-empty list of hyperparameter names"},
-        ),
+        Field(min_length=1, description="the hyperparameters searched (omit: every declared distribution)",
+              json_schema_extra={"allowed": "a non-empty list of hyperparameter names"}),
     ] = None
 
     SECTION = "search"

@@ -101,10 +101,8 @@ LAUNCHERS = ("inprocess", "local", "submitit-local", "slurm")
 
 
 def _int_list(value: Any, low: int) -> bool:
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in value)
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= low for v in value
     )
 
 

@@ -62,13 +62,13 @@ def test_the_smoke_suite_gives_the_stored_metrics(tmp_path: Path) -> None:
     assert len(list(out.glob("runs/*/record.json"))) == len(stored["metrics"])
     table = {}
     for row in csv.DictReader((out / "results_runs.csv").open()):
-        table[f"{row['run_id']}|{row['role']}|{row['metric']}"] = float(row["value"]) if row["value"] else None
+        table[f'{row["run_id"]}|{row["role"]}|{row["metric"]}'] = float(row["value"]) if row["value"] else None
     for name, cols in (("results.csv", ("mean", "sd", "ci_low", "ci_high")),
                        ("results_paired.csv", ("difference", "ci_low", "ci_high", "p_value", "p_holm",
                                                "prob_improvement"))):  # fmt: skip
         for row in csv.DictReader((out / name).open()):
             for c in cols:
-                table[f"{name}|{row['label']}|{row['metric']}|{c}"] = float(row[c]) if row[c] not in ("",) else None
+                table[f'{name}|{row["label"]}|{row["metric"]}|{c}'] = float(row[c]) if row[c] not in ("",) else None
     assert set(table) == set(stored["table"])
     moved = {k: (table[k], v) for k, v in stored["table"].items() if not _close(table[k], v, tol)}
     assert not moved, moved

@@ -257,9 +257,7 @@ def test_the_analysis_commands_run_without_torch(suite_out, tmp_path):
         record = json.loads(path.read_text())
         del record["keys"]
         path.write_text(json.dumps(record))
-    code = (
-        BLOCK_TORCH
-        + f"""
+    code = BLOCK_TORCH + f"""
 from benchmark.cli import main
 for argv in (["report", {str(copy)!r}], ["status", {str(copy)!r}], ["table", {str(copy)!r}],
              ["curves", {str(copy)!r}]):
@@ -267,7 +265,6 @@ for argv in (["report", {str(copy)!r}], ["status", {str(copy)!r}], ["table", {st
 assert not any(m.split(".")[0] in ("torch", "torchvision") for m in sys.modules)
 print("OK")
 """
-    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK" in done.stdout and "no post-run steps here" in done.stderr

@@ -47,7 +47,6 @@ def build(cls: type[C], params: dict[str, Any], dataset: str) -> C:
         raise ValueError(str(err)) from None
     return cls(**params)
 
-
 def resolved(config: Any, version: int) -> dict[str, Any]:
     """Every key that changes a result, defaults filled in, and the loader's version (bumped when reading changes)."""
     return {k: v for k, v in asdict(config).items() if k not in LOCATION_KEYS} | {"loader_version": version}

@@ -369,7 +369,9 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
     throughput = _with_ratios(measured) if measured else _throughput([r for r in records if r["status"] == "complete"])
     environment = next((r["environment"] for r in records if r.get("environment")), {})
     attention = next((r["attention"] for r in records if r.get("attention")), None)
-    drawn = _figures(tables, records, throughput, out_root, suite.audited_class, context_name, sweep, method_names)
+    drawn = _figures(
+        tables, records, throughput, out_root, suite.audited_class, context_name, sweep, method_names
+    )
     drawn["sweep"] = _sweep_figure(suite, views, names, method_names) if sweep else None
     return {
         "suite": suite,
@@ -405,7 +407,9 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
     }
 
 
-def write_report(out_root: Path | str, output: Path | str | None = None, *, n_resamples: int = 2000) -> Path:
+def write_report(
+    out_root: Path | str, output: Path | str | None = None, *, n_resamples: int = 2000
+) -> Path:
     """Render `<out_root>/index.html` (or `output`), with `results.csv` (per configuration and metric: mean, sd and
     interval), `results_runs.csv` (per run and metric) and `results_paired.csv` (against the baseline) beside it;
     returns the HTML path."""

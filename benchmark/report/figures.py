@@ -265,7 +265,9 @@ def config_colours(configs: Sequence[tuple[str, int]], names: Names = NO_NAMES) 
     return out
 
 
-def training_curves(records: list[dict[str, Any]], *, diagnostics: bool = False, names: Names = NO_NAMES) -> str | None:
+def training_curves(
+    records: list[dict[str, Any]], *, diagnostics: bool = False, names: Names = NO_NAMES
+) -> str | None:
     """Per-epoch curves, one panel per key, each configuration's seeds as thin lines in its colour: the loss parts
     (total, L_cl, L_am, L_e, then any other key the curves hold that is not a diagnostic), to see whether runs
     converged and whether a seed diverged; or, with `diagnostics`, the training diagnostics (`curves.DIAGNOSTICS`:
@@ -429,7 +431,9 @@ def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE, na
         note = _setting_note(rows)
         has_base = any(_row_method(r) == baseline for r in rows)
         ratio_note = (
-            f"\N{MULTIPLICATION SIGN}: ratio to {names.display(baseline)}" if has_base else "no baseline run: no ratios"
+            f"\N{MULTIPLICATION SIGN}: ratio to {names.display(baseline)}"
+            if has_base
+            else "no baseline run: no ratios"
         )
         fig.suptitle(" · ".join(filter(None, [note, ratio_note])), fontsize=9, color="0.3")
         return png_data_uri(fig)
