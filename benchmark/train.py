@@ -48,6 +48,11 @@ Split = TensorSplit | FileSplit
 AUGMENT_SEED = 0xA06  # offset of the augmentation generator's seed from the run's
 
 
+LOSS_READ_EVERY = 16
+"""Steps whose losses are read from the device at once: one host synchronisation per 16 steps instead of one per
+step, so a GPU is fed the next batches while it computes. A non-finite loss still fails the run, naming its step."""
+
+
 class NonFiniteLoss(RuntimeError):
     """A loss part became NaN or infinite; the run stops and records this reason."""
 
@@ -129,6 +134,8 @@ def run(
     if spec.budget and not method.uses_pixel_labels:
         raise ValueError(f"method {spec.method!r} uses no pixel labels; its budget must be 0, got {spec.budget}")
     data = data if data is not None else load_data(spec, data_root)
+    if torch.device(device).type == "cuda":  # in-memory splits live on the GPU: batches are built there
+        data = {role: s.to(device) if isinstance(s, TensorSplit) else s for role, s in data.items()}
     classes = data["train"].classes
     class_index = _index_of(spec.audited_class, classes, "audited_class")
     chosen, data_info = select_budget(spec, data, class_index, data_root)
@@ -235,12 +242,11 @@ def fit(
     model.train()
     for epoch in range(settings.epochs):
         epoch_start = time.perf_counter()
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
         probes: dict[str, list[float]] = {}
         n_images = 0
         order = torch.randperm(len(train), generator=generator)
         diagnostics_seconds = 0.0
+        losses = _StepLosses()
         for step in range(steps):
             if probe is not None and step in probe_at:
                 probe_start = time.perf_counter()
@@ -256,20 +262,18 @@ def fit(
             )
             with autocast(torch.device(device), settings.precision):
                 parts = method.training_loss(model, batch, epoch=epoch)
-            values = dict(zip(parts, torch.stack([v.detach() for v in parts.values()]).tolist(), strict=True))
-            _check_finite(values, epoch, step)
+            losses.add(step, parts, rows.numel(), epoch)
             optimizer.zero_grad(set_to_none=True)
             parts["total"].backward()
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            for key, value in values.items():
-                sums[key] = sums.get(key, 0.0) + value * rows.numel()
-                counts[key] = counts.get(key, 0) + rows.numel()
+            if len(losses.pending) == LOSS_READ_EVERY:
+                bar.set_postfix(epoch=epoch, loss=f"{losses.read(epoch):.3f}", refresh=False)
             n_images += rows.numel()
             bar.update()
-            bar.set_postfix(epoch=epoch, loss=f"{values['total']:.3f}", refresh=False)
-        entry = {"epoch": epoch, **{k: v / counts[k] for k, v in sums.items()}}
+        losses.read(epoch)
+        entry = {"epoch": epoch, **losses.means()}
         entry |= {k: float(np.mean(v)) for k, v in probes.items()}
         if scheduler is not None:
             entry["lr"] = float(scheduler.get_last_lr()[0])
@@ -281,6 +285,39 @@ def fit(
         curve.append(entry | {"seconds": seconds, "diagnostics_seconds": diagnostics_seconds, "steps_images": n_images})
     bar.close()
     return curve
+
+
+class _StepLosses:
+    """An epoch's per-step loss parts, kept on the device and read `LOSS_READ_EVERY` steps at a time (and whenever
+    the parts change): each read checks every step it holds, so a non-finite loss fails the run naming its step."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[int, list[str], torch.Tensor, int]] = []
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, step: int, parts: dict[str, torch.Tensor], n: int, epoch: int) -> None:
+        if self.pending and self.pending[-1][1] != list(parts):
+            self.read(epoch)
+        self.pending.append((step, list(parts), torch.stack([v.detach().float() for v in parts.values()]), n))
+
+    def read(self, epoch: int) -> float:
+        """Read and check the pending steps with one host synchronisation; returns the last step's total loss."""
+        if not self.pending:
+            return math.nan
+        rows = torch.stack([p[2] for p in self.pending]).tolist()
+        for (step, names, _, n), row in zip(self.pending, rows, strict=True):
+            values = dict(zip(names, row, strict=True))
+            _check_finite(values, epoch, step)
+            for key, value in values.items():
+                self.sums[key] = self.sums.get(key, 0.0) + value * n
+                self.counts[key] = self.counts.get(key, 0) + n
+        last = values["total"]
+        self.pending.clear()
+        return last
+
+    def means(self) -> dict[str, float]:
+        return {k: v / self.counts[k] for k, v in self.sums.items()}
 
 
 def predict(

@@ -83,7 +83,7 @@ def test_same_config_is_byte_identical_and_other_configs_differ(
     tiny = SyntheticConfig(n_train=12, n_val=4, n_shifted=3, n_counterfactual=3)
     first = _hashes(ensure_generated(tiny, tmp_path / "first"))
     with monkeypatch.context() as m:
-        m.setattr(synthetic, "_workers", lambda: 1)
+        m.setattr(synthetic, "fork_workers", lambda: 1)
         again = _hashes(ensure_generated(tiny, tmp_path / "again"))
     assert again == first, "files must not depend on the number of worker processes"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,24 @@ class TensorSplit:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    def to(self, device: torch.device | str) -> TensorSplit:
+        """The split with its pixels (images, masks, context masks; masks stored as uint8 there, an eighth of the
+        memory) on `device`, so a GPU run builds its batches where it trains instead of copying each one over; the
+        labels and the rest stay where they are (small, and read on the host)."""
+        device = torch.device(device)
+        if self.images.device == device:
+            return self
+
+        def small(mask: torch.Tensor) -> torch.Tensor:
+            return mask.to(torch.uint8) if bool(mask.max() <= 255) and bool(mask.min() >= 0) else mask
+
+        return dataclasses.replace(
+            self,
+            images=self.images.to(device),
+            masks=small(self.masks).to(device),
+            context=None if self.context is None else small(self.context).to(device),
+        )
+
     def pixels(self, rows: Sequence[int]) -> torch.Tensor:
         """uint8 `[N,3,H,W]` of `rows` (for figures)."""
         return self.images[list(rows)]
@@ -43,16 +62,17 @@ class TensorSplit:
         `generator` is accepted for the interface of `FileSplit.batch` and unused: the built-in data is not
         augmented."""
         index = index.to(torch.long)
-        m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        image = (self.images[index].to(torch.float32) / 255.0 - m) / s
+        rows = index.to(self.images.device)
+        m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        image = self.images[rows].to(device, non_blocking=True)  # uint8 over the bus; converted where it lands
         out = {
-            "image": image,
+            "image": (image.to(torch.float32) / 255.0 - m) / s,
             "labels": self.labels[index],
-            "mask": self.masks[index],
+            "mask": self.masks[rows].to(device, non_blocking=True).to(torch.int64),
             "has_mask": torch.zeros(len(index), dtype=torch.bool) if has_mask is None else has_mask.to(torch.bool),
             "index": index.clone(),
         }
         if self.context is not None:
-            out["context"] = self.context[index]
+            out["context"] = self.context[rows].to(device, non_blocking=True).to(torch.int64)
         return {k: v.to(device, non_blocking=True) for k, v in out.items()}
