@@ -29,12 +29,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark.allocator import retain_freed_memory
 from benchmark.attention import grad_cam
 from benchmark.denormals import flushed_share
+from benchmark.folding import folded_for
 from benchmark.methods import Method
-from benchmark.models import SplitModel
+from benchmark.methods.base import batch_mean_of_image_means, classification_loss
+from benchmark.models import SplitModel, batchnorm_mode
 from benchmark.settings import PRECISIONS, TimingSettings
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -353,6 +356,46 @@ def _compiled(model: SplitModel) -> SplitModel:
     model.features = torch.compile(model.features)
     model.head = torch.compile(model.head)
     return model
+
+
+def floor_loss(model: SplitModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The floor of a GAIN step: `L_cl` plus a score loss of one image per (image, ground-truth class) pair, run as
+    GAIN's masked pass runs them (BatchNorm in eval mode, folded) with the gradient to those images. No Grad-CAM, no
+    soft mask, no erasing: what a GAIN step would cost if everything else it does were free."""
+    image, labels = batch["image"], batch["labels"]
+    cl = classification_loss(model(image), labels)
+    pair_image, pair_class = (labels > 0.5).nonzero(as_tuple=True)
+    pairs = image[pair_image].requires_grad_(True)
+    with batchnorm_mode(model, "eval"):
+        logits = folded_for(model, image.device)(pairs)
+    scores = torch.sigmoid(logits.gather(1, pair_class.unsqueeze(1)).squeeze(1))
+    return cl + batch_mean_of_image_means(scores, pair_image, image.shape[0])
+
+
+def step_flops(model: SplitModel, method: Method, batch: dict[str, torch.Tensor], precision: str = "fp32") -> int:
+    """The floating-point operations of one training step of `method` (forward, Grad-CAM and every pass it adds,
+    backward; not the optimiser's update) as `torch.utils.flop_counter` counts them: 2 per multiply-add of every
+    convolution and matrix product. Counted on a copy, so the model's weights and gradients stay as they were."""
+    device = batch["image"].device
+    copy_ = copy.deepcopy(model).train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        with autocast(device, precision):
+            parts = method.training_loss(copy_, batch, epoch=10**6)
+        parts["total"].backward()
+    return int(counter.get_total_flops())
+
+
+class FloorStep:
+    """`floor_loss` as a method, so it is timed beside the real ones (`measure_interleaved`, `scripts/gpu_check.py`,
+    `tests/perf`)."""
+
+    uses_pixel_labels = False
+
+    def training_loss(
+        self, model: SplitModel, batch: dict[str, torch.Tensor], *, epoch: int
+    ) -> dict[str, torch.Tensor]:
+        return {"total": floor_loss(model, batch)}
 
 
 def example_batch(

@@ -2,15 +2,20 @@
 """One short GPU check (< 5 minutes on one GPU): the device, the CUDA-only tests, and train-step throughput.
 
     python scripts/gpu_check.py                       # on a CUDA machine: VGG-16, 224 px, fp32 and bf16
-    python scripts/gpu_check.py --device cpu --model small_cnn --size 48 --batch 8 --steps 2 --skip-tests  # dry run
+    python scripts/gpu_check.py --device cpu --model small_cnn --size 48 --batches 8 --steps 2 --skip-tests  # dry run
     python scripts/gpu_check.py --skip-tests --compile  # the same steps torch.compile'd ("+c" after the precision)
 
 Prints the device, runs `pytest -m cuda` (the CUDA-only tests and the GPU benchmarks), then measures the training
-step (and Grad-CAM inference) of gradcam, gain and gain_ext with `benchmark.timing.measure_interleaved` (CUDA-event
-timing, warm-up, then the three methods' steps interleaved round by round, medians) for each precision, and prints
-images/s with the ratio of each step's time to the baseline's (gradcam) step at the same precision. The table is also
-written as JSON to `--json`, by default `$OUT/gpu_check.json` when `$OUT` is set. Exit status: non-zero when the
-tests fail or a measurement raises.
+step (and Grad-CAM inference) of gradcam, gain, gain_ext and the floor step (`benchmark.timing.floor_loss`: what a
+GAIN step would cost if everything but its one unavoidable extra pass were free) with
+`benchmark.timing.measure_interleaved` (CUDA-event timing, warm-up, then the steps interleaved round by round,
+medians) for each precision, batch size and cuDNN autotuning setting. Each row gives images/s, the ratio of the
+step's time to the baseline's (gradcam) step in the same rounds, the step's FLOPs (`benchmark.timing.step_flops`:
+torch's FLOP counter over forward, Grad-CAM, the added passes and backward), the achieved TFLOPS and the model FLOP
+utilisation: achieved over the card's dense peak for that arithmetic (`PEAK_TFLOPS`; fp32 is compared with the TF32
+peak, since PyTorch runs fp32 convolutions on TF32 tensor cores by default). The table is also written as JSON to
+`--json`, by default `$OUT/gpu_check.json` when `$OUT` is set. Exit status: non-zero when the tests fail or a
+measurement raises.
 """
 
 from __future__ import annotations
@@ -31,9 +36,29 @@ import torch  # noqa: E402
 
 from benchmark.methods import build_method  # noqa: E402
 from benchmark.models import build_model  # noqa: E402
-from benchmark.timing import TimingSettings, device_name, example_batch, measure_interleaved  # noqa: E402
+from benchmark.timing import (  # noqa: E402
+    FloorStep,
+    TimingSettings,
+    device_name,
+    example_batch,
+    measure_interleaved,
+    step_flops,
+)
 
 METHODS = ("gradcam", "gain", "gain_ext")
+CONTENDERS = (*METHODS, "floor")
+# Dense (no sparsity) tensor-core peaks in TFLOPS from the vendors' data sheets, by the device name's model; fp32 runs
+# its convolutions as TF32 (PyTorch's default for cuDNN), so its utilisation is against the TF32 peak.
+PEAK_TFLOPS = {
+    "H200": {"bf16": 989.4, "fp16": 989.4, "fp32": 494.7},
+    "H100": {"bf16": 989.4, "fp16": 989.4, "fp32": 494.7},
+    "A100": {"bf16": 312.0, "fp16": 312.0, "fp32": 156.0},
+}
+
+
+def peak_tflops(name: str, precision: str) -> float | None:
+    """The card's dense peak for `precision`, None for a device not in `PEAK_TFLOPS` (a CPU: no utilisation)."""
+    return next((peaks.get(precision) for model, peaks in PEAK_TFLOPS.items() if model in name), None)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,7 +66,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (cpu: a dry run of this script)")
     parser.add_argument("--model", default="vgg16")
     parser.add_argument("--size", type=int, default=224, help="image side in pixels")
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batches", default="32", help="comma-separated batch sizes")
+    parser.add_argument(
+        "--cudnn-benchmark", default="on", help="comma-separated: on, off (cuDNN autotuning of convolutions)"
+    )
     parser.add_argument("--classes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=30, help="timed rounds (median); each times every method once")
     parser.add_argument("--warmup", type=int, default=3)
@@ -62,46 +90,73 @@ def run_cuda_tests() -> int:
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 
 
+def _split(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
 def measure_all(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One row per (precision, method): `measure_interleaved`'s figures (the three methods' steps timed round by
-    round, so the ratios compare steps taken under the same clocks and load) plus the step-time ratio to gradcam's."""
+    """One row per (cuDNN autotuning, batch size, precision, contender): `measure_interleaved`'s figures (the steps
+    timed round by round, so the ratios compare steps under the same clocks and load), the step-time ratio to
+    gradcam's, the step's FLOPs, TFLOPS and utilisation."""
     device = torch.device(args.device)
-    batch = example_batch(args.batch, args.size, args.classes, device)
+    peak_name = device_name(device)
     rows: list[dict[str, Any]] = []
-    for precision in [p.strip() for p in args.precisions.split(",") if p.strip()]:
-        settings = TimingSettings(
-            batch_size=args.batch,
-            warmup=args.warmup,
-            iterations=args.steps,
-            precision=precision,
-            channels_last=True if args.channels_last else None,
-            compile=args.compile,
-        )
-        torch.manual_seed(0)
-        model = build_model(args.model, args.classes).to(device)
-        contenders = {m: (model, build_method(m, **({} if m == "gradcam" else {"warmup_epochs": 0}))) for m in METHODS}
-        figures = measure_interleaved(contenders, batch, 0, settings)
-        base = figures["gradcam"]["train_step_seconds"]
-        for method in METHODS:
-            ratio = figures[method]["train_step_seconds"] / base
-            rows.append(
-                {"model": args.model, "method": method, **figures[method], "train_step_ratio_to_gradcam": ratio}
-            )
-        del model, contenders, figures
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    for tuning in _split(args.cudnn_benchmark):
+        torch.backends.cudnn.benchmark = tuning == "on"
+        for size in [int(b) for b in _split(args.batches)]:
+            batch = example_batch(size, args.size, args.classes, device)
+            for precision in _split(args.precisions):
+                settings = TimingSettings(
+                    batch_size=size,
+                    warmup=args.warmup,
+                    iterations=args.steps,
+                    precision=precision,
+                    channels_last=True if args.channels_last else None,
+                    compile=args.compile,
+                )
+                torch.manual_seed(0)
+                model = build_model(args.model, args.classes).to(device)
+                if args.channels_last:
+                    model = model.to(memory_format=torch.channels_last)
+                methods = {m: build_method(m, **({} if m == "gradcam" else {"warmup_epochs": 0})) for m in METHODS}
+                methods["floor"] = FloorStep()
+                figures = measure_interleaved({m: (model, methods[m]) for m in CONTENDERS}, batch, 0, settings)
+                base = figures["gradcam"]["train_step_seconds"]
+                peak = peak_tflops(peak_name, precision)
+                for name in CONTENDERS:
+                    flops = step_flops(model, methods[name], batch, precision)
+                    achieved = flops / figures[name]["train_step_seconds"] / 1e12
+                    rows.append(
+                        {
+                            "model": args.model,
+                            "method": name,
+                            **figures[name],
+                            "cudnn_benchmark": tuning == "on",
+                            "train_step_ratio_to_gradcam": figures[name]["train_step_seconds"] / base,
+                            "step_gflop": flops / 1e9,
+                            "achieved_tflops": achieved,
+                            "peak_tflops": peak,
+                            "mfu": achieved / peak if peak else None,
+                        }
+                    )
+                print(table(rows[-len(CONTENDERS) :]), flush=True)
+                del model, methods, figures
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'model':<10} {'precision':<9} {'method':<9} {'train img/s':>12} {'x gradcam step':>15} "
-    head += f"{'attention img/s':>16} {'peak MiB':>9}"
+    head = f"{'model':<8} {'prec':<6} {'cudnn':<5} {'batch':>5} {'method':<9} {'img/s':>8} {'x base':>7} "
+    head += f"{'GFLOP/img':>9} {'TFLOPS':>7} {'MFU':>6} {'peak MiB':>9}"
     lines = [head, "-" * len(head)]
     for r in rows:
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
         lines.append(
-            f"{r['model']:<10} {r['precision'] + ('+c' if r['compiled'] else ''):<9} {r['method']:<9} "
-            f"{r['train_images_per_s']:>12.1f} "
-            f"{r['train_step_ratio_to_gradcam']:>15.2f} {r['attention_images_per_s']:>16.1f} "
+            f"{r['model']:<8} {r['precision'] + ('+c' if r['compiled'] else ''):<6} "
+            f"{'tuned' if r['cudnn_benchmark'] else 'off':<5} {r['batch_size']:>5} {r['method']:<9} "
+            f"{r['train_images_per_s']:>8.1f} {r['train_step_ratio_to_gradcam']:>7.2f} "
+            f"{r['step_gflop'] / r['batch_size']:>9.1f} {r['achieved_tflops']:>7.1f} {mfu:>6} "
             f"{r['peak_memory_mb']:>9.0f}"
         )
     return "\n".join(lines)
@@ -118,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     tests_rc = None if args.skip_tests else run_cuda_tests()
     rows = measure_all(args)
     print(table(rows), flush=True)
+    peaks = {p: peak_tflops(device_name(device), p) for p in _split(args.precisions)}
+    print(f"dense peak TFLOPS of {device_name(device)} used for MFU: {peaks}", flush=True)
     out = args.json or (Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else None)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
             "tests_exit_status": tests_rc,
+            "peak_tflops": PEAK_TFLOPS,
             "seconds": time.perf_counter() - started,
             "rows": rows,
         }

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from benchmark.datasets.images import IGNORE, BadImages, DataError, ImageItem, Sample, decode
+from benchmark.datasets.tensors import batch_dict
 from benchmark.datasets.transforms import draw, eval_view, train_view
 
 T = TypeVar("T")
@@ -172,15 +173,7 @@ class FileSplit:
         and flipped (when the split augments), else resized. Images without pixel labels get an all-ignore mask."""
         index = index.to(torch.long)
         images, planes = self._views(index.tolist(), generator)
-        m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        out = {
-            "image": (images.to(torch.float32) / 255.0 - m) / s,
-            "labels": self.labels[index],
-            "mask": planes[:, 0].to(torch.int64),
-            "has_mask": torch.zeros(len(index), dtype=torch.bool) if has_mask is None else has_mask.to(torch.bool),
-            "index": index.clone(),
-        }
-        if self.has_context_masks:
-            out["context"] = planes[:, 1].to(torch.int64)
-        return {k: v.to(device, non_blocking=True) for k, v in out.items()}
+        context = planes[:, 1] if self.has_context_masks else None
+        return batch_dict(
+            images, self.labels[index], planes[:, 0], context, index, has_mask, device=device, mean=mean, std=std
+        )

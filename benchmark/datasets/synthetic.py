@@ -20,7 +20,7 @@ import multiprocessing
 import os
 import shutil
 import uuid
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -381,7 +381,8 @@ def _load_split(dataset_dir: Path, split: str, manifest: dict[str, dict[str, str
             _read_png(dataset_dir / row["context_mask_path"], "L", size),
         )
 
-    images, masks, context = zip(*map(read, rows), strict=True)
+    with ThreadPoolExecutor(fork_workers()) as pool:  # Pillow's PNG decoder releases the GIL
+        images, masks, context = zip(*pool.map(read, rows), strict=True)
     labels = torch.zeros(len(rows), len(CLASSES), dtype=torch.float32)
     for r, row in enumerate(rows):
         for name in filter(None, row["labels"].split(";")):

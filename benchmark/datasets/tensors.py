@@ -63,16 +63,43 @@ class TensorSplit:
         augmented."""
         index = index.to(torch.long)
         rows = index.to(self.images.device)
-        m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        image = self.images[rows].to(device, non_blocking=True)  # uint8 over the bus; converted where it lands
-        out = {
-            "image": (image.to(torch.float32) / 255.0 - m) / s,
-            "labels": self.labels[index],
-            "mask": self.masks[rows].to(device, non_blocking=True).to(torch.int64),
-            "has_mask": torch.zeros(len(index), dtype=torch.bool) if has_mask is None else has_mask.to(torch.bool),
-            "index": index.clone(),
-        }
-        if self.context is not None:
-            out["context"] = self.context[rows].to(device, non_blocking=True).to(torch.int64)
-        return {k: v.to(device, non_blocking=True) for k, v in out.items()}
+        return batch_dict(
+            self.images[rows],
+            self.labels[index],
+            self.masks[rows],
+            None if self.context is None else self.context[rows],
+            index,
+            has_mask,
+            device=device,
+            mean=mean,
+            std=std,
+        )
+
+
+def batch_dict(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor,
+    context: torch.Tensor | None,
+    index: torch.Tensor,
+    has_mask: torch.Tensor | None,
+    *,
+    device: torch.device | str,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+) -> dict[str, torch.Tensor]:
+    """The DESIGN.md batch dict on `device` from uint8 images `[N,3,H,W]` and integer masks `[N,H,W]`, wherever
+    they are: they cross to `device` as they are (uint8: a quarter of the float bytes) and are normalised there."""
+    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    image = images.to(device, non_blocking=True)
+    out = {
+        "image": (image.to(torch.float32) / 255.0 - m) / s,
+        "labels": labels,
+        "mask": masks.to(device, non_blocking=True).to(torch.int64),
+        "has_mask": torch.zeros(len(index), dtype=torch.bool) if has_mask is None else has_mask.to(torch.bool),
+        "index": index.clone(),
+    }
+    if context is not None:
+        out["context"] = context.to(device, non_blocking=True).to(torch.int64)
+    return {k: v.to(device, non_blocking=True) for k, v in out.items()}

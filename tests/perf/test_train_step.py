@@ -28,11 +28,9 @@ from paired import ratios_to, report
 from benchmark.allocator import retain_freed_memory
 from benchmark.datasets.synthetic import SyntheticConfig, ensure_generated, load_split
 from benchmark.denormals import denormals_flushed
-from benchmark.folding import folded_for
 from benchmark.methods import build_method
-from benchmark.methods.base import batch_mean_of_image_means, batchnorm_mode, classification_loss
 from benchmark.models import build_model
-from benchmark.timing import InterleavedRounds
+from benchmark.timing import InterleavedRounds, floor_loss
 
 BATCH, SIZE, CLASSES = 64, 48, 5
 METHODS = ("gradcam", "gain", "gain_ext")
@@ -79,7 +77,7 @@ def _stepper(method: str, batch: dict[str, torch.Tensor] | None = None, **params
     model = build_model("small_cnn", classes).train().to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     if method == "floor":
-        loss = _floor_loss
+        loss = floor_loss
     else:
         loss_fn = build_method(method, warmup_epochs=0, **params) if method != "gradcam" else build_method(method)
 
@@ -95,19 +93,6 @@ def _stepper(method: str, batch: dict[str, torch.Tensor] | None = None, **params
         return float(total.detach())
 
     return step
-
-
-def _floor_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """`L_cl` plus a score loss of the pair images run as GAIN's masked pass runs them, with the gradient to them:
-    the work a GAIN step cannot do without (see the module docstring)."""
-    image, labels = batch["image"], batch["labels"]
-    cl = classification_loss(model(image), labels)
-    pair_image, pair_class = (labels > 0.5).nonzero(as_tuple=True)
-    pairs = image[pair_image].requires_grad_(True)
-    with batchnorm_mode(model, "eval"):
-        logits = folded_for(model, image.device)(pairs)
-    scores = torch.sigmoid(logits.gather(1, pair_class.unsqueeze(1)).squeeze(1))
-    return cl + batch_mean_of_image_means(scores, pair_image, image.shape[0])
 
 
 @pytest.mark.benchmark(group="train-step")
