@@ -131,7 +131,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
     try:
         path = write_report(args.dir, args.output)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         return _error(err)
     print(f"report: {path.resolve()}")
     return 0
@@ -265,13 +265,14 @@ def _training_commands() -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a command; bad input (a ValueError or a missing file) is one line on stderr and exit status 2."""
+    """Run a command; bad input (a ValueError, a missing file, a file that may not be overwritten) is one line on
+    stderr and exit status 2."""
     args = build_parser().parse_args(argv)
     try:
         if args.command in TRAINING_COMMANDS:
             return int(getattr(_training_commands(), f"cmd_{args.command.replace('-', '_')}")(args))
         return int(args.func(args))
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         return _error(err)
 
 

@@ -144,6 +144,8 @@ def run(
     for stale in ("model.pt", "predictions.csv", "record.json", *(p.name for p in out.glob(".*.tmp"))):
         (out / stale).unlink(missing_ok=True)
     allocator = retain_freed_memory()  # each step reuses freed buffers instead of page-faulting them in again
+    if torch.device(device).type == "cuda":  # shapes are fixed within a run: let cuDNN pick each convolution's kernel
+        torch.backends.cudnn.benchmark = True
     torch.set_flush_denormal(spec.train.flush_denormal)  # this thread; the pool's threads: see benchmark.denormals
     host = {"allocator": allocator, "denormals_flushed": flushed_share()}
     record = new_record(spec, "running") | {"environment": environment(device) | host}
@@ -482,7 +484,11 @@ def environment(device: str) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
-    }
+    } | (
+        {"device_name": torch.cuda.get_device_name(device), "cudnn_benchmark": torch.backends.cudnn.benchmark}
+        if torch.device(device).type == "cuda"
+        else {}
+    )
 
 
 def _check_finite(values: dict[str, float], epoch: int, step: int) -> None:

@@ -18,15 +18,30 @@ def test_gpu_check_dry_run_on_cpu_prints_and_saves_the_table(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path)}
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "device cpu" in result.stdout and "x gradcam step" in result.stdout
+    assert "device cpu" in result.stdout and "x base" in result.stdout and "dense peak TFLOPS" in result.stdout
     payload = json.loads((tmp_path / "gpu_check.json").read_text())
     rows = payload["rows"]
     assert [(r["precision"], r["method"]) for r in rows] == [
-        (p, m) for p in ("fp32", "bf16") for m in ("gradcam", "gain", "gain_ext")
+        (p, m) for p in ("fp32", "bf16") for m in ("gradcam", "gain", "gain_ext", "floor")
     ]
     assert all(r["train_images_per_s"] > 0 and r["image_size"] == [48, 48] and r["batch_size"] == 6 for r in rows)
     assert [r["train_step_ratio_to_gradcam"] for r in rows if r["method"] == "gradcam"] == [1.0, 1.0]
     assert payload["tests_exit_status"] is None and payload["device"] == "cpu"
+    flops = {r["method"]: r["step_gflop"] for r in rows if r["precision"] == "fp32"}
+    assert 0 < flops["gradcam"] < flops["floor"] < flops["gain"], "GAIN's step does the floor's work and more"
+    assert all(r["mfu"] is None and r["achieved_tflops"] > 0 for r in rows), "no peak known for a CPU"
+    assert all(r["cudnn_benchmark"] for r in rows)
+
+
+def test_the_peak_of_known_cards_is_looked_up_by_name():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    assert gpu_check.peak_tflops("NVIDIA H200", "bf16") == 989.4
+    assert gpu_check.peak_tflops("NVIDIA H100 80GB HBM3", "fp32") == 494.7, "fp32 convolutions run as TF32"
+    assert gpu_check.peak_tflops("x86_64", "bf16") is None
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
@@ -52,10 +67,12 @@ def test_gpu_check_compile_switch_reaches_the_timing_settings(monkeypatch):
 
     def recorded(contenders, batch, class_index, settings):
         seen.append(settings.compile)
-        return {m: {"train_step_seconds": 1.0, "compiled": settings.compile} for m in contenders}
+        figures = {"train_step_seconds": 1.0, "compiled": settings.compile, "precision": settings.precision}
+        figures |= {"batch_size": 2, "train_images_per_s": 2.0, "peak_memory_mb": 1.0}
+        return dict.fromkeys(contenders, figures)
 
     monkeypatch.setattr(gpu_check, "measure_interleaved", recorded)
-    args = ["--device", "cpu", "--model", "small_cnn", "--size", "48", "--batch", "2", "--precisions", "fp32"]
-    assert [r["compiled"] for r in gpu_check.measure_all(gpu_check.parse_args([*args, "--compile"]))] == [True] * 3
+    args = ["--device", "cpu", "--model", "small_cnn", "--size", "48", "--batches", "2", "--precisions", "fp32"]
+    assert [r["compiled"] for r in gpu_check.measure_all(gpu_check.parse_args([*args, "--compile"]))] == [True] * 4
     gpu_check.measure_all(gpu_check.parse_args(args))
     assert seen == [True, False]

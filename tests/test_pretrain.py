@@ -1,15 +1,20 @@
+import dataclasses
+
 import pytest
 import torch
 from tiny import tiny_suite
+from torch import nn
 
 import benchmark.train
 from benchmark import runner
-from benchmark.models import build_model_params
+from benchmark.datasets.voc_export import ExportSettings, export
+from benchmark.models import IMAGENET_MEAN, IMAGENET_STD, SplitModel, build_model, build_model_params
 from benchmark.pretrain import SEED_OFFSET, cache_root, ensure_pretrained, pretrain_spec, start_checkpoint
+from benchmark.registry import MODELS
 from benchmark.spec import RunSpec, TrainSettings, configuration_key
 from benchmark.store import run_dir
 from benchmark.suites import load
-from benchmark.train import run
+from benchmark.train import load_start, run
 
 SMALL = {"n_train": 160, "n_val": 40, "n_shifted": 20, "n_counterfactual": 20}
 
@@ -78,3 +83,57 @@ def test_a_suite_pretrains_once_for_all_its_runs(tmp_path):
     result = runner.run_suite(suite, tmp_path / "out", quiet=True, data_root=data, threads=1, jobs=2, launcher="local")
     assert sorted(f["status"] for f in result.finished) == ["complete"] * 4
     assert len(list((cache_root(data) / "runs").iterdir())) == 1
+
+
+def tiny_vgg(num_classes: int, *, attention_layer: str = "conv2") -> SplitModel:
+    """A VGG-like stand-in small enough for a CPU test: conv-ReLU blocks without BatchNorm, a two-layer classifier."""
+    features = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU()
+    )
+    head = nn.Sequential(
+        nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, num_classes)
+    )
+    return SplitModel(
+        features, head, name="tiny_vgg", attention_layer=attention_layer, mean=IMAGENET_MEAN, std=IMAGENET_STD
+    )
+
+
+def test_a_vgg_like_model_pretrains_once_by_its_recipe_and_starts_runs_on_voc_format_data(tmp_path, monkeypatch):
+    monkeypatch.setitem(MODELS, "tiny_vgg", tiny_vgg)
+    export(tmp_path, ExportSettings(image_size=32, train_aug=64, seg_train=24, val=20, shifted=10))
+    recipe = {"lr": 1e-3, "epochs": 1, "precision": "bf16"}
+    data = {"train_split": "train_aug", "image_size": 32, "biased_split": "voc-biased-boats/manifest.csv"}
+    voc_spec = RunSpec(method="gain_ext", budget=9, dataset="voc", dataset_params=data, model="tiny_vgg",
+                       model_params={"init": "pretrained-synthetic", "pretrain": recipe},
+                       train=TrainSettings(epochs=1, batch_size=16))  # fmt: skip
+    pre = pretrain_spec(voc_spec)
+    assert pre.dataset == "synthetic-boats" and pre.model_params == {}, "the architecture, from scratch"
+    assert pre.dataset_params["image_size"] == 32 and pre.dataset_params["rho"] == pre.dataset_params["q"] == 0.5
+    assert (pre.train.lr, pre.train.epochs, pre.train.precision) == (1e-3, 1, "bf16"), "model.pretrain's recipe"
+    builtin = RunSpec(method="gradcam", dataset_params={"image_size": 32}, model="tiny_vgg",
+                      model_params={"init": "pretrained-synthetic", "pretrain": recipe})  # fmt: skip
+    assert pretrain_spec(builtin).run_id == pre.run_id, "one corpus per image size: one pre-trained model for both"
+    other = dataclasses.replace(voc_spec, model_params={"init": "pretrained-synthetic", "pretrain": {"lr": 2e-3}})
+    assert other.config_hash != voc_spec.config_hash and pretrain_spec(other).run_id != pre.run_id
+
+    start = start_checkpoint(voc_spec, tmp_path)
+    stamp = start.stat().st_mtime_ns
+    record = run(voc_spec, tmp_path / "out", data_root=tmp_path, progress=False, start=start)
+    assert record["status"] == "complete" and record["pretrained_from"] == pre.run_id
+    assert record["pretrained_fresh"] == ["head.5.bias", "head.5.weight"], "VOC's 20 classes: a fresh last layer"
+    again = dataclasses.replace(voc_spec, seed=1)
+    assert start_checkpoint(again, tmp_path) == start and start.stat().st_mtime_ns == stamp, "reused, not retrained"
+
+
+def test_a_start_fits_where_only_the_classes_differ(tmp_path):
+    five = build_model("small_cnn", 5)
+    path = tmp_path / "model.pt"
+    torch.save(five.state_dict(), path)
+    twenty = build_model("small_cnn", 20)
+    fresh_head = twenty.head[-1].weight.detach().clone()
+    assert load_start(path, twenty, 20) == ["head.2.bias", "head.2.weight"]
+    assert torch.equal(twenty.features[0][0].weight, five.features[0][0].weight), "the features are the start's"
+    assert torch.equal(twenty.head[-1].weight, fresh_head), "the last layer keeps its fresh initialisation"
+    assert load_start(path, build_model("small_cnn", 5), 5) == [], "same classes: everything loaded"
+    with pytest.raises(ValueError, match="does not fit this one"):
+        load_start(path, build_model("small_cnn", 5, widths=(16, 32, 64, 128)), 5)

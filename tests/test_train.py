@@ -289,3 +289,43 @@ def test_channels_last_is_the_same_training_up_to_float_rounding(tmp_path, data_
     assert fast["run_id"] != plain["run_id"], "the setting is part of the configuration"
     assert fast["curve"][0]["cl"] == pytest.approx(plain["curve"][0]["cl"], rel=1e-4)
     assert fast["metrics"]["shifted_auroc"] == pytest.approx(plain["metrics"]["shifted_auroc"], abs=0.02)
+
+
+class _ExplodingLate(GradCAMBaseline):
+    """NaN from the 6th step of the first epoch on: inside the first window of losses read together."""
+
+    name = "exploding_late"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.steps = 0
+
+    def training_loss(self, model, batch, *, epoch):
+        parts = super().training_loss(model, batch, epoch=epoch)
+        self.steps += 1
+        if self.steps > 5:
+            parts["total"] = parts["total"] * float("nan")
+        return parts
+
+
+def test_losses_read_in_windows_still_name_the_first_non_finite_step(tmp_path, data_root, monkeypatch):
+    monkeypatch.setitem(METHODS, "exploding_late", _ExplodingLate)
+    s = spec(method="exploding_late", train=TrainSettings(epochs=1, batch_size=16, diagnostics=False))
+    record = run(s, tmp_path, data_root=data_root, progress=False)
+    assert record["status"] == "failed"
+    assert "non-finite loss at epoch 0, step 5: total=nan" in record["error"]
+
+
+def test_bf16_training_records_its_precision_and_is_its_own_configuration(tmp_path, data_root):
+    fp32 = spec(method="gain_ext", budget=9, method_params={"warmup_epochs": 1})
+    bf16 = spec(method="gain_ext", budget=9, method_params={"warmup_epochs": 1},
+                train=TrainSettings(epochs=2, batch_size=32, precision="bf16"))  # fmt: skip
+    assert "precision" not in fp32.to_dict()["train"], "fp32 runs keep the hashes they had before the key"
+    assert bf16.to_dict()["train"]["precision"] == "bf16" and bf16.config_hash != fp32.config_hash
+    assert "train.precision=bf16" in bf16.label
+    record = run(bf16, tmp_path, data_root=data_root, progress=False)
+    assert record["status"] == "complete" and record["spec"]["train"]["precision"] == "bf16"
+    preds, _ = read_predictions(tmp_path / "runs" / bf16.run_id / "predictions.csv")
+    assert all(np.isfinite(p["scores"]).all() for p in preds.values()), "bf16 maps and scores stored as floats"
+    assert np.isfinite(preds["val"]["context_share"]).all()
+    assert record["metrics"]["val_accuracy"] > 0.5
