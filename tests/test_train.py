@@ -327,5 +327,6 @@ def test_bf16_training_records_its_precision_and_is_its_own_configuration(tmp_pa
     assert record["status"] == "complete" and record["spec"]["train"]["precision"] == "bf16"
     preds, _ = read_predictions(tmp_path / "runs" / bf16.run_id / "predictions.csv")
     assert all(np.isfinite(p["scores"]).all() for p in preds.values()), "bf16 maps and scores stored as floats"
-    assert np.isfinite(preds["val"]["context_share"]).all()
+    share = preds["val"]["context_share"]  # NaN where the map is all zero (points nowhere), as in fp32
+    assert np.isfinite(share).sum() > len(share) / 4 and ((share >= 0) & (share <= 1))[np.isfinite(share)].all()
     assert record["metrics"]["val_accuracy"] > 0.5
