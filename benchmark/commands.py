@@ -19,6 +19,7 @@ from benchmark.datasets.synthetic import default_root
 from benchmark.datasets.voc_export import ExportSettings, export
 from benchmark.denormals import flush_from_the_start
 from benchmark.gallery_maps import write_gallery
+from benchmark.phases import phase
 from benchmark.pretrain import start_checkpoint
 from benchmark.registry import METHODS, MODELS, load_plugins
 from benchmark.report import render
@@ -179,7 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.no_report:
         _print_summary(out, suite)
     else:
-        path, tables = render(out)
+        with phase("rendering the report"):
+            path, tables = render(out)
         if len(tables["aggregated"]):
             for label, paper in tables["regime_papers"]:
                 print((f"regime {label}:\n" if label else "") + format_paper_table(paper))

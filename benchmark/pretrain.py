@@ -16,10 +16,12 @@ shape differs (other classes) starts fresh, as a new head on ImageNet weights do
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
 from benchmark.datasets import registry, synthetic
+from benchmark.phases import phase
 from benchmark.spec import RunSpec, TrainSettings, architecture_params, build_model_params
 from benchmark.store import COMPLETE, RunLock, run_dir, run_state
 from benchmark.train import run
@@ -84,7 +86,13 @@ def ensure_pretrained(spec: RunSpec, data_root: Path | None = None, *, device: s
         time.sleep(0.5)
     try:
         if run_state(root, pre.run_id, pre.config_hash)[0] != COMPLETE or not checkpoint.is_file():
-            record = run(pre, root, data_root=data_root, progress=False, device=device)
+            corpus = pre.dataset_params
+            what = (
+                f"pre-training {pre.model} on the unbiased corpus ({corpus['n_train']} images of "
+                f"{corpus['image_size']} px, {pre.train.epochs} epochs; once, cached as {run_dir(root, pre.run_id)})"
+            )
+            with phase(what):
+                record = run(pre, root, data_root=data_root, progress=sys.stderr.isatty(), device=device)
             if record["status"] != "complete":
                 raise RuntimeError(f"pre-training run {pre.run_id} failed: {record['error']}")
     finally:

@@ -33,6 +33,7 @@ from benchmark.gallery_maps import write_gallery
 from benchmark.heldout import ensure_data
 from benchmark.methods import build_method
 from benchmark.models import imagenet_weights_path
+from benchmark.phases import phase, say
 from benchmark.plugins import PluginError
 from benchmark.pretrain import ensure_pretrained, pretrain_spec, start_checkpoint
 from benchmark.reference import setting_key, write_references
@@ -247,6 +248,7 @@ def run_suite(
     write_suite_file(suite, out_root)
     planned = plan(suite, out_root, filters=filters, retry_failed=retry_failed)
     todo = [p.spec for p in planned if p.action == "run"]
+    say(f"suite {suite.name}: {len(todo)} of {len(planned)} runs to train -> {out_root}")
     prepare(todo, data_root, device=device or suite.device)
     device = device or suite.device
     common: dict[str, Any] = {
@@ -281,23 +283,25 @@ def run_suite(
     finally:
         bar.close()
     if suite.timing.enabled and launcher != "slurm" and (finished or read_throughput(out_root, suite) is None):
-        if not quiet:
-            print("timing each configuration ...", file=sys.stderr, flush=True)
+        rounds = suite.timing.passes * suite.timing.iterations
+        what = f"timing each configuration against its baseline ({rounds} paired round{'s' * (rounds != 1)} each)"
         try:
-            measure_throughput(suite, out_root, data_root=data_root, device=device)
+            with phase(what):
+                measure_throughput(suite, out_root, data_root=data_root, device=device)
         except Exception as err:  # the runs are recorded; a report without suite-level timings is still a report
-            print(f"warning: timing the configurations failed, the report uses the per-run timings: {err}",
-                  file=sys.stderr)  # fmt: skip
+            say(f"warning: timing the configurations failed, the report uses the per-run timings: {err}")
     if launcher != "slurm" and not suite.sweep:
         try:
-            write_gallery(out_root, gallery_picks(suite, out_root), data_root)
+            with phase("drawing the gallery's attention maps"):
+                write_gallery(out_root, gallery_picks(suite, out_root), data_root)
         except Exception as err:  # the runs are recorded; the report says the gallery is missing
-            print(f"warning: the gallery was not written: {err}", file=sys.stderr)
+            say(f"warning: the gallery was not written: {err}")
     if suite.unbiased_reference and launcher != "slurm":
         try:
-            write_references(suite.runs(), out_root, data_root, device=device)
+            with phase("measuring where the unbiased model looks (the report's reference)"):
+                write_references(suite.runs(), out_root, data_root, device=device)
         except Exception as err:  # a reference the report can do without; say why it is missing
-            print(f"warning: the unbiased attention reference was not measured: {err}", file=sys.stderr)
+            say(f"warning: the unbiased attention reference was not measured: {err}")
     return SuiteResult(planned, finished)
 
 

@@ -265,7 +265,22 @@ def load(
     try:
         return from_dict(raw, source=str(path))
     except SuiteError as err:
-        raise SuiteError(f"{path}: {err}") from None
+        raise SuiteError(f"{_culprit(path, raw, overrides or [])}: {err}") from None
+
+
+def _culprit(path: Path, raw: dict[str, Any], overrides: list[str]) -> str:
+    """Where an invalid suite went wrong: the first `--set` whose value makes it invalid (the file is valid up to
+    it), else the file."""
+    if not overrides:
+        return str(path)
+    base = tomllib.loads(path.read_text())
+    for i in range(len(overrides) + 1):
+        try:
+            from_dict(apply_overrides(base, overrides[:i]) | {k: raw[k] for k in ("seeds", "plugins") if k in raw},
+                      source=str(path))  # fmt: skip
+        except SuiteError:
+            return str(path) if i == 0 else f"--set {overrides[i - 1]} (command line, over {path})"
+    return str(path)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

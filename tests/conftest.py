@@ -1,5 +1,14 @@
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a test run may leave behind in the working tree: caches and the environments it runs in.
+UNTRACKED_OK = {".git", ".venv", ".venv-analysis", ".tox", ".pytest_cache", ".ruff_cache", ".benchmarks", ".whl",
+                ".grimp_cache", ".import_linter_cache", "gain_bench.egg-info", "__pycache__"}  # fmt: skip
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -10,6 +19,67 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="benchmark_alias",
         help="alias of --benchmark-only (pytest-benchmark): run only the benchmarks, e.g. `pytest --benchmark`",
     )
+
+
+def _benchmarks_only(config: pytest.Config) -> bool:
+    return bool(config.getoption("benchmark_alias", default=False) or config.getoption("benchmark_only", default=False))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With `--benchmark` (or `--benchmark-only`) the tests that are not benchmarks are deselected, one summary line,
+    instead of skipped one line each, so the benchmarks' tables and ratios are what the run prints."""
+    if not _benchmarks_only(config):
+        return
+    keep = [item for item in items if "benchmark" in getattr(item, "fixturenames", ())]
+    dropped = [item for item in items if "benchmark" not in getattr(item, "fixturenames", ())]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def _tree(root: Path) -> set[str]:
+    """Every path in the working tree, tracked or not, less `UNTRACKED_OK` (at any depth)."""
+    found = set()
+    for top, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in UNTRACKED_OK]
+        rel = Path(top).relative_to(root)
+        found.update(str(rel / name) for name in files)
+    return found
+
+
+def _git_status(root: Path) -> str:
+    try:
+        out = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout if out.returncode == 0 else ""
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_TREE] = (_tree(ROOT), _git_status(ROOT))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Tests write only to temporary folders: a run that added, removed or changed a file of the working tree (a data
+    set under ./datasets, a report under ./reports, a tracked file) fails, naming what changed."""
+    before = session.config.stash.get(_TREE, None)
+    if before is None or _benchmarks_only(session.config) or session.config.getoption("collectonly", False):
+        return
+    after = (_tree(ROOT), _git_status(ROOT))
+    added, removed = sorted(after[0] - before[0]), sorted(before[0] - after[0])
+    if added or removed or after[1] != before[1]:
+        lines = [f"+ {p}" for p in added[:20]] + [f"- {p}" for p in removed[:20]]
+        if after[1] != before[1]:
+            lines.append("git status changed:\n" + after[1])
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.section("the tests changed the working tree", red=True)
+            for line in lines:
+                reporter.write_line(line)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_TREE = pytest.StashKey[tuple[set[str], str]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:

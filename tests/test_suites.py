@@ -122,6 +122,15 @@ def test_overrides_are_validated_like_the_file():
         from_dict(apply_overrides(MINIMAL, ["train.epochs=0"]))
 
 
+def test_an_invalid_value_from_the_command_line_names_the_command_line_not_the_file(tmp_path):
+    with pytest.raises(SuiteError, match=r"^--set train.lr=abc \(command line, over .*quick.toml\): train.lr = 'abc'"):
+        load("quick", ["train.epochs=2", "train.lr=abc"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[train]\nlr = "y"\n')
+    with pytest.raises(SuiteError, match=r"^\S*bad.toml: train.lr = 'y'"):
+        load(bad, ["train.epochs=2"])
+
+
 def test_load_with_seeds_and_overrides(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('name = "s"\n[methods.gradcam]\n')

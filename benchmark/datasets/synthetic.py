@@ -30,6 +30,7 @@ from PIL import Image
 
 from benchmark.datasets.render import CLASSES, CONTEXTS, LAND, Scene, render, sample_ground, sample_scene
 from benchmark.datasets.tensors import TensorSplit
+from benchmark.phases import Counter, phase
 from benchmark.settings import SettingsError, check, integer, number
 from benchmark.spec import BUILTIN_DATA
 
@@ -262,11 +263,18 @@ def _generate(config: SyntheticConfig, tmp: Path) -> None:
         for a in range(0, _split_size(config, split), CHUNK)
     ]
     workers = min(fork_workers(), len(chunks))
+    counter = Counter(sum(_split_size(config, split) for split in SPLITS), "images")
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            parts = list(pool.map(_write_chunk, *zip(*chunks, strict=True)))
+            parts = []
+            for chunk, part in zip(chunks, pool.map(_write_chunk, *zip(*chunks, strict=True)), strict=True):
+                parts.append(part)
+                counter.add(chunk[4] - chunk[3])
     else:
-        parts = [_write_chunk(*chunk) for chunk in chunks]
+        parts = []
+        for chunk in chunks:
+            parts.append(_write_chunk(*chunk))
+            counter.add(chunk[4] - chunk[3])
     rows = [row for part in parts for row in part]
     for split in SPLITS:
         ids = "".join(f"{r['id']}\n" for r in rows if r["split"] == split)
@@ -318,8 +326,10 @@ def ensure_generated(config: SyntheticConfig, root: Path | None = None) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     _clear_stale(parent, digest)
     tmp = parent / f".{digest}.tmp-{os.getpid()}-{uuid.uuid4().hex}"
+    total = sum(_split_size(config, split) for split in SPLITS)
     try:
-        _generate(config, tmp)
+        with phase(f"generating the built-in data: {total} images of {config.image_size} px under {final} (once)"):
+            _generate(config, tmp)
         try:
             os.replace(tmp, final)
         except OSError:
