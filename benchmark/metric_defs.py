@@ -25,6 +25,7 @@ class Metric:
     binary: bool = False  # one group of per-image 0/1 outcomes: the exact McNemar test applies
     degenerate: str | None = None  # record flag that marks the cell
     column: str | None = None  # the per-image column of predictions.csv (localisation metrics)
+    chance: float | None = None  # what a classifier that tells nothing apart scores (drawn on the report's axes)
 
 
 METRICS: tuple[Metric, ...] = (
@@ -34,7 +35,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("context_without_class", "{context} without {cls} (share called not {cls})", ("context_without_class",),
            binary=True, degenerate="shifted_degenerate"),
     Metric("overall", "overall (mean of the two)", SHIFTED, degenerate="shifted_degenerate"),
-    Metric("shifted_auroc", "AUROC, shifted groups", SHIFTED),
+    Metric("shifted_auroc", "AUROC, shifted groups", SHIFTED, chance=0.5),
     Metric("worst_group_accuracy", "worst-group accuracy", ("val", *SHIFTED)),
     Metric("context_flip_rate", "{context} flip rate (lower is better)", ("cf_original", "cf_context_swapped"),
            higher_is_better=False),

@@ -44,6 +44,19 @@ from benchmark.store import read_record
 from benchmark.summary import configuration, record_keys
 
 
+def interval_cell(mean: float, low: float, high: float, digits: int = 3) -> str:
+    """`mean [low, high]`; a value every seed and image gave alike has no interval to show: `mean (constant)`."""
+    text = f"{mean:.{digits}f}"
+    if f"{low:.{digits}f}" == f"{high:.{digits}f}" == text:
+        return f"{text} (constant)"
+    return f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def plural(n: int, word: str) -> str:
+    """`1 seed`, `3 seeds`."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def config_name(method: str, budget: int, label: str | None = None, display: str | None = None) -> str:
     """ "GAIN_ext-78" (`display`: the method's display name, default its name), and whatever a configuration's label
     adds after its method and budget (e.g. " masked_bn=eval"): a configuration's name in the report and the
@@ -463,7 +476,7 @@ def paper_table(aggregated: pd.DataFrame, excluded: pd.DataFrame | None = None, 
     for _, row in aggregated.iterrows():
         if row["metric"] not in dict(PAPER_ROWS):
             continue
-        cell = f"{row['mean']:.{digits}f} [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]"
+        cell = interval_cell(row["mean"], row["ci_low"], row["ci_high"], digits)
         if row["degenerate_seeds"]:
             cell += "†"
             marked = True
@@ -477,7 +490,7 @@ def paper_table(aggregated: pd.DataFrame, excluded: pd.DataFrame | None = None, 
     notes = [
         "mean over seeds [95% two-level bootstrap interval: seeds, then images within each seed]",
         *(
-            f"{name}: {aggregated.loc[aggregated['config'] == c, 'label'].iloc[0]}, {seeds[c]} seed(s)"
+            f"{name}: {aggregated.loc[aggregated['config'] == c, 'label'].iloc[0]}, {plural(seeds[c], 'seed')}"
             for c, name in names.items()
         ),
     ]
@@ -487,7 +500,8 @@ def paper_table(aggregated: pd.DataFrame, excluded: pd.DataFrame | None = None, 
         notes.append("with 1 seed the interval holds the image-level variation only")
     if excluded is not None and len(excluded):
         counts = excluded["kind"].value_counts(sort=False)
-        notes.append(f"excluded: {len(excluded)} run(s): " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
+        kinds = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        notes.append(f"excluded: {plural(len(excluded), 'run')}: {kinds}")
     table.attrs["footnotes"] = notes
     return table
 
@@ -530,7 +544,7 @@ def format_config_rows(tables: dict[str, pd.DataFrame], metrics: tuple[tuple[str
                 cells.append("-")
                 continue
             m = by_metric.loc[key]
-            cell = f"{m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+            cell = interval_cell(m["mean"], m["ci_low"], m["ci_high"])
             if key in mine.index:
                 d = mine.loc[key]
                 cell += f" / {d['difference']:+.3f} p{d['p_holm']:.3f}"

@@ -1,4 +1,5 @@
-"""`pytest --benchmark` is an alias of `--benchmark-only` (tests/conftest.py)."""
+"""`pytest --benchmark` is an alias of `--benchmark-only` that deselects the other tests, one summary line instead of
+a line per skipped test (tests/conftest.py); and a test run that changes the working tree fails."""
 
 import subprocess
 import sys
@@ -19,24 +20,47 @@ def test_timed(benchmark):
 
 
 @pytest.mark.parametrize(
-    ("flags", "passed", "skipped"),
+    ("flags", "passed", "deselected"),
     [([], 2, 0), (["--benchmark"], 1, 1), (["--benchmark-only"], 1, 1)],
 )
-def test_benchmark_flag_is_an_alias_of_benchmark_only(tmp_path, flags, passed, skipped):
+def test_benchmark_flag_is_an_alias_of_benchmark_only(tmp_path, flags, passed, deselected):
+    result = _pytest(tmp_path, SAMPLE, *flags)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{passed} passed" in result.stdout
+    assert "skipped" not in result.stdout.lower(), "no wall of skips"
+    if deselected:
+        assert f"{deselected} deselected" in result.stdout
+
+
+def _pytest(tmp_path, sample: str, *flags: str) -> subprocess.CompletedProcess[str]:
     tests = tmp_path / "tests"
-    tests.mkdir()
-    (tests / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
-    (tests / "test_sample.py").write_text(SAMPLE)
-    result = subprocess.run(
+    tests.mkdir(exist_ok=True)
+    text = (ROOT / "tests" / "conftest.py").read_text().replace(
+        "ROOT = Path(__file__).resolve().parents[1]", "ROOT = Path(__file__).resolve().parents[1] / 'tree'"
+    )
+    (tmp_path / "tree").mkdir(exist_ok=True)
+    (tests / "conftest.py").write_text(text)
+    (tests / "test_sample.py").write_text(sample)
+    return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(tests), *flags],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{passed} passed" in result.stdout
-    if skipped:
-        assert f"{skipped} skipped" in result.stdout and "--benchmark-only active" in result.stdout
-    else:
-        assert "skipped" not in result.stdout
+
+
+def test_a_test_that_writes_into_the_working_tree_fails_the_run(tmp_path):
+    """The tree the copied conftest watches is `tmp_path/tree`; a test writing a data set there fails the run."""
+    writer = (
+        "from pathlib import Path\n\n\ndef test_writes():\n"
+        "    folder = Path(__file__).parents[1] / 'tree' / 'datasets'\n"
+        "    folder.mkdir()\n"
+        "    (folder / 'x.png').write_bytes(b'')\n"
+    )
+    result = _pytest(tmp_path, writer)
+    assert result.returncode != 0 and "1 passed" in result.stdout, "the test passes, the run fails"
+    assert "the tests changed the working tree" in result.stdout and "+ datasets/x.png" in result.stdout
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    assert _pytest(clean, "def test_nothing():\n    pass\n").returncode == 0

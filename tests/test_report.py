@@ -77,7 +77,8 @@ def test_verdict_names_the_shortcut_and_what_is_not_significant():
     assert "Water-only images called “boat”: significantly fewer for GAIN_ext-78 (by 21 points)" in text
     assert "Boats without water recognised: no significant change for GAIN_ext-78" in text
     assert "In-distribution accuracy: significantly lower for GAIN_ext-78 (by 20 points)" in text
-    assert "No configuration is significantly better than the baseline on both shifted groups" in text
+    assert "No configuration beats the baseline on the AUROC and both shifted groups" in text
+    assert "significantly better than the baseline on both shifted groups" not in text.lower(), "said once, not twice"
     assert "none has unlearned the shortcut" in text, "every AUROC interval lies below 0.5"
     assert "indicative only" not in text, "4 seeds are enough to state a difference"
     assert out["details"] == [
@@ -96,9 +97,46 @@ def test_verdict_credits_a_configuration_better_on_both_groups_and_warns_on_few_
         ]
     )
     summary = verdict(aggregated, paired, n_seeds=3)["summary"]
-    assert "Significantly better than the baseline on both shifted groups: GAIN." in summary
+    assert "Significantly better than the baseline on both shifted groups, but not on the AUROC: GAIN." in summary
     assert any(s.startswith("Degenerate") and "GAIN" in s for s in summary)
-    assert any("With 3 complete seed(s) per configuration these differences are indicative only" in s for s in summary)
+    assert any("With 3 complete seeds per configuration these differences are indicative only" in s for s in summary)
+
+
+def test_the_verdict_first_answers_its_heading_with_the_maps_the_decisions_and_the_budget():
+    """The heading asks whether the model still looks at the water: the first sentence says where the map of the
+    configuration with the most pixel labels lies and whether its decisions follow, from the numbers."""
+    aggregated = _aggregated(
+        [
+            *BASELINE,
+            ("gradcam", 0, "pointing_game", 0.20, 0.15, 0.25, 0),
+            ("gain_ext", 9, "shifted_auroc", 0.30, 0.2, 0.4, 0),
+            ("gain_ext", 1464, "pointing_game", 0.58, 0.50, 0.66, 0),
+            ("gain_ext", 1464, "shifted_auroc", 0.03, 0.01, 0.05, 0),
+        ]
+    )
+    paired = _paired(
+        [
+            ("gain_ext", 9, "shifted_auroc", 0.28, 0.2, 0.36, 0.001),  # the better result, at a smaller budget
+            ("gain_ext", 1464, "pointing_game", 0.38, 0.30, 0.46, 0.004),
+            ("gain_ext", 1464, "shifted_auroc", 0.01, -0.01, 0.03, 0.6),
+        ]
+    )
+    shares = {"gradcam-0": 0.64, "gain_ext-1464": 0.57}
+    summary = verdict(aggregated, paired, n_seeds=4, shares=shares, unbiased=0.58)["summary"]
+    assert summary[0] == (
+        "With 1464 pixel-labelled images, GAIN_ext-1464 moves the boat map onto the boat (pointing game 0.20 → 0.58, "
+        "Holm p 0.004; share of the map on the water 0.64 → 0.57, a model trained without the bias 0.58) but does "
+        "not make the classifier rely on the boat (AUROC between boats without water and water without boat "
+        "0.02 → 0.03, not significant); each arrow goes from the Grad-CAM baseline to GAIN_ext-1464."
+    ), "the configuration with the most pixel labels, whatever its results"
+    worse_maps = paired.assign(difference=lambda f: f["difference"].where(f["metric"] != "pointing_game", -0.1))
+    better_decisions = worse_maps.assign(p_holm=0.001, difference=0.2)
+    first = verdict(aggregated, better_decisions, n_seeds=4)["summary"][0]
+    assert "moves the boat map onto the boat" in first and " and makes the classifier rely on the boat more" in first
+    flat = paired.assign(p_holm=0.5)
+    first = verdict(aggregated, flat, n_seeds=4)["summary"][0]
+    assert "leaves the boat map about where the baseline's is" in first and " and does not make" in first
+    assert "share of the map" not in first, "no shares given: none said"
 
 
 def test_verdict_without_runs_or_baseline():

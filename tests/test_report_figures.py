@@ -97,21 +97,34 @@ ROWS = [
 ]
 
 
-def test_throughput_ratios_to_the_baseline():
-    assert figures.throughput_ratios(ROWS, "train_images_per_s") == [1.0, 0.4, 0.25]
-    assert figures.throughput_ratios(ROWS, "attention_images_per_s") == [1.0, 1.0, None]
-    assert figures.throughput_ratios(ROWS[1:], "train_images_per_s") == [None, None], "no baseline, no ratio"
+def _costs(rows, key="train_images_per_s"):
+    cost, against = figures.COSTS[key]
+    return [(r[cost], r[against]) for r in figures.with_costs(rows)]
 
 
-def test_throughput_ratios_of_a_paired_timing_are_those_it_measured():
-    """Rows timed round by round with the baseline (runner.measure_throughput) carry their ratios; the chart shows
-    those, not the quotient of images/s taken in different rounds."""
+def test_every_cost_is_the_baseline_figure_it_names_over_the_rows_own():
+    assert _costs(ROWS) == [(1.0, 1000.0), (2.5, 1000.0), (4.0, 1000.0)]
+    assert _costs(ROWS, "attention_images_per_s") == [(1.0, 4000.0), (1.0, 4000.0), (None, None)]
+    assert _costs(ROWS[1:]) == [(None, None), (None, None)], "no baseline, no cost"
+    for row in figures.with_costs(ROWS):
+        for key, (cost, against) in figures.COSTS.items():
+            if row[cost] is not None:
+                assert row[cost] == pytest.approx(row[against] / row[key]), "cost = baseline images/s / images/s"
+
+
+def test_a_paired_timing_keeps_its_rounds_cost_and_names_the_baseline_speed_in_those_rounds():
+    """Rows timed round by round with the baseline (runner.measure_throughput) carry the ratio of those rounds; the
+    baseline figure beside it is the baseline's speed in the same rounds (here 800, not its own row's 1000), so the
+    table's and the chart's numbers agree with each other."""
     paired = [
         row | {"train_cost_ratio": cost, "attention_speed_ratio": speed}
         for row, cost, speed in zip(ROWS[:2], (1.0, 2.0), (1.0, 0.8), strict=True)
     ]
-    assert figures.throughput_ratios(paired, "train_images_per_s") == [1.0, 0.5]
-    assert figures.throughput_ratios(paired, "attention_images_per_s") == [1.0, 0.8]
+    rows = figures.with_costs(paired)
+    assert [(r["train_cost_ratio"], r["baseline_train_images_per_s"]) for r in rows] == [(1.0, 1000.0), (2.0, 800.0)]
+    assert rows[1]["attention_cost_ratio"] == pytest.approx(1.25)
+    assert rows[1]["baseline_attention_images_per_s"] == pytest.approx(5000.0)
+    assert [r["paired"] for r in rows] == [False, True]
     png(figures.throughput_chart(paired))
 
 

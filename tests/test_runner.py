@@ -1,6 +1,7 @@
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,11 +64,25 @@ def test_suite_runs_once_and_resumes_without_retraining(tmp_path, suite_file, da
     timed_labels = runner.cached_data(suite.runs()[0], data_root)["train"].batch(torch.arange(8))["labels"]
     assert all(r["label_pairs"] == int((timed_labels > 0.5).sum()) for r in timed), "pairs of the 8 timed images"
     html = write_report(out, n_resamples=50).read_text()
-    assert "labels per image" in html and f"<td>8</td><td>{timed[0]['label_pairs'] / 8:.2f}</td>" in html
+    assert "labels per image" in html and f"<td>{timed[0]['label_pairs'] / 8:.2f}</td>" in html
+    assert ", batch 8, 48×48 px, 1 torch thread." in html, "the settings the timings share, said once"
     by_method = {r["method"]: r for r in timed}
     assert by_method["gain_ext"]["timing"] == "paired with the baseline"
     assert by_method["gradcam"]["train_cost_ratio"] == 1.0
     assert f"<td>{by_method['gain_ext']['train_cost_ratio']:.2f}×</td>" in html, "the report shows the paired ratio"
+    start = html.index('<table id="throughput">')
+    table = html[start : html.index("</table>", start)]
+    cells = re.findall(r"<tr><td>([^<]+)</td><td>([\d,]+)</td><td>([\d,]+)</td>\s*<td>([\d.]+)×</td>", table)
+    assert [c[0] for c in cells] == ["Grad-CAM", "GAIN_ext-9 warmup_epochs=0"], "display names, as elsewhere"
+    for _, images, baseline, cost in cells:  # one story: cost = the baseline images/s it names / the row's
+        images, baseline, cost = (float(v.replace(",", "")) for v in (images, baseline, cost))
+        assert abs(baseline / images - cost) <= 0.006 + 0.01 * cost
+    assert " MiB</td>" in table and "process_peak_rss" not in table
+    text = re.sub(r"<[^>]+>", "", re.sub(r"<style.*?</style>|src=\"data:[^\"]*\"", "", html, flags=re.S))
+    assert not re.findall(r".{20}[a-z)]\.[A-Z][a-z].{10}", text), "a sentence runs into the next without a space"
+    assert "(s)" not in text, "plurals are spelled out"
+    environment = html[html.index('<table id="provenance">') :]
+    assert "torch threads per run" in environment and "<td>cuda</td>" not in environment, "no CUDA line on a CPU"
     stamp = (out / "throughput.json").stat().st_mtime_ns
 
     again = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)

@@ -3,6 +3,7 @@ render one self-contained HTML page with `results.csv` (and the run-level and pa
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import subprocess
@@ -14,16 +15,16 @@ import jinja2
 import pandas as pd
 
 from benchmark import __version__
-from benchmark.metric_defs import labels
+from benchmark.metric_defs import METRIC, labels
 from benchmark.names import Names
 from benchmark.report import figures, gallery
-from benchmark.report.verdict import PAPER_TABLE4, beats_baseline_sentence, verdict
+from benchmark.report.verdict import ALPHA, PAPER_TABLE4, beats_baseline_sentence, verdict
 from benchmark.results import RegimeView, SuiteView, planned, read_suite, read_throughput, reference_share
 from benchmark.selection import RULES, Selection, reported_specs, select_suite, trials_table
 from benchmark.spec import RunSpec
 from benchmark.store import read_references, write_atomic
 from benchmark.summary import configuration, curve_table
-from benchmark.tables import BASELINE, PAPER_ROWS, build_tables, config_name
+from benchmark.tables import PAPER_ROWS, build_tables, config_name, interval_cell, plural
 
 TEMPLATES = Path(__file__).parent / "templates"
 SIGNIFICANCE_METRICS = ("val_accuracy", "class_without_context", "context_without_class", "overall", "shifted_auroc",
@@ -49,7 +50,26 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["num"] = _num
+    env.filters["plural"] = lambda n, word: plural(int(n), word)
+    env.filters["pval"] = _pval
+    env.filters["iv"] = _interval
     return env
+
+
+def _pval(p: Any) -> str:
+    """A p-value to three decimals; below 0.001 (the two-level bootstrap's floor with 2,000 resamples is about
+    0.0005) as "< 0.001"."""
+    if p is None or not isinstance(p, int | float) or not math.isfinite(p):
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _interval(cell: dict[str, Any] | None, digits: int = 3) -> str:
+    """An aggregated cell (mean, ci_low, ci_high) as `tables.interval_cell` writes it; "–" where there is none."""
+    keys = ("mean", "ci_low", "ci_high")
+    if not cell or not all(isinstance(cell.get(k), int | float) and math.isfinite(cell[k]) for k in keys):
+        return "–"
+    return interval_cell(cell["mean"], cell["ci_low"], cell["ci_high"], digits)
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -90,29 +110,87 @@ def metric_names(cls: str, context: str) -> dict[str, str]:
 
 
 def _throughput(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per configuration (its lowest seed's figures), with the ratio of its train-step time to the
-    baseline's (how much the method's training costs, 1.0 = as dear as Grad-CAM)."""
+    """One row per configuration: its lowest seed's figures, taken right after that run trained."""
     rows: dict[str, dict[str, Any]] = {}
     for r in sorted(records, key=lambda r: r["spec"]["seed"]):
         t = r.get("timings", {}).get("throughput")
         spec = RunSpec.from_dict(r["spec"])
         if t and spec.method_label not in rows:
-            rows[spec.method_label] = {"config": spec.method_label, "method": spec.method, **t}
-    return _with_ratios(list(rows.values()))
+            rows[spec.method_label] = {"config": spec.method_label, "method": spec.method, "budget": spec.budget, **t}
+    return list(rows.values())
 
 
-def _with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each row's cost and speed ratios to the baseline row, unless it was timed round by round with the baseline
-    (`runner.measure_throughput`) and holds the ratios of those rounds already."""
-    base = next((row for row in rows if row["method"] == BASELINE), None)
+MEMORY_KINDS = {
+    "process_peak_rss": "the process's peak resident memory so far (CPU; it includes what the process held before)",
+    "cuda_max_allocated": "the peak of CUDA memory allocated",
+    "cuda_max_allocated_own": "the peak of CUDA memory allocated, less what was allocated before this configuration",
+}
+
+
+def _throughput_view(rows: list[dict[str, Any]], method_names: Names) -> dict[str, Any]:
+    """The throughput table's rows (`figures.with_costs`: one cost per row, against the baseline figure it names,
+    the chart's too) under the report's configuration names, and the settings they share, said once."""
+    rows = sorted(figures.with_costs(rows), key=lambda r: (method_names.rank(r["method"]), int(r.get("budget", 0))))
     for row in rows:
-        if "train_cost_ratio" in row and "attention_speed_ratio" in row:
-            continue
-        row["train_cost_ratio"] = base["train_images_per_s"] / row["train_images_per_s"] if base else float("nan")
-        row["attention_speed_ratio"] = (
-            row["attention_images_per_s"] / base["attention_images_per_s"] if base else float("nan")
-        )
-    return rows
+        label = str(row["config"])
+        row["name"] = method_names.display(row["method"]) + label[len(row["method"]) :]
+    shared = {}
+    for key in ("device_name", "device", "precision", "batch_size", "image_size", "threads"):
+        values = {json.dumps(r.get(key)) for r in rows}
+        if len(values) == 1 and rows[0].get(key) is not None:
+            shared[key] = rows[0][key]
+    kinds = sorted({str(r.get("memory_kind")) for r in rows if r.get("memory_kind")})
+    return {
+        "rows": rows,
+        "shared": shared,
+        "memory": "; ".join(MEMORY_KINDS.get(k, k) for k in kinds),
+        "paired": any(r["paired"] for r in rows),
+    }
+
+
+def _effect(row: dict[str, Any]) -> str:
+    """"better" or "worse" where a paired difference is significant after Holm's adjustment (in the metric's
+    direction), else "ns"."""
+    p, difference = row.get("p_holm"), row.get("difference")
+    if not (isinstance(p, int | float) and math.isfinite(p) and p < ALPHA and isinstance(difference, int | float)):
+        return "ns"
+    higher = METRIC[row["metric"]].higher_is_better if row["metric"] in METRIC else True
+    return "better" if (difference > 0) == higher else "worse"
+
+
+def _effects(significance: list[dict[str, Any]], names: dict[str, str]) -> dict[str, Any]:
+    """The significance table at a glance: one row per configuration, one cell per metric, the difference in points
+    (hundredths for AUROC) coloured by `_effect`, the interval and p in the cell's title."""
+    metrics = [m for m in SIGNIFICANCE_METRICS if any(r["metric"] == m for r in significance)]
+    rows: dict[str, dict[str, Any]] = {}
+    for r in significance:
+        rows.setdefault(r["name"], {})[r["metric"]] = r
+    out = []
+    for name, by_metric in rows.items():
+        cells = []
+        for metric in metrics:
+            r = by_metric.get(metric)
+            if r is None or not isinstance(r.get("difference"), int | float) or not math.isfinite(r["difference"]):
+                cells.append({"text": "–", "kind": "ns", "title": ""})
+                continue
+            points = round(100 * r["difference"])
+            text = "±0" if points == 0 else f"{points:+d}".replace("-", "−")
+            title = (f"{r['difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
+                     f"p {_pval(r['p_value'])}, Holm p {_pval(r['p_holm'])}")  # fmt: skip
+            cells.append({"text": text, "kind": r["effect"], "title": title})
+        out.append({"name": name, "cells": cells})
+    return {"metrics": [(m, names.get(m, m)) for m in metrics], "rows": out}
+
+
+def _environment_view(environment: dict[str, Any]) -> dict[str, Any]:
+    """A record's environment as the report lists it: the CUDA version only where a run used CUDA, and torch's
+    threads named for what they are (each run's; the timing section gives its own)."""
+    view = dict(environment)
+    if not str(view.get("device", "")).startswith("cuda"):
+        view.pop("cuda", None)
+    if "threads" in view:
+        view["torch threads per run"] = view.pop("threads")
+    return view
 
 
 def _run_level(records: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, dict[str, float]]:
@@ -317,6 +395,12 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
     paired = tables["paired"]
     context_name = suite.context
     names = metric_names(suite.audited_class, context_name)
+    run_level = _run_level(records, ("context_attention_share", "context_area_share", "cam_miou"))
+    references = read_references(out_root)
+    reference_of = {configuration(r)[0]: suite.reference_key(r["run_id"]) for r in records}
+    unbiased = {
+        c: share for c, key in reference_of.items() if math.isfinite(share := reference_share(references, key))
+    }
     regimes = []
     for regime, regime_tables in views:
         aggregated = regime_tables["aggregated"]
@@ -339,6 +423,8 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
                     n_seeds=int(aggregated["n_seeds"].min()) if len(aggregated) else 0,
                     cls=suite.audited_class,
                     context=context_name,
+                    shares={c: v.get("context_attention_share", math.nan) for c, v in run_level.items()},
+                    unbiased=next(iter(unbiased.values()), math.nan),
                 ),
             }
         )
@@ -347,14 +433,11 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         return (f"{row['regime']}: " if sweep else "") + _config_name(row)
 
     significance = [
-        r | {"name": name(r), "metric_name": names.get(r["metric"], r["metric"])}
+        r | {"name": name(r), "metric_name": names.get(r["metric"], r["metric"]), "effect": _effect(r)}
         for r in (paired[paired["metric"].isin(SIGNIFICANCE_METRICS)].to_dict("records") if len(paired) else [])
     ]
     aggregated = tables["aggregated"]
     localisation = []
-    run_level = _run_level(records, ("context_attention_share", "context_area_share", "cam_miou"))
-    references = read_references(out_root)
-    reference_of = {configuration(r)[0]: suite.reference_key(r["run_id"]) for r in records}
     if len(aggregated):
         for config, group in aggregated.groupby("config", sort=False):
             by_metric = group.set_index("metric")
@@ -366,8 +449,8 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
             row["unbiased_share"] = reference_share(references, reference_of.get(str(config)))
             localisation.append(row)
     measured = read_throughput(out_root, suite, reported_runs)
-    throughput = _with_ratios(measured) if measured else _throughput([r for r in records if r["status"] == "complete"])
-    environment = next((r["environment"] for r in records if r.get("environment")), {})
+    throughput = measured if measured else _throughput([r for r in records if r["status"] == "complete"])
+    environment = _environment_view(next((r["environment"] for r in records if r.get("environment")), {}))
     attention = next((r["attention"] for r in records if r.get("attention")), None)
     drawn = _figures(
         tables, records, throughput, out_root, suite.audited_class, context_name, sweep, method_names
@@ -382,13 +465,14 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         "sweep": sweep,
         "paper_voc": PAPER_TABLE4,
         "significance": significance,
+        "effects": _effects(significance, names),
         "localisation": localisation,
         "localisation_metrics": LOCALISATION_METRICS,
         "attention_layer": attention,
         "failed": [p for p in runs if p.state == "failed"],
         "missing": [p for p in runs if p.state in ("missing", "running")],
         "excluded": tables["excluded"].to_dict("records"),
-        "throughput": throughput,
+        "throughput": _throughput_view(throughput, method_names) if throughput else None,
         "throughput_after_suite": measured is not None,
         "figures": drawn,
         "rising_losses": rising_losses([r for r in records if r["status"] == "complete"]),

@@ -30,8 +30,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
 from benchmark.curves import BOOKKEEPING, DIAGNOSTICS, LOSS_PARTS
+from benchmark.metric_defs import METRIC
 from benchmark.names import Names
-from benchmark.tables import BASELINE
+from benchmark.tables import BASELINE, plural
 
 DPI = 100
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies.
@@ -225,9 +226,14 @@ def budget_curves(
                     if len(bad):
                         degenerate_shown = True
                         ax.plot(bad["budget"], bad["mean"], ls="", marker=marker, ms=7, mfc="white", mec=colour)
-            limits = _ylim(rows[["mean", "ci_low", "ci_high"]].to_numpy(float).ravel())
+            chance = METRIC[key].chance if key in METRIC else None
+            values = rows[["mean", "ci_low", "ci_high"]].to_numpy(float).ravel()
+            limits = _ylim(np.append(values, chance) if chance is not None else values)
             if limits:
                 ax.set_ylim(*limits)
+            if chance is not None:  # chance visible: a value below it means the context wins
+                line = ax.axhline(chance, color="0.35", ls=(0, (1, 2)), lw=1.2, zorder=1)
+                handles.setdefault(f"chance ({chance:g}: no separation)", line)
         for ax in axes[len(metrics) :]:
             ax.set_visible(False)
         if degenerate_shown:
@@ -357,49 +363,69 @@ def _row_budget(row: dict[str, Any]) -> int:
     return int(match.group(1)) if match else 0
 
 
-def throughput_ratios(rows: list[dict[str, Any]], key: str, *, baseline: str = BASELINE) -> list[float | None]:
-    """Each row's `key` divided by the first `baseline` row's (1.0 for the baseline itself); None where either
-    value is missing or not positive, or no baseline row exists. Below 1 means slower than the baseline."""
-    paired = _PAIRED_RATIOS.get(key)
-    if paired is not None and rows and all(isinstance(r.get(paired[0]), int | float) for r in rows):
-        name, invert = paired  # timed round by round with the baseline (runner.measure_throughput): those ratios
-        return [(1.0 / r[name] if invert else float(r[name])) if r[name] > 0 else None for r in rows]
-    base = next((r.get(key) for r in rows if _row_method(r) == baseline), None)
-    if not isinstance(base, int | float) or not base > 0:
-        return [None] * len(rows)
-    out: list[float | None] = []
-    for row in rows:
-        value = row.get(key)
-        out.append(float(value) / float(base) if isinstance(value, int | float) and value > 0 else None)
-    return out
-
-
-# throughput key -> (the ratio a paired timing stored, whether it is the inverse of the throughput ratio)
-_PAIRED_RATIOS = {
-    "train_images_per_s": ("train_cost_ratio", True),
-    "attention_images_per_s": ("attention_speed_ratio", False),
+# throughput key -> (the cost key: time per image over the baseline's, the baseline's images/s it is measured against)
+COSTS = {
+    "train_images_per_s": ("train_cost_ratio", "baseline_train_images_per_s"),
+    "attention_images_per_s": ("attention_cost_ratio", "baseline_attention_images_per_s"),
 }
+
+
+def with_costs(rows: list[dict[str, Any]], *, baseline: str = BASELINE) -> list[dict[str, Any]]:
+    """Each row with, per throughput key, its cost (time per image over the baseline's) and the baseline's images/s
+    that cost is measured against, so that cost = baseline images/s / images/s holds in every row, table and chart.
+
+    A row timed round by round with its baseline (`runner.measure_throughput`: `train_cost_ratio` and
+    `attention_speed_ratio` of those rounds) keeps its paired ratio, and its baseline figure is the baseline's speed in
+    those same rounds (`paired` True), which differs from the baseline's own row (the median over all its pairings).
+    Otherwise the cost is against the baseline row (`paired` False); None where a figure or the baseline is missing.
+    """
+    base = next((r for r in rows if _row_method(r) == baseline), None)
+    out = []
+    for row in rows:
+        row = dict(row)
+        paired = isinstance(row.get("train_cost_ratio"), int | float) and isinstance(
+            row.get("attention_speed_ratio"), int | float
+        )
+        if paired:
+            row["attention_cost_ratio"] = 1.0 / row["attention_speed_ratio"] if row["attention_speed_ratio"] else None
+        for key, (cost, against) in COSTS.items():
+            value = row.get(key)
+            if not isinstance(value, int | float) or value <= 0:
+                row[cost] = row[against] = None
+            elif paired:
+                row[against] = value * row[cost] if row[cost] else None
+            else:
+                reference = base.get(key) if base else None
+                ok = isinstance(reference, int | float) and reference > 0
+                row[against] = float(reference) if ok else None
+                row[cost] = float(reference) / float(value) if ok else None
+        row["paired"] = paired and _row_method(row) != baseline
+        out.append(row)
+    return out
 
 
 def _setting_note(rows: list[dict[str, Any]]) -> str:
     parts = []
-    for key, fmt in (("device", "{}"), ("precision", "{}"), ("batch_size", "batch {}"), ("threads", "{} thread(s)")):
+    for key, fmt in (("device", "{}"), ("precision", "{}"), ("batch_size", "batch {}"), ("threads", "threads")):
         values = {r.get(key) for r in rows if r.get(key) is not None}
         if len(values) == 1:
-            parts.append(fmt.format(values.pop()))
+            value = values.pop()
+            parts.append(plural(value, "thread") if fmt == "threads" else fmt.format(value))
     return ", ".join(parts)
 
 
 def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE, names: Names = NO_NAMES) -> str:
     """Horizontal bars of training and attention throughput per configuration (images/s, higher is faster), each
-    annotated with its value and its ratio to the Grad-CAM baseline: the cost of each method at a glance.
+    labelled with its value and its cost (time per image over the baseline's, as the report's table gives it), with
+    a tick at the baseline figure that cost is measured against (`with_costs`): for a paired timing the baseline's
+    speed in the same rounds, so bar, tick and label agree with each other and with the table.
 
     `rows` are `{"config": "gain_ext-78", "train_images_per_s": ..., "attention_images_per_s": ...}` (a record's
     `timings.throughput` plus its configuration name; `method` and `budget` keys are used when given).
     """
     if not rows:
         return empty_figure("no throughput measured")
-    rows = sorted(rows, key=lambda r: (names.rank(_row_method(r)), _row_budget(r)))
+    rows = sorted(with_costs(rows, baseline=baseline), key=lambda r: (names.rank(_row_method(r)), _row_budget(r)))
     colours = config_colours([(_row_method(r), _row_budget(r)) for r in rows], names)
     labels = [str(r.get("config", "?")) for r in rows]
     labels = [
@@ -411,18 +437,23 @@ def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE, na
         fig = Figure(figsize=(10.5, 0.36 * len(rows) + 1.5), layout="constrained")
         axes = fig.subplots(1, len(THROUGHPUT_KEYS), sharey=True, squeeze=False).ravel()
         for ax, (key, title) in zip(axes, THROUGHPUT_KEYS, strict=True):
+            cost_key, against_key = COSTS[key]
             values = np.array([float(r[key]) if isinstance(r.get(key), int | float) else np.nan for r in rows])
-            ratios = throughput_ratios(rows, key, baseline=baseline)
             ax.barh(y, np.nan_to_num(values), color=colours, height=0.7)
             top = np.nanmax(values) if np.isfinite(values).any() else 1.0
-            for yi, value, ratio in zip(y, values, ratios, strict=True):
-                if not np.isfinite(value):
-                    text = "n/a"
-                    value = 0.0
-                else:
-                    text = f"{value:,.0f}" + (f"  \N{MULTIPLICATION SIGN}{ratio:.2f}" if ratio is not None else "")
-                ax.text(value + 0.015 * top, yi, text, va="center", ha="left", fontsize=8.5)
-            ax.set_xlim(0, top * 1.45)
+            for yi, row in zip(y, rows, strict=True):
+                against = row.get(against_key)
+                if against is not None and _row_method(row) != baseline:
+                    ax.plot([against, against], [yi - 0.42, yi + 0.42], color="0.1", lw=1.6)
+                    top = max(top, against)
+            for yi, row, value in zip(y, rows, values, strict=True):
+                cost = row.get(cost_key)
+                text = "n/a" if not np.isfinite(value) else f"{value:,.0f}"
+                if np.isfinite(value) and cost is not None:
+                    text += f"  cost {cost:.2f}\N{MULTIPLICATION SIGN}"
+                ax.text(max(np.nan_to_num(value), row.get(against_key) or 0) + 0.015 * top, yi, text,
+                        va="center", ha="left", fontsize=8.5)  # fmt: skip
+            ax.set_xlim(0, top * 1.5)
             ax.set_title(title)
             ax.set_xlabel("images/s")
             ax.grid(axis="y", visible=False)
@@ -430,11 +461,12 @@ def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE, na
         axes[0].invert_yaxis()
         note = _setting_note(rows)
         has_base = any(_row_method(r) == baseline for r in rows)
-        ratio_note = (
-            f"\N{MULTIPLICATION SIGN}: ratio to {names.display(baseline)}"
-            if has_base
-            else "no baseline run: no ratios"
-        )
+        paired = any(r["paired"] for r in rows)
+        if not has_base and not paired:
+            ratio_note = "no baseline run: no costs"
+        else:
+            against = "the baseline's speed in the same rounds (paired)" if paired else f"{names.display(baseline)}"
+            ratio_note = f"cost = time per image over the baseline's; tick: {against}"
         fig.suptitle(" · ".join(filter(None, [note, ratio_note])), fontsize=9, color="0.3")
         return png_data_uri(fig)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.tables import BASELINE, config_name
+from benchmark.tables import BASELINE, config_name, plural
 
 ALPHA = 0.05
 MIN_SEEDS_FOR_CLAIMS = 4
@@ -141,14 +141,102 @@ def beats_baseline_sentence(paired: pd.DataFrame, cls: str = "boat", context: st
     return f"Beats the baseline on {what} at once: " + "; ".join(parts) + "."
 
 
+def _effect(row: dict[str, Any] | None) -> str | None:
+    """"better", "worse" or "ns" for a paired row (Holm-adjusted, in the metric's direction); None without one."""
+    keys = ("p_holm", "difference")
+    if row is None or not all(isinstance(row.get(k), int | float) and math.isfinite(row[k]) for k in keys):
+        return None
+    if row["p_holm"] >= ALPHA:
+        return "ns"
+    higher = bool(row.get("higher_is_better", True))
+    return "better" if (row["difference"] > 0) == higher else "worse"
+
+
+def subject(aggregated: pd.DataFrame) -> dict[str, Any] | None:
+    """The configuration the verdict's first sentence is about, chosen by the design, not by its results: the one
+    with the most pixel labels (the largest budget; the first in the suite's order among equals), else the first
+    configuration that is not the baseline."""
+    configs = aggregated.drop_duplicates("config")
+    others = configs[configs["method"] != BASELINE]
+    if others.empty:
+        return None
+    budgets = others["budget"].astype(int)
+    chosen = others[budgets == budgets.max()].iloc[0] if budgets.max() > 0 else others.iloc[0]
+    return chosen.to_dict()
+
+
+def answer(
+    aggregated: pd.DataFrame,
+    paired: pd.DataFrame,
+    shares: dict[str, float] | None = None,
+    unbiased: float = float("nan"),
+    cls: str = "boat",
+    context: str = "water",
+) -> str | None:
+    """The report's heading answered in one sentence, generated from the numbers: where `subject`'s {cls} map lies
+    against the baseline's (pointing game, paired; the map's share on the {context} beside the unbiased model's) and
+    whether the decisions follow (the shifted groups' AUROC, paired), with the budget it took. None without a
+    baseline or a configuration to compare."""
+    chosen = subject(aggregated)
+    configs = aggregated.drop_duplicates("config")
+    base = configs[configs["method"] == BASELINE]
+    if chosen is None or base.empty or paired.empty:
+        return None
+    base_config, config = base["config"].iloc[0], chosen["config"]
+    rows = {r["metric"]: r for r in paired[paired["config"] == config].to_dict("records")}
+    name = _names(pd.DataFrame([chosen]))[0]
+
+    def means(metric: str) -> str:
+        b, c = _cell(aggregated, base_config, metric), _cell(aggregated, config, metric)
+        return f"{b['mean']:.2f} \u2192 {c['mean']:.2f}" if b and c else "n/a"
+
+    def p_text(row: dict[str, Any]) -> str:
+        return f"Holm p {_p(row['p_holm'])}" if row["p_holm"] < ALPHA else "not significant"
+
+    maps, decisions = _effect(rows.get("pointing_game")), _effect(rows.get("shifted_auroc"))
+    if decisions is None:
+        return None
+    parts = []
+    if maps is not None:
+        verb = {"better": f"moves the {cls} map onto the {cls}", "worse": f"moves the {cls} map off the {cls}",
+                "ns": f"leaves the {cls} map about where the baseline's is"}[maps]  # fmt: skip
+        numbers = f"pointing game {means('pointing_game')}, {p_text(rows['pointing_game'])}"
+        shares = shares or {}
+        if math.isfinite(shares.get(base_config, math.nan)) and math.isfinite(shares.get(config, math.nan)):
+            numbers += f"; share of the map on the {context} {shares[base_config]:.2f} \u2192 {shares[config]:.2f}"
+            if math.isfinite(unbiased):
+                numbers += f", a model trained without the bias {unbiased:.2f}"
+        parts.append(f"{verb} ({numbers})")
+    verb = {"better": f"makes the classifier rely on the {cls} more", "worse": f"makes it rely on the {context} more",
+            "ns": f"does not make the classifier rely on the {cls}"}[decisions]  # fmt: skip
+    parts.append(f"{verb} (AUROC between {cls}s without {context} and {context} without {cls} "
+                 f"{means('shifted_auroc')}, {p_text(rows['shifted_auroc'])})")  # fmt: skip
+    joint = " but " if maps is not None and (maps == "better") != (decisions == "better") else " and "
+    budget = int(chosen["budget"])
+    lead = f"With {budget} pixel-labelled images, {name} " if budget else f"{name} "
+    return lead + joint.join(parts) + f"; each arrow goes from the Grad-CAM baseline to {name}."
+
+
 def verdict(
-    aggregated: pd.DataFrame, paired: pd.DataFrame, *, n_seeds: int, cls: str = "boat", context: str = "water"
+    aggregated: pd.DataFrame,
+    paired: pd.DataFrame,
+    *,
+    n_seeds: int,
+    cls: str = "boat",
+    context: str = "water",
+    shares: dict[str, float] | None = None,
+    unbiased: float = float("nan"),
 ) -> dict[str, list[str]]:
-    """`summary`: plain sentences on the baseline's shortcut and what the configurations change, significant or
-    not; `details`: one sentence per configuration with every difference, interval and Holm-adjusted p."""
+    """`summary`: first the heading's answer (`answer`: maps, decisions, budget), then plain sentences on the
+    baseline's shortcut and what the configurations change, significant or not; `details`: one sentence per
+    configuration with every difference, interval and Holm-adjusted p. `shares`: each configuration's share of the
+    map on the context (mean over seeds), `unbiased`: the unbiased model's."""
     if aggregated.empty:
         return {"summary": ["No complete runs yet: nothing to conclude."], "details": []}
     summary: list[str] = []
+    first = answer(aggregated, paired, shares, unbiased, cls, context) if len(paired) else None
+    if first:
+        summary.append(first)
     configs = aggregated.drop_duplicates("config")
     base = configs[configs["method"] == BASELINE]
     if len(base):
@@ -212,12 +300,12 @@ def verdict(
             if shifted and all(r["p_holm"] < ALPHA and r["difference"] > 0 for r in shifted):
                 improved.append(name)
         summary.append(beats_baseline_sentence(paired, cls, context))
-        if improved:
-            summary.append(f"Significantly better than the baseline on both shifted groups: {', '.join(improved)}.")
-        else:
+        beating = {item["name"] for item in beaters(paired)}
+        extra = [name for name in improved if name not in beating]
+        if extra:  # better on both groups without beating it on the AUROC too: said once, not twice
             summary.append(
-                f"No configuration is significantly better than the baseline on both shifted groups "
-                f"({cls} without {context} and {context} without {cls}) at Holm-adjusted p < {ALPHA}."
+                f"Significantly better than the baseline on both shifted groups, but not on the AUROC: "
+                f"{', '.join(extra)}."
             )
     degenerate = aggregated[aggregated["degenerate_seeds"] > 0]
     if len(degenerate):
@@ -228,7 +316,7 @@ def verdict(
         )
     if n_seeds < MIN_SEEDS_FOR_CLAIMS:
         summary.append(
-            f"With {n_seeds} complete seed(s) per configuration these differences are indicative only; run at "
+            f"With {plural(n_seeds, 'complete seed')} per configuration these differences are indicative only; run at "
             f"least {MIN_SEEDS_FOR_CLAIMS} seeds (e.g. --seeds 0,1,2,3) before claiming one."
         )
     return {"summary": summary, "details": details}
