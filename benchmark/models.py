@@ -1,7 +1,7 @@
 """Backbones wrapped as `features` (image -> the feature map attention is taken from) and `head` (-> logits).
 
 `model(x) == model.head(model.features(x))`, so Grad-CAM needs no hooks: it differentiates the logits with respect
-to the output of `features` (DESIGN.md, "Model").
+to the output of `features` (docs/layout.md, "Contracts").
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ def tiny_batch() -> dict[str, torch.Tensor]:
 
 
 def by_hand(model, batch, sigma=0.5, omega=10.0, alpha=1.0, omega_e=10.0):
-    """PAPER.md written out for the tiny model, per image as with batch 1, then averaged over the batch.
+    """The paper's losses (docs/methods.md) written out for the tiny model, per image as with batch 1, then averaged
+    over the batch.
 
     The Grad-CAM weights are the closed form `W[c] / (h w)` (constants); everything else is differentiable in the
     model's parameters, so the gradients of the result can be compared with the method's.
@@ -113,8 +114,9 @@ def test_gain_losses_match_the_hand_computation():
 
 
 def test_gain_ext_gradients_match_the_hand_computation():
-    """Same parameter gradients as PAPER.md's losses: constant Grad-CAM weights, the map differentiable through the
-    features, L_am's gradient through both the soft mask and the erased-image pass, L_e's through the map."""
+    """Same parameter gradients as the paper's losses (docs/methods.md): constant Grad-CAM weights, the map
+    differentiable through the features, L_am's gradient through both the soft mask and the erased-image pass, L_e's
+    through the map."""
     batch = tiny_batch()
     ours, ref = tiny_model(), tiny_model()
     build_method("gain_ext", warmup_epochs=0).training_loss(ours, batch, epoch=0)["total"].backward()

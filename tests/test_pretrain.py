@@ -35,7 +35,7 @@ def test_the_corpus_is_unbiased_and_disjoint_by_seed():
     assert pre.dataset_params["seed"] == 3 + SEED_OFFSET
     assert pre.dataset_params["image_size"] == 48 and pre.dataset_params["n_train"] == 160
     assert pre.method == "gradcam" and "init" not in pre.model_params
-    assert pre.train == TrainSettings(diagnostics=False), "FINDINGS.md's pre-training: 8 epochs, Adam one-cycle lr 3e-3"
+    assert pre.train == TrainSettings(diagnostics=False), "the findings' pre-training: 8 epochs, Adam one-cycle 3e-3"
 
 
 def test_init_is_validated_and_part_of_the_configuration():

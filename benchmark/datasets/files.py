@@ -169,8 +169,9 @@ class FileSplit:
         std: tuple[float, float, float] = (0.25, 0.25, 0.25),
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
-        """The DESIGN.md batch dict for rows `index`; with a `generator` (training) each image is randomly cropped
-        and flipped (when the split augments), else resized. Images without pixel labels get an all-ignore mask."""
+        """The batch dict (docs/layout.md, "Contracts") for rows `index`; with a `generator` (training) each image is
+        randomly cropped and flipped (when the split augments), else resized. Images without pixel labels get an
+        all-ignore mask."""
         index = index.to(torch.long)
         images, planes = self._views(index.tolist(), generator)
         context = planes[:, 1] if self.has_context_masks else None

@@ -1,7 +1,7 @@
 """The datasets a run can name (`[data] name = ...`): one entry each, so validation, the config hash, loading and the
 report treat the built-in data and the real datasets alike.
 
-Every loader returns the splits by role (DESIGN.md "Splits"): `train`, `val`, the shifted groups
+Every loader returns the splits by role (docs/layout.md, "Contracts"): `train`, `val`, the shifted groups
 `class_without_context` / `context_without_class` where the data has them, and the built-in data's counterfactual
 splits `cf_*`.
 """

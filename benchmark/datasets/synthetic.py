@@ -56,7 +56,7 @@ SPLITS: tuple[str, ...] = (
     "cf_context_swapped",
     "cf_object_removed",
 )
-# The role each evaluation split plays (DESIGN.md "Splits") -> its name here.
+# The role each evaluation split plays (docs/layout.md, "Contracts") -> its name here.
 ROLES: dict[str, str] = {
     "val": "val",
     "class_without_context": "boat_without_water",

@@ -58,9 +58,9 @@ class TensorSplit:
         std: tuple[float, float, float] = (0.25, 0.25, 0.25),
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
-        """The DESIGN.md batch dict for rows `index`; `has_mask` marks the rows inside the pixel-label budget.
-        `generator` is accepted for the interface of `FileSplit.batch` and unused: the built-in data is not
-        augmented."""
+        """The batch dict (docs/layout.md, "Contracts") for rows `index`; `has_mask` marks the rows inside the
+        pixel-label budget. `generator` is accepted for the interface of `FileSplit.batch` and unused: the built-in
+        data is not augmented."""
         index = index.to(torch.long)
         rows = index.to(self.images.device)
         return batch_dict(
@@ -88,8 +88,9 @@ def batch_dict(
     mean: tuple[float, float, float],
     std: tuple[float, float, float],
 ) -> dict[str, torch.Tensor]:
-    """The DESIGN.md batch dict on `device` from uint8 images `[N,3,H,W]` and integer masks `[N,H,W]`, wherever
-    they are: they cross to `device` as they are (uint8: a quarter of the float bytes) and are normalised there."""
+    """The batch dict (docs/layout.md, "Contracts") on `device` from uint8 images `[N,3,H,W]` and integer masks
+    `[N,H,W]`, wherever they are: they cross to `device` as they are (uint8: a quarter of the float bytes) and are
+    normalised there."""
     m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     image = images.to(device, non_blocking=True)

@@ -1,4 +1,5 @@
-"""GAIN (self-guided attention mining) and GAIN_ext (plus pixel-level supervision), as in PAPER.md.
+"""GAIN (self-guided attention mining) and GAIN_ext (plus pixel-level supervision), as in Li et al., "Tell Me Where to
+Look: Guided Attention Inference Network", CVPR 2018 (docs/methods.md writes the losses out).
 
 Li et al., "Tell Me Where to Look: Guided Attention Inference Network", CVPR 2018, eq. 3-7:
 `T(A) = sigmoid(omega (A - sigma))`, `I* = I - T(A) * I`, `L_am = (1/n) sum_c sigmoid(s^c(I*^c))` over the image's

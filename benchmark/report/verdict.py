@@ -18,7 +18,7 @@ ALPHA = 0.05
 MIN_SEEDS_FOR_CLAIMS = 4
 
 # Li et al., "Tell Me Where to Look", CVPR 2018, Table 4 (arXiv v1): VOC 2012-trained, boat accuracy on 50 + 50
-# internet images; from ../shared/PAPER.md. Shares, not percentages, to sit beside this suite's numbers.
+# internet images. Shares, not percentages, to sit beside this suite's numbers.
 PAPER_TABLE4: dict[str, Any] = {
     "columns": ["Grad-CAM", "GAIN", "GAIN_ext-9", "GAIN_ext-23", "GAIN_ext-78"],
     "rows": [
