@@ -479,13 +479,16 @@ def environment(device: str) -> dict[str, Any]:
         "gain_bench": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "cuda": torch.version.cuda,
         "device": device,
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
-    } | (
-        {"device_name": torch.cuda.get_device_name(device), "cudnn_benchmark": torch.backends.cudnn.benchmark}
+    } | (  # the CUDA facts only where CUDA ran
+        {
+            "cuda": torch.version.cuda,
+            "device_name": torch.cuda.get_device_name(device),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        }
         if torch.device(device).type == "cuda"
         else {}
     )
