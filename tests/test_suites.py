@@ -1,6 +1,7 @@
 import pytest
 
 from benchmark import suites
+from benchmark.pretrain import pretrain_spec
 from benchmark.suites import SuiteError, apply_overrides, from_dict, load
 
 MINIMAL = {"name": "t", "methods": {"gradcam": {}, "gain_ext": {}}}
@@ -181,3 +182,20 @@ def test_the_suite_reference_is_generated_from_the_schema():
     for cls in SCHEMA.values():
         for name in cls.__dataclass_fields__:
             assert f"| `{name}` |" in doc.read_text()
+
+
+def test_the_paper_scale_suites_expand_to_vgg16_at_224_px_pre_trained_on_the_unbiased_corpus():
+    paper = load("paper-scale")
+    runs = paper.runs()
+    assert len(runs) == 21 and paper.device == "cuda"
+    assert {(s.method, s.budget) for s in runs} == {
+        ("gradcam", 0), ("gain", 0), ("gain_ext", 9), ("gain_ext", 78), ("gain_ext", 1464),
+        ("copy_paste", 78), ("object_removal", 78),
+    }  # fmt: skip
+    spec = runs[0]
+    assert spec.model == "vgg16" and spec.dataset_params["image_size"] == 224 and spec.train.precision == "bf16"
+    assert spec.model_params["init"] == "pretrained-synthetic" and spec.model_params["pretrain"]["lr"] == 1e-4
+    voc = load("voc-synthetic")
+    assert len(voc.runs()) == 21 and {s.dataset for s in voc.runs()} == {"voc"}
+    same = {pretrain_spec(s).run_id for s in (*runs, *voc.runs())}
+    assert len(same) == 1, "both suites start from one pre-trained VGG-16"
