@@ -1,5 +1,6 @@
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,16 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-benchmark reads `benchmark_only` in its own pytest_configure, which runs last (trylast=True).
     if config.getoption("benchmark_alias", default=False):
         config.option.benchmark_only = True
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _data_root_outside_the_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A test that names no data root (a run's held-out data, a subprocess's suite) generates its data under a
+    temporary one for the session, never under the repository's ./datasets."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("GAIN_BENCH_DATA", str(tmp_path_factory.mktemp("gain-bench-data")))
+    yield
+    patch.undo()
 
 
 @pytest.fixture(autouse=True)

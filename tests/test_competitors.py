@@ -302,12 +302,17 @@ SMALL = {"n_train": 64, "n_val": 10, "n_shifted": 10, "n_counterfactual": 5}
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return load_data(RunSpec(method="gradcam", dataset_params=SMALL), tmp_path_factory.mktemp("data"))
+def tiny_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tiny_root):
+    return load_data(RunSpec(method="gradcam", dataset_params=SMALL), tiny_root)
 
 
 @pytest.mark.parametrize("name", NEW)
-def test_one_epoch_of_real_training_records_a_finite_curve(name, tmp_path, tiny_data):
+def test_one_epoch_of_real_training_records_a_finite_curve(name, tmp_path, tiny_data, tiny_root):
     params = {"warmup_epochs": 0} if name == "ext_only" else {}
     spec = RunSpec(
         method=name,
@@ -316,7 +321,7 @@ def test_one_epoch_of_real_training_records_a_finite_curve(name, tmp_path, tiny_
         dataset_params=SMALL,
         train=TrainSettings(epochs=1, batch_size=32, mask_batch=4),
     )
-    record = run(spec, tmp_path, data=tiny_data, progress=False)
+    record = run(spec, tmp_path, data=tiny_data, data_root=tiny_root, progress=False)  # held-out data there too
     assert record["status"] == "complete", record["error"]
     (epoch,) = record["curve"]
     parts = {k: v for k, v in epoch.items() if k not in ("epoch", "seconds", "steps_images")}
