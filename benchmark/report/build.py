@@ -15,10 +15,10 @@ import jinja2
 import pandas as pd
 
 from benchmark import __version__
-from benchmark.metric_defs import METRIC, labels
+from benchmark.metric_defs import labels
 from benchmark.names import Names
 from benchmark.report import figures, gallery
-from benchmark.report.verdict import ALPHA, PAPER_TABLE4, beats_baseline_sentence, verdict
+from benchmark.report.verdict import PAPER_TABLE4, beats_baseline_sentence, effect, p_text, signed_points, verdict
 from benchmark.results import RegimeView, SuiteView, planned, read_suite, read_throughput, reference_share
 from benchmark.selection import RULES, Selection, reported_specs, select_suite, trials_table
 from benchmark.spec import RunSpec
@@ -51,17 +51,9 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["num"] = _num
     env.filters["plural"] = lambda n, word: plural(int(n), word)
-    env.filters["pval"] = _pval
+    env.filters["pval"] = lambda p: p_text(p, missing="–")
     env.filters["iv"] = _interval
     return env
-
-
-def _pval(p: Any) -> str:
-    """A p-value to three decimals; below 0.001 (the two-level bootstrap's floor with 2,000 resamples is about
-    0.0005) as "< 0.001"."""
-    if p is None or not isinstance(p, int | float) or not math.isfinite(p):
-        return "–"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _interval(cell: dict[str, Any] | None, digits: int = 3) -> str:
@@ -148,19 +140,9 @@ def _throughput_view(rows: list[dict[str, Any]], method_names: Names) -> dict[st
     }
 
 
-def _effect(row: dict[str, Any]) -> str:
-    """"better" or "worse" where a paired difference is significant after Holm's adjustment (in the metric's
-    direction), else "ns"."""
-    p, difference = row.get("p_holm"), row.get("difference")
-    if not (isinstance(p, int | float) and math.isfinite(p) and p < ALPHA and isinstance(difference, int | float)):
-        return "ns"
-    higher = METRIC[row["metric"]].higher_is_better if row["metric"] in METRIC else True
-    return "better" if (difference > 0) == higher else "worse"
-
-
 def _effects(significance: list[dict[str, Any]], names: dict[str, str]) -> dict[str, Any]:
     """The significance table at a glance: one row per configuration, one cell per metric, the difference in points
-    (hundredths for AUROC) coloured by `_effect`, the interval and p in the cell's title."""
+    (hundredths for AUROC) coloured by `verdict.effect`, the interval and p in the cell's title."""
     metrics = [m for m in SIGNIFICANCE_METRICS if any(r["metric"] == m for r in significance)]
     rows: dict[str, dict[str, Any]] = {}
     for r in significance:
@@ -173,11 +155,9 @@ def _effects(significance: list[dict[str, Any]], names: dict[str, str]) -> dict[
             if r is None or not isinstance(r.get("difference"), int | float) or not math.isfinite(r["difference"]):
                 cells.append({"text": "–", "kind": "ns", "title": ""})
                 continue
-            points = round(100 * r["difference"])
-            text = "±0" if points == 0 else f"{points:+d}".replace("-", "−")
             title = (f"{r['difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
-                     f"p {_pval(r['p_value'])}, Holm p {_pval(r['p_holm'])}")  # fmt: skip
-            cells.append({"text": text, "kind": r["effect"], "title": title})
+                     f"p {p_text(r['p_value'])}, Holm p {p_text(r['p_holm'])}")  # fmt: skip
+            cells.append({"text": signed_points(r["difference"], zero="±0"), "kind": r["effect"], "title": title})
         out.append({"name": name, "cells": cells})
     return {"metrics": [(m, names.get(m, m)) for m in metrics], "rows": out}
 
@@ -433,7 +413,7 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         return (f"{row['regime']}: " if sweep else "") + _config_name(row)
 
     significance = [
-        r | {"name": name(r), "metric_name": names.get(r["metric"], r["metric"]), "effect": _effect(r)}
+        r | {"name": name(r), "metric_name": names.get(r["metric"], r["metric"]), "effect": effect(r) or "ns"}
         for r in (paired[paired["metric"].isin(SIGNIFICANCE_METRICS)].to_dict("records") if len(paired) else [])
     ]
     aggregated = tables["aggregated"]

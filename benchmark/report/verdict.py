@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.metric_defs import METRIC
 from benchmark.tables import BASELINE, config_name, plural
 
 ALPHA = 0.05
@@ -60,23 +61,26 @@ def _comparison(row: dict[str, Any], what: str) -> str:
     unit = "hundredths" if row.get("metric") == "shifted_auroc" else "points"
     if not all(math.isfinite(row[k]) for k in ("difference", "ci_low", "ci_high", "p_holm")):
         return f"{what}: not computable (a value is missing)"
-    points = round(100 * row["difference"])
     significant = row["p_holm"] < ALPHA
     return (
-        f"{what} {'±0' if points == 0 else f'{points:+d}'.replace('-', '−')} {unit} "
-        f"[{_signed(row['ci_low'])}, {_signed(row['ci_high'])}] "
-        f"(Holm p {_p(row['p_holm'])}, {'significant' if significant else 'not significant'})"
+        f"{what} {signed_points(row['difference'], zero='±0')} {unit} "
+        f"[{signed_points(row['ci_low'])}, {signed_points(row['ci_high'])}] "
+        f"(Holm p {p_text(row['p_holm'])}, {'significant' if significant else 'not significant'})"
     )
 
 
-def _signed(x: float) -> str:
+def signed_points(x: float, *, zero: str = "0") -> str:
+    """A difference of shares in points (hundredths), signed with a true minus: `+5`, `−3`, `zero` when it rounds
+    to 0."""
     points = round(100 * x)
-    return "0" if points == 0 else f"{points:+d}".replace("-", "−")
+    return zero if points == 0 else f"{points:+d}".replace("-", "−")
 
 
-def _p(p: float) -> str:
-    if not math.isfinite(p):
-        return "n/a"
+def p_text(p: Any, missing: str = "n/a") -> str:
+    """A p-value to three decimals; below 0.001 (the two-level bootstrap's floor with 2,000 resamples is about
+    0.0005) as "< 0.001"; `missing` where there is none."""
+    if not isinstance(p, int | float) or not math.isfinite(p):
+        return missing
     return f"{p:.3f}" if p >= 0.001 else "< 0.001"
 
 
@@ -141,14 +145,16 @@ def beats_baseline_sentence(paired: pd.DataFrame, cls: str = "boat", context: st
     return f"Beats the baseline on {what} at once: " + "; ".join(parts) + "."
 
 
-def _effect(row: dict[str, Any] | None) -> str | None:
-    """"better", "worse" or "ns" for a paired row (Holm-adjusted, in the metric's direction); None without one."""
+def effect(row: dict[str, Any] | None) -> str | None:
+    """"better" or "worse" where a paired difference is significant after Holm's adjustment, in the metric's
+    direction (the row's `higher_is_better`, else the metric table's), "ns" where it is not; None without one."""
     keys = ("p_holm", "difference")
     if row is None or not all(isinstance(row.get(k), int | float) and math.isfinite(row[k]) for k in keys):
         return None
     if row["p_holm"] >= ALPHA:
         return "ns"
-    higher = bool(row.get("higher_is_better", True))
+    metric = METRIC.get(row.get("metric", ""))
+    higher = bool(row.get("higher_is_better", metric.higher_is_better if metric else True))
     return "better" if (row["difference"] > 0) == higher else "worse"
 
 
@@ -190,17 +196,17 @@ def answer(
         b, c = _cell(aggregated, base_config, metric), _cell(aggregated, config, metric)
         return f"{b['mean']:.2f} \u2192 {c['mean']:.2f}" if b and c else "n/a"
 
-    def p_text(row: dict[str, Any]) -> str:
-        return f"Holm p {_p(row['p_holm'])}" if row["p_holm"] < ALPHA else "not significant"
+    def holm(row: dict[str, Any]) -> str:
+        return f"Holm p {p_text(row['p_holm'])}" if row["p_holm"] < ALPHA else "not significant"
 
-    maps, decisions = _effect(rows.get("pointing_game")), _effect(rows.get("shifted_auroc"))
+    maps, decisions = effect(rows.get("pointing_game")), effect(rows.get("shifted_auroc"))
     if decisions is None:
         return None
     parts = []
     if maps is not None:
         verb = {"better": f"moves the {cls} map onto the {cls}", "worse": f"moves the {cls} map off the {cls}",
                 "ns": f"leaves the {cls} map about where the baseline's is"}[maps]  # fmt: skip
-        numbers = f"pointing game {means('pointing_game')}, {p_text(rows['pointing_game'])}"
+        numbers = f"pointing game {means('pointing_game')}, {holm(rows['pointing_game'])}"
         shares = shares or {}
         if math.isfinite(shares.get(base_config, math.nan)) and math.isfinite(shares.get(config, math.nan)):
             numbers += f"; share of the map on the {context} {shares[base_config]:.2f} \u2192 {shares[config]:.2f}"
@@ -210,7 +216,7 @@ def answer(
     verb = {"better": f"makes the classifier rely on the {cls} more", "worse": f"makes it rely on the {context} more",
             "ns": f"does not make the classifier rely on the {cls}"}[decisions]  # fmt: skip
     parts.append(f"{verb} (AUROC between {cls}s without {context} and {context} without {cls} "
-                 f"{means('shifted_auroc')}, {p_text(rows['shifted_auroc'])})")  # fmt: skip
+                 f"{means('shifted_auroc')}, {holm(rows['shifted_auroc'])})")  # fmt: skip
     joint = " but " if maps is not None and (maps == "better") != (decisions == "better") else " and "
     budget = int(chosen["budget"])
     lead = f"With {budget} pixel-labelled images, {name} " if budget else f"{name} "
