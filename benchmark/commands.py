@@ -249,9 +249,7 @@ def cmd_export_voc(args: argparse.Namespace) -> int:
     keys = ("image_size", "train_aug", "seg_train", "val", "shifted", "seed", "quality", "rho", "q")
     settings = ExportSettings(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
     root = args.data_root if args.data_root is not None else default_root()
-    total = settings.train_aug + settings.val + 2 * settings.shifted
-    print(f"writing {total} images of {settings.image_size} px under {root} ...", flush=True)
-    voc = export(root, settings, progress=sys.stdout.isatty())
+    voc = export(root, settings)
     print(f"wrote {voc} ({settings.train_aug} train_aug, {settings.seg_train} with masks, {settings.val} val) and "
           f"{root / 'voc-biased-boats'}; run it with: gain-bench run voc-paper --data-root {root}")  # fmt: skip
     return 0

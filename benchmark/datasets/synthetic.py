@@ -11,6 +11,7 @@ another, and one config always yields byte-identical files.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -20,9 +21,11 @@ import multiprocessing
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -67,6 +70,7 @@ ROLES: dict[str, str] = {
 }
 GENERATOR_VERSION: int = 1
 NAME = BUILTIN_DATA
+T = TypeVar("T")
 CHUNK = 200
 MANIFEST_FIELDS = ("id", "split", "labels", "context", "has_context", "pair", "path", "mask_path", "context_mask_path")
 
@@ -240,6 +244,28 @@ def _write_chunk(config: SyntheticConfig, tmp: Path, split: str, start: int, sto
     return rows
 
 
+def write_chunks(
+    write: Callable[[Any, Path, str, int, int], list[T]], config: Any, tmp: Path, sizes: dict[str, int], chunk: int
+) -> list[list[T]]:
+    """`write(config, tmp, split, start, stop)` for every `chunk` images of every split, over forked workers where
+    there is more than one CPU, saying the images done at each quarter; the results in chunk order, so what is
+    written never depends on the number of workers or the order chunks finish in."""
+    chunks = [(config, tmp, split, a, min(a + chunk, n)) for split, n in sizes.items() for a in range(0, n, chunk)]
+    counter = Counter(sum(sizes.values()), "images")
+    workers = min(fork_workers(), len(chunks))
+    parts: list[list[T]] = []
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")))
+            done: Iterable[list[T]] = pool.map(write, *zip(*chunks, strict=True))
+        else:
+            done = (write(*c) for c in chunks)
+        for (*_, start, stop), part in zip(chunks, done, strict=True):
+            parts.append(part)
+            counter.add(stop - start)
+    return parts
+
+
 def fork_workers() -> int:
     """CPUs to fork onto; 1 where fork is missing or in a daemonic worker, which may not have children."""
     if "fork" not in multiprocessing.get_all_start_methods() or multiprocessing.current_process().daemon:
@@ -257,25 +283,8 @@ def _generate(config: SyntheticConfig, tmp: Path) -> None:
     for sub in ("JPEGImages", "SegmentationClass", "SegmentationContext", "ImageSets/Segmentation"):
         (tmp / sub).mkdir(parents=True)
     (tmp / "config.json").write_text(json.dumps(config.to_dict(), sort_keys=True, indent=2) + "\n")
-    chunks = [
-        (config, tmp, split, a, min(a + CHUNK, _split_size(config, split)))
-        for split in SPLITS
-        for a in range(0, _split_size(config, split), CHUNK)
-    ]
-    workers = min(fork_workers(), len(chunks))
-    counter = Counter(sum(_split_size(config, split) for split in SPLITS), "images")
-    if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            parts = []
-            for chunk, part in zip(chunks, pool.map(_write_chunk, *zip(*chunks, strict=True)), strict=True):
-                parts.append(part)
-                counter.add(chunk[4] - chunk[3])
-    else:
-        parts = []
-        for chunk in chunks:
-            parts.append(_write_chunk(*chunk))
-            counter.add(chunk[4] - chunk[3])
-    rows = [row for part in parts for row in part]
+    sizes = {split: _split_size(config, split) for split in SPLITS}
+    rows = [row for part in write_chunks(_write_chunk, config, tmp, sizes, CHUNK) for row in part]
     for split in SPLITS:
         ids = "".join(f"{r['id']}\n" for r in rows if r["split"] == split)
         (tmp / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(ids)

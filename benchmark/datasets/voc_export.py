@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing
 import os
 import shutil
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -39,6 +37,7 @@ from PIL import Image
 from benchmark.datasets import synthetic
 from benchmark.datasets.render import CLASSES, Scene, object_parts, render
 from benchmark.datasets.voc import CLASSES as VOC_CLASSES
+from benchmark.phases import phase
 
 VOC_NAMES: dict[str, str] = {"boat": "boat", "car": "car", "bird": "bird", "person": "person", "tree": "pottedplant"}
 """Each generator class's VOC class."""
@@ -158,7 +157,7 @@ def _sizes(settings: ExportSettings) -> dict[str, int]:
     return {"train": settings.train_aug, "val": settings.val, **dict.fromkeys(GROUPS, settings.shifted)}
 
 
-def _write(settings: ExportSettings, tmp: Path, progress: bool) -> None:
+def _write(settings: ExportSettings, tmp: Path) -> None:
     voc = tmp / "VOCdevkit" / "VOC2012"
     subs = ("JPEGImages", "Annotations", "SegmentationClass", "ImageSets/Segmentation", "ImageSets/SegmentationAug")
     for sub in subs:
@@ -166,22 +165,7 @@ def _write(settings: ExportSettings, tmp: Path, progress: bool) -> None:
     for sub in (*GROUPS, "masks", "context"):
         (tmp / BIASED_FOLDER / sub).mkdir(parents=True)
     sizes = _sizes(settings)
-    chunks = [(settings, tmp, s, a, min(a + CHUNK, n)) for s, n in sizes.items() for a in range(0, n, CHUNK)]
-    workers = min(synthetic.fork_workers(), len(chunks))
-    parts: list[list[dict[str, str]]] = []
-    total, done = sum(sizes.values()), 0
-    if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            for chunk, part in zip(chunks, pool.map(_write_chunk, *zip(*chunks, strict=True)), strict=True):
-                parts.append(part)
-                done += chunk[4] - chunk[3]
-                _say(progress, f"\rexport: {done}/{total} images", end="")
-    else:
-        for chunk in chunks:
-            parts.append(_write_chunk(*chunk))
-            done += chunk[4] - chunk[3]
-            _say(progress, f"\rexport: {done}/{total} images", end="")
-    _say(progress, "")
+    parts = synthetic.write_chunks(_write_chunk, settings, tmp, sizes, CHUNK)
     ids = {s: [image_id(s, i) for i in range(n)] for s, n in sizes.items()}
     lists = voc / "ImageSets"
     (lists / "Segmentation" / "train.txt").write_text("".join(f"{i}\n" for i in ids["train"][: settings.seg_train]))
@@ -196,12 +180,7 @@ def _write(settings: ExportSettings, tmp: Path, progress: bool) -> None:
     (voc / "EXPORT.json").write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
 
 
-def _say(progress: bool, text: str, end: str = "\n") -> None:
-    if progress:
-        print(text, end=end, flush=True)
-
-
-def export(data_root: Path, settings: ExportSettings = ExportSettings(), *, progress: bool = False) -> Path:
+def export(data_root: Path, settings: ExportSettings = ExportSettings()) -> Path:
     """Write the tree under `data_root` (see the module docstring) and return its `VOCdevkit/VOC2012` folder.
 
     Everything is written to a temporary folder beside it first and moved into place at the end, so an interrupted
@@ -215,8 +194,11 @@ def export(data_root: Path, settings: ExportSettings = ExportSettings(), *, prog
             raise FileExistsError(f"{target} exists; an export never overwrites data: remove it or choose another root")
     data_root.mkdir(parents=True, exist_ok=True)
     tmp = data_root / f".voc-export.tmp-{os.getpid()}-{uuid.uuid4().hex}"
+    total = sum(_sizes(settings).values())
     try:
-        _write(settings, tmp, progress)
+        with phase(f"exporting the built-in data as a VOC tree: {total} images of {settings.image_size} px under "
+                   f"{data_root}"):  # fmt: skip
+            _write(settings, tmp)
         (data_root / "VOCdevkit").mkdir(exist_ok=True)
         os.replace(tmp / "VOCdevkit" / "VOC2012", targets[0])
         os.replace(tmp / BIASED_FOLDER, targets[1])
