@@ -69,6 +69,7 @@ import hashlib
 import itertools
 import json
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,30 +258,32 @@ def load(
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise SuiteError(f"{path}: not valid TOML ({err})") from None
-    raw = apply_overrides(raw, overrides or [])
-    if seeds is not None:
-        raw["seeds"] = list(seeds)
-    if plugins:
-        raw["plugins"] = [*raw.get("plugins", []), *(p for p in plugins if p not in raw.get("plugins", []))]
+    overrides = overrides or []
+
+    def suite(overridden: list[str]) -> Suite:
+        """The suite with `overridden` applied, then the seeds and plugins the command line gives."""
+        full = apply_overrides(raw, overridden)
+        if seeds is not None:
+            full["seeds"] = list(seeds)
+        if plugins:
+            full["plugins"] = [*full.get("plugins", []), *(p for p in plugins if p not in full.get("plugins", []))]
+        return from_dict(full, source=str(path))
+
     try:
-        return from_dict(raw, source=str(path))
+        return suite(overrides)
     except SuiteError as err:
-        raise SuiteError(f"{_culprit(path, raw, overrides or [])}: {err}") from None
+        raise SuiteError(f"{_culprit(path, suite, overrides)}: {err}") from None
 
 
-def _culprit(path: Path, raw: dict[str, Any], overrides: list[str]) -> str:
-    """Where an invalid suite went wrong: the first `--set` whose value makes it invalid (the file is valid up to
-    it), else the file."""
-    if not overrides:
-        return str(path)
-    base = tomllib.loads(path.read_text())
-    for i in range(len(overrides) + 1):
+def _culprit(path: Path, suite: Callable[[list[str]], Suite], overrides: list[str]) -> str:
+    """Where an invalid suite went wrong: the first `--set` whose value makes `suite` invalid (valid up to it),
+    else the file."""
+    for i in range(len(overrides)):
         try:
-            from_dict(apply_overrides(base, overrides[:i]) | {k: raw[k] for k in ("seeds", "plugins") if k in raw},
-                      source=str(path))  # fmt: skip
+            suite(overrides[:i])
         except SuiteError:
             return str(path) if i == 0 else f"--set {overrides[i - 1]} (command line, over {path})"
-    return str(path)
+    return f"--set {overrides[-1]} (command line, over {path})" if overrides else str(path)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -22,6 +22,9 @@ class TensorSplit:
     ids: list[str]
     classes: tuple[str, ...]
     pair: torch.Tensor  # int64 [N]: counterfactual pair index, -1 elsewhere
+    _copies: dict[torch.device, TensorSplit] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -29,20 +32,24 @@ class TensorSplit:
     def to(self, device: torch.device | str) -> TensorSplit:
         """The split with its pixels (images, masks, context masks; masks stored as uint8 there, an eighth of the
         memory) on `device`, so a GPU run builds its batches where it trains instead of copying each one over; the
-        labels and the rest stay where they are (small, and read on the host)."""
+        labels and the rest stay where they are (small, and read on the host). The copy is kept, so the runs of a
+        suite that share this split (`runner.cached_data`) move it once."""
         device = torch.device(device)
         if self.images.device == device:
             return self
+        if device in self._copies:
+            return self._copies[device]
 
         def small(mask: torch.Tensor) -> torch.Tensor:
             return mask.to(torch.uint8) if bool(mask.max() <= 255) and bool(mask.min() >= 0) else mask
 
-        return dataclasses.replace(
+        self._copies[device] = dataclasses.replace(
             self,
             images=self.images.to(device),
             masks=small(self.masks).to(device),
             context=None if self.context is None else small(self.context).to(device),
         )
+        return self._copies[device]
 
     def pixels(self, rows: Sequence[int]) -> torch.Tensor:
         """uint8 `[N,3,H,W]` of `rows` (for figures)."""
