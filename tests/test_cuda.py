@@ -11,6 +11,7 @@ from tiny import tiny_suite
 
 from benchmark import runner
 from benchmark.attention import grad_cam
+from benchmark.datasets.tensors import TensorSplit
 from benchmark.folding import folded
 from benchmark.methods import build_method
 from benchmark.models import build_model
@@ -132,3 +133,29 @@ def test_compiled_timing_on_cuda_runs_gain_and_grad_cam():
     figures = measure(build_model("small_cnn", 5), build_method("gain_ext", warmup_epochs=0), batch, 0, settings)
     assert figures["compiled"] is True and figures["channels_last"] is True and figures["precision"] == "bf16"
     assert figures["train_images_per_s"] > 0 and figures["attention_images_per_s"] > 0
+
+
+def test_a_split_on_the_gpu_builds_the_batches_the_host_builds():
+    """The in-memory split moved once to the GPU (masks as uint8 there) and batched through pinned memory gives the
+    host's batch, bit for bit."""
+    g = torch.Generator().manual_seed(0)
+    split = TensorSplit(
+        name="train",
+        images=torch.randint(0, 256, (12, 3, 16, 16), generator=g, dtype=torch.uint8),
+        labels=torch.randint(0, 2, (12, 5), generator=g).float(),
+        masks=torch.randint(0, 6, (12, 16, 16), generator=g),
+        context=torch.randint(0, 2, (12, 16, 16), generator=g),
+        has_context=torch.zeros(12, dtype=torch.bool),
+        ids=[str(i) for i in range(12)],
+        classes=("a", "b", "c", "d", "e"),
+        pair=torch.full((12,), -1),
+    )
+    on_gpu = split.to("cuda")
+    assert split.to("cuda") is on_gpu, "moved once"
+    rows, has_mask = torch.tensor([3, 0, 7, 11]), torch.tensor([True, False, True, False])
+    host = split.batch(rows, has_mask=has_mask)
+    gpu = on_gpu.batch(rows, has_mask=has_mask, device="cuda")
+    assert set(host) == set(gpu)
+    for key, value in host.items():
+        assert gpu[key].device.type == "cuda" and gpu[key].dtype == value.dtype, key
+        assert torch.equal(gpu[key].cpu(), value), key

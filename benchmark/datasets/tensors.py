@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -69,7 +70,7 @@ class TensorSplit:
         pixel-label budget. `generator` is accepted for the interface of `FileSplit.batch` and unused: the built-in
         data is not augmented."""
         index = index.to(torch.long)
-        rows = index.to(self.images.device)
+        rows = move(index, self.images.device)
         return batch_dict(
             self.images[rows],
             self.labels[index],
@@ -81,6 +82,13 @@ class TensorSplit:
             mean=mean,
             std=std,
         )
+
+
+@functools.lru_cache(maxsize=8)
+def _normaliser(device: torch.device, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, ...]:
+    """Mean and std as `[1,3,1,1]` tensors on `device`, made once: a fresh host-to-GPU copy per batch would wait for
+    the GPU every step."""
+    return tuple(torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1) for v in (mean, std))
 
 
 def batch_dict(
@@ -98,16 +106,24 @@ def batch_dict(
     """The batch dict (docs/layout.md, "Contracts") on `device` from uint8 images `[N,3,H,W]` and integer masks
     `[N,H,W]`, wherever they are: they cross to `device` as they are (uint8: a quarter of the float bytes) and are
     normalised there."""
-    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    image = images.to(device, non_blocking=True)
+    device = torch.device(device)
+    m, s = _normaliser(device, tuple(mean), tuple(std))
+    flags = torch.zeros(len(index), dtype=torch.bool) if has_mask is None else has_mask.to(torch.bool)
     out = {
-        "image": (image.to(torch.float32) / 255.0 - m) / s,
-        "labels": labels,
-        "mask": masks.to(device, non_blocking=True).to(torch.int64),
-        "has_mask": torch.zeros(len(index), dtype=torch.bool) if has_mask is None else has_mask.to(torch.bool),
-        "index": index.clone(),
+        "image": (move(images, device).to(torch.float32) / 255.0 - m) / s,
+        "labels": move(labels, device),
+        "mask": move(masks, device).to(torch.int64),
+        "has_mask": move(flags, device),
+        "index": move(index.clone(), device),
     }
     if context is not None:
-        out["context"] = context.to(device, non_blocking=True).to(torch.int64)
-    return {k: v.to(device, non_blocking=True) for k, v in out.items()}
+        out["context"] = move(context, device).to(torch.int64)
+    return out
+
+
+def move(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tensor` on `device`. From host memory to a GPU it goes through pinned memory, asynchronously: a copy from
+    pageable memory makes the host wait for the GPU's queue, every batch."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
