@@ -19,6 +19,8 @@ from benchmark.summary import (
     format_comparison,
     format_curves,
     load_records,
+    provenance,
+    provenance_text,
 )
 from benchmark.tables import build_tables, format_config_rows, format_paper_table, write_csv
 
@@ -51,7 +53,11 @@ def cmd_table(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    print(format_config_rows(tables) if args.rows else format_paper_table(tables["paper"]))
+    markdown = getattr(args, "markdown", False)
+    print(format_config_rows(tables, markdown=markdown) if args.rows else format_paper_table(tables["paper"], markdown))
+    if markdown:
+        chosen = set(tables["tidy"]["run_id"])
+        print("\n" + provenance_text(provenance([r for r in load_records(args.dirs) if r["run_id"] in chosen])))
     if getattr(args, "csv", None):
         paths = write_csv(tables, args.csv)
         print(f"tables written: {', '.join(str(p) for p in paths)}")
@@ -180,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--rows",
         action="store_true",
         help="one line per configuration (method parameters in its name) with the paired difference to the baseline",
+    )
+    tb.add_argument(
+        "--markdown",
+        action="store_true",
+        help="a Markdown table with a line of provenance (runs, dates, commit, versions): what findings pages show",
     )
     tb.set_defaults(func=cmd_table)
     cu = sub.add_parser("curves", help="per-epoch loss parts and training diagnostics, mean over seeds")

@@ -184,3 +184,30 @@ def format_comparison(rows: list[dict[str, Any]]) -> str:
         threads = ", ".join(f"{a} vs {b}" for a, b in row["threads"])
         lines.append(f"{row['config']:<{width}} {row['runs']:>4}{cells}  {threads}")
     return "\n".join(lines)
+
+
+PROVENANCE_KEYS = ("git_commit", "gain_bench", "torch", "python", "device", "device_name", "threads", "platform")
+
+
+def provenance(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Where and when the complete runs among `records` were made: how many, the first start and last finish (UTC),
+    and every distinct value of their environment's `PROVENANCE_KEYS` (a folder trained at two commits names both).
+    Records from before a key was recorded count as `unrecorded`."""
+    done = [r for r in records if r.get("status") == "complete"]
+    if not done:
+        return {}
+    out = {
+        "runs": str(len(done)),
+        "trained": f"{min(r.get('started') or '?' for r in done)} to {max(r.get('finished') or '?' for r in done)}",
+    }
+    for key in PROVENANCE_KEYS:
+        values = {str(r.get("environment", {}).get(key, "unrecorded")) for r in done}
+        if values != {"unrecorded"} or key == "git_commit":
+            out[key.replace("_", " ")] = ", ".join(sorted(values))
+    return out
+
+
+def provenance_text(facts: dict[str, str]) -> str:
+    """`provenance` as one Markdown line, for a table pasted into a page: `Runs: 27; trained: ...; ...`."""
+    text = "; ".join(f"{key}: {value}" for key, value in facts.items())
+    return f"{text[:1].upper()}{text[1:]}." if text else ""

@@ -506,13 +506,20 @@ def paper_table(aggregated: pd.DataFrame, excluded: pd.DataFrame | None = None, 
     return table
 
 
-def format_paper_table(table: pd.DataFrame) -> str:
-    """`paper_table` as fixed-width text with its footnotes, for the terminal."""
+def grid(rows: list[list[str]], markdown: bool = False) -> list[str]:
+    """Rows of cells (the first the header) as fixed-width lines, or as a Markdown table."""
+    if markdown:
+        lines = [f"| {' | '.join(c.replace('|', chr(92) + '|') for c in r)} |" for r in rows]
+        return [lines[0], f"|{'---|' * len(rows[0])}", *lines[1:]]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def format_paper_table(table: pd.DataFrame, markdown: bool = False) -> str:
+    """`paper_table` as fixed-width text with its footnotes, for the terminal (or as Markdown)."""
     head = [table.index.name or "", *table.columns]
     body = [[str(i), *map(str, row)] for i, row in zip(table.index, table.to_numpy(), strict=True)]
-    widths = [max(len(r[c]) for r in [head, *body]) for c in range(len(head))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in [head, *body]]
-    return "\n".join([*lines, "", *table.attrs.get("footnotes", [])])
+    return "\n".join([*grid([head, *body], markdown), "", *table.attrs.get("footnotes", [])])
 
 
 ROW_METRICS = (
@@ -523,11 +530,13 @@ ROW_METRICS = (
 )
 
 
-def format_config_rows(tables: dict[str, pd.DataFrame], metrics: tuple[tuple[str, str], ...] = ROW_METRICS) -> str:
+def format_config_rows(
+    tables: dict[str, pd.DataFrame], metrics: tuple[tuple[str, str], ...] = ROW_METRICS, markdown: bool = False
+) -> str:
     """One line per configuration (its label less the settings every configuration shares, in the aggregated
     table's order) and, per metric, `mean [95% interval]` and the paired difference to its baseline with the
     Holm-adjusted p (`/ +0.09 p0.016`): the paper table turned on its side, for configurations that differ only in
-    their parameters or their regime."""
+    their parameters or their regime. Fixed-width text, or Markdown."""
     aggregated, paired = tables["aggregated"], tables["paired"]
     if aggregated.empty:
         return ""
@@ -550,8 +559,7 @@ def format_config_rows(tables: dict[str, pd.DataFrame], metrics: tuple[tuple[str
                 cell += f" / {d['difference']:+.3f} p{d['p_holm']:.3f}"
             cells.append(cell)
         rows.append(cells)
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines = grid(rows, markdown)
     note = "mean [95% two-level bootstrap interval] / paired difference to the baseline, Holm-adjusted p"
     return "\n".join([*lines, "", note])
 

@@ -39,6 +39,7 @@ from benchmark.metrics import (
 )
 from benchmark.models import SplitModel, build_model
 from benchmark.predictions import audited_view, predictions_csv
+from benchmark.provenance import git_commit
 from benchmark.registry import labels
 from benchmark.spec import RunSpec, TrainSettings, architecture_params
 from benchmark.store import RECORD_SCHEMA, run_dir, write_atomic, write_record
@@ -477,6 +478,7 @@ def load_checkpoint(path: Path, model: SplitModel) -> SplitModel:
 def environment(device: str) -> dict[str, Any]:
     return {
         "gain_bench": __version__,
+        "git_commit": git_commit(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": device,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pandas as pd
 from benchmark import __version__
 from benchmark.metric_defs import labels
 from benchmark.names import Names
+from benchmark.provenance import git_commit
 from benchmark.report import figures, gallery
 from benchmark.report.verdict import PAPER_TABLE4, beats_baseline_sentence, effect, p_text, signed_points, verdict
 from benchmark.results import RegimeView, SuiteView, planned, read_suite, read_throughput, reference_share
@@ -70,21 +70,6 @@ def _num(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 def _display(method_names: Names, method: str, budget: int) -> str:
@@ -459,7 +444,7 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         "environment": environment,
         "provenance": {
             "gain-bench": __version__,
-            "git commit": _git_commit(),
+            "git commit (rendered)": git_commit(),
             "suite file": suite.source,
             "suite digest": suite.digest,
             "seeds": ", ".join(map(str, suite.seeds)),
