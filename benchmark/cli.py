@@ -4,6 +4,7 @@ run; `status`, `report`, `table`, `list` and `methods` read what is there."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     try:
-        steps = _training_commands()
+        steps = _lazy("report")
     except ImportError as err:  # an analysis-only install: render what the folder holds
         print(f"note: no post-run steps here ({err}); rendering the results folder as it is", file=sys.stderr)
         steps = None
@@ -260,19 +261,30 @@ def build_parser() -> argparse.ArgumentParser:
         ex.add_argument(f"--{key.replace('_', '-')}", type=int, dest=key, help=f"default: {default}")
     for key, default in (("rho", "0.99: P(water | boat)"), ("q", "0.05: P(water | no boat)")):
         ex.add_argument(f"--{key}", type=float, help=f"default: {default}")
+    dc = sub.add_parser(
+        "docs",
+        help="rewrite the repository's generated docs (--check: fail on stale pages, broken links, bad commands)",
+        description="Rewrite the generated pages and blocks of the repository's documentation (the suite reference, "
+        "the methods' hyperparameters, the metrics; with --tables also the findings' tables whose results folders "
+        "are here), or with --check list every stale page, hand-edited block, broken link and shown command that "
+        "would not run, and exit 1 if there is one.",
+    )
+    dc.add_argument("--check", action="store_true", help="change nothing; exit 1 on any problem")
+    dc.add_argument(
+        "--tables", action="store_true", help="also run the findings' `gain-bench table` blocks on their results"
+    )
+    dc.add_argument("--root", type=Path, default=Path("."), help="the repository (default: the working folder)")
     return parser
 
 
-TRAINING_COMMANDS = ("train", "run", "list", "methods", "export-voc")
+TRAINING_COMMANDS = ("train", "run", "list", "methods", "export-voc", "docs")
 
 
-def _training_commands() -> Any:
-    """`benchmark.commands`, imported when a command needs the training stack (torch), so that `report`, `table`,
-    `status`, `curves` and `compare` run in an install without it (an optional dependency, not a cycle: commands
-    imports nothing from here)."""
-    import benchmark.commands
-
-    return benchmark.commands
+def _lazy(command: str) -> Any:
+    """The module of a command that needs the training stack (torch): `benchmark.commands`, or `benchmark.docs` for
+    `docs`; imported when the command runs, so that `report`, `table`, `status`, `curves` and `compare` run in an
+    install without torch (an optional dependency, not a cycle: neither imports the commands of this module)."""
+    return importlib.import_module("benchmark.docs" if command == "docs" else "benchmark.commands")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command in TRAINING_COMMANDS:
-            return int(getattr(_training_commands(), f"cmd_{args.command.replace('-', '_')}")(args))
+            return int(getattr(_lazy(args.command), f"cmd_{args.command.replace('-', '_')}")(args))
         return int(args.func(args))
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         return _error(err)

@@ -20,6 +20,7 @@ from benchmark.datasets.voc_export import ExportSettings, export
 from benchmark.denormals import flush_from_the_start
 from benchmark.gallery_maps import write_gallery
 from benchmark.phases import phase
+from benchmark.plugins import plugin_refs
 from benchmark.pretrain import start_checkpoint
 from benchmark.registry import METHODS, MODELS, load_plugins
 from benchmark.report import render
@@ -73,7 +74,7 @@ def format_row(run_id: str, metrics: dict[str, Any]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    load_plugins(_plugin_refs(args.plugin))
+    load_plugins(plugin_refs(args.plugin))
     if args.data not in DATASETS:
         DATASETS.entry(args.data)  # the error lists the known datasets
     spec_kwargs: dict[str, Any] = {"method": args.method, "budget": args.budget, "seed": args.seed, "model": args.model}
@@ -145,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError:
         raise ValueError(f"--seeds {args.seeds!r}: expected integers separated by commas, e.g. 0,1,2") from None
     try:
-        suite = suites.load(args.suite, args.set or [], seeds, plugins=_plugin_refs(args.plugin))
+        suite = suites.load(args.suite, args.set or [], seeds, plugins=plugin_refs(args.plugin))
         filters = runner.parse_filters(args.only or [])
         out = Path(args.out) if args.out else Path("reports") / suite.name
         if args.dry_run:
@@ -218,7 +219,7 @@ def _print_summary(out: Path, suite: Any) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    load_plugins(_plugin_refs(args.plugin))
+    load_plugins(plugin_refs(args.plugin))
     print("methods:")
     for entry in METHODS.entries():
         pixels = " uses pixel labels;" if entry.obj.uses_pixel_labels else ""
@@ -237,11 +238,6 @@ def cmd_list(args: argparse.Namespace) -> int:
         except ValueError as err:
             print(f"  {name}: invalid ({err})")
     return 0
-
-
-def _plugin_refs(refs: list[str] | None) -> list[str]:
-    """`--plugin` values as every process imports them: files made absolute (against the working folder)."""
-    return [str(Path(r).resolve()) if r.endswith(".py") or "/" in r else r for r in refs or []]
 
 
 def cmd_export_voc(args: argparse.Namespace) -> int:

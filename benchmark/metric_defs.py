@@ -26,22 +26,39 @@ class Metric:
     degenerate: str | None = None  # record flag that marks the cell
     column: str | None = None  # the per-image column of predictions.csv (localisation metrics)
     chance: float | None = None  # what a classifier that tells nothing apart scores (drawn on the report's axes)
+    definition: str = ""  # what it measures, in words (docs/statistics.md is generated from it)
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("val_accuracy", "in-distribution val accuracy", ("val",), binary=True, degenerate="val_degenerate"),
+    Metric("val_accuracy", "in-distribution val accuracy", ("val",), binary=True, degenerate="val_degenerate",
+           definition="share of in-distribution val images whose audited-class call (score ≥ 0.5) matches its label"),
     Metric("class_without_context", "{cls} without {context} (share called {cls})", ("class_without_context",),
-           binary=True, degenerate="shifted_degenerate"),
+           binary=True, degenerate="shifted_degenerate",
+           definition="share of the images with the class and without its context that are called the class"),
     Metric("context_without_class", "{context} without {cls} (share called not {cls})", ("context_without_class",),
-           binary=True, degenerate="shifted_degenerate"),
-    Metric("overall", "overall (mean of the two)", SHIFTED, degenerate="shifted_degenerate"),
-    Metric("shifted_auroc", "AUROC, shifted groups", SHIFTED, chance=0.5),
-    Metric("worst_group_accuracy", "worst-group accuracy", ("val", *SHIFTED)),
+           binary=True, degenerate="shifted_degenerate",
+           definition="share of the images with the context and without the class that are not called the class"),
+    Metric("overall", "overall (mean of the two)", SHIFTED, degenerate="shifted_degenerate",
+           definition="mean of the two shifted groups' accuracies (0.5 for a constant prediction, marked degenerate)"),
+    Metric("shifted_auroc", "AUROC, shifted groups", SHIFTED, chance=0.5,
+           definition="AUROC of the class score between the two shifted groups: the chance that an image of the class "
+           "without its context scores above one of the context without the class (threshold-free)"),
+    Metric("worst_group_accuracy", "worst-group accuracy", ("val", *SHIFTED),
+           definition="the lowest accuracy of the four (class × context) groups: with both and with neither "
+           "from val, the two minority groups from the shifted splits (Sagawa et al., ICLR 2020)"),
     Metric("context_flip_rate", "{context} flip rate (lower is better)", ("cf_original", "cf_context_swapped"),
-           higher_is_better=False),
-    Metric("relevance_mass", "relevance mass", ("val",), column="relevance_mass"),
-    Metric("pointing_game", "pointing game", ("val",), binary=True, column="pointing_hit"),
-    Metric("attention_iou", "attention IoU", ("val",), column="iou_at_tau"),
+           higher_is_better=False,
+           definition="share of counterfactual pairs whose call flips when only the context is replaced, the object "
+           "and the rest of the image unchanged (built-in data)"),
+    Metric("relevance_mass", "relevance mass", ("val",), column="relevance_mass",
+           definition="share of the class's Grad-CAM energy inside its mask, on val images with the class (Arras et "
+           "al., Information Fusion 2022); an all-zero map scores 0"),
+    Metric("pointing_game", "pointing game", ("val",), binary=True, column="pointing_hit",
+           definition="share of val images with the class whose Grad-CAM maximum lies on its mask, no tolerance "
+           "margin (Zhang et al., IJCV 2018); an all-zero map misses"),
+    Metric("attention_iou", "attention IoU", ("val",), column="iou_at_tau",
+           definition="IoU of the Grad-CAM map thresholded at `attention_iou_tau` (0.5) with the class's mask, on "
+           "val images with the class; an all-zero map scores 0"),
 )
 METRIC = {m.name: m for m in METRICS}
 LOCALISATION = tuple((m.name, m.column) for m in METRICS if m.column)

@@ -154,3 +154,8 @@ def entry_point_plugins() -> list[Plugin]:
         version = ep.dist.version if ep.dist is not None else ""
         out.append(Plugin(f"{ep.name} (entry point)", module, f"{module}=={version}" if version else module))
     return out
+
+
+def plugin_refs(refs: list[str] | None) -> list[str]:
+    """`--plugin` values as every process imports them: files made absolute (against the working folder)."""
+    return [str(Path(r).resolve()) if r.endswith(".py") or "/" in r else r for r in refs or []]

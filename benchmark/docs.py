@@ -1,0 +1,309 @@
+"""The repository's documentation, kept true by a command: `gain-bench docs` rewrites what is generated, and
+`gain-bench docs --check` (run by .ci/run) fails when a page is out of step with the code or its results.
+
+What it keeps:
+
+- **Generated pages and blocks.** `docs/suite-reference.md` is the settings schema's reference. A block between
+  `<!-- generated: NAME -->` and `<!-- end generated: SEAL -->` holds the output of NAME: a generator of this module
+  (`methods`, `metrics`) or a `gain-bench table DIR ... --markdown` command run on a results folder. SEAL is the
+  first 12 hex digits of the block's SHA-256, so a table edited by hand no longer matches its seal, even where its
+  results folder is not at hand (a fresh clone: `reports/` is not tracked).
+- **Links.** Every relative link and image of every page resolves to a file, and an anchor to a heading of it.
+- **Commands.** Every `gain-bench ...` command shown in a page's code parses with the command line's own parser, and
+  a `gain-bench run` command's suite loads with its `--set`, `--seeds`, `--only` and plugins. A synopsis (a command
+  with placeholders such as `DIR`, `M`, `[--set ...]` or `...`) is left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import io
+import os
+import re
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from benchmark import cli, suites
+from benchmark.methods import METHODS
+from benchmark.metric_defs import METRICS
+from benchmark.plugins import plugin_refs
+from benchmark.runner import parse_filters
+from benchmark.settings import reference
+
+PAGE_GLOBS = ("README.md", "docs/**/*.md", "findings/**/*.md", "reports/README.md", "datasets/README.md",
+              "examples/**/*.md", "measurements/**/*.md")
+GENERATED_PAGES: dict[str, Callable[[], str]] = {"docs/suite-reference.md": reference}
+BLOCK = re.compile(r"<!-- generated: (?P<name>.+?) -->\n(?P<body>.*?)<!-- end generated: (?P<seal>[0-9a-f]*) -->",
+                   re.DOTALL)
+TABLE_COMMAND = "gain-bench table "
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.DOTALL | re.MULTILINE)
+CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
+SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "2>", "2>&1", "&"}
+PLACEHOLDER = re.compile(r"^(\.\.\.|[A-Z][A-Z0-9_]*|<.*>|\[.*|.*\.\.\.\]?)$")
+
+
+def methods_reference() -> str:
+    """Every built-in method's hyperparameters: default, search distribution and meaning (`HParams`)."""
+    lines = []
+    for name, cls in METHODS.items():
+        uses = "uses pixel labels" if cls.uses_pixel_labels else "no pixel labels"
+        lines += ["", f"**`{name}`** ({uses})", ""]
+        if not cls.HPARAMS:
+            lines.append("No hyperparameters of its own.")
+            continue
+        lines += ["| parameter | default | search | meaning |", "|---|---|---|---|"]
+        lines += [f"| `{key}` | `{h.default!r}` | {h.describe()} | {h.doc} |" for key, h in cls.HPARAMS.items()]
+    return "\n".join(lines[1:]) + "\n"
+
+
+def metrics_reference() -> str:
+    """Every metric the tables and the report show: its definition, the splits it reads, its direction and test."""
+    lines = ["| metric | label in the report | definition | splits read | better | per image |", "|---" * 6 + "|"]
+    for m in METRICS:
+        per_image = "0/1 (McNemar)" if m.binary else f"`{m.column}`" if m.column else "—"
+        label = m.label.format(cls="boat", context="water")
+        roles = ", ".join(f"`{r}`" for r in m.roles)
+        better = "higher" if m.higher_is_better else "lower"
+        lines.append(f"| `{m.name}` | {label} | {m.definition} | {roles} | {better} | {per_image} |")
+    return "\n".join(lines) + "\n"
+
+
+GENERATORS: dict[str, Callable[[], str]] = {"methods": methods_reference, "metrics": metrics_reference}
+
+
+def seal(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    page: Path
+    name: str
+    body: str
+    seal: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.page}: generated block {self.name!r}"
+
+
+def pages(root: Path) -> list[Path]:
+    """The Markdown pages the check reads, relative to `root`."""
+    found = {p.relative_to(root) for pattern in PAGE_GLOBS for p in root.glob(pattern) if p.is_file()}
+    return sorted(found)
+
+
+def blocks(root: Path, page: Path) -> list[Block]:
+    text = (root / page).read_text()
+    return [Block(page, m["name"], m["body"], m["seal"]) for m in BLOCK.finditer(text)]
+
+
+@contextlib.contextmanager
+def _at(root: Path, pythonpath: str | None = None) -> Iterator[None]:
+    """Run in `root`, with `pythonpath` (a command's `PYTHONPATH=...` prefix) first on the import path."""
+    extra = [str(root / p) for p in pythonpath.split(os.pathsep)] if pythonpath else []
+    sys.path[:0] = extra
+    try:
+        with contextlib.chdir(root):
+            yield
+    finally:
+        for p in extra:
+            sys.path.remove(p)
+
+
+def _table_dirs(name: str) -> list[str]:
+    args = cli.build_parser().parse_args(shlex.split(name)[1:])
+    return [str(d) for d in args.dirs]
+
+
+def render_block(root: Path, name: str) -> str | None:
+    """A block's body now: a generator's output, a table command's output where all its results folders are in
+    `root`, None where they are not."""
+    if name in GENERATORS:
+        return GENERATORS[name]()
+    if not name.startswith(TABLE_COMMAND) or "--markdown" not in name.split():
+        allowed = f"one of {', '.join(GENERATORS)} or '{TABLE_COMMAND}... --markdown'"
+        raise ValueError(f"unknown generator {name!r}: {allowed}")
+    if not all((root / d / "runs").is_dir() for d in _table_dirs(name)):
+        return None
+    out, err = io.StringIO(), io.StringIO()
+    with _at(root), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main(shlex.split(name)[1:])
+    if status != 0:
+        raise ValueError(f"{name!r} failed: {err.getvalue().strip()}")
+    return out.getvalue()
+
+
+def refresh(root: Path, tables: bool = True) -> list[Path]:
+    """Rewrite every generated page and block (table blocks only with `tables` and where their results folders are
+    here); returns the pages that changed."""
+    changed = []
+    for page, make in GENERATED_PAGES.items():
+        if (root / page).read_text() != (text := make()):
+            (root / page).write_text(text)
+            changed.append(Path(page))
+    for page in pages(root):
+        text = (root / page).read_text()
+
+        def body(match: re.Match[str]) -> str:
+            name = match["name"]
+            new = None if name.startswith(TABLE_COMMAND) and not tables else render_block(root, name)
+            new = match["body"] if new is None else new
+            return f"<!-- generated: {name} -->\n{new}<!-- end generated: {seal(new)} -->"
+
+        if (new_text := BLOCK.sub(body, text)) != text:
+            (root / page).write_text(new_text)
+            changed.append(page)
+    return changed
+
+
+def _slug(heading: str) -> str:
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a page's headings (a repeated heading gets `-1`, `-2`, ...)."""
+    seen: dict[str, int] = {}
+    out = set()
+    for line in FENCE.sub("", text).splitlines():
+        if m := re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line):
+            slug = _slug(m[1])
+            out.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+            seen[slug] = seen.get(slug, 0) + 1
+    return out
+
+
+def link_problems(root: Path, page: Path) -> list[str]:
+    text = (root / page).read_text()
+    prose = CODE_SPAN.sub("", FENCE.sub("", text))
+    problems = []
+    for m in LINK.finditer(prose):
+        target = m["target"]
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        file = (root / page).parent / path if path else root / page
+        if not file.exists():
+            problems.append(f"{page}: link to {target!r}: {path} does not exist")
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file.read_text()):
+            problems.append(f"{page}: link to {target!r}: no heading with the anchor #{anchor} in {path or page}")
+    return problems
+
+
+def commands(text: str) -> list[tuple[str, bool]]:
+    """The `gain-bench ...` commands a page shows, each with whether it is a whole command: the lines of its code
+    blocks (a line ending in a backslash continued as the shell does), and its inline code spans, which may also
+    name a command or one of its options in passing (`gain-bench train --data`)."""
+    found = []
+    for block in FENCE.finditer(text):
+        found += [(line.strip().removeprefix("$ "), True) for line in block.group(0).replace("\\\n", "").splitlines()]
+    found += [(m[2].strip(), False) for m in CODE_SPAN.finditer(FENCE.sub("", text))]
+    return [(c, whole) for c, whole in found if re.match(r"^([A-Z_]+=\S+\s+)*gain-bench\s", c)]
+
+
+def shown_files(text: str) -> set[str]:
+    """Files a page shows in full: code blocks whose first line is a comment naming them (`# my-study.toml`)."""
+    return {m[1] for m in re.finditer(r"^(?:```|~~~)\w*\n#\s*(\S+\.\w+)\s*$", text, re.MULTILINE)}
+
+
+def _argv(command: str) -> tuple[dict[str, str], list[str]] | None:
+    """(environment prefix, arguments after `gain-bench`), or None for a synopsis with placeholders."""
+    try:
+        tokens = shlex.split(command, comments=True)
+    except ValueError:
+        return None
+    env = {}
+    while tokens and re.match(r"^[A-Z_]+=", tokens[0]):
+        key, _, value = tokens.pop(0).partition("=")
+        env[key] = value
+    argv = []
+    for token in tokens[1:]:
+        if token in SHELL_OPERATORS:
+            break
+        argv.append(token)
+    if any(PLACEHOLDER.match(t) for t in argv):
+        return None
+    return env, argv
+
+
+PARTIAL = ("the following arguments are required", "expected one argument")
+
+
+def command_problem(
+    root: Path, page: Path, command: str, whole: bool = True, shown: frozenset[str] | set[str] = frozenset()
+) -> str | None:
+    """Why a shown command would not run as shown, or None. Of a command named in passing (not `whole`), missing
+    arguments are allowed; a suite file the page shows (in `shown`) is the reader's, so only its command is parsed."""
+    parsed = _argv(command)
+    if parsed is None:
+        return None
+    env, argv = parsed
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            args = cli.build_parser().parse_args(argv)
+    except SystemExit as exit:
+        message = err.getvalue().strip().splitlines()[-1] if exit.code else ""
+        if not message or (not whole and any(p in message for p in PARTIAL)):
+            return None
+        return f"{page}: `{command}` does not parse: {message}"
+    if args.command != "run" or args.suite in shown:
+        return None
+    try:
+        with _at(root, env.get("PYTHONPATH")):
+            seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+            suites.load(args.suite, args.set or [], seeds, plugins=plugin_refs(args.plugin))
+            parse_filters(args.only or [])
+    except (ValueError, OSError, ImportError) as err:
+        return f"{page}: `{command}`: {err}"
+    return None
+
+
+def check(root: Path, tables: bool = False) -> list[str]:
+    """Every problem of the documentation under `root`: stale generated pages, blocks whose seal or (`tables`, where
+    their results folders are here) whose table no longer matches, broken links, commands that would not run."""
+    problems = []
+    for page, make in GENERATED_PAGES.items():
+        if (root / page).read_text() != make():
+            problems.append(f"{page} is stale: run `gain-bench docs`")
+    for page in pages(root):
+        text = (root / page).read_text()
+        if text.count("<!-- generated:") != len(blocks(root, page)):
+            problems.append(f"{page}: a generated block without its end marker")
+        for block in blocks(root, page):
+            if seal(block.body) != block.seal:
+                problems.append(f"{block.where} was edited by hand (its seal does not match): run `gain-bench docs`")
+                continue
+            if block.name.startswith(TABLE_COMMAND) and not tables:
+                continue
+            try:
+                now = render_block(root, block.name)
+            except ValueError as err:
+                problems.append(f"{block.where}: {err}")
+                continue
+            if now is not None and now != block.body:
+                problems.append(f"{block.where} is stale: run `gain-bench docs`")
+        problems += link_problems(root, page)
+        shown = shown_files(text)
+        problems += [p for c, whole in commands(text) if (p := command_problem(root, page, c, whole, shown))]
+    return problems
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    if args.check:
+        problems = check(root, tables=args.tables)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"docs: {len(pages(root))} pages checked, {len(problems)} problem(s)")
+        return 1 if problems else 0
+    changed = refresh(root, tables=args.tables)
+    print(f"docs: {len(changed)} page(s) rewritten{': ' if changed else ''}{', '.join(map(str, changed))}")
+    return 0

@@ -1,0 +1,139 @@
+"""`gain-bench docs --check`: the repository's pages pass it, and it fails on what makes documentation lie: a broken
+link or anchor, a stale generated page or block, a table edited by hand, a shown command that would not run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from test_tables import fake_run
+
+from benchmark import docs
+from benchmark.cli import main
+from benchmark.settings import reference
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_repository_docs_pass_the_check():
+    assert docs.check(ROOT) == []
+
+
+def _site(tmp_path: Path, readme: str, **pages: str) -> Path:
+    """A repository of pages: README.md, the generated suite reference, and `pages` ({"docs/a.md": text})."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "suite-reference.md").write_text(reference())
+    (tmp_path / "README.md").write_text(readme)
+    for name, text in pages.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def test_links_and_anchors_must_resolve(tmp_path):
+    root = _site(
+        tmp_path,
+        "See [usage](docs/usage.md#one-run), [the top](#gain-bench), [code](`x`) and [web](https://example.org).\n"
+        "# gain-bench\n",
+        **{"docs/usage.md": "# Usage\n\n## One run\n\n![shot](../report.png)\n", "report.png": "png"},
+    )
+    assert docs.check(root) == []
+    (root / "report.png").unlink()
+    (root / "docs" / "usage.md").write_text("# Usage\n\n## One run, renamed\n\n![shot](../report.png)\n")
+    problems = docs.check(root)
+    assert any("README.md: link to 'docs/usage.md#one-run': no heading with the anchor #one-run" in p for p in problems)
+    assert any("docs/usage.md: link to '../report.png': ../report.png does not exist" in p for p in problems)
+    assert len(problems) == 2
+
+
+def test_headings_give_githubs_anchors():
+    text = "# The `run` command: resume!\n## Statistics\n## Statistics\n```\n# not a heading\n```\n"
+    assert docs.anchors(text) == {"the-run-command-resume", "statistics", "statistics-1"}
+
+
+def test_a_stale_generated_page_fails_until_it_is_regenerated(tmp_path, capsys):
+    root = _site(tmp_path, "# x\n")
+    page = root / "docs" / "suite-reference.md"
+    page.write_text(page.read_text().replace("| `epochs` |", "| `epochs_renamed` |"))
+    assert docs.check(root) == ["docs/suite-reference.md is stale: run `gain-bench docs`"]
+    assert main(["docs", "--check", "--root", str(root)]) == 1
+    assert "docs/suite-reference.md is stale" in capsys.readouterr().err
+    assert main(["docs", "--root", str(root)]) == 0
+    assert page.read_text() == reference()
+    assert main(["docs", "--check", "--root", str(root)]) == 0
+
+
+def _block(name: str, body: str, seal: str | None = None) -> str:
+    return f"<!-- generated: {name} -->\n{body}<!-- end generated: {docs.seal(body) if seal is None else seal} -->\n"
+
+
+def test_generated_blocks_are_sealed_and_kept_current(tmp_path):
+    current = docs.methods_reference()
+    root = _site(tmp_path, "# x\n", **{"docs/methods.md": "# Methods\n\n" + _block("methods", current)})
+    assert docs.check(root) == []
+    assert "| `alpha` | `1.0` | log-uniform [0.1, 3] |" in current  # from GAIN's declared HParams
+
+    edited = current.replace("`1.0`", "`2.0`", 1)  # a default changed by hand: the seal no longer matches
+    (root / "docs" / "methods.md").write_text("# Methods\n\n" + _block("methods", edited, docs.seal(current)))
+    assert docs.check(root) == [
+        "docs/methods.md: generated block 'methods' was edited by hand (its seal does not match): run `gain-bench docs`"
+    ]
+    old = current.replace("`1.0`", "`2.0`", 1)  # sealed, but from an older version of the code
+    (root / "docs" / "methods.md").write_text("# Methods\n\n" + _block("methods", old))
+    assert docs.check(root) == ["docs/methods.md: generated block 'methods' is stale: run `gain-bench docs`"]
+    assert docs.refresh(root) == [Path("docs/methods.md")]
+    assert docs.check(root) == []
+
+    (root / "docs" / "methods.md").write_text("# Methods\n\n" + _block("no-such-thing", "x\n"))
+    assert "unknown generator 'no-such-thing'" in docs.check(root)[0]
+
+
+def test_a_table_block_comes_from_its_results_folder(tmp_path):
+    results = tmp_path / "reports" / "study"
+    for seed in range(2):
+        fake_run(results, "gradcam", seed, 0.55)
+        fake_run(results, "gain", seed, 0.7)
+    command = "gain-bench table reports/study --rows --markdown"
+    stale = f"findings/study.md: generated block {command!r} is stale: run `gain-bench docs`"
+    root = _site(tmp_path, "# x\n", **{"findings/study.md": "# Study\n\n" + _block(command, "to be generated\n")})
+    assert docs.check(root, tables=True) == [stale]
+    assert docs.refresh(root, tables=True) == [Path("findings/study.md")]
+    body = docs.blocks(root, Path("findings/study.md"))[0].body
+    assert body.startswith("| configuration | n | AUROC |") and "| gradcam | 2 |" in body
+    assert "Runs: 4; trained:" in body and "git commit: unrecorded" in body  # the provenance line
+    assert docs.check(root, tables=True) == []
+
+    fake_run(results, "gradcam", 2, 0.9)  # another run lands in the folder: the page no longer shows its results
+    assert docs.check(root, tables=True) == [stale]
+    assert docs.check(root) == []  # without --tables only the seal is checked (a fresh clone has no reports/)
+    shutil.rmtree(results)
+    assert docs.check(root, tables=True) == []  # no results folder here: the table stands as sealed
+
+
+@pytest.mark.parametrize(
+    ("shown", "problem"),
+    [
+        ("```bash\ngain-bench run quick --jobs 2\n```", None),
+        ("```bash\ngain-bench table reports/quick --rows\n```", None),
+        ("`gain-bench train` and `gain-bench train --data` named in passing", None),
+        ("```bash\ngain-bench train --method M [--budget B]\n```", None),  # a synopsis
+        ("```bash\ngain-bench run quick \\\n  --jobs 2\n```", None),
+        ("```bash\ngain-bench run quick --jobs 2 | tee log && echo done\n```", None),
+        ("```bash\ngain-bench run no-such-suite\n```", "suite 'no-such-suite' not found"),
+        ("```bash\ngain-bench run quick --set train.epochs=many\n```", "train.epochs"),
+        ("```bash\ngain-bench run quick --only colour=red\n```", "colour"),
+        ("```bash\ngain-bench tabel reports/quick\n```", "does not parse: gain-bench: error: argument command"),
+        ("```bash\ngain-bench train\n```", "the following arguments are required: --method"),
+        ("```bash\ngain-bench curves reports/x --keys a,\\\n    b\n```", "unrecognized arguments: b"),
+        ("```toml\n# mine.toml\nname = 'mine'\n```\n\n`gain-bench run mine.toml --jobs 2`", None),
+    ],
+)
+def test_shown_commands_must_run_as_shown(tmp_path, shown, problem):
+    root = _site(tmp_path, "# x\n", **{"docs/usage.md": f"# Usage\n\n{shown}\n"})
+    shutil.copytree(ROOT / "suites", root / "suites")
+    problems = docs.check(root)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0] and problems[0].startswith("docs/usage.md: `gain-bench")
