@@ -4,10 +4,10 @@
 What it keeps:
 
 - **Generated pages and blocks.** `docs/suite-reference.md` is the settings schema's reference. A block between
-  `<!-- generated: NAME -->` and `<!-- end generated: SEAL -->` holds the output of NAME: a generator of this module
-  (`methods`, `metrics`) or a `gain-bench table DIR ... --markdown` command run on a results folder. SEAL is the
-  first 12 hex digits of the block's SHA-256, so a table edited by hand no longer matches its seal, even where its
-  results folder is not at hand (a fresh clone: `reports/` is not tracked).
+  `<!-- generated: NAME -->` and `<!-- end generated: SEAL -->` holds the output of NAME: one of `GENERATORS`
+  (`methods`, `metrics`, `paper-table4`, `selection-rules`) or a `gain-bench table DIR ... --markdown` command run
+  on a results folder. SEAL is the first 12 hex digits of the block's SHA-256, so a table edited by hand no longer
+  matches its seal, even where its results folder is not at hand (a fresh clone: `reports/` is not tracked).
 - **Links.** Every relative link and image of every page resolves to a file, and an anchor to a heading of it.
 - **Commands.** Every `gain-bench ...` command shown in a page's code parses with the command line's own parser, and
   a `gain-bench run` command's suite loads with its `--set`, `--seeds`, `--only` and plugins. A synopsis (a command
@@ -32,13 +32,15 @@ from benchmark import cli, suites
 from benchmark.methods import METHODS
 from benchmark.metric_defs import METRICS
 from benchmark.plugins import plugin_refs
+from benchmark.report.verdict import PAPER_TABLE4
 from benchmark.runner import parse_filters
+from benchmark.selection_rules import RULES
 from benchmark.settings import reference
 
 PAGE_GLOBS = ("README.md", "docs/**/*.md", "findings/**/*.md", "reports/README.md", "datasets/README.md",
               "examples/**/*.md", "measurements/**/*.md")
 GENERATED_PAGES: dict[str, Callable[[], str]] = {"docs/suite-reference.md": reference}
-BLOCK = re.compile(r"<!-- generated: (?P<name>.+?) -->\n(?P<body>.*?)<!-- end generated: (?P<seal>[0-9a-f]*) -->",
+BLOCK = re.compile(r"<!-- generated: (?P<name>.+?) -->\n(?P<body>.*?)<!-- end generated:\s*(?P<seal>[0-9a-f]*)\s*-->",
                    re.DOTALL)
 TABLE_COMMAND = "gain-bench table "
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.DOTALL | re.MULTILINE)
@@ -66,7 +68,8 @@ def metrics_reference() -> str:
     """Every metric the tables and the report show: its definition, the splits it reads, its direction and test."""
     lines = ["| metric | label in the report | definition | splits read | better | per image |", "|---" * 6 + "|"]
     for m in METRICS:
-        per_image = "0/1 (McNemar)" if m.binary else f"`{m.column}`" if m.column else "—"
+        column = f" `{m.column}`" if m.column else ""
+        per_image = f"0/1{column} (McNemar)" if m.binary else column.strip() or "—"
         label = m.label.format(cls="boat", context="water")
         roles = ", ".join(f"`{r}`" for r in m.roles)
         better = "higher" if m.higher_is_better else "lower"
@@ -74,7 +77,30 @@ def metrics_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
-GENERATORS: dict[str, Callable[[], str]] = {"methods": methods_reference, "metrics": metrics_reference}
+def rules_reference() -> str:
+    """The selection rules a searched suite may name (`selection_rules.RULES`)."""
+    lines = ["| rule | chooses by | splits read | reported as |", "|---|---|---|---|"]
+    for name, rule in RULES.items():
+        reported = "an upper bound, never a result" if rule.upper_bound else "a result"
+        roles = ", ".join(f"`{r}` (held out)" for r in rule.roles)
+        lines.append(f"| `{name}` | {rule.doc} (`{rule.metric}`) | {roles} | {reported} |")
+    return "\n".join(lines) + "\n"
+
+
+def paper_table() -> str:
+    """The paper's Table 4, as the report shows it beside a suite's numbers (`verdict.PAPER_TABLE4`)."""
+    columns = PAPER_TABLE4["columns"]
+    lines = [f"| test set | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {name} | {' | '.join(f'{v:.0%}' for v in values)} |" for name, values in PAPER_TABLE4["rows"]]
+    return "\n".join([*lines, "", f"Source: {PAPER_TABLE4['source']}."]) + "\n"
+
+
+GENERATORS: dict[str, Callable[[], str]] = {
+    "methods": methods_reference,
+    "metrics": metrics_reference,
+    "paper-table4": paper_table,
+    "selection-rules": rules_reference,
+}
 
 
 def seal(body: str) -> str:

@@ -31,7 +31,8 @@ class Metric:
 
 METRICS: tuple[Metric, ...] = (
     Metric("val_accuracy", "in-distribution val accuracy", ("val",), binary=True, degenerate="val_degenerate",
-           definition="share of in-distribution val images whose audited-class call (score ≥ 0.5) matches its label"),
+           definition="share of in-distribution val images whose audited-class call (score ≥ `train.threshold`) "
+           "matches its label"),
     Metric("class_without_context", "{cls} without {context} (share called {cls})", ("class_without_context",),
            binary=True, degenerate="shifted_degenerate",
            definition="share of the images with the class and without its context that are called the class"),
