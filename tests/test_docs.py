@@ -3,6 +3,7 @@ link or anchor, a stale generated page or block, a table edited by hand, a shown
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from test_tables import fake_run
 from benchmark import docs
 from benchmark.cli import main
 from benchmark.settings import reference
+from benchmark.tables import build_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,3 +139,25 @@ def test_shown_commands_must_run_as_shown(tmp_path, shown, problem):
         assert problems == []
     else:
         assert len(problems) == 1 and problem in problems[0] and problems[0].startswith("docs/usage.md: `gain-bench")
+
+
+def _documented_columns(section: str) -> set[str]:
+    """The backticked column names of docs/outputs.md's table under `### `<section>``."""
+    text = (ROOT / "docs" / "outputs.md").read_text().split(f"### `{section}`", 1)[1].split("\n### ", 1)[0]
+    cells = [line.split("|")[1] for line in text.splitlines() if line.startswith("| `")]
+    return {name for cell in cells for name in re.findall(r"`([^`]+)`", cell)}
+
+
+def test_the_documented_csv_columns_are_the_written_ones(tmp_path):
+    """docs/outputs.md names every column of predictions.csv and of the tables behind results*.csv, no more."""
+    for seed in range(2):
+        fake_run(tmp_path, "gradcam", seed, 0.55)
+        fake_run(tmp_path, "gain", seed, 0.7)
+    tables = build_tables([tmp_path], n_resamples=20)
+    for section, key in (("results.csv", "aggregated"), ("results_runs.csv", "tidy"), ("results_paired.csv", "paired")):
+        assert _documented_columns(section) == set(tables[key].columns), section
+    header = next(tmp_path.glob("runs/*/predictions.csv")).read_text().splitlines()[0].split(",")
+    per_class = {"label_<class>", "logit_<class>", "score_<class>", "cam_inter_<label>", "cam_union_<label>"}
+    pattern = re.compile(r"(label|logit|score)_\w+|cam_(inter|union)_\w+")
+    fixed = {c for c in header if not pattern.fullmatch(c)}
+    assert _documented_columns("predictions.csv") - per_class == fixed
