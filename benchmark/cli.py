@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,13 @@ def cmd_curves(args: argparse.Namespace) -> int:
         )
         return 2
     rows = curve_table(load_records(args.dirs), keys)
+    if args.only:
+        labels = {row["config"] for row in rows}
+        missing = [label for label in args.only if label not in labels]
+        if missing:
+            raise ValueError(f"--only {', '.join(map(repr, missing))}: no such configuration; there are: "
+                             f"{', '.join(sorted(labels))}")
+        rows = [row for row in rows if row["config"] in args.only]
     if not rows:
         print(f"gain-bench: no complete run with a curve under {', '.join(map(str, args.dirs))}", file=sys.stderr)
         return 2
@@ -140,6 +148,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         path = write_report(args.dir, args.output)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         return _error(err)
+    except BrokenPipeError:  # the reader went away (`gain-bench methods | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     print(f"report: {path.resolve()}")
     return 0
 
@@ -198,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     cu.add_argument("dirs", nargs="+", type=Path, help="output roots holding runs/*/record.json")
     cu.add_argument("--keys", help="comma-separated curve keys (default: every loss part and diagnostic)")
     cu.add_argument("--spread", action="store_true", help="also the smallest and largest seed's value")
+    cu.add_argument(
+        "--only", action="append", metavar="CONFIGURATION", help="only this configuration, e.g. 'gain masked_bn=batch' "
+        "(as the table names it; repeatable)"
+    )
     cu.set_defaults(func=cmd_curves)
     cp = sub.add_parser("compare", help="the same runs made twice: mean and largest |difference| of each metric")
     cp.add_argument("first", type=Path, help="an output root holding runs/*/record.json")
@@ -297,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         return _error(err)
+    except BrokenPipeError:  # the reader went away (`gain-bench methods | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import io
 import os
 import re
 import shlex
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,7 +43,7 @@ PAGE_GLOBS = ("README.md", "docs/**/*.md", "findings/**/*.md", "reports/README.m
 GENERATED_PAGES: dict[str, Callable[[], str]] = {"docs/suite-reference.md": reference}
 BLOCK = re.compile(r"<!-- generated: (?P<name>.+?) -->\n(?P<body>.*?)<!-- end generated:\s*(?P<seal>[0-9a-f]*)\s*-->",
                    re.DOTALL)
-TABLE_COMMAND = "gain-bench table "
+READ_COMMANDS = ("table", "curves", "compare")  # the commands of a results block: they read results folders only
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.DOTALL | re.MULTILINE)
 CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
@@ -143,27 +144,52 @@ def _at(root: Path, pythonpath: str | None = None) -> Iterator[None]:
             sys.path.remove(p)
 
 
-def _table_dirs(name: str) -> list[str]:
-    args = cli.build_parser().parse_args(shlex.split(name)[1:])
-    return [str(d) for d in args.dirs]
+SCRIPTS = ("scripts/bn_reestimate.py",)  # scripts whose output a block may hold: they read a results folder, first
+
+
+def results_command(name: str) -> list[str] | None:
+    """The command line of a block named by a command that reads results folders (`gain-bench table|curves|compare
+    ...`, or `python <one of SCRIPTS> FOLDER ...`), else None."""
+    argv = shlex.split(name)
+    if len(argv) > 2 and argv[0] == "gain-bench" and argv[1] in READ_COMMANDS:
+        return argv
+    if len(argv) > 2 and argv[0] == "python" and argv[1] in SCRIPTS:
+        return argv
+    return None
+
+
+def _folders(argv: list[str]) -> list[str]:
+    if argv[0] == "python":
+        return [argv[2]]
+    args = cli.build_parser().parse_args(argv[1:])
+    return [str(d) for d in (args.dirs if hasattr(args, "dirs") else (args.first, args.second))]
+
+
+def _output(root: Path, argv: list[str]) -> tuple[int, str, str]:
+    if argv[0] == "python":
+        done = subprocess.run([sys.executable, *argv[1:]], cwd=root, capture_output=True, text=True, check=False)
+        return done.returncode, done.stdout, done.stderr
+    out, err = io.StringIO(), io.StringIO()
+    with _at(root), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main(argv[1:])
+    return status, out.getvalue(), err.getvalue()
 
 
 def render_block(root: Path, name: str) -> str | None:
-    """A block's body now: a generator's output, a table command's output where all its results folders are in
-    `root`, None where they are not."""
+    """A block's body now: a generator's output, or a results command's output where all its results folders are
+    in `root` (Markdown as printed with `--markdown`, else in a code fence), None where they are not."""
     if name in GENERATORS:
         return GENERATORS[name]()
-    if not name.startswith(TABLE_COMMAND) or "--markdown" not in name.split():
-        allowed = f"one of {', '.join(GENERATORS)} or '{TABLE_COMMAND}... --markdown'"
-        raise ValueError(f"unknown generator {name!r}: {allowed}")
-    if not all((root / d / "runs").is_dir() for d in _table_dirs(name)):
+    argv = results_command(name)
+    if argv is None:
+        allowed = f"'gain-bench {'|'.join(READ_COMMANDS)} ...' or 'python {'|'.join(SCRIPTS)} ...'"
+        raise ValueError(f"unknown generator {name!r}: one of {', '.join(GENERATORS)}, or {allowed}")
+    if not all((root / d / "runs").is_dir() for d in _folders(argv)):
         return None
-    out, err = io.StringIO(), io.StringIO()
-    with _at(root), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = cli.main(shlex.split(name)[1:])
+    status, out, err = _output(root, argv)
     if status != 0:
-        raise ValueError(f"{name!r} failed: {err.getvalue().strip()}")
-    return out.getvalue()
+        raise ValueError(f"{name!r} failed: {err.strip()}")
+    return out if "--markdown" in argv else f"```\n{out}```\n"
 
 
 def refresh(root: Path, tables: bool = True) -> list[Path]:
@@ -179,7 +205,7 @@ def refresh(root: Path, tables: bool = True) -> list[Path]:
 
         def body(match: re.Match[str]) -> str:
             name = match["name"]
-            new = None if name.startswith(TABLE_COMMAND) and not tables else render_block(root, name)
+            new = None if results_command(name) is not None and not tables else render_block(root, name)
             new = match["body"] if new is None else new
             return f"<!-- generated: {name} -->\n{new}<!-- end generated: {seal(new)} -->"
 
@@ -292,6 +318,42 @@ def command_problem(
     return None
 
 
+NUMBER = re.compile(r"(?<![\w.])[+\-−±]?(\d+\.\d+)(?![\w]|\.\d)")
+NUMBERS_FROM_RESULTS = ("README.md", "findings/")  # pages whose prose may quote only numbers their tables print
+HEADLINE = "## The headline"  # the README's section that quotes the findings
+
+
+def prose(text: str) -> str:
+    """A page less its generated blocks, code, HTML comments and link targets: what its author typed."""
+    text = BLOCK.sub("", text)
+    text = re.sub(r"<!--.*?-->", "", FENCE.sub("", text), flags=re.DOTALL)
+    return re.sub(r"\]\([^)]*\)", "]", CODE_SPAN.sub("", text))
+
+
+def number_problems(root: Path, page: Path) -> list[str]:
+    """Decimal numbers in a finding's prose (or the README's) that no generated block prints: a finding quotes its
+    results, it does not retype them. The README's headline section may quote any finding's blocks; settings belong
+    in code spans."""
+    text = (root / page).read_text()
+    if page == Path("README.md"):
+        text = text.split(HEADLINE, 1)[-1].split("\n## ", 1)[0] if HEADLINE in text else ""
+    where = pages(root) if page == Path("README.md") else [page]
+    printed = "".join(b.body for p in where if str(p).startswith("findings/") for b in blocks(root, p))
+    typed = sorted({m[1] for m in NUMBER.finditer(prose(text))} - _quoted(printed))
+    return [f"{page}: {n} is not printed by any of its generated blocks (quote the results, or put a setting in "
+            f"`code`)" for n in typed]
+
+
+def _quoted(printed: str) -> set[str]:
+    """Every decimal a block prints, and its shorter forms, cut or rounded (0.926 may be quoted as 0.92 or 0.93)."""
+    out = set()
+    for m in NUMBER.finditer(printed):
+        whole, _, frac = m[1].partition(".")
+        out |= {f"{whole}.{frac[:k]}" for k in range(1, len(frac) + 1)}
+        out |= {f"{float(m[1]):.{k}f}" for k in range(1, len(frac))}
+    return out
+
+
 def check(root: Path, tables: bool = False) -> list[str]:
     """Every problem of the documentation under `root`: stale generated pages, blocks whose seal or (`tables`, where
     their results folders are here) whose table no longer matches, broken links, commands that would not run."""
@@ -307,7 +369,7 @@ def check(root: Path, tables: bool = False) -> list[str]:
             if seal(block.body) != block.seal:
                 problems.append(f"{block.where} was edited by hand (its seal does not match): run `gain-bench docs`")
                 continue
-            if block.name.startswith(TABLE_COMMAND) and not tables:
+            if results_command(block.name) is not None and not tables:
                 continue
             try:
                 now = render_block(root, block.name)
@@ -317,6 +379,8 @@ def check(root: Path, tables: bool = False) -> list[str]:
             if now is not None and now != block.body:
                 problems.append(f"{block.where} is stale: run `gain-bench docs`")
         problems += link_problems(root, page)
+        if str(page).startswith(NUMBERS_FROM_RESULTS):
+            problems += number_problems(root, page)
         shown = shown_files(text)
         problems += [p for c, whole in commands(text) if (p := command_problem(root, page, c, whole, shown))]
     return problems

@@ -161,3 +161,32 @@ def test_the_documented_csv_columns_are_the_written_ones(tmp_path):
     pattern = re.compile(r"(label|logit|score)_\w+|cam_(inter|union)_\w+")
     fixed = {c for c in header if not pattern.fullmatch(c)}
     assert _documented_columns("predictions.csv") - per_class == fixed
+
+
+def test_a_findings_page_quotes_only_numbers_its_tables_print(tmp_path):
+    body = "| gain | 0.922 [0.906, 0.937] / +0.096 p0.016 |\n"
+    command = "gain-bench table reports/x --rows --markdown"
+    prose = "GAIN reaches 0.922 (about 0.92, or +0.10 over the baseline) at `data.rho = 0.99`, version 2.14.1.\n"
+    page = "# Study\n\n" + prose + _block(command, body)
+    root = _site(tmp_path, "# x\n\n## The headline\n\nAUROC 0.92.\n\n## Next\n\n0.5 GB\n", **{"findings/s.md": page})
+    assert docs.check(root) == []
+    (root / "findings" / "s.md").write_text(page.replace("about 0.92", "about 0.95"))
+    (root / "README.md").write_text("# x\n\n## The headline\n\nAUROC 0.97.\n")
+    assert docs.check(root) == [
+        "README.md: 0.97 is not printed by any of its generated blocks (quote the results, or put a setting in `code`)",
+        "findings/s.md: 0.95 is not printed by any of its generated blocks (quote the results, or put a setting in "
+        "`code`)",
+    ]
+
+
+def test_curves_can_show_chosen_configurations(tmp_path, capsys):
+    fake_run(tmp_path, "gradcam", 0, 0.55)
+    fake_run(tmp_path, "gain", 0, 0.7)
+    for record in tmp_path.glob("runs/*/record.json"):  # fake runs carry no curve: give them one epoch
+        text = record.read_text().replace('"curve": []', '"curve": [{"epoch": 0, "total": 0.5, "cl": 0.5}]')
+        record.write_text(text)
+    assert main(["curves", str(tmp_path), "--keys", "total", "--only", "gain"]) == 0
+    out = capsys.readouterr().out
+    assert "gain (n=1)" in out and "gradcam" not in out
+    assert main(["curves", str(tmp_path), "--only", "gain masked_bn=batch"]) == 2
+    assert "--only 'gain masked_bn=batch': no such configuration; there are: gain, gradcam" in capsys.readouterr().err
