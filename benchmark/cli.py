@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
         "are here), or with --check list every stale page, hand-edited block, broken link and shown command that "
         "would not run, and exit 1 if there is one.",
     )
-    dc.add_argument("--check", action="store_true", help="change nothing; exit 1 on any problem")
+    dc.add_argument("pages", nargs="*", help="rewrite only these pages, e.g. findings/quick.md (default: every page)")
+    dc.add_argument("--check", action="store_true", help="change nothing; exit 1 on any problem (every page)")
     dc.add_argument(
         "--tables", action="store_true", help="also run the findings' `gain-bench table` blocks on their results"
     )

@@ -192,15 +192,16 @@ def render_block(root: Path, name: str) -> str | None:
     return out if "--markdown" in argv else f"```\n{out}```\n"
 
 
-def refresh(root: Path, tables: bool = True) -> list[Path]:
-    """Rewrite every generated page and block (table blocks only with `tables` and where their results folders are
-    here); returns the pages that changed."""
+def refresh(root: Path, tables: bool = True, only: list[Path] | None = None) -> list[Path]:
+    """Rewrite every generated page and block (results blocks only with `tables` and where their results folders
+    are here), or those of the pages `only`; returns the pages that changed."""
     changed = []
     for page, make in GENERATED_PAGES.items():
-        if (root / page).read_text() != (text := make()):
-            (root / page).write_text(text)
-            changed.append(Path(page))
-    for page in pages(root):
+        if only is None or Path(page) in only:
+            if (root / page).read_text() != (text := make()):
+                (root / page).write_text(text)
+                changed.append(Path(page))
+    for page in pages(root) if only is None else only:
         text = (root / page).read_text()
 
         def body(match: re.Match[str]) -> str:
@@ -394,6 +395,6 @@ def cmd_docs(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"docs: {len(pages(root))} pages checked, {len(problems)} problem(s)")
         return 1 if problems else 0
-    changed = refresh(root, tables=args.tables)
+    changed = refresh(root, tables=args.tables, only=[Path(p) for p in args.pages] or None)
     print(f"docs: {len(changed)} page(s) rewritten{': ' if changed else ''}{', '.join(map(str, changed))}")
     return 0

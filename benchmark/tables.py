@@ -519,7 +519,8 @@ def format_paper_table(table: pd.DataFrame, markdown: bool = False) -> str:
     """`paper_table` as fixed-width text with its footnotes, for the terminal (or as Markdown)."""
     head = [table.index.name or "", *table.columns]
     body = [[str(i), *map(str, row)] for i, row in zip(table.index, table.to_numpy(), strict=True)]
-    return "\n".join([*grid([head, *body], markdown), "", *table.attrs.get("footnotes", [])])
+    notes = [f"- {n}" if markdown else n for n in table.attrs.get("footnotes", [])]
+    return "\n".join([*grid([head, *body], markdown), "", *notes])
 
 
 ROW_METRICS = (
