@@ -348,10 +348,9 @@ def number_problems(root: Path, page: Path) -> list[str]:
 def _quoted(printed: str) -> set[str]:
     """Every decimal a block prints, and its shorter forms, cut or rounded (0.926 may be quoted as 0.92 or 0.93)."""
     out = set()
-    for m in NUMBER.finditer(printed):
-        whole, _, frac = m[1].partition(".")
+    for whole, frac in re.findall(r"(\d+)\.(\d+)", printed):  # also where a letter leads: p0.016
         out |= {f"{whole}.{frac[:k]}" for k in range(1, len(frac) + 1)}
-        out |= {f"{float(m[1]):.{k}f}" for k in range(1, len(frac))}
+        out |= {f"{float(whole + '.' + frac):.{k}f}" for k in range(1, len(frac))}
     return out
 
 

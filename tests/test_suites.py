@@ -153,7 +153,7 @@ def test_every_shipped_suite_loads_and_expands_to_distinct_runs():
 
 def test_the_learning_rate_check_trains_with_the_search_s_chosen_gain_ext_trial():
     """suites/search-lr-check.toml pins GAIN_ext-78's trial 2 of suites/search.toml (the trial the search chose,
-    findings/built-in-data.md): the same method parameters, learning rate and weight decay as that trial draws."""
+    findings/search.md): the same method parameters, learning rate and weight decay as that trial draws."""
     trial = next(r for r in load("search").runs() if r.method == "gain_ext" and r.search["trial"] == 2)
     check = load("search-lr-check")
     gain_ext = next(r for r in check.runs() if r.method == "gain_ext")
