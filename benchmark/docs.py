@@ -354,6 +354,18 @@ def _quoted(printed: str) -> set[str]:
     return out
 
 
+def tox_problems(root: Path, page: Path, text: str) -> list[str]:
+    """`tox -e NAME` shown in a page's code, where tox.ini has no such environment."""
+    tox = root / "tox.ini"
+    if not tox.is_file():
+        return []
+    envs = {"py", *re.findall(r"^\[testenv:([\w.-]+)\]", tox.read_text(), re.MULTILINE)}
+    code = "".join(m.group(0) for m in FENCE.finditer(text)) + "".join(m[2] for m in CODE_SPAN.finditer(text))
+    named = set(re.findall(r"\btox -e ([\w.-]+)", code))
+    return [f"{page}: `tox -e {name}`: tox.ini has no such environment ({', '.join(sorted(envs))})"
+            for name in sorted(named - envs)]
+
+
 def check(root: Path, tables: bool = False) -> list[str]:
     """Every problem of the documentation under `root`: stale generated pages, blocks whose seal or (`tables`, where
     their results folders are here) whose table no longer matches, broken links, commands that would not run."""
@@ -379,6 +391,7 @@ def check(root: Path, tables: bool = False) -> list[str]:
             if now is not None and now != block.body:
                 problems.append(f"{block.where} is stale: run `gain-bench docs`")
         problems += link_problems(root, page)
+        problems += tox_problems(root, page, text)
         if str(page).startswith(NUMBERS_FROM_RESULTS):
             problems += number_problems(root, page)
         shown = shown_files(text)

@@ -190,3 +190,9 @@ def test_curves_can_show_chosen_configurations(tmp_path, capsys):
     assert "gain (n=1)" in out and "gradcam" not in out
     assert main(["curves", str(tmp_path), "--only", "gain masked_bn=batch"]) == 2
     assert "--only 'gain masked_bn=batch': no such configuration; there are: gain, gradcam" in capsys.readouterr().err
+
+
+def test_a_tox_environment_shown_must_exist(tmp_path):
+    root = _site(tmp_path, "# x\n\n`tox -e bench` and\n\n```bash\ntox -e perf -- -k step\n```\n")
+    (root / "tox.ini").write_text("[tox]\nenvlist = py\n\n[testenv]\n\n[testenv:bench]\n")
+    assert docs.check(root) == ["README.md: `tox -e perf`: tox.ini has no such environment (bench, py)"]
