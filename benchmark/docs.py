@@ -360,7 +360,7 @@ def tox_problems(root: Path, page: Path, text: str) -> list[str]:
     if not tox.is_file():
         return []
     envs = {"py", *re.findall(r"^\[testenv:([\w.-]+)\]", tox.read_text(), re.MULTILINE)}
-    code = "".join(m.group(0) for m in FENCE.finditer(text)) + "".join(m[2] for m in CODE_SPAN.finditer(text))
+    code = "\n".join([*(m.group(0) for m in FENCE.finditer(text)), *(m[2] for m in CODE_SPAN.finditer(text))])
     named = set(re.findall(r"\btox -e ([\w.-]+)", code))
     return [f"{page}: `tox -e {name}`: tox.ini has no such environment ({', '.join(sorted(envs))})"
             for name in sorted(named - envs)]

@@ -1,7 +1,8 @@
 """Pre-training on the generator's unbiased corpus: the built-in data's stand-in for ImageNet pre-training.
 
 From scratch on biased boats no attention or mask loss removed the shortcut, while pre-training on unbiased data
-(rho = q = 0.5) removed most of it (findings/quick.md, findings/from-scratch.md), as ImageNet pre-training does for the paper's VGG-16.
+(rho = q = 0.5) removed most of it (findings/quick.md, findings/from-scratch.md), as ImageNet pre-training does
+for the paper's VGG-16.
 A run with
 `model.init = "pretrained-synthetic"` starts from a model trained, with the Grad-CAM baseline's plain `L_cl`, on a
 corpus drawn by the same generator with no bias and its own seed (so no image of any evaluation split is in it),
