@@ -21,18 +21,22 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import itertools
 import os
+import pickle
 import re
 import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from urllib.parse import unquote
 
 from benchmark import cli, suites
 from benchmark.methods import METHODS
 from benchmark.metric_defs import METRICS
-from benchmark.plugins import plugin_refs
+from benchmark.plugins import BUILTIN, plugin_refs
 from benchmark.report.verdict import PAPER_TABLE4
 from benchmark.runner import parse_filters
 from benchmark.selection_rules import RULES
@@ -41,12 +45,18 @@ from benchmark.settings import reference
 PAGE_GLOBS = ("README.md", "docs/**/*.md", "findings/**/*.md", "reports/README.md", "datasets/README.md",
               "examples/**/*.md", "measurements/**/*.md")
 GENERATED_PAGES: dict[str, Callable[[], str]] = {"docs/suite-reference.md": reference}
-BLOCK = re.compile(r"<!-- generated: (?P<name>.+?) -->\n(?P<body>.*?)<!-- end generated:\s*(?P<seal>[0-9a-f]*)\s*-->",
-                   re.DOTALL)
+BLOCK = re.compile(
+    r"<!-- generated: (?P<name>[^\n]+?) -->\n(?P<body>(?:(?!<!-- generated:).)*?)"
+    r"<!-- end generated:\s*(?P<seal>[0-9a-f]*)\s*-->",
+    re.DOTALL,
+)
 READ_COMMANDS = ("table", "curves", "compare")  # the commands of a results block: they read results folders only
-FENCE = re.compile(r"^(```|~~~).*?^\1", re.DOTALL | re.MULTILINE)
-CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
-LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
+FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1", re.DOTALL | re.MULTILINE)
+CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)((?:(?!\n[ \t]*\n).)+?)(?<!`)\1(?!`)", re.DOTALL)
+LINK = re.compile(
+    r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(<?(?P<target>(?:[^()\s<>]|\([^()\s]*\))+)>?(?:\s+(?:\"[^\"]*\"|'[^']*'))?\)"
+)
+REFERENCE = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(?P<target>\S+?)>?(?:\s|$)", re.MULTILINE)
 SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "2>", "2>&1", "&"}
 PLACEHOLDER = re.compile(r"^(\.\.\.|[A-Z][A-Z0-9_]*|<.*>|\[.*|.*\.\.\.\]?)$")
 
@@ -54,7 +64,10 @@ PLACEHOLDER = re.compile(r"^(\.\.\.|[A-Z][A-Z0-9_]*|<.*>|\[.*|.*\.\.\.\]?)$")
 def methods_reference() -> str:
     """Every built-in method's hyperparameters: default, search distribution and meaning (`HParams`)."""
     lines = []
-    for name, cls in METHODS.items():
+    for entry in METHODS.entries():
+        if str(entry.origin) != BUILTIN:  # a plugin loaded in this process is not the package's
+            continue
+        name, cls = entry.name, entry.obj
         uses = "uses pixel labels" if cls.uses_pixel_labels else "no pixel labels"
         lines += ["", f"**`{name}`** ({uses})", ""]
         if not cls.HPARAMS:
@@ -203,11 +216,16 @@ def refresh(root: Path, tables: bool = True, only: list[Path] | None = None) -> 
                 changed.append(Path(page))
     for page in pages(root) if only is None else only:
         text = (root / page).read_text()
+        if unclosed(text):
+            raise ValueError(f"{page}: a generated block without its end marker; add it, then run this again")
 
         def body(match: re.Match[str]) -> str:
+            """The block rendered anew and sealed; left exactly as it is (seal included) where it cannot be
+            rendered here, so a hand edit is never sealed."""
             name = match["name"]
             new = None if results_command(name) is not None and not tables else render_block(root, name)
-            new = match["body"] if new is None else new
+            if new is None:
+                return match.group(0)
             return f"<!-- generated: {name} -->\n{new}<!-- end generated: {seal(new)} -->"
 
         if (new_text := BLOCK.sub(body, text)) != text:
@@ -216,33 +234,49 @@ def refresh(root: Path, tables: bool = True, only: list[Path] | None = None) -> 
     return changed
 
 
+def unclosed(text: str) -> bool:
+    """Whether a page opens more generated blocks than it closes."""
+    return text.count("<!-- generated:") != len(BLOCK.findall(text))
+
+
 def _slug(heading: str) -> str:
-    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip().lower())
-    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+    """GitHub's anchor of a heading: its rendered text (links, emphasis and code marks gone), lower case, without
+    punctuation but `-` and `_`, spaces as `-`."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip())
+    text = re.sub(r"(?<![\w`])[*_]+|[*_]+(?![\w`])", "", text.replace("`", ""))
+    return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
 
 
 def anchors(text: str) -> set[str]:
-    """The anchors GitHub gives a page's headings (a repeated heading gets `-1`, `-2`, ...)."""
-    seen: dict[str, int] = {}
-    out = set()
-    for line in FENCE.sub("", text).splitlines():
-        if m := re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line):
-            slug = _slug(m[1])
-            out.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
-            seen[slug] = seen.get(slug, 0) + 1
-    return out
+    """The anchors GitHub gives a page: its ATX and setext headings (a repeated one gets `-1`, `-2`, ..., skipping
+    any already taken) and HTML `id`/`name` attributes."""
+    out: set[str] = set()
+    lines = FENCE.sub("", text).splitlines()
+    headings = [m[1] for line in lines if (m := re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line))]
+    headings += [a for a, b in itertools.pairwise(lines) if a.strip() and re.fullmatch(r"(=+|-+)\s*", b)
+                 and not re.match(r"^\s*([-*+]|\d+\.|#|\|)", a)]
+    for heading in headings:
+        slug, n = _slug(heading), 0
+        while (candidate := slug if n == 0 else f"{slug}-{n}") in out:
+            n += 1
+        out.add(candidate)
+    return out | set(re.findall(r"<[a-z]+[^>]*\b(?:id|name)=[\"']([^\"']+)[\"']", text))
 
 
 def link_problems(root: Path, page: Path) -> list[str]:
+    """Relative links, images and reference definitions of a page whose file, or heading, is not there (a link
+    starting with `/` is from the repository's root, as on its web page)."""
     text = (root / page).read_text()
-    prose = CODE_SPAN.sub("", FENCE.sub("", text))
+    prose = re.sub(r"<!--.*?-->", "", CODE_SPAN.sub("", FENCE.sub("", text)), flags=re.DOTALL)
+    targets = [m["target"] for m in LINK.finditer(prose)] + [m["target"] for m in REFERENCE.finditer(prose)]
+    targets += re.findall(r"<(?:img|a)\b[^>]*\b(?:src|href)=[\"']([^\"']+)[\"']", prose)
     problems = []
-    for m in LINK.finditer(prose):
-        target = m["target"]
+    for target in targets:
         if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # https:, mailto:
             continue
         path, _, anchor = target.partition("#")
-        file = (root / page).parent / path if path else root / page
+        path, anchor = unquote(path.partition("?")[0]), unquote(anchor)
+        file = root / path.lstrip("/") if path.startswith("/") else (root / page).parent / path if path else root / page
         if not file.exists():
             problems.append(f"{page}: link to {target!r}: {path} does not exist")
         elif anchor and file.suffix == ".md" and anchor not in anchors(file.read_text()):
@@ -258,7 +292,13 @@ def commands(text: str) -> list[tuple[str, bool]]:
     for block in FENCE.finditer(text):
         found += [(line.strip().removeprefix("$ "), True) for line in block.group(0).replace("\\\n", "").splitlines()]
     found += [(m[2].strip(), False) for m in CODE_SPAN.finditer(FENCE.sub("", text))]
-    return [(c, whole) for c, whole in found if re.match(r"^([A-Z_]+=\S+\s+)*gain-bench\s", c)]
+    out = []
+    for line, whole in found:  # `a && gain-bench ...`, `cd x; gain-bench ...`: every command of the line
+        for part in re.split(r"\s*(?:&&|\|\||;|\|)\s*", line):
+            part = re.sub(r"^(time|env|nice(\s+-n\s*-?\d+)?)\s+", "", part.strip())
+            if re.match(r"^([A-Za-z_][A-Za-z0-9_]*=\S+\s+)*gain-bench\s", part):
+                out.append((part, whole))
+    return out
 
 
 def shown_files(text: str) -> set[str]:
@@ -273,12 +313,12 @@ def _argv(command: str) -> tuple[dict[str, str], list[str]] | None:
     except ValueError:
         return None
     env = {}
-    while tokens and re.match(r"^[A-Z_]+=", tokens[0]):
+    while tokens and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", tokens[0]):
         key, _, value = tokens.pop(0).partition("=")
         env[key] = value
     argv = []
     for token in tokens[1:]:
-        if token in SHELL_OPERATORS:
+        if token in SHELL_OPERATORS or re.match(r"^\d?>", token):  # a redirection ends the arguments
             break
         argv.append(token)
     if any(PLACEHOLDER.match(t) for t in argv):
@@ -309,14 +349,37 @@ def command_problem(
         return f"{page}: `{command}` does not parse: {message}"
     if args.command != "run" or args.suite in shown:
         return None
+    error = _suite_error(root, args, env)
+    return f"{page}: `{command}`: {error}" if error else None
+
+
+def _load_suite(args: argparse.Namespace) -> str | None:
+    """Load a `run` command's suite as `gain-bench run` would; the error it would print, or None."""
     try:
-        with _at(root, env.get("PYTHONPATH")):
-            seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-            suites.load(args.suite, args.set or [], seeds, plugins=plugin_refs(args.plugin))
-            parse_filters(args.only or [])
-    except (ValueError, OSError, ImportError) as err:
-        return f"{page}: `{command}`: {err}"
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+        suites.load(args.suite, args.set or [], seeds, plugins=plugin_refs(args.plugin))
+        parse_filters(args.only or [])
+    except Exception as err:  # whatever `gain-bench run` would stop on is the page's problem, not the check's
+        return str(err) or type(err).__name__
     return None
+
+
+def _suite_error(root: Path, args: argparse.Namespace, env: dict[str, str]) -> str | None:
+    """`_load_suite` in this process, or, for a command that loads plugins (an import path or `--plugin`), in a
+    child process, so that what the plugins register does not stay behind in this one."""
+    if not env and not args.plugin:
+        with _at(root):
+            return _load_suite(args)
+    code = (
+        "import sys, pickle; from benchmark.docs import _load_suite; "
+        "print(_load_suite(pickle.loads(sys.stdin.buffer.read())) or '', end='')"
+    )
+    paths = [str(root / p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p] + sys.path
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=pickle.dumps(args), capture_output=True, cwd=root, timeout=300,
+        env=os.environ | env | {"PYTHONPATH": os.pathsep.join(paths)}, check=False,
+    )
+    return done.stdout.decode().strip() or (done.stderr.decode().strip().splitlines() or [None])[-1]
 
 
 NUMBER = re.compile(r"(?<![\w.])[+\-−±]?(\d+\.\d+)(?![\w]|\.\d)")
@@ -332,25 +395,38 @@ def prose(text: str) -> str:
 
 
 def number_problems(root: Path, page: Path) -> list[str]:
-    """Decimal numbers in a finding's prose (or the README's) that no generated block prints: a finding quotes its
-    results, it does not retype them. The README's headline section may quote any finding's blocks; settings belong
-    in code spans."""
+    """Decimal numbers in a finding's prose (or the README's headline section) that no generated block prints: a
+    finding quotes its results, it does not retype them. A signed number (+0.096, −0.096) must be printed with that
+    sign; the README may quote any finding's blocks; settings belong in code spans."""
     text = (root / page).read_text()
     if page == Path("README.md"):
-        text = text.split(HEADLINE, 1)[-1].split("\n## ", 1)[0] if HEADLINE in text else ""
+        if HEADLINE not in text:
+            if not (root / "findings").is_dir():
+                return []
+            return [f"README.md: no {HEADLINE!r} section (the numbers it quotes from the findings are checked there)"]
+        text = text.split(HEADLINE, 1)[1].split("\n## ", 1)[0]
     where = pages(root) if page == Path("README.md") else [page]
-    printed = "".join(b.body for p in where if str(p).startswith("findings/") for b in blocks(root, p))
-    typed = sorted({m[1] for m in NUMBER.finditer(prose(text))} - _quoted(printed))
+    printed = "\n".join(b.body for p in where if str(p).startswith("findings/") for b in blocks(root, p))
+    quoted = _quoted(printed)
+    typed = sorted({_signed(m.group(0)) for m in NUMBER.finditer(prose(text))} - quoted)
     return [f"{page}: {n} is not printed by any of its generated blocks (quote the results, or put a setting in "
             f"`code`)" for n in typed]
 
 
+def _signed(number: str) -> str:
+    return number.replace("−", "-").removeprefix("±")
+
+
 def _quoted(printed: str) -> set[str]:
-    """Every decimal a block prints, and its shorter forms, cut or rounded (0.926 may be quoted as 0.92 or 0.93)."""
+    """Every decimal the blocks' tables print (not their provenance lines), unsigned and with its sign, and its
+    shorter forms, cut or rounded half up (0.925 may be quoted as 0.92 or 0.93)."""
     out = set()
-    for whole, frac in re.findall(r"(\d+)\.(\d+)", printed):  # also where a letter leads: p0.016
-        out |= {f"{whole}.{frac[:k]}" for k in range(1, len(frac) + 1)}
-        out |= {f"{float(whole + '.' + frac):.{k}f}" for k in range(1, len(frac))}
+    table = "\n".join(line for line in printed.splitlines() if not line.startswith("Runs: "))
+    for sign, whole, frac in re.findall(r"([+-]?)(\d+)\.(\d+)", table):  # also where a letter leads: p0.016
+        value = Decimal(f"{whole}.{frac}")
+        forms = {f"{whole}.{frac[:k]}" for k in range(1, len(frac) + 1)}
+        forms |= {str(value.quantize(Decimal(1).scaleb(-k), rounding=ROUND_HALF_UP)) for k in range(1, len(frac))}
+        out |= forms | {sign + f for f in forms}
     return out
 
 
@@ -366,6 +442,31 @@ def tox_problems(root: Path, page: Path, text: str) -> list[str]:
             for name in sorted(named - envs)]
 
 
+def block_problem(root: Path, block: Block, tables: bool) -> str | None:
+    """What is wrong with a generated block: a name that is no generator or results command that would run, a body
+    edited by hand, or (for a generator, or with `tables` a results command whose folders are here) a body that is no
+    longer what its name prints."""
+    try:
+        argv = results_command(block.name)
+        if argv is not None and argv[0] == "gain-bench":
+            with contextlib.redirect_stderr(err := io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                cli.build_parser().parse_args(argv[1:])
+    except SystemExit:
+        return f"{block.where}: the command does not parse: {err.getvalue().strip().splitlines()[-1]}"
+    except ValueError as error:
+        return f"{block.where}: {error}"
+    if seal(block.body) != block.seal:
+        how = f"`gain-bench docs --tables {block.page}` with its results folder" if argv else "`gain-bench docs`"
+        return f"{block.where} was edited by hand (its seal does not match): regenerate it with {how}"
+    if argv is not None and not tables:
+        return None
+    try:
+        now = render_block(root, block.name)
+    except ValueError as error:
+        return f"{block.where}: {error}"
+    return f"{block.where} is stale: run `gain-bench docs`" if now is not None and now != block.body else None
+
+
 def check(root: Path, tables: bool = False) -> list[str]:
     """Every problem of the documentation under `root`: stale generated pages, blocks whose seal or (`tables`, where
     their results folders are here) whose table no longer matches, broken links, commands that would not run."""
@@ -375,21 +476,9 @@ def check(root: Path, tables: bool = False) -> list[str]:
             problems.append(f"{page} is stale: run `gain-bench docs`")
     for page in pages(root):
         text = (root / page).read_text()
-        if text.count("<!-- generated:") != len(blocks(root, page)):
+        if unclosed(text):
             problems.append(f"{page}: a generated block without its end marker")
-        for block in blocks(root, page):
-            if seal(block.body) != block.seal:
-                problems.append(f"{block.where} was edited by hand (its seal does not match): run `gain-bench docs`")
-                continue
-            if results_command(block.name) is not None and not tables:
-                continue
-            try:
-                now = render_block(root, block.name)
-            except ValueError as err:
-                problems.append(f"{block.where}: {err}")
-                continue
-            if now is not None and now != block.body:
-                problems.append(f"{block.where} is stale: run `gain-bench docs`")
+        problems += [p for block in blocks(root, page) if (p := block_problem(root, block, tables))]
         problems += link_problems(root, page)
         problems += tox_problems(root, page, text)
         if str(page).startswith(NUMBERS_FROM_RESULTS):

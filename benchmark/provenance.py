@@ -3,17 +3,23 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from functools import cache
 from pathlib import Path
 
 UNKNOWN = "unknown"
+HERE = Path(__file__).parent
 
 
 def _git(*args: str) -> str | None:
+    """git's output in this package's folder, or None where git fails; git's own environment variables (a hook's
+    GIT_DIR) are not passed on, and no index lock is taken (runs of a suite start side by side)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     try:
         out = subprocess.run(
-            ["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10, check=False
+            ["git", "--no-optional-locks", *args], cwd=HERE, env=env, capture_output=True, text=True, timeout=10,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -22,10 +28,15 @@ def _git(*args: str) -> str | None:
 
 @cache
 def git_commit() -> str:
-    """The short commit of the checkout the package runs from, with `-dirty` where a tracked file differs from it;
-    `unknown` outside a git checkout (an installed wheel) or without git."""
+    """The short commit of the checkout the package runs from, with `-dirty` where a tracked file differs from it
+    (`-status-unknown` where git could not tell); `unknown` outside a checkout of this package (an installed wheel,
+    even one installed inside some other repository) or without git."""
+    if _git("ls-files", "--error-unmatch", Path(__file__).name) is None:  # not tracked here: not our checkout
+        return UNKNOWN
     commit = _git("rev-parse", "--short", "HEAD")
     if not commit:
         return UNKNOWN
     changed = _git("status", "--porcelain", "--untracked-files=no")
+    if changed is None:
+        return f"{commit}-status-unknown"
     return f"{commit}-dirty" if changed else commit

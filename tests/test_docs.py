@@ -26,7 +26,7 @@ def _site(tmp_path: Path, readme: str, **pages: str) -> Path:
     """A repository of pages: README.md, the generated suite reference, and `pages` ({"docs/a.md": text})."""
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "suite-reference.md").write_text(reference())
-    (tmp_path / "README.md").write_text(readme)
+    (tmp_path / "README.md").write_text(readme if "## The headline" in readme else readme + "\n## The headline\n")
     for name, text in pages.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
@@ -79,7 +79,8 @@ def test_generated_blocks_are_sealed_and_kept_current(tmp_path):
     edited = current.replace("`1.0`", "`2.0`", 1)  # a default changed by hand: the seal no longer matches
     (root / "docs" / "methods.md").write_text("# Methods\n\n" + _block("methods", edited, docs.seal(current)))
     assert docs.check(root) == [
-        "docs/methods.md: generated block 'methods' was edited by hand (its seal does not match): run `gain-bench docs`"
+        "docs/methods.md: generated block 'methods' was edited by hand (its seal does not match): regenerate it with "
+        "`gain-bench docs`"
     ]
     old = current.replace("`1.0`", "`2.0`", 1)  # sealed, but from an older version of the code
     (root / "docs" / "methods.md").write_text("# Methods\n\n" + _block("methods", old))
@@ -196,3 +197,75 @@ def test_a_tox_environment_shown_must_exist(tmp_path):
     root = _site(tmp_path, "# x\n\n`tox -e bench` and\n\n```bash\ntox -e perf -- -k step\n```\n")
     (root / "tox.ini").write_text("[tox]\nenvlist = py\n\n[testenv]\n\n[testenv:bench]\n")
     assert docs.check(root) == ["README.md: `tox -e perf`: tox.ini has no such environment (bench, py)"]
+
+
+def test_refresh_never_seals_a_table_it_cannot_regenerate(tmp_path):
+    """Without the results folder, `gain-bench docs` leaves a results block exactly as it is: a hand edit stays
+    detected, and a placeholder stays unsealed."""
+    command = "gain-bench table reports/x --rows --markdown"
+    sealed = _block(command, "| gain | 0.922 |\n")
+    root = _site(tmp_path, "# x\n", **{"findings/s.md": "# S\n\n" + sealed.replace("0.922", "0.99")})
+    assert "edited by hand" in docs.check(root)[0]
+    assert docs.refresh(root) == [] and docs.refresh(root, tables=True) == []
+    assert "edited by hand" in docs.check(root)[0]
+
+
+def test_a_block_left_open_loses_no_prose(tmp_path):
+    page = ("# M\n\n<!-- generated: paper-table4 -->\nold\n\n## Important prose\n\nHand-written.\n\n"
+            + _block("selection-rules", docs.rules_reference()))
+    root = _site(tmp_path, "# x\n", **{"docs/m.md": page})
+    assert docs.check(root) == ["docs/m.md: a generated block without its end marker"]
+    with pytest.raises(ValueError, match=r"docs/m\.md: a generated block without its end marker"):
+        docs.refresh(root)
+    assert (root / "docs" / "m.md").read_text() == page
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("gain-bench table reports/x --rosw --markdown", "the command does not parse: gain-bench: error: unrecognized"),
+        ("gain-bench table 'reports/x --markdown", "No closing quotation"),
+    ],
+)
+def test_a_block_name_that_would_not_run_is_reported_without_its_results(tmp_path, name, problem):
+    root = _site(tmp_path, "# x\n", **{"findings/s.md": "# S\n\n" + _block(name, "| a | 0.5 |\n")})
+    problems = docs.check(root)
+    assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_a_quoted_number_keeps_its_sign(tmp_path):
+    block = _block("gain-bench table reports/x --rows --markdown", "| gain | 0.922 / +0.096 p0.016 |\nRuns: 4; 12.34\n")
+    for prose, typed in (("GAIN gains +0.096, i.e. 0.10.", None), ("GAIN loses −0.096.", "-0.096"),
+                         ("It ran 12.34 hours.", "12.34")):
+        (tmp_path / str(len(prose))).mkdir()
+        root = _site(tmp_path / str(len(prose)), "# x\n", **{"findings/s.md": f"# S\n\n{prose}\n\n{block}"})
+        problems = docs.check(root)
+        assert problems == ([] if typed is None else [
+            f"findings/s.md: {typed} is not printed by any of its generated blocks (quote the results, or put a "
+            "setting in `code`)"]), prose
+
+
+def test_every_command_of_a_line_and_of_an_indented_block_is_checked(tmp_path):
+    page = ("# U\n\n1. Run:\n\n   ```bash\n   gain-bench run no-such-suite\n   ```\n\n"
+            "```bash\ncd x && gain-bench run quick --data-rot d\n```\n\n`gain-bench run quick --colour red` inline\n")
+    root = _site(tmp_path, "# x\n", **{"docs/u.md": page})
+    shutil.copytree(ROOT / "suites", root / "suites")
+    problems = docs.check(root)
+    assert len(problems) == 3, problems
+    assert "suite 'no-such-suite' not found" in problems[0]
+    assert "unrecognized arguments: --data-rot d" in problems[1]
+    assert "unrecognized arguments: --colour red" in problems[2]
+
+
+def test_a_plugin_a_shown_command_loads_stays_out_of_this_process(tmp_path):
+    from benchmark.methods import METHODS
+
+    page = "# P\n\n```bash\nPYTHONPATH=examples gain-bench run examples/harbour.toml --jobs 2\n```\n"
+    root = _site(tmp_path, "# x\n", **{"docs/p.md": page})
+    shutil.copytree(ROOT / "examples", root / "examples")
+    assert docs.check(root) == []
+    assert "outside_energy" not in METHODS
+    (root / "examples" / "harbour.toml").write_text((root / "examples" / "harbour.toml").read_text().replace(
+        "[methods.outside_energy]", "[methods.outside_energie]"))
+    problems = docs.check(root)
+    assert len(problems) == 1 and "outside_energie" in problems[0], problems
