@@ -140,14 +140,20 @@ def _plan_lines(planned: list[Any]) -> list[str]:
     return lines
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def suite_of(args: argparse.Namespace) -> tuple[suites.Suite, list[Any]]:
+    """The suite a `gain-bench run` command line names (with its `--set`, `--seeds` and `--plugin`) and its `--only`
+    filters; a bad value is a ValueError (a SuiteError) naming it."""
     try:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     except ValueError:
         raise ValueError(f"--seeds {args.seeds!r}: expected integers separated by commas, e.g. 0,1,2") from None
+    suite = suites.load(args.suite, args.set or [], seeds, plugins=plugin_refs(args.plugin))
+    return suite, runner.parse_filters(args.only or [])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     try:
-        suite = suites.load(args.suite, args.set or [], seeds, plugins=plugin_refs(args.plugin))
-        filters = runner.parse_filters(args.only or [])
+        suite, filters = suite_of(args)
         out = Path(args.out) if args.out else Path("reports") / suite.name
         if args.dry_run:
             planned = runner.plan(suite, out, filters=filters, retry_failed=args.retry_failed)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import itertools
@@ -28,17 +29,17 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from urllib.parse import unquote
 
-from benchmark import cli, suites
+from benchmark import cli
+from benchmark.commands import suite_of
 from benchmark.methods import METHODS
 from benchmark.metric_defs import METRICS
-from benchmark.plugins import BUILTIN, plugin_refs
+from benchmark.plugins import BUILTIN
 from benchmark.report.verdict import PAPER_TABLE4
-from benchmark.runner import parse_filters
 from benchmark.selection_rules import RULES
 from benchmark.settings import reference
 
@@ -139,22 +140,10 @@ def pages(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def blocks(root: Path, page: Path) -> list[Block]:
-    text = (root / page).read_text()
+def blocks(root: Path, page: Path, text: str | None = None) -> list[Block]:
+    """The generated blocks of `page` (of `text`, where the page has been read already)."""
+    text = (root / page).read_text() if text is None else text
     return [Block(page, m["name"], m["body"], m["seal"]) for m in BLOCK.finditer(text)]
-
-
-@contextlib.contextmanager
-def _at(root: Path, pythonpath: str | None = None) -> Iterator[None]:
-    """Run in `root`, with `pythonpath` (a command's `PYTHONPATH=...` prefix) first on the import path."""
-    extra = [str(root / p) for p in pythonpath.split(os.pathsep)] if pythonpath else []
-    sys.path[:0] = extra
-    try:
-        with contextlib.chdir(root):
-            yield
-    finally:
-        for p in extra:
-            sys.path.remove(p)
 
 
 SCRIPTS = ("scripts/bn_reestimate.py",)  # scripts whose output a block may hold: they read a results folder, first
@@ -183,7 +172,7 @@ def _output(root: Path, argv: list[str]) -> tuple[int, str, str]:
         done = subprocess.run([sys.executable, *argv[1:]], cwd=root, capture_output=True, text=True, check=False)
         return done.returncode, done.stdout, done.stderr
     out, err = io.StringIO(), io.StringIO()
-    with _at(root), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.chdir(root), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = cli.main(argv[1:])
     return status, out.getvalue(), err.getvalue()
 
@@ -263,10 +252,9 @@ def anchors(text: str) -> set[str]:
     return out | set(re.findall(r"<[a-z]+[^>]*\b(?:id|name)=[\"']([^\"']+)[\"']", text))
 
 
-def link_problems(root: Path, page: Path) -> list[str]:
-    """Relative links, images and reference definitions of a page whose file, or heading, is not there (a link
-    starting with `/` is from the repository's root, as on its web page)."""
-    text = (root / page).read_text()
+def link_problems(root: Path, page: Path, text: str, anchors_of: Callable[[Path], set[str]]) -> list[str]:
+    """Relative links, images and reference definitions of a page whose file, or heading (`anchors_of` a file), is
+    not there (a link starting with `/` is from the repository's root, as on its web page)."""
     prose = re.sub(r"<!--.*?-->", "", CODE_SPAN.sub("", FENCE.sub("", text)), flags=re.DOTALL)
     targets = [m["target"] for m in LINK.finditer(prose)] + [m["target"] for m in REFERENCE.finditer(prose)]
     targets += re.findall(r"<(?:img|a)\b[^>]*\b(?:src|href)=[\"']([^\"']+)[\"']", prose)
@@ -279,7 +267,7 @@ def link_problems(root: Path, page: Path) -> list[str]:
         file = root / path.lstrip("/") if path.startswith("/") else (root / page).parent / path if path else root / page
         if not file.exists():
             problems.append(f"{page}: link to {target!r}: {path} does not exist")
-        elif anchor and file.suffix == ".md" and anchor not in anchors(file.read_text()):
+        elif anchor and file.suffix == ".md" and anchor not in anchors_of(file.resolve()):
             problems.append(f"{page}: link to {target!r}: no heading with the anchor #{anchor} in {path or page}")
     return problems
 
@@ -354,11 +342,10 @@ def command_problem(
 
 
 def _load_suite(args: argparse.Namespace) -> str | None:
-    """Load a `run` command's suite as `gain-bench run` would; the error it would print, or None."""
+    """Load a `run` command's suite as `gain-bench run` does (`commands.suite_of`); the error it would print, or
+    None."""
     try:
-        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-        suites.load(args.suite, args.set or [], seeds, plugins=plugin_refs(args.plugin))
-        parse_filters(args.only or [])
+        suite_of(args)
     except Exception as err:  # whatever `gain-bench run` would stop on is the page's problem, not the check's
         return str(err) or type(err).__name__
     return None
@@ -368,7 +355,7 @@ def _suite_error(root: Path, args: argparse.Namespace, env: dict[str, str]) -> s
     """`_load_suite` in this process, or, for a command that loads plugins (an import path or `--plugin`), in a
     child process, so that what the plugins register does not stay behind in this one."""
     if not env and not args.plugin:
-        with _at(root):
+        with contextlib.chdir(root):
             return _load_suite(args)
     code = (
         "import sys, pickle; from benchmark.docs import _load_suite; "
@@ -394,21 +381,17 @@ def prose(text: str) -> str:
     return re.sub(r"\]\([^)]*\)", "]", CODE_SPAN.sub("", text))
 
 
-def number_problems(root: Path, page: Path) -> list[str]:
+def number_problems(root: Path, page: Path, text: str, printed: str) -> list[str]:
     """Decimal numbers in a finding's prose (or the README's headline section) that no generated block prints: a
-    finding quotes its results, it does not retype them. A signed number (+0.096, −0.096) must be printed with that
-    sign; the README may quote any finding's blocks; settings belong in code spans."""
-    text = (root / page).read_text()
+    finding quotes its results (`printed`, what its blocks hold; for the README, every finding's), it does not retype
+    them. A signed number (+0.096, −0.096) must be printed with that sign; settings belong in code spans."""
     if page == Path("README.md"):
         if HEADLINE not in text:
             if not (root / "findings").is_dir():
                 return []
             return [f"README.md: no {HEADLINE!r} section (the numbers it quotes from the findings are checked there)"]
         text = text.split(HEADLINE, 1)[1].split("\n## ", 1)[0]
-    where = pages(root) if page == Path("README.md") else [page]
-    printed = "\n".join(b.body for p in where if str(p).startswith("findings/") for b in blocks(root, p))
-    quoted = _quoted(printed)
-    typed = sorted({_signed(m.group(0)) for m in NUMBER.finditer(prose(text))} - quoted)
+    typed = sorted({_signed(m.group(0)) for m in NUMBER.finditer(prose(text))} - _quoted(printed))
     return [f"{page}: {n} is not printed by any of its generated blocks (quote the results, or put a setting in "
             f"`code`)" for n in typed]
 
@@ -430,12 +413,16 @@ def _quoted(printed: str) -> set[str]:
     return out
 
 
-def tox_problems(root: Path, page: Path, text: str) -> list[str]:
-    """`tox -e NAME` shown in a page's code, where tox.ini has no such environment."""
+def tox_environments(root: Path) -> set[str] | None:
+    """The environments `tox -e` may name in `root`'s tox.ini; None without one."""
     tox = root / "tox.ini"
-    if not tox.is_file():
+    return {"py", *re.findall(r"^\[testenv:([\w.-]+)\]", tox.read_text(), re.MULTILINE)} if tox.is_file() else None
+
+
+def tox_problems(page: Path, text: str, envs: set[str] | None) -> list[str]:
+    """`tox -e NAME` shown in a page's code, where tox.ini (its `envs`) has no such environment."""
+    if envs is None:
         return []
-    envs = {"py", *re.findall(r"^\[testenv:([\w.-]+)\]", tox.read_text(), re.MULTILINE)}
     code = "\n".join([*(m.group(0) for m in FENCE.finditer(text)), *(m[2] for m in CODE_SPAN.finditer(text))])
     named = set(re.findall(r"\btox -e ([\w.-]+)", code))
     return [f"{page}: `tox -e {name}`: tox.ini has no such environment ({', '.join(sorted(envs))})"
@@ -474,15 +461,20 @@ def check(root: Path, tables: bool = False) -> list[str]:
     for page, make in GENERATED_PAGES.items():
         if (root / page).read_text() != make():
             problems.append(f"{page} is stale: run `gain-bench docs`")
-    for page in pages(root):
-        text = (root / page).read_text()
+    texts = {page: (root / page).read_text() for page in pages(root)}  # every page read once
+    found = {page: blocks(root, page, text) for page, text in texts.items()}
+    findings = "\n".join(b.body for page, bs in found.items() if str(page).startswith("findings/") for b in bs)
+    anchors_of = functools.cache(lambda file: anchors(file.read_text()))
+    envs = tox_environments(root)
+    for page, text in texts.items():
         if unclosed(text):
             problems.append(f"{page}: a generated block without its end marker")
-        problems += [p for block in blocks(root, page) if (p := block_problem(root, block, tables))]
-        problems += link_problems(root, page)
-        problems += tox_problems(root, page, text)
+        problems += [p for block in found[page] if (p := block_problem(root, block, tables))]
+        problems += link_problems(root, page, text, anchors_of)
+        problems += tox_problems(page, text, envs)
         if str(page).startswith(NUMBERS_FROM_RESULTS):
-            problems += number_problems(root, page)
+            printed = findings if page == Path("README.md") else "\n".join(b.body for b in found[page])
+            problems += number_problems(root, page, text, printed)
         shown = shown_files(text)
         problems += [p for c, whole in commands(text) if (p := command_problem(root, page, c, whole, shown))]
     return problems
