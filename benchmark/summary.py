@@ -186,25 +186,34 @@ def format_comparison(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-PROVENANCE_KEYS = ("git_commit", "gain_bench", "torch", "python", "device", "device_name", "threads", "platform")
+UNRECORDED = "unrecorded"  # a key a run's record does not hold (made before the key was recorded)
+PROVENANCE = {"git_commit": "git commit", "gain_bench": "gain-bench", "torch": "torch", "python": "python",
+              "device": "device", "device_name": "GPU", "threads": "threads", "platform": "platform"}  # fmt: skip
+"""The environment keys a table's provenance line names, and its name for each."""
+
+
+def environments(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Every environment key of the complete runs among `records`, with each distinct value it took, sorted and
+    comma-separated (a folder trained at two commits names both; `unrecorded` for runs whose record lacks the key):
+    the report's environment and a table's provenance."""
+    done = [r.get("environment", {}) for r in records if r.get("status") == "complete"]
+    keys = dict.fromkeys(key for env in done for key in env)
+    return {key: ", ".join(sorted({str(env.get(key, UNRECORDED)) for env in done})) for key in keys}
 
 
 def provenance(records: list[dict[str, Any]]) -> dict[str, str]:
     """Where and when the complete runs among `records` were made: how many, the first start and last finish (UTC),
-    and every distinct value of their environment's `PROVENANCE_KEYS` (a folder trained at two commits names both).
-    Records from before a key was recorded count as `unrecorded`."""
+    and the `PROVENANCE` keys of their `environments` (the commit always, `unrecorded` where no run recorded it)."""
     done = [r for r in records if r.get("status") == "complete"]
     if not done:
         return {}
+    env = environments(done)
     out = {
         "runs": str(len(done)),
         "trained": f"{min(r.get('started') or '?' for r in done)} to {max(r.get('finished') or '?' for r in done)}",
     }
-    for key in PROVENANCE_KEYS:
-        values = {str(r.get("environment", {}).get(key, "unrecorded")) for r in done}
-        if values != {"unrecorded"} or key == "git_commit":
-            out[key.replace("_", " ")] = ", ".join(sorted(values))
-    return out
+    shown = {key: name for key, name in PROVENANCE.items() if key in env or key == "git_commit"}
+    return out | {name: env.get(key, UNRECORDED) for key, name in shown.items()}
 
 
 def provenance_text(facts: dict[str, str]) -> str:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from benchmark.provenance import git_commit
-from benchmark.summary import provenance, provenance_text
+from benchmark.summary import environments, provenance, provenance_text
 
 
 def test_the_commit_of_this_checkout():
@@ -49,3 +49,4 @@ def test_provenance_names_every_commit_and_the_span_of_the_runs():
     assert facts["torch"] == "2.14.1" and "gain bench" not in facts
     assert provenance_text(facts).startswith("Runs: 3; trained: 2026-12-04T09:00:00 to 2026-12-04T11:00:00; git")
     assert provenance([]) == {} and provenance_text({}) == ""
+    assert environments(records) == {"git_commit": "abc1234, def5678, unrecorded", "torch": "2.14.1", "device": "cpu"}

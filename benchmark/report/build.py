@@ -23,7 +23,7 @@ from benchmark.results import RegimeView, SuiteView, planned, read_suite, read_t
 from benchmark.selection import RULES, Selection, reported_specs, select_suite, trials_table
 from benchmark.spec import RunSpec
 from benchmark.store import read_references, write_atomic
-from benchmark.summary import configuration, curve_table
+from benchmark.summary import configuration, curve_table, environments
 from benchmark.tables import PAPER_ROWS, build_tables, config_name, interval_cell, plural
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -148,8 +148,9 @@ def _effects(significance: list[dict[str, Any]], names: dict[str, str]) -> dict[
 
 
 def _environment_view(environment: dict[str, Any]) -> dict[str, Any]:
-    """A record's environment as the report lists it: the CUDA version only where a run used CUDA, and torch's
-    threads named for what they are (each run's; the timing section gives its own)."""
+    """The runs' environment (`summary.environments`: every value each key took) as the report lists it: the CUDA
+    version only where a run used CUDA, and torch's threads named for what they are (each run's; the timing section
+    gives its own)."""
     view = dict(environment)
     if not str(view.get("device", "")).startswith("cuda"):
         view.pop("cuda", None)
@@ -415,7 +416,7 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
             localisation.append(row)
     measured = read_throughput(out_root, suite, reported_runs)
     throughput = measured if measured else _throughput([r for r in records if r["status"] == "complete"])
-    environment = _environment_view(next((r["environment"] for r in records if r.get("environment")), {}))
+    environment = _environment_view(environments(records))
     attention = next((r["attention"] for r in records if r.get("attention")), None)
     drawn = _figures(
         tables, records, throughput, out_root, suite.audited_class, context_name, sweep, method_names
