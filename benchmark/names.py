@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark.registry import default_colour
-from benchmark.spec import BASELINE
 
 UNRANKED = 1_000_000  # a method the folder says nothing of sorts after those it does, by name
 
@@ -30,10 +29,8 @@ class Names:
         return str(self.methods.get(method, {}).get("colour") or default_colour(method))
 
     def rank(self, method: str) -> int:
-        """The method's place in tables: the registry's order as recorded; the baseline first where records from
-        before that carry none."""
         rank = self.methods.get(method, {}).get("rank")
-        return int(rank) if isinstance(rank, int) else -1 if method == BASELINE else UNRANKED
+        return int(rank) if isinstance(rank, int) else UNRANKED
 
     def config(self, method: str, budget: int, label: str | None = None) -> str:
         """ "GAIN_ext-78", and whatever a configuration's label adds after its method and budget (e.g.

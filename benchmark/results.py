@@ -145,20 +145,32 @@ def read_suite(out_root: Path) -> SuiteView:
     )
 
 
-def known_keys(out_root: Path) -> dict[str, dict[str, str]]:
-    """Run id -> its configuration and pairing keys, as the folder's `suite.json` lists them ({} without a list)."""
+def known_keys(out_root: Path) -> dict[str, dict[str, Any]]:
+    """Run id -> what the folder's `suite.json` knows of it that a record written before records carried it lacks:
+    its `keys` (configuration and pairing) and its `components` (its method's, model's and dataset's names, colours
+    and ranks). {} without a list."""
     try:
         view = json.loads((Path(out_root) / SUITE_FILE).read_text()).get("view")
     except (OSError, json.JSONDecodeError, AttributeError):
         return {}
-    return {e["run_id"]: e["keys"] for e in view.get("runs", [])} if isinstance(view, dict) else {}
+    if not isinstance(view, dict):
+        return {}
+    labels = view.get("components", {})
+    out: dict[str, dict[str, Any]] = {}
+    for entry in view.get("runs", []):
+        spec = entry.get("spec", {})
+        components = {kind: labels[kind][spec[kind]] for kind in ("method", "model", "dataset")
+                      if spec.get(kind) in labels.get(kind, {})}  # fmt: skip
+        out[entry["run_id"]] = {"keys": entry.get("keys"), "components": components}
+    return out
 
 
-def with_keys(record: dict[str, Any], keys: dict[str, dict[str, str]]) -> dict[str, Any]:
-    """`record` with its keys: its own, or those `suite.json` lists for it (a record written before records carried
-    them)."""
-    if "keys" not in record and record.get("run_id") in keys:
-        record["keys"] = keys[record["run_id"]]
+def with_keys(record: dict[str, Any], known: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`record` with its keys and components: its own, or those `suite.json` lists for it (`known_keys`; a record
+    written before records carried them)."""
+    for field_name, value in known.get(record.get("run_id"), {}).items():
+        if field_name not in record and value:
+            record[field_name] = value
     return record
 
 

@@ -1,3 +1,4 @@
+import json
 import re
 
 import numpy as np
@@ -240,3 +241,22 @@ def test_config_name_keeps_the_parameters_that_tell_configurations_apart():
     assert config_name("gain", 0, "gain masked_bn=eval", "GAIN") == "GAIN masked_bn=eval"
     assert config_name("gain_ext", 78, "gain_ext-78 masked_bn=batch", "GAIN_ext") == "GAIN_ext-78 masked_bn=batch"
     assert config_name("my_method", 0, "my_method") == "my_method"
+
+
+def test_records_from_before_components_take_their_names_and_order_from_suite_json(tmp_path):
+    """A record written before records carried its method's display name and rank gets them from the folder's
+    suite.json, as its keys: the table names and orders methods as the report does."""
+    specs = [fake_run(tmp_path, method, seed, 0.6)[0] for method in ("gain", "gradcam") for seed in range(2)]
+    for path in tmp_path.glob("runs/*/record.json"):
+        record = json.loads(path.read_text())
+        del record["components"]
+        path.write_text(json.dumps(record))
+    runs, excluded = load_runs([tmp_path])
+    assert all("components" not in r.record for r in runs)
+    labels = {"gradcam": {"display": "Grad-CAM", "rank": 0}, "gain": {"display": "GAIN", "rank": 1}}
+    view = {"runs": [{"run_id": s.run_id, "spec": s.to_dict(), "keys": s.keys()} for s in specs],
+            "components": {"method": labels}}
+    (tmp_path / "suite.json").write_text(json.dumps({"name": "t", "view": view}))
+    runs, excluded = load_runs([tmp_path])
+    table = paper_table(aggregate_table(runs, excluded, n_resamples=50), excluded)
+    assert list(table.columns) == ["Grad-CAM", "GAIN"]
