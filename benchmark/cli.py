@@ -148,9 +148,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         path = write_report(args.dir, args.output)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         return _error(err)
-    except BrokenPipeError:  # the reader went away (`gain-bench methods | head`): not an error of ours
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     print(f"report: {path.resolve()}")
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,11 +154,13 @@ def known_keys(out_root: Path) -> dict[str, dict[str, Any]]:
         view = json.loads((Path(out_root) / SUITE_FILE).read_text()).get("view")
     except (OSError, json.JSONDecodeError, AttributeError):
         return {}
-    if not isinstance(view, dict):
-        return {}
-    labels = view.get("components", {})
+    return _known(view.get("runs", []), view.get("components", {})) if isinstance(view, dict) else {}
+
+
+def _known(entries: Iterable[dict[str, Any]], labels: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`known_keys` from `suite.json`'s run entries and component labels."""
     out: dict[str, dict[str, Any]] = {}
-    for entry in view.get("runs", []):
+    for entry in entries:
         spec = entry.get("spec", {})
         components = {kind: labels[kind][spec[kind]] for kind in ("method", "model", "dataset")
                       if spec.get(kind) in labels.get(kind, {})}  # fmt: skip
@@ -177,10 +180,10 @@ def with_keys(record: dict[str, Any], known: dict[str, dict[str, Any]]) -> dict[
 def planned(suite: SuiteView, out_root: Path) -> list[PlannedRun]:
     """Each run of the suite with its state and record (`store.run_state`)."""
     out = []
-    keys = {e["run_id"]: e["keys"] for e in suite.entries}
+    known = _known(suite.entries, suite.components)
     for spec in suite.runs():
         state, record = run_state(out_root, spec.run_id, spec.config_hash)
-        record = with_keys(record, keys) if record is not None and state != CONFLICT else None
+        record = with_keys(record, known) if record is not None and state != CONFLICT else None
         out.append(PlannedRun(spec, state, record))
     return out
 
