@@ -264,7 +264,7 @@ def test_slurm_launcher_maps_the_suite_resources(tmp_path, suite_file, monkeypat
     (bin_dir / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
     executor = runner.make_executor(suite, "slurm", tmp_path / "%j")
-    script = executor._executor._make_submission_file_text("python -m job", "uid")
+    script = executor._make_submission_file_text("python -m job", "uid")
     for line in ("--partition=gpu", "--gpus-per-node=1", "--account=lab", "--mem=32GB", "--cpus-per-task=4",
                  "--time=60", "--job-name=gain-bench-tiny"):  # fmt: skip
         assert line in script, line
