@@ -7,6 +7,9 @@ import argparse
 import importlib
 import os
 import sys
+import tempfile
+import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +165,13 @@ def _plugin_option(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gain-bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="gain-bench",
+        description=__doc__,
+        epilog="Exit status: 0 done; 2 bad input (one line on stderr); 1 a run failed, `docs --check` found a problem, "
+        "or an internal error: one line on stderr names it and the file its traceback was written to, "
+        "$TMPDIR/gain-bench-<time>-<pid>.traceback (please report it).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train and evaluate one run (the built-in biased boats unless --data says)")
     t.add_argument("--method", required=True, help="a registered method (`gain-bench list`), e.g. gain")
@@ -300,9 +309,35 @@ def _lazy(command: str) -> Any:
     return importlib.import_module("benchmark.docs" if command == "docs" else "benchmark.commands")
 
 
+def traceback_path() -> Path:
+    """Where an internal error's traceback goes: `$TMPDIR/gain-bench-<UTC time>-<pid>.traceback` (the system's
+    temporary folder; one file per failed process, never inside a results folder)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path(tempfile.gettempdir()) / f"gain-bench-{stamp}-{os.getpid()}.traceback"
+
+
+def _internal_error(err: Exception, argv: list[str]) -> int:
+    """An exception no command handles (a bug of ours or of a plugin): its traceback written to `traceback_path()`,
+    one line on stderr naming the exception and the file, exit status 1."""
+    text = "".join(traceback.format_exception(err))
+    first = (str(err).strip().splitlines() or [""])[0]
+    what = f"{type(err).__name__}: {first[:200]}" if first else type(err).__name__
+    path = traceback_path()
+    try:
+        path.write_text(f"gain-bench {' '.join(argv)}\n\n{text}")
+    except OSError as write_err:  # nowhere to write it: the traceback itself, rather than nothing
+        print(text, end="", file=sys.stderr)
+        print(f"gain-bench: internal error: {what} (the traceback above could not be written to {path}: "
+              f"{write_err}; please report it)", file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"gain-bench: internal error: {what} (traceback: {path}; please report it)", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; bad input (a ValueError, a missing file, a file that may not be overwritten) is one line on
-    stderr and exit status 2."""
+    stderr and exit status 2; any other exception (an internal error) is one line naming it and the file its
+    traceback was written to (`traceback_path()`), and exit status 1."""
     args = build_parser().parse_args(argv)
     try:
         if args.command in TRAINING_COMMANDS:
@@ -313,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`gain-bench methods | head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as err:  # the last resort: one line and a file, not a wall of Python
+        return _internal_error(err, sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,14 @@ SECTIONS = ("data", "model", "train", "methods", "timing", "slurm", "sweep", "se
 FORBID = ConfigDict(extra="forbid")
 
 
-def integer(low: int, doc: str, allowed: str | None = None) -> Any:
-    """An integer field >= `low` (a bool is not an integer here)."""
+# The largest seed: what every random generator a run seeds takes (numpy's legacy seeds are 32-bit).
+MAX_SEED = 2**32 - 1
+
+
+def integer(low: int, doc: str, allowed: str | None = None, *, high: int | None = None) -> Any:
+    """An integer field >= `low` (and <= `high`; a bool is not an integer here)."""
     extra = {"allowed": allowed} if allowed else None
-    return Annotated[int, Field(ge=low, strict=True, description=doc, json_schema_extra=extra)]
+    return Annotated[int, Field(ge=low, le=high, strict=True, description=doc, json_schema_extra=extra)]
 
 
 def boolean(doc: str, allowed: str | None = None) -> Any:
@@ -57,10 +61,11 @@ def number(doc: str, *, gt: float | None = None, ge: float | None = None, lt: fl
 
 
 
-def _ints(low: int, doc: str) -> Any:
-    item = Annotated[int, Field(ge=low, strict=True)]
+def _ints(low: int, doc: str, *, high: int | None = None) -> Any:
+    item = Annotated[int, Field(ge=low, le=high, strict=True)]
+    below = "" if high is None else f" and <= {high}"
     return Annotated[list[item], Field(min_length=1, description=doc, json_schema_extra={
-        "allowed": f"a non-empty list of integers >= {low}"})]  # fmt: skip
+        "allowed": f"a non-empty list of integers >= {low}{below}"})]  # fmt: skip
 
 
 class _Checked:
@@ -84,13 +89,13 @@ class SuiteKeys(_Checked):
               json_schema_extra={"allowed": "a non-empty name without '/'"}),
     ]
     description: text("one line for `gain-bench list` and the report") = ""
-    seeds: _ints(0, "training seeds; every configuration runs once per seed") = (0, 1, 2)  # type: ignore[assignment]
+    seeds: _ints(0, "training seeds; every configuration runs once per seed", high=MAX_SEED) = (0, 1, 2)  # type: ignore[assignment]
     budgets: _ints(1, "pixel-label budgets of the methods that use pixel labels") = (9, 23, 78, 200, 1464)  # type: ignore[assignment]
     audited_class: Annotated[
         str, Field(min_length=1, strict=True, description="the class audited (default: the dataset's)",
                    json_schema_extra={"allowed": "a class name"})
     ] = "boat"
-    budget_seed: integer(0, "seed of the order in which images enter the pixel-label budget") = 0
+    budget_seed: integer(0, "seed of the order in which images enter the pixel-label budget", high=MAX_SEED) = 0
     device: Annotated[
         str, Field(pattern=r"^(cpu|mps|cuda(:\d+)?)$", description="where runs train",
                    json_schema_extra={"allowed": "cpu, cuda, cuda:N, mps"})
@@ -113,8 +118,8 @@ class TrainSettings(_Checked):
     epochs: integer(1, "training epochs") = 8
     batch_size: integer(1, "training batch size") = 64
     optimizer: Annotated[Literal["adam", "sgd"], Field(description="the optimiser")] = "adam"
-    lr: Annotated[float, Field(gt=0, strict=True, description="peak learning rate")] = 3e-3
-    weight_decay: Annotated[float, Field(ge=0, strict=True, description="weight decay")] = 0.0
+    lr: Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True, description="peak learning rate")] = 3e-3
+    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True, description="weight decay")] = 0.0
     schedule: Annotated[Literal["onecycle", "constant"], Field(description="learning-rate schedule")] = "onecycle"
     mask_batch: integer(0, "pixel-labelled images added to every batch (0: as they come)") = 0
     threshold: Annotated[
@@ -187,6 +192,10 @@ class SlurmSettings(_Checked):
     SECTION = "slurm"
 
 
+# The most trials a search may have: each is a run per method entry, budget and seed.
+MAX_TRIALS = 1000
+
+
 @dataclass(frozen=True)
 class SearchSettings(_Checked):
     """`[search]`: the number of trials every method entry gets, the selection rule, the seed of the draws, and
@@ -195,12 +204,12 @@ class SearchSettings(_Checked):
     __pydantic_config__ = FORBID
 
     trials: integer(1, "trials per method entry and budget",
-                 "an integer >= 1 (the same for every method entry)")
+                 f"an integer >= 1 and <= {MAX_TRIALS} (the same for every method entry)", high=MAX_TRIALS)
     rule: Annotated[
         Literal[tuple(RULES)],  # type: ignore[valid-type]
         Field(description="how the reported trial is chosen (docs/usage.md)"),
     ] = "in-distribution-val"
-    seed: integer(0, "seed of the draws") = 0
+    seed: integer(0, "seed of the draws", high=MAX_SEED) = 0
     keys: Annotated[
         list[Annotated[str, Field(strict=True)]] | None,
         Field(min_length=1, description="the hyperparameters searched (omit: every declared distribution)",
@@ -240,6 +249,11 @@ def _properties(cls: type) -> dict[str, dict[str, Any]]:
     return schema.get("properties", {})
 
 
+def _bound(value: float) -> str:
+    """A range's end as written: an integer in full (4294967295), a real in short (1e-06)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def allowed(cls: type, key: str) -> str:
     """What a field allows, in words: its declared phrase, else read off its JSON Schema."""
     field = _properties(cls).get(key, {})
@@ -261,9 +275,9 @@ def allowed(cls: type, key: str) -> str:
         if low is not None and high is not None:
             left = "(" if "exclusiveMinimum" in field else "["
             right = ")" if "exclusiveMaximum" in field else "]"
-            return f"{noun} in {left}{low:g}, {high:g}{right}"
+            return f"{noun} in {left}{_bound(low)}, {_bound(high)}{right}"
         if low is not None:
-            return f"{noun} {'>' if 'exclusiveMinimum' in field else '>='} {low:g}"
+            return f"{noun} {'>' if 'exclusiveMinimum' in field else '>='} {_bound(low)}"
         return noun
     return "see docs/suite-reference.md"
 

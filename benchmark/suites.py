@@ -265,9 +265,10 @@ def load(
         full = apply_overrides(raw, overridden)
         if seeds is not None:
             full["seeds"] = list(seeds)
-        if plugins:
-            full["plugins"] = [*full.get("plugins", []), *(p for p in plugins if p not in full.get("plugins", []))]
-        return from_dict(full, source=str(path))
+        own = full.get("plugins", [])
+        if plugins and isinstance(own, list):  # not a list: the validation says what is allowed
+            full["plugins"] = [*own, *(p for p in plugins if p not in own)]
+        return _suite(full, str(path))
 
     try:
         return suite(overrides)
@@ -297,26 +298,27 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise SuiteError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=2 or methods.gain.alpha=0.3")
         if parts[0] not in (*TOP_KEYS, *SECTIONS):
             raise SuiteError(f"--set {item!r}: unknown key {parts[0]!r}; allowed: {', '.join((*TOP_KEYS, *SECTIONS))}")
-        entries = raw.get("methods", {})
+        entries = raw.get("methods") if isinstance(raw.get("methods"), dict) else {}
         if parts[0] == "methods" and len(parts) > 2 and parts[1] not in entries and parts[2:] != ["method"]:
             raise SuiteError(
                 f"--set {item!r}: the suite has no method entry {parts[1]!r} (entries: {', '.join(entries)}); "
                 f"add one with --set methods.{parts[1]}.method=NAME"
             )
-        node = raw
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise SuiteError(f"--set {item!r}: {part!r} is not a table")
-        node[parts[-1]] = parse_value(text.strip())
+        try:
+            _set_key(raw, parts, parse_value(text.strip()))
+        except SuiteError as err:
+            raise SuiteError(f"--set {item!r}: {err}") from None
     return raw
 
 
-def _set_key(raw: dict[str, Any], dotted: str, value: Any) -> None:
+def _set_key(raw: dict[str, Any], parts: list[str], value: Any) -> None:
+    """`raw[parts[0]][parts[1]]... = value`, making the tables on the way; one that is no table is a SuiteError."""
     node = raw
-    parts = dotted.split(".")
-    for part in parts[:-1]:
+    for i, part in enumerate(parts[:-1]):
         node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            where, key = ".".join(parts[: i + 1]), ".".join(parts)
+            raise SuiteError(f"{where} = {node!r} is not a table, so {key} cannot be set")
     node[parts[-1]] = value
 
 
@@ -388,11 +390,11 @@ def _regimes(raw: dict[str, Any], source: str) -> tuple[Regime, ...]:
             settings |= part
         label = " ".join(label for label, _ in combination)
         point = copy.deepcopy({k: v for k, v in raw.items() if k != "sweep"})
-        for key, value in settings.items():
-            _set_key(point, key, value)
         try:
+            for key, value in settings.items():
+                _set_key(point, key.split("."), value)
             parts = tuple(label for label, _ in combination)
-            regimes.append(Regime(label, settings, from_dict(point, source), parts))
+            regimes.append(Regime(label, settings, _suite(point, source), parts))
         except SuiteError as err:
             raise SuiteError(f"[sweep] regime {label!r}: {err}") from None
     return tuple(regimes)
@@ -419,12 +421,21 @@ def _named(section: str, table: Any, default: str) -> tuple[str, dict[str, Any]]
 
 
 def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
-    """A validated `Suite` from parsed TOML: its plugins are imported first (files relative to the suite's folder),
-    then the data, model and method keys are checked by resolving every run."""
+    """A validated `Suite` from parsed TOML (or a `suite.json`'s `raw`): its plugins are imported first (files
+    relative to the suite's folder), then the data, model and method keys are checked by resolving every run. Every
+    problem is a SuiteError naming `source` (when given), the key and what is allowed."""
+    try:
+        return _suite(raw, source)
+    except SuiteError as err:
+        raise SuiteError(f"{source}: {err}" if source else str(err)) from None
+
+
+def _suite(raw: dict[str, Any], source: str) -> Suite:
+    """`from_dict` without the file named in its errors (`load` names the file or the `--set` at fault)."""
     _check("", raw)
     plugins = _plugins(raw.get("plugins", []), Path(source).parent if source else None)
     if "sweep" in raw:
-        base = from_dict({k: v for k, v in raw.items() if k != "sweep"}, source)
+        base = _suite({k: v for k, v in raw.items() if k != "sweep"}, source)
         return dataclasses.replace(base, raw=raw, sweep=_regimes(raw, source), plugins=plugins)
     if "name" not in raw:
         raise SuiteError("missing key name (the suite's output folder name)")
@@ -448,6 +459,8 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Suite:
         entry_data = params.pop("data", {})
         if not isinstance(entry_data, dict) or "name" in entry_data:
             raise SuiteError(f"methods.{key}.data = {entry_data!r}: allowed: a table of [data] keys (not name)")
+        if not isinstance(method, str):
+            raise SuiteError(f"methods.{key}.method = {method!r}: allowed: a method's name ({', '.join(METHODS)})")
         if method not in METHODS:
             raise SuiteError(f"methods.{key}: unknown method {method!r}; allowed: {', '.join(METHODS)}")
         own = params.pop("budgets", None)
