@@ -138,8 +138,10 @@ def describe(settings: SlurmSettings, partition: str, count: int) -> str:
     """One line of what is asked of the cluster, said before submitting."""
     per_job = (f"{settings.cpus_per_task} CPU{'s' * (settings.cpus_per_task != 1)}, {settings.mem_gb} GB, "
                f"{settings.gpus_per_node} GPU{'s' * (settings.gpus_per_node != 1)}, {settings.timeout_min} min")
-    return (f"submitting {count} run{'s' * (count != 1)} as one SLURM job array to partition {partition}: {per_job} "
-            f"per job, at most {settings.array_parallelism} at once ([slurm] of the suite; --set slurm.KEY=VALUE)")
+    what = f"{count} runs as one SLURM job array" if count > 1 else "1 run as one SLURM job"
+    limit = f", at most {settings.array_parallelism} at once" if count > 1 else ""
+    return (f"submitting {what} to partition {partition}: {per_job} per job{limit} ([slurm] of the suite; "
+            "--set slurm.KEY=VALUE)")
 
 
 class SqueueWatcher(SlurmInfoWatcher):

@@ -42,7 +42,8 @@ class Held(GradCAMBaseline):
 
     def training_loss(self, model, batch, *, epoch):
         if (HERE / "HOLD").exists():
-            task = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+            array = os.environ.get("SLURM_ARRAY_JOB_ID")
+            task = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
             (HERE / "HOLD.job").write_text(task)
             while (HERE / "HOLD").exists():
                 time.sleep(0.2)
@@ -116,6 +117,10 @@ def _jobs(name: str) -> list[tuple[str, str]]:
         capture_output=True, text=True, check=True,
     ).stdout
     return [tuple(line.split("|")) for line in out.split()]  # type: ignore[misc]
+
+
+def _reason(job_id: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%r"], capture_output=True, text=True).stdout.strip()
 
 
 class _Observer(threading.Thread):
@@ -243,3 +248,34 @@ def test_a_limit_only_the_scheduler_knows_is_reported_with_its_reason_within_a_m
     while any(state not in ("CANCELLED", "COMPLETED") for _, state in _jobs(name)):
         assert time.monotonic() < deadline, f"its jobs are still queued: {_jobs(name)}"
         time.sleep(0.5)
+
+
+def test_a_requeued_job_as_after_preemption_trains_its_run_again_and_the_suite_completes(cluster, tmp_path):
+    path, _ = _suite(tmp_path, ("held",))
+    (tmp_path / "HOLD").touch()
+    suite_run = _gain_bench("run", path, "--seeds", "0", "--launcher", "slurm", "--quiet", "--no-report", "--out",
+                            "out", cwd=tmp_path)
+
+    def held_task() -> str:
+        deadline = time.monotonic() + 180
+        while not (tmp_path / "HOLD.job").exists():
+            assert suite_run.poll() is None, suite_run.communicate()[0]
+            assert time.monotonic() < deadline, "the held job did not start"
+            time.sleep(0.3)
+        task = (tmp_path / "HOLD.job").read_text()
+        (tmp_path / "HOLD.job").unlink()
+        return task
+
+    task = held_task()
+    subprocess.run(["scontrol", "requeue", task], check=True)  # what SLURM does to a pre-empted job
+    deadline = time.monotonic() + 60
+    while _reason(task) != "BeginTime":  # requeued: pending until a begin time SLURM sets a while ahead
+        assert time.monotonic() < deadline, f"not requeued: {_reason(task)}"
+        time.sleep(0.3)
+    subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True)  # skip that delay
+    assert held_task() == task, "the same task started again"
+    (tmp_path / "HOLD").unlink()
+    code, out = _finish(suite_run)
+    assert code == 0, out
+    [record] = _records(tmp_path / "out").values()
+    assert record["status"] == "complete", out
