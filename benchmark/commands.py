@@ -27,7 +27,7 @@ from benchmark.report import render
 from benchmark.selection import RULES, reported_specs, select_suite
 from benchmark.settings import parse_value
 from benchmark.spec import RunSpec, TrainSettings
-from benchmark.store import read_record
+from benchmark.store import COMPLETE, DAMAGED, FAILED, FULL, WriteError, run_state
 from benchmark.suites import available, load
 from benchmark.summary import COLUMNS, format_table, summarise
 from benchmark.tables import format_paper_table
@@ -178,23 +178,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished runs are kept; run the same command again to resume ({out})", file=sys.stderr)
         return 130
+    except OSError as err:  # a full disk: a WriteError names the file (a data set being generated: the OSError)
+        if not isinstance(err, WriteError) and err.errno not in FULL:
+            raise
+        return _cannot_write(err, out)
     skipped = [p for p in result.planned if p.action != "run"]
     print(f"suite {suite.name}: {len(result.finished)} run(s) executed, {len(skipped)} skipped -> {out}")
-    for p in skipped:
-        if p.action in ("locked", "conflict") or p.state == "failed":
-            print(f"  skipped {p.spec.run_id}: {p.reason}")
+    again = (DAMAGED, COMPLETE)  # a complete run is trained again only when its checkpoint is missing
+    for p in result.planned:
+        if p.action in ("locked", "conflict") or p.state == "failed" or (p.action == "run" and p.state in again):
+            print(f"  {'trained again' if p.action == 'run' else 'skipped'} {p.spec.run_id}: {p.reason}")
     _print_search(out, suite)
     if args.no_report:
         _print_summary(out, suite)
     else:
-        with phase("rendering the report"):
-            path, tables = render(out)
+        try:
+            with phase("rendering the report"):
+                path, tables = render(out)
+        except WriteError as err:
+            return _cannot_write(err, out)
         if len(tables["aggregated"]):
             for label, paper in tables["regime_papers"]:
                 print((f"regime {label}:\n" if label else "") + format_paper_table(paper))
         print(f"report: {path.resolve()}")
     earlier = [p for p in result.planned if p.action != "run" and p.state in ("failed", "conflict")]
     return 1 if result.failed or earlier else 0
+
+
+def _cannot_write(err: OSError, out: Path) -> int:
+    """A write the disk refused, as one line naming the file (exit status 1): what is finished is kept, and the same
+    command resumes once there is space."""
+    if isinstance(err, WriteError):
+        text = str(err)
+    else:
+        why = f" ({FULL[err.errno]})" if err.errno in FULL else ""
+        text = f"cannot write {err.filename or out}: {err.strerror or err}{why}"
+    print(f"gain-bench: error: {text}\nfinished runs are kept; run the same command again to resume ({out})",
+          file=sys.stderr)  # fmt: skip
+    return 1
 
 
 def _print_search(out: Path, suite: Any) -> None:
@@ -217,9 +238,9 @@ def _print_search(out: Path, suite: Any) -> None:
 def _print_summary(out: Path, suite: Any) -> None:
     records = []
     for spec in reported_specs(suite, out):
-        path = out / "runs" / spec.run_id / "record.json"
-        if path.is_file():
-            records.append(read_record(path))
+        state, record = run_state(out, spec.run_id, spec.config_hash)  # a damaged or conflicting record: not here
+        if record is not None and state in (COMPLETE, FAILED):
+            records.append(record)
     if records:
         print(format_table(summarise(records, short=True)))
 

@@ -74,6 +74,64 @@ def _counts(p: dict[str, np.ndarray], i: int, n_labels: int) -> list[int | str]:
     return [int(v) for v in p["cam_intersection"][i]] + [int(v) for v in p["cam_union"][i]]
 
 
+REQUIRED = ("role", "id", "row", "pair", "has_context", "context_share", "object_share", "context_area")
+INTEGER = ("row", "pair", "has_context")
+
+
+def predictions_problem(path: Path) -> str | None:
+    """What keeps `predictions.csv` from being read whole (None: nothing): missing, empty, cut off in a row
+    (truncated), or garbled (not text, a row with another number of fields than the header, a number that is not
+    one, a role whose rows do not count up from 0). A file cut exactly at the end of a row whose last role is then
+    short by whole rows reads as whole: nothing in the file says how many rows it had."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return "missing (the record says complete)"
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    if not data.strip():
+        return f"truncated (empty: {len(data)} bytes)"
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as err:
+        return f"garbled (not UTF-8 text at byte {err.start})"
+    lines = text.split("\n")
+    if lines[-1] != "":
+        return f"truncated (it ends within row {len(lines) - 1}, after {len(data)} bytes)"
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as err:
+        return f"garbled ({err})"
+    header = rows[0]
+    absent = [c for c in REQUIRED if c not in header]
+    if absent or not any(c.startswith("score_") for c in header):
+        return f"garbled (its header lacks {', '.join(absent) or 'the score columns'})"
+    if len(rows) < 2:
+        return "truncated (a header and no rows)"
+    numeric = [i for i, c in enumerate(header) if c not in ("role", "id")]
+    role_at, row_at = header.index("role"), header.index("row")
+    counts: dict[str, int] = {}
+    for number, row in enumerate(rows[1:], start=1):
+        if len(row) != len(header):
+            return f"garbled (row {number} has {len(row)} fields, the header {len(header)})"
+        for i in numeric:
+            if row[i] and not _is_number(row[i], header[i] in INTEGER):
+                return f"garbled (row {number}: {header[i]} = {row[i][:20]!r} is not a number)"
+        role, expected = row[role_at], counts.get(row[role_at], 0)
+        if row[row_at] != str(expected):
+            return f"garbled (row {number}: {role} row {row[row_at]!r} where {expected} comes next)"
+        counts[role] = expected + 1
+    return None
+
+
+def _is_number(text: str, integer: bool) -> bool:
+    try:
+        int(text) if integer else float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def read_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], tuple[str, ...]]:
     """`predictions.csv` back into the per-role arrays `predictions_csv` was written from, and the class names."""
     with Path(path).open(newline="") as fh:

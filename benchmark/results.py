@@ -18,9 +18,24 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.spec import RunSpec
-from benchmark.store import CONFLICT, pick_complete, run_state, throughput_rows
+from benchmark.store import (
+    COMPLETE,
+    CONFLICT,
+    DAMAGED,
+    FAILED,
+    REFERENCE_FILE,
+    SUITE_FILE,
+    THROUGHPUT_FILE,
+    DamagedFile,
+    inspect_run,
+    pick_complete,
+    read_json,
+    read_references,
+    suite_file_hint,
+    throughput_rows,
+)
 
-SUITE_FILE = "suite.json"
+RERUN = "`gain-bench run` trains it again"
 
 
 class ResultsError(ValueError):
@@ -50,11 +65,13 @@ class RegimeView:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """A run of the suite and what its folder holds now (`store.run_state`)."""
+    """A run of the suite and what its folder holds now (`store.inspect_run`): its state, its record, and what is
+    wrong with it, if anything (the file and the reason)."""
 
     spec: RunSpec
     state: str
     record: dict[str, Any] | None
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,16 +129,26 @@ def read_suite(out_root: Path) -> SuiteView:
     if not path.is_file():
         raise ResultsError(f"{path} not found: not a suite results folder (run `gain-bench run SUITE` first)")
     try:
-        payload = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ResultsError(f"{path}: not a valid suite file ({err})") from None
-    view = payload.get("view")
-    if not isinstance(view, dict):
+        payload = read_json(path)
+    except DamagedFile as err:
+        raise ResultsError(f"{err}: {suite_file_hint(out_root)}") from None
+    if isinstance(payload, dict) and payload.get("view") is None:
         raise ResultsError(
             f"{path} was written by an earlier gain-bench and lists no runs: run `gain-bench report {out_root}` once "
             "where gain-bench is installed with torch (and the suite's plugins) to rewrite it"
         )
+    try:
+        return _suite_view(payload)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        what = f"no {err} where a suite file has one" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+        raise ResultsError(f"{path}: garbled ({what}): {suite_file_hint(out_root)}") from None
+
+
+def _suite_view(payload: dict[str, Any]) -> SuiteView:
+    view = payload["view"]
     search = view.get("search")
+    for entry in view["runs"]:
+        _ = entry["run_id"], entry["config_hash"], entry["spec"]["method"], entry["keys"]["configuration"]
     return SuiteView(
         name=payload["name"],
         source=payload.get("source", ""),
@@ -178,14 +205,51 @@ def with_keys(record: dict[str, Any], known: dict[str, dict[str, Any]]) -> dict[
 
 
 def planned(suite: SuiteView, out_root: Path) -> list[PlannedRun]:
-    """Each run of the suite with its state and record (`store.run_state`)."""
+    """Each run of the suite with its state, record and problem (`store.inspect_run`)."""
     out = []
     known = _known(suite.entries, suite.components)
     for spec in suite.runs():
-        state, record = run_state(out_root, spec.run_id, spec.config_hash)
-        record = with_keys(record, known) if record is not None and state != CONFLICT else None
-        out.append(PlannedRun(spec, state, record))
+        state, record, problem = inspect_run(out_root, spec.run_id, spec.config_hash)
+        record = with_keys(record, known) if record is not None and state not in (CONFLICT, DAMAGED) else None
+        out.append(PlannedRun(spec, state, record, problem))
     return out
+
+
+def folder_problems(out_root: Path) -> list[tuple[str, str]]:
+    """The suite-level files of a results folder that are there but cannot be read, each with what is wrong, what
+    the report does without it and what mends it: (file, reason)."""
+    out = []
+    for name, read, then in (
+        (THROUGHPUT_FILE, lambda: throughput_rows(out_root, set()),
+         "the report leaves the suite-level timings out (each run's own timings stand in); `gain-bench run` measures "
+         "them again"),
+        (REFERENCE_FILE, lambda: read_references(out_root),
+         "the report leaves the unbiased attention reference out; `gain-bench run` measures it again"),
+    ):  # fmt: skip
+        try:
+            read()
+        except DamagedFile as err:
+            out.append((name, f"{str(err).removeprefix(f'{Path(out_root) / name}: ')}: {then}"))
+    return out
+
+
+def status_lines(suite: SuiteView, out_root: Path, runs: list[PlannedRun]) -> list[str]:
+    """What `gain-bench status` says of the runs and files that need attention, after its counts: every failed run
+    with its error, every damaged run with the file and the reason, every complete run without its checkpoint, and
+    every damaged suite-level file."""
+    lines = []
+    for p in runs:
+        if p.state == FAILED and p.record:
+            lines.append(f"  failed {p.spec.run_id}: {p.record.get('error')}")
+        elif p.state == DAMAGED:
+            lines.append(f"  damaged {p.spec.run_id}: {p.problem}; left out of the report; {RERUN}")
+        elif p.state == COMPLETE and p.problem:
+            lines.append(f"  no checkpoint {p.spec.run_id}: {p.problem}; its results are reported, the gallery and "
+                         f"the timings cannot use it; {RERUN}")  # fmt: skip
+        elif p.state == CONFLICT and p.problem:
+            lines.append(f"  conflict {p.spec.run_id}: {p.problem}; not touched")
+    lines += [f"  damaged {name}: {reason}" for name, reason in folder_problems(out_root)]
+    return lines
 
 
 def representatives(suite: SuiteView, out_root: Path, specs: list[RunSpec] | None = None) -> set[str]:
@@ -200,7 +264,8 @@ def representatives(suite: SuiteView, out_root: Path, specs: list[RunSpec] | Non
 
 
 def read_throughput(out_root: Path, suite: SuiteView, specs: list[RunSpec] | None = None) -> list[dict] | None:
-    """The suite-level timings if they were taken on the representatives of `specs` (default: every run) now."""
+    """The suite-level timings if they were taken on the representatives of `specs` (default: every run) now (a
+    damaged `throughput.json` is a `store.DamagedFile`)."""
     return throughput_rows(out_root, representatives(suite, out_root, specs))
 
 

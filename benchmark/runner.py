@@ -43,14 +43,26 @@ from benchmark.spec import BASELINE, RunSpec, configuration_key, pairing_key
 from benchmark.store import (
     COMPLETE,
     CONFLICT,
+    DAMAGED,
     FAILED,
     MISSING,
+    REFERENCE_FILE,
     RUNNING,
+    STORAGE_ERROR,
+    SUITE_FILE,
     THROUGHPUT_FILE,
+    DamagedFile,
     RunLock,
+    WriteError,
+    failed_for_space,
+    inspect_run,
     pick_complete,
+    read_json,
+    read_record,
+    read_references,
     run_dir,
     run_state,
+    suite_file_hint,
     throughput_rows,
     write_atomic,
     write_record,
@@ -102,18 +114,27 @@ def plan(
     for spec in suite.runs():
         if filters and not _matches(spec, filters):
             continue
-        state, record = run_state(out_root, spec.run_id, spec.config_hash)
-        if state == COMPLETE:
+        state, record, problem = inspect_run(out_root, spec.run_id, spec.config_hash)
+        if state == COMPLETE and not problem:
             action, reason = "skip", "complete"
-        elif state == FAILED and not retry_failed:
+        elif state == FAILED and not retry_failed and not failed_for_space(record):
             action, reason = "skip", "failed earlier (--retry-failed to run it again)"
         elif state == CONFLICT:
             action, reason = "conflict", "its folder holds another configuration (same run id prefix); not touched"
+            reason += f" ({problem})" if problem else ""
         elif RunLock(out_root, spec.run_id).held_elsewhere():
             action, reason = "locked", "another runner is running it"
         else:
             action = "run"
-            reason = {MISSING: "not run yet", RUNNING: "interrupted earlier", FAILED: "retrying a failed run"}[state]
+            reason = {
+                MISSING: "not run yet",
+                RUNNING: "interrupted earlier",
+                FAILED: "failed writing its files earlier: running it again"
+                if failed_for_space(record)
+                else "retrying a failed run",
+                DAMAGED: f"damaged: {problem}: training it again",
+                COMPLETE: f"complete without its checkpoint ({problem}): training it again",
+            }[state]
         planned.append(Planned(spec, state, action, reason, record))
     return planned
 
@@ -163,8 +184,9 @@ def execute(
         return summary | {"status": "locked"}
     started = time.perf_counter()
     try:
-        state, _ = run_state(root, spec.run_id, spec.config_hash)
-        if state == COMPLETE or state == CONFLICT or (state == FAILED and not retry_failed):
+        state, found, problem = inspect_run(root, spec.run_id, spec.config_hash)
+        failed_earlier = state == FAILED and not retry_failed and not failed_for_space(found)
+        if (state == COMPLETE and not problem) or state == CONFLICT or failed_earlier:
             summary["status"] = {COMPLETE: "already complete", CONFLICT: "conflict", FAILED: "failed earlier"}[state]
             return summary
         data = cached_data(spec, data_root)
@@ -181,20 +203,46 @@ def execute(
             start=start_checkpoint(spec, where, device=device),
         )
         summary.update(status=record["status"], error=record["error"])
+    except WriteError as err:  # a full disk: recorded (where it can be) as failed for want of space; the suite stops
+        summary.update(status=FAILED, error=str(err), errno=err.errno, **{STORAGE_ERROR: str(err.path or "")})
+        _record_storage_failure(spec, root, err)
     except Exception as err:  # train.run records what fails once it has started; the suite goes on
         summary.update(status=FAILED, error="".join(traceback.format_exception_only(err)).strip())
         if run_state(root, spec.run_id, spec.config_hash)[0] != FAILED:
-            record_failure(spec, root, summary["error"])
+            try:
+                record_failure(spec, root, summary["error"])
+            except WriteError:  # the record stays as the attempt left it; a re-run trains the run again
+                pass
     finally:
         summary["seconds"] = time.perf_counter() - started
         lock.release()
     return summary
 
 
-def record_failure(spec: RunSpec, out_root: Path, error: str) -> None:
+def record_failure(spec: RunSpec, out_root: Path, error: str, **extra: Any) -> None:
     """A failed record for a run that stopped before training began (e.g. a budget larger than its pool)."""
-    record = new_record(spec, FAILED, error) | {"finished": datetime.now(UTC).isoformat(timespec="seconds")}
+    record = new_record(spec, FAILED, error) | {"finished": datetime.now(UTC).isoformat(timespec="seconds")} | extra
     write_record(run_dir(out_root, spec.run_id) / "record.json", record)
+
+
+def _record_storage_failure(spec: RunSpec, out_root: Path, err: WriteError) -> None:
+    """The run's record says it failed because `err`'s file could not be written (`store.STORAGE_ERROR`: a re-run
+    trains it again without `--retry-failed`), keeping what the attempt recorded; on a disk still too full for the
+    record, the record stays as the attempt left it (running or failed), which a re-run also trains again."""
+    path = run_dir(out_root, spec.run_id) / "record.json"
+    try:
+        record = read_record(path) if path.is_file() else None
+    except ValueError:
+        record = None
+    try:
+        if record is not None and record.get("config_hash") == spec.config_hash:
+            record.update(status=FAILED, error=str(err), **{STORAGE_ERROR: str(err.path or "")})
+            record.setdefault("finished", datetime.now(UTC).isoformat(timespec="seconds"))
+            write_record(path, record)
+        else:
+            record_failure(spec, out_root, str(err), **{STORAGE_ERROR: str(err.path or "")})
+    except WriteError:
+        pass
 
 
 @dataclass
@@ -245,6 +293,7 @@ def run_suite(
     if jobs < 1:
         raise SuiteError(f"jobs={jobs}: allowed: an integer >= 1")
     out_root = Path(out_root).resolve()
+    _note_damaged(out_root / SUITE_FILE, "writing it again from the suite")
     write_suite_file(suite, out_root)
     planned = plan(suite, out_root, filters=filters, retry_failed=retry_failed)
     todo = [p.spec for p in planned if p.action == "run"]
@@ -276,33 +325,69 @@ def run_suite(
         if launcher == "inprocess" and jobs == 1:
             for spec in todo:
                 done(execute(spec.to_dict(), str(out_root), threads=threads, progress=not quiet, **common))
+                if finished[-1].get(STORAGE_ERROR) is not None:  # the next run would train only to fail writing as well
+                    break
         elif launcher in ("inprocess", "local"):
             _run_pool(todo, out_root, jobs, threads or _worker_threads(jobs), common, done)
         else:
             _run_submitit(suite, todo, out_root, launcher, jobs, threads or _worker_threads(jobs), common, done)
     finally:
         bar.close()
-    if suite.timing.enabled and launcher != "slurm" and (finished or read_throughput(out_root, suite) is None):
+    full = next((f for f in finished if f.get(STORAGE_ERROR) is not None), None)
+    if full is not None:  # the post-run steps and the report would not be written either
+        raise WriteError(full["errno"], full["error"])
+    timed = suite.timing.enabled and launcher != "slurm"
+    if timed and (
+        _note_damaged(out_root / THROUGHPUT_FILE, "timing the configurations again")
+        or finished
+        or read_throughput(out_root, suite) is None
+    ):
         rounds = suite.timing.passes * suite.timing.iterations
         what = f"timing each configuration against its baseline ({rounds} paired round{'s' * (rounds != 1)} each)"
         try:
             with phase(what):
                 measure_throughput(suite, out_root, data_root=data_root, device=device)
+        except WriteError:
+            raise
         except Exception as err:  # the runs are recorded; a report without suite-level timings is still a report
             say(f"warning: timing the configurations failed, the report uses the per-run timings: {err}")
     if launcher != "slurm" and not suite.sweep:
         try:
             with phase("drawing the gallery's attention maps"):
                 write_gallery(out_root, gallery_picks(suite, out_root), data_root)
+        except WriteError:
+            raise
         except Exception as err:  # the runs are recorded; the report says the gallery is missing
             say(f"warning: the gallery was not written: {err}")
     if suite.unbiased_reference and launcher != "slurm":
+        if _note_damaged(out_root / REFERENCE_FILE, "measuring the reference again"):
+            (out_root / REFERENCE_FILE).unlink()
         try:
             with phase("measuring where the unbiased model looks (the report's reference)"):
                 write_references(suite.runs(), out_root, data_root, device=device)
+        except WriteError:
+            raise
         except Exception as err:  # a reference the report can do without; say why it is missing
             say(f"warning: the unbiased attention reference was not measured: {err}")
     return SuiteResult(planned, finished)
+
+
+def _note_damaged(path: Path, then: str) -> bool:
+    """Whether the suite-level file `path` is there but damaged (truncated, garbled), saying so and what the runner
+    does about it: the runner writes these files, so it replaces a damaged one."""
+    if not path.is_file():
+        return False
+    try:
+        if path.name == THROUGHPUT_FILE:
+            throughput_rows(path.parent, set())
+        elif path.name == REFERENCE_FILE:
+            read_references(path.parent)
+        else:
+            read_json(path)
+    except DamagedFile as err:
+        say(f"note: {err}: {then}")
+        return True
+    return False
 
 
 def prepare(todo: list[RunSpec], data_root: Path | None, *, device: str = "cpu") -> None:
@@ -591,16 +676,19 @@ def write_suite_file(suite: Suite, out_root: Path) -> None:
         "components": {kind: {name: labels({kind: name})[kind] for name in names} for kind, names in used.items()},
     }
     payload = suite.to_dict() | {"view": view, "written": datetime.now(UTC).isoformat(timespec="seconds")}
-    write_atomic(Path(out_root) / "suite.json", json.dumps(payload, indent=2, default=str) + "\n")  # file order kept
+    write_atomic(Path(out_root) / SUITE_FILE, json.dumps(payload, indent=2, default=str) + "\n")  # file order kept
 
 
 def read_suite_file(out_root: Path) -> Suite:
     """The suite a results folder was run with, from its `suite.json`."""
-    path = Path(out_root) / "suite.json"
+    path = Path(out_root) / SUITE_FILE
     if not path.is_file():
         raise SuiteError(f"{path} not found: not a suite results folder (run `gain-bench run SUITE` first)")
     try:
-        payload = json.loads(path.read_text())
+        payload = read_json(path)
         return from_dict(payload["raw"], source=payload.get("source", ""))
-    except (json.JSONDecodeError, KeyError) as err:
-        raise SuiteError(f"{path}: not a valid suite file ({err})") from None
+    except DamagedFile as err:
+        raise SuiteError(f"{err}: {suite_file_hint(out_root)}") from None
+    except (KeyError, TypeError, AttributeError) as err:
+        what = f"{type(err).__name__} {err}"
+        raise SuiteError(f"{path}: garbled (not a suite file: {what}): {suite_file_hint(out_root)}") from None

@@ -135,7 +135,10 @@ def test_a_searched_suite_reports_only_the_chosen_trials(tmp_path, data_root, mo
         record["metrics"] = {k: float("nan") for k in record["metrics"]}
         record["selection"]["oracle"] = {"worst_shifted_group_accuracy": float(np.random.rand())}
         (out / "runs" / run_id / "record.json").write_text(json.dumps(record))
-        (out / "runs" / run_id / "predictions.csv").write_text("poisoned\n")
+        predictions = out / "runs" / run_id / "predictions.csv"  # whole (else damaged, trained again), but no number
+        header, *rows = predictions.read_text().splitlines()  # role, id, row, pair, has_context kept: all else NaN
+        rows = [",".join(r.split(",")[:5] + ["nan"] * (len(r.split(",")) - 5)) for r in rows]
+        predictions.write_text("\n".join([header, *rows]) + "\n")
 
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("a split was loaded during selection")

@@ -16,13 +16,34 @@ import pandas as pd
 from benchmark import __version__
 from benchmark.metric_defs import labels
 from benchmark.names import Names
+from benchmark.phases import say
 from benchmark.provenance import git_commit
 from benchmark.report import figures, gallery
 from benchmark.report.verdict import PAPER_TABLE4, beats_baseline_sentence, effect, p_text, signed_points, verdict
-from benchmark.results import RegimeView, SuiteView, planned, read_suite, read_throughput, reference_share
+from benchmark.results import (
+    RERUN,
+    RegimeView,
+    SuiteView,
+    folder_problems,
+    planned,
+    read_suite,
+    read_throughput,
+    reference_share,
+)
 from benchmark.selection import RULES, Selection, reported_specs, select_suite, trials_table
 from benchmark.spec import RunSpec
-from benchmark.store import read_references, write_atomic
+from benchmark.store import (
+    COMPLETE,
+    CONFLICT,
+    DAMAGED,
+    FAILED,
+    MISSING,
+    RUNNING,
+    STATES,
+    DamagedFile,
+    read_references,
+    write_atomic,
+)
 from benchmark.summary import configuration, curve_table, environments
 from benchmark.tables import PAPER_ROWS, build_tables, config_name, interval_cell, plural
 
@@ -39,6 +60,9 @@ CURVE_METRICS = (
     "val_accuracy", "class_without_context", "context_without_class", "shifted_auroc", "context_flip_rate",
     "relevance_mass",
 )  # fmt: skip
+
+
+NO_CHECKPOINT = "its results are in the report; the gallery and the suite-level timing could not use it"
 
 
 def _environment() -> jinja2.Environment:
@@ -345,14 +369,23 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
     suite = read_suite(out_root)
     runs = planned(suite, out_root)
     selections = select_suite(suite, out_root)
-    reported_runs = reported_specs(suite, out_root, selections)  # a search: its chosen trials only
+    damaged = [p for p in runs if p.state == DAMAGED]
+    unreadable = {p.spec.run_id for p in runs if p.state in (DAMAGED, CONFLICT) and p.problem}
+    reported_runs = [  # a search: its chosen trials only; never a damaged run
+        s for s in reported_specs(suite, out_root, selections) if s.run_id not in unreadable
+    ]
     reported = {s.run_id for s in reported_runs}
     records = [
         p.record
         for p in runs
-        if p.record is not None and p.state in ("complete", "failed") and p.spec.run_id in reported
+        if p.record is not None and p.state in (COMPLETE, FAILED) and p.spec.run_id in reported
     ]
-    counts = {state: sum(p.state == state for p in runs) for state in ("complete", "failed", "running", "missing")}
+    counts = {state: sum(p.state == state for p in runs) for state in STATES}
+    left_out = [f"run {p.spec.run_id} left out: {p.problem}; {RERUN}" for p in damaged]
+    left_out += [f"run {p.spec.run_id} left out: {p.problem}; not touched" for p in runs
+                 if p.state == CONFLICT and p.problem]  # fmt: skip
+    left_out += [f"{name}: {reason}" for name, reason in folder_problems(out_root)]
+    no_checkpoint = [p for p in runs if p.state == COMPLETE and p.problem]
     method_names = Names.of_components(suite.components).merged(Names.of_records(records))
     views = _regime_tables(suite, out_root, reported, n_resamples, method_names)
     sweep = bool(suite.sweep)
@@ -362,7 +395,10 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
     context_name = suite.context
     names = metric_names(suite.audited_class, context_name)
     run_level = _run_level(records, ("context_attention_share", "context_area_share", "cam_miou"))
-    references = read_references(out_root)
+    try:
+        references = read_references(out_root)
+    except DamagedFile:  # in `left_out` (folder_problems)
+        references = {}
     reference_of = {configuration(r)[0]: suite.reference_key(r["run_id"]) for r in records}
     unbiased = {
         c: share for c, key in reference_of.items() if math.isfinite(share := reference_share(references, key))
@@ -414,7 +450,10 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
             row |= run_level.get(str(config), {})
             row["unbiased_share"] = reference_share(references, reference_of.get(str(config)))
             localisation.append(row)
-    measured = read_throughput(out_root, suite, reported_runs)
+    try:
+        measured = read_throughput(out_root, suite, reported_runs)
+    except DamagedFile:  # in `left_out` (folder_problems)
+        measured = None
     throughput = measured if measured else _throughput([r for r in records if r["status"] == "complete"])
     environment = _environment_view(environments(records))
     attention = next((r["attention"] for r in records if r.get("attention")), None)
@@ -435,8 +474,11 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         "localisation": localisation,
         "localisation_metrics": LOCALISATION_METRICS,
         "attention_layer": attention,
-        "failed": [p for p in runs if p.state == "failed"],
-        "missing": [p for p in runs if p.state in ("missing", "running")],
+        "failed": [p for p in runs if p.state == FAILED],
+        "missing": [p for p in runs if p.state in (MISSING, RUNNING)],
+        "left_out": left_out,
+        "no_checkpoint": no_checkpoint,
+        "no_checkpoint_note": NO_CHECKPOINT,
         "excluded": tables["excluded"].to_dict("records"),
         "throughput": _throughput_view(throughput, method_names) if throughput else None,
         "throughput_after_suite": measured is not None,
@@ -472,6 +514,10 @@ def render(
     """`write_report`, also returning the tables it was built from (for the terminal summary)."""
     out_root = Path(out_root)
     ctx = context(out_root, n_resamples=n_resamples)
+    for line in ctx["left_out"]:
+        say(f"note: {line}")
+    for p in ctx["no_checkpoint"]:
+        say(f"note: run {p.spec.run_id}: {p.problem}; {NO_CHECKPOINT}")
     tables = ctx.pop("_tables")
     views = ctx.pop("_regime_tables")
     tables["regime_papers"] = [(regime.label, t["paper"]) for regime, t in views]  # type: ignore[assignment]

@@ -1,0 +1,228 @@
+"""Damaged results folders: a truncated or garbled `record.json`, `predictions.csv`, `suite.json`, `throughput.json`
+or `reference.json`, and a complete run without its `model.pt`. `status` lists what is damaged (the file and the
+reason), `report` renders the rest and lists what it left out, `run` trains or measures it again; a damaged run is
+never taken for a complete one, and a damaged record of another configuration is never written over.
+
+One tiny suite (Grad-CAM, four seeds, with the timings and the unbiased reference) is trained once per session
+(`trained_folder`, also used by tests/test_full_disk.py); each test damages its own copy."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from tiny import tiny_suite
+
+import benchmark.cli
+import benchmark.commands
+from benchmark import runner
+from benchmark.cli import main
+from benchmark.report import render, write_report
+from benchmark.results import planned, read_suite, status_lines
+from benchmark.store import read_record
+from benchmark.suites import load
+
+SEEDS = "0,1,2,3"
+
+
+@functools.cache
+def _train(base: Path) -> tuple[Path, Path, Path]:
+    base.mkdir(parents=True)
+    suite_file, out, data_root = base / "damaged.toml", base / "out", base / "data"
+    suite_file.write_text(tiny_suite("damaged", ("gradcam",), reference=True))
+    suite = load(suite_file, seeds=[int(s) for s in SEEDS.split(",")])
+    result = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)
+    assert [f["status"] for f in result.finished] == ["complete"] * 4
+    assert (out / "throughput.json").is_file() and (out / "reference.json").is_file()
+    return suite_file, out, data_root
+
+
+def trained_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(suite file, results folder, data root) of the session's trained tiny suite: never change it, copy it."""
+    return _train(tmp_path_factory.getbasetemp() / "damaged-suite")
+
+
+@pytest.fixture
+def folder(tmp_path_factory, tmp_path) -> tuple[Path, Path, Path]:
+    """A copy of the trained folder to damage: (suite file, folder, data root)."""
+    suite_file, out, data_root = trained_folder(tmp_path_factory)
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    return suite_file, copy, data_root
+
+
+@pytest.fixture(autouse=True)
+def _few_resamples(monkeypatch):
+    """The report's bootstrap with 50 resamples: what is tested here is what it leaves out, not its intervals."""
+    monkeypatch.setattr(benchmark.cli, "write_report", functools.partial(write_report, n_resamples=50))
+    monkeypatch.setattr(benchmark.commands, "render", functools.partial(render, n_resamples=50))
+
+
+def run_ids(out: Path) -> list[str]:
+    return [s.run_id for s in read_suite(out).runs()]
+
+
+def truncate(path: Path) -> None:
+    """The file cut in the middle of a line (a CSV cut exactly after a row would read as whole, and say so)."""
+    data = path.read_bytes()
+    cut = len(data) // 2
+    path.write_bytes(data[: cut - 1 if data[cut - 1 : cut] == b"\n" else cut])
+
+
+def garble(path: Path) -> None:
+    """Bytes in the middle overwritten: the file keeps its length and its end."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 12] = b'#\x00garbled\xff,"'
+    path.write_bytes(bytes(data))
+
+
+def status(out: Path, capsys) -> tuple[str, list[str]]:
+    """`gain-bench status DIR`'s output, and the lines `status_lines` gives it about what is damaged."""
+    assert main(["status", str(out)]) == 0
+    printed = capsys.readouterr().out
+    suite = read_suite(out)
+    return printed, status_lines(suite, out, planned(suite, out))
+
+
+def report(out: Path, data_root: Path, capsys) -> tuple[int, str, str]:
+    code = main(["report", str(out), "--data-root", str(data_root)])
+    captured = capsys.readouterr()
+    html = (out / "index.html").read_text() if code == 0 else ""
+    return code, captured.err, html
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "reason"),
+    [
+        ("record.json", truncate, r"record\.json: truncated \(it ends after \d+ bytes; not a whole JSON document\)"),
+        ("record.json", garble, r"record\.json: garbled \(not UTF-8 text at byte \d+\)"),
+        ("predictions.csv", truncate, r"predictions\.csv: truncated \(it ends within row \d+, after \d+ bytes\)"),
+        ("predictions.csv", garble, r"predictions\.csv: garbled \(not UTF-8 text at byte \d+\)"),
+    ],
+    ids=["record-truncated", "record-garbled", "predictions-truncated", "predictions-garbled"],
+)
+def test_a_damaged_run_is_listed_with_its_file_and_left_out_of_the_report(folder, capsys, name, damage, reason):
+    _, out, data_root = folder
+    ids = run_ids(out)
+    damage(out / "runs" / ids[1] / name)
+    printed, lines = status(out, capsys)
+    assert "4 runs: 3 complete, 1 damaged" in printed, "never counted as complete"
+    expected = rf"  damaged {ids[1]}: {reason}; left out of the report; `gain-bench run` trains it again"
+    assert [line for line in lines if re.fullmatch(expected, line)], lines
+
+    if (name, damage) in (("record.json", garble), ("predictions.csv", truncate)):
+        return  # the report leaves a damaged run out whichever file is damaged: two of the four cases show it
+    code, err, html = report(out, data_root, capsys)
+    assert code == 0, err
+    note = rf"note: run {ids[1]} left out: {reason}; `gain-bench run` trains it again"
+    assert re.search(note, err), err
+    assert "3 complete, 0 failed" in html and "1 damaged" in html
+    left_out = html[html.index('<ul id="left-out">') :]
+    assert ids[1] in left_out[: left_out.index("</ul>")]
+    assert ids[1] not in (out / "results_runs.csv").read_text(), "the damaged run is not in the tables"
+    assert ids[0] in (out / "results_runs.csv").read_text()
+
+
+def test_a_complete_run_without_its_checkpoint_is_reported_and_listed(folder, capsys):
+    _, out, data_root = folder
+    ids = run_ids(out)
+    (out / "runs" / ids[0] / "model.pt").unlink()
+    printed, lines = status(out, capsys)
+    assert "4 runs: 4 complete" in printed, "its results are whole"
+    assert lines == [
+        f"  no checkpoint {ids[0]}: model.pt: missing (the record says complete); its results are reported, the "
+        "gallery and the timings cannot use it; `gain-bench run` trains it again"
+    ]
+    code, err, html = report(out, data_root, capsys)
+    assert code == 0, err
+    assert (f"note: run {ids[0]}: model.pt: missing (the record says complete); its results are in the report; the "
+            "gallery and the suite-level timing could not use it") in err  # fmt: skip
+    assert "4 complete, 0 failed" in html and '<ul id="no-checkpoint">' in html
+    assert ids[0] in (out / "results_runs.csv").read_text()
+
+
+@pytest.mark.parametrize("damage", [truncate, garble], ids=["truncated", "garbled"])
+def test_a_damaged_suite_file_is_an_error_that_says_what_to_do(folder, capsys, damage):
+    _, out, data_root = folder
+    damage(out / "suite.json")
+    hint = (f"the folder cannot be read without its suite file; run `gain-bench run SUITE --out {out}` with the suite "
+            "it was run with to write it again (finished runs are kept, nothing is trained twice)")  # fmt: skip
+    kind = "truncated" if damage is truncate else "garbled"
+    assert main(["status", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"gain-bench: error: {re.escape(str(out / 'suite.json'))}: {kind} \(.*\): {re.escape(hint)}\n",
+                        err), err  # fmt: skip
+    code, err, _ = report(out, data_root, capsys)
+    assert code == 2 and f"gain-bench: error: {out / 'suite.json'}: {kind} (" in err and hint in err, err
+    assert "Traceback" not in err and not (out / "index.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "what", "then"),
+    [
+        ("throughput.json", truncate, "the suite-level timings out (each run's own timings stand in)", "them"),
+        ("reference.json", garble, "the unbiased attention reference out", "it"),
+    ],
+    ids=["throughput-truncated", "reference-garbled"],
+)
+def test_a_damaged_suite_level_file_is_left_out_of_the_report(folder, capsys, name, damage, what, then):
+    _, out, data_root = folder
+    damage(out / name)
+    kind = "truncated" if damage is truncate else "garbled"
+    printed, lines = status(out, capsys)
+    assert "4 runs: 4 complete" in printed
+    reason = rf"{kind} \(.*\): the report leaves {re.escape(what)}; `gain-bench run` measures {then} again"
+    assert len(lines) == 1 and re.fullmatch(rf"  damaged {name}: {reason}", lines[0]), lines
+    code, err, html = report(out, data_root, capsys)
+    assert code == 0, err
+    assert re.search(rf"note: {name}: {reason}", err), err
+    assert name in html[html.index('<ul id="left-out">') :]
+    if name == "throughput.json":
+        assert "Measured after" not in html, "the per-run timings stand in"
+
+
+def test_run_trains_the_damaged_runs_again_and_measures_the_damaged_files_again(folder, capsys):
+    suite_file, out, data_root = folder
+    ids = run_ids(out)
+    truncate(out / "runs" / ids[0] / "record.json")
+    garble(out / "runs" / ids[1] / "predictions.csv")
+    (out / "runs" / ids[2] / "model.pt").unlink()
+    other = out / "runs" / ids[3] / "record.json"  # a damaged record of another configuration: never written over
+    other.write_text(other.read_text().replace(read_record(other)["config_hash"], "f" * 64)[:-200])
+    conflict = other.read_bytes()
+    for name in ("suite.json", "throughput.json", "reference.json"):
+        truncate(out / name)
+    args = ["run", str(suite_file), "--out", str(out), "--seeds", SEEDS, "--quiet", "--threads", "1", "--data-root",
+            str(data_root)]  # fmt: skip
+    assert main(args) == 1, "the conflict is still there"
+    captured = capsys.readouterr()
+    for name, then in (("suite.json", "writing it again from the suite"),
+                       ("throughput.json", "timing the configurations again"),
+                       ("reference.json", "measuring the reference again")):  # fmt: skip
+        assert re.search(rf"note: {re.escape(str(out / name))}: truncated \(.*\): {then}", captured.err), name
+    assert f"suite damaged: 3 run(s) executed, 1 skipped -> {out}" in captured.out
+    assert re.search(rf"  trained again {ids[0]}: damaged: record\.json: truncated \(.*\): training it again",
+                     captured.out)  # fmt: skip
+    assert f"  trained again {ids[1]}: damaged: predictions.csv: garbled (not UTF-8 text at byte" in captured.out
+    assert (f"  trained again {ids[2]}: complete without its checkpoint (model.pt: missing (the record says "
+            "complete)): training it again") in captured.out  # fmt: skip
+    assert re.search(rf"note: run {ids[3]} left out: record\.json: truncated \(.*\); it names another configuration; "
+                     "not touched", captured.err)  # fmt: skip
+    assert (f"  skipped {ids[3]}: its folder holds another configuration (same run id prefix); not touched "
+            "(record.json: truncated") in captured.out  # fmt: skip
+    assert other.read_bytes() == conflict, "a conflict is never written over"
+    printed, lines = status(out, capsys)
+    assert "4 runs: 3 complete, 1 conflict" in printed
+    assert [line.split(":")[0] for line in lines] == [f"  conflict {ids[3]}"]
+    for run_id in ids[:3]:
+        assert read_record(out / "runs" / run_id / "record.json")["status"] == "complete"
+        assert (out / "runs" / run_id / "model.pt").is_file()
+    timed = json.loads((out / "throughput.json").read_text())["rows"]
+    assert [r["run_id"] for r in timed] == [ids[0]], "measured again on the representative"
+    assert json.loads((out / "reference.json").read_text()), "measured again"
+    assert json.loads((out / "suite.json").read_text())["name"] == "damaged"
