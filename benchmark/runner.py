@@ -23,9 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import submitit
 import torch
 from tqdm.auto import tqdm
 
+from benchmark import slurm
 from benchmark.datasets import registry
 from benchmark.denormals import denormals_flushed, flush_from_the_start
 from benchmark.diagnostics import heldout_scored
@@ -298,6 +300,8 @@ def run_suite(
     planned = plan(suite, out_root, filters=filters, retry_failed=retry_failed)
     todo = [p.spec for p in planned if p.action == "run"]
     say(f"suite {suite.name}: {len(todo)} of {len(planned)} runs to train -> {out_root}")
+    # a request no node of the cluster can run is refused before any data is prepared or job submitted
+    partition = slurm.check_request(suite.slurm) if launcher == "slurm" and todo else ""
     prepare(todo, data_root, device=device or suite.device)
     device = device or suite.device
     common: dict[str, Any] = {
@@ -330,7 +334,9 @@ def run_suite(
         elif launcher in ("inprocess", "local"):
             _run_pool(todo, out_root, jobs, threads or _worker_threads(jobs), common, done)
         else:
-            _run_submitit(suite, todo, out_root, launcher, jobs, threads or _worker_threads(jobs), common, done)
+            _run_submitit(
+                suite, todo, out_root, launcher, jobs, threads or _worker_threads(jobs), common, done, partition
+            )
     finally:
         bar.close()
     full = next((f for f in finished if f.get(STORAGE_ERROR) is not None), None)
@@ -472,14 +478,19 @@ def _run_submitit(
     threads: int,
     common: dict[str, Any],
     done: Callable,
+    partition: str = "",
 ) -> None:
-    """Each run one submitit job. On SLURM all are submitted as one job array (`array_parallelism` caps how many
-    run at once); submitit's local executor starts every job it is given, so at most `jobs` are in flight."""
-    executor = make_executor(suite, launcher, out_root / "submitit" / "%j")
+    """Each run one submitit job. On SLURM (to `partition`, checked by `slurm.check_request`) all are submitted as
+    one job array (`array_parallelism` caps how many run at once), watched by `slurm.QueueWatch`; submitit's local
+    executor starts every job it is given, so at most `jobs` are in flight."""
+    watch = None
     if launcher == "slurm":
+        watch = slurm.QueueWatch(partition)
+        say(slurm.describe(suite.slurm, partition, len(todo)))
         threads, in_flight = suite.slurm.cpus_per_task, len(todo)
     else:
         in_flight = jobs
+    executor = make_executor(suite, launcher, out_root / "submitit" / "%j")
 
     def submit(spec: RunSpec) -> Any:
         return executor.submit(execute, spec.to_dict(), str(out_root), threads=threads, **common)
@@ -487,11 +498,13 @@ def _run_submitit(
     queue = list(todo)
     active: dict[Any, RunSpec] = {}
     if launcher == "slurm":
-        with executor.batch():
+        with slurm.submission_errors(), executor.batch():
             jobs_list = [submit(spec) for spec in queue]
         active = dict(zip(jobs_list, queue, strict=True))
         queue = []
     while queue or active:
+        if watch is not None:
+            watch.check(list(active))  # a job SLURM will never start: cancelled and reported, not waited on
         while queue and len(active) < in_flight:
             spec = queue.pop(0)
             active[submit(spec)] = spec
@@ -499,17 +512,24 @@ def _run_submitit(
             spec = active.pop(job)
             try:
                 done(job.result())
-            except Exception as err:  # the job died (timeout, node failure): its record says "running" or failed
+            except Exception as err:  # the job died (cancelled, timeout, node failure): its record says "running"
                 done(
                     {
                         "run_id": spec.run_id,
                         "label": spec.label,
                         "status": FAILED,
                         "seconds": 0.0,
-                        "error": f"job {job.job_id}: {err}".strip(),
+                        "error": _job_error(job, err),
                     }
                 )
         time.sleep(0.2)
+
+
+def _job_error(job: Any, err: Exception) -> str:
+    """One line for a job that ended without a summary: its id, its last state and its log, or what it raised."""
+    if isinstance(err, submitit.core.utils.UncompletedJobError):
+        return f"job {job.job_id} ended without a result (state {job.state}); its log: {job.paths.stderr}"
+    return f"job {job.job_id}: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
 
 
 def configurations(suite: Suite, out_root: Path | None = None) -> list[list[RunSpec]]:
@@ -624,27 +644,10 @@ def read_throughput(out_root: Path, suite: Suite) -> list[dict[str, Any]] | None
 
 def make_executor(suite: Suite, launcher: str, folder: Path) -> Any:
     """A submitit executor: SLURM with the suite's `[slurm]` resources, or submitit's local executor."""
-    import submitit
-
-    if launcher != "slurm":
-        executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(timeout_min=7 * 24 * 60)  # a local run has no queue limit; [slurm] is for SLURM
-        return executor
-    try:
-        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-    except RuntimeError as err:
-        raise SuiteError(f"--launcher slurm: {err} (use --launcher local or submitit-local on this machine)") from None
-    s = suite.slurm
-    params: dict[str, Any] = {
-        "timeout_min": s.timeout_min,
-        "cpus_per_task": s.cpus_per_task,
-        "gpus_per_node": s.gpus_per_node,
-        "mem_gb": s.mem_gb,
-        "slurm_array_parallelism": s.array_parallelism,
-        "name": f"gain-bench-{suite.name}",
-    }
-    params |= {f"slurm_{k}": getattr(s, k) for k in ("partition", "account", "constraint") if getattr(s, k)}
-    executor.update_parameters(**params)
+    if launcher == "slurm":
+        return slurm.executor(suite.slurm, folder, f"gain-bench-{suite.name}")
+    executor = submitit.LocalExecutor(folder=folder)
+    executor.update_parameters(timeout_min=7 * 24 * 60)  # a local run has no queue limit; [slurm] is for SLURM
     return executor
 
 
