@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import sys
 import tempfile
 import traceback
@@ -324,7 +325,7 @@ def _internal_error(err: Exception, argv: list[str]) -> int:
     what = f"{type(err).__name__}: {first[:200]}" if first else type(err).__name__
     path = traceback_path()
     try:
-        path.write_text(f"gain-bench {' '.join(argv)}\n\n{text}")
+        path.write_text(f"{shlex.join(['gain-bench', *argv])}\n\n{text}")
     except OSError as write_err:  # nowhere to write it: the traceback itself, rather than nothing
         print(text, end="", file=sys.stderr)
         print(f"gain-bench: internal error: {what} (the traceback above could not be written to {path}: "

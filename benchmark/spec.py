@@ -6,6 +6,8 @@ import functools
 import hashlib
 import inspect
 import json
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -208,13 +210,40 @@ def _data_defaults(name: Any) -> dict[str, Any]:
         return {}
 
 
+def _kind(default: Any) -> tuple[str, Callable[[Any], bool]] | None:
+    """What a keyword's default says its values are: a name and a test (a bool is no number; a list of the default
+    items' kind for a tuple or list); None where it says nothing (a default of None, or no default)."""
+    if isinstance(default, bool):
+        return "true, false", lambda v: isinstance(v, bool)
+    if isinstance(default, int):
+        return "an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if isinstance(default, float):
+        return "a finite number", lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if isinstance(default, str):
+        return "a string", lambda v: isinstance(v, str)
+    if isinstance(default, tuple | list):
+        item = _kind(default[0]) if default else None
+        if item is None:
+            return "a list", lambda v: isinstance(v, tuple | list)
+        name, test = item
+        plural = {"true, false": "booleans", "an integer": "integers", "a finite number": "finite numbers"}
+        return f"a list of {plural.get(name, 'strings')}", lambda v: isinstance(v, tuple | list) and all(map(test, v))
+    return None
+
+
 def factory_defaults(factory: Any, params: dict[str, Any], what: str) -> dict[str, Any]:
-    """`params` completed with the keyword defaults of `factory`; an unknown key is a ValueError listing the known."""
+    """`params` completed with the keyword defaults of `factory`; an unknown key, or a value not of its default's
+    kind (`_kind`: an integer for 64, a list of integers for (16, 32)), is a ValueError naming what is allowed."""
     signature = inspect.signature(factory)
     known = {n: p.default for n, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY}
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ValueError(f"unknown {what} key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+    for key, value in params.items():
+        kind = _kind(known[key])
+        if kind is not None and not kind[1](value):
+            default = list(known[key]) if isinstance(known[key], tuple) else known[key]
+            raise ValueError(f"{what} key {key} = {value!r}: allowed: {kind[0]} (the default: {default!r})")
     return {**known, **params}
 
 

@@ -403,7 +403,10 @@ def _regimes(raw: dict[str, Any], source: str) -> tuple[Regime, ...]:
 def _check(section: str, table: dict[str, Any]) -> None:
     """A section's table (the top level: "") against the settings schema; its error as a SuiteError."""
     if not isinstance(table, dict):
-        raise SuiteError(f"[{section}] must be a table, got {table!r}")
+        keys = ", ".join(f.name for f in dataclasses.fields(SCHEMA[section])) if section else ", ".join(
+            (*TOP_KEYS, *SECTIONS)
+        )
+        raise SuiteError(f"{f'[{section}]' if section else 'a suite'} must be a table of {keys}; got {table!r}")
     try:
         check(SCHEMA[section], {k: v for k, v in table.items() if section or k not in SECTIONS}, section)
     except SettingsError as err:
@@ -412,7 +415,8 @@ def _check(section: str, table: dict[str, Any]) -> None:
 
 def _named(section: str, table: Any, default: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(table, dict):
-        raise SuiteError(f"[{section}] must be a table, got {table!r}")
+        noun = "dataset" if section == "data" else section
+        raise SuiteError(f"[{section}] must be a table: name (a {noun}'s) and the {noun}'s keys; got {table!r}")
     params = dict(table)
     name = params.pop("name", default)
     if not isinstance(name, str):
@@ -448,12 +452,16 @@ def _suite(raw: dict[str, Any], source: str) -> Suite:
     train = TrainSettings.from_dict(raw.get("train", {}))
     budgets = tuple(raw.get("budgets", (9, 23, 78, 200, 1464)))
     methods_table = raw.get("methods")
-    if not isinstance(methods_table, dict) or not methods_table:
+    if methods_table is not None and not isinstance(methods_table, dict):
+        raise SuiteError(f"methods = {methods_table!r}: allowed: a table per method entry, e.g. [methods.gradcam]")
+    if not methods_table:
         raise SuiteError("missing [methods.<name>] tables; at least one method is needed, e.g. [methods.gradcam]")
     entries = []
     for key, table in methods_table.items():
         if not isinstance(table, dict):
-            raise SuiteError(f"methods.{key} must be a table, got {table!r}")
+            raise SuiteError(
+                f"methods.{key} must be a table (method, budgets, data and the method's hyperparameters); got {table!r}"
+            )
         params = dict(table)
         method = params.pop("method", key)
         entry_data = params.pop("data", {})
@@ -562,6 +570,10 @@ def _validate_components(suite: Suite) -> None:
             build_model(suite.model, len(classes), **architecture)
     except (ValueError, KeyError, FileNotFoundError) as err:
         raise SuiteError(f"[model]: {err}") from None
+    except (TypeError, RuntimeError) as err:  # keys of the right kind it cannot be built with (widths = [-1])
+        keys = ", ".join(f"{k} = {v!r}" for k, v in suite.model_params.items()) or "its defaults"
+        why = (str(err).strip().splitlines() or [""])[0]
+        raise SuiteError(f"[model]: {suite.model} cannot be built with {keys}: {type(err).__name__}: {why}") from None
     for entry in suite.methods:
         try:
             build_method(entry.method, **entry.params)
