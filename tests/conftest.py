@@ -57,6 +57,8 @@ def _git_status(root: Path) -> str:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    if "MUTANT_UNDER_TEST" in os.environ:  # mutmut (tox -e mutation) runs the tests in a copy of the tree; a mutant's
+        return  # verdict must not hang on whatever else changes in the working tree meanwhile
     session.config.stash[_TREE] = (_tree(ROOT), _git_status(ROOT))
 
 

@@ -1,9 +1,18 @@
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.attention import grad_cam, grad_cam_from, minmax_normalise
+from benchmark.attention import (
+    gap_linear,
+    grad_cam,
+    grad_cam_from,
+    inference_cam,
+    minmax_normalise,
+    upsample_bilinear,
+)
 from benchmark.models import SplitModel, build_model
 
 
@@ -146,3 +155,143 @@ def test_channels_last_model_gives_the_same_maps():
     model = model.to(memory_format=torch.channels_last)
     assert model.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(grad_cam(model, images, classes), expected, atol=1e-5, rtol=1e-4)
+
+
+# Mutation-testing survivors (tox -e mutation): a tiny hand-made model, every map checked against Grad-CAM computed
+# pair by pair with autograd, on non-square features and images (so a swapped height and width shows).
+
+
+def _tiny(gap: bool = True) -> SplitModel:
+    """Conv features `[N,4,3,5]` of `[N,3,6,10]` images; a GAP-linear head (Grad-CAM weights read off the linear
+    layer) or an equivalent head that is not one (weights by backward)."""
+    torch.manual_seed(1)
+    features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2))
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    if not gap:
+        head = nn.Sequential(head[0], head[1], head[2], nn.Identity())
+    return SplitModel(features, head, name="tiny", attention_layer="x", mean=(0, 0, 0), std=(1, 1, 1)).eval()
+
+
+def _reference(model, images, classes, image_index, eps=1e-12, size=None, normalise=True):
+    out = []
+    for cls, img in zip(classes.tolist(), image_index.tolist(), strict=True):
+        features = model.features(images).detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model.head(features)[img, cls], features)
+        cam = torch.relu((grad[img].mean((1, 2)).view(-1, 1, 1) * features[img]).sum(0)).detach()
+        if size is not None:
+            cam = F.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+        out.append((cam - cam.min()) / (cam.max() - cam.min() + eps) if normalise else cam)
+    return torch.stack(out)
+
+
+IMAGES = torch.randn(3, 3, 6, 10, generator=torch.Generator().manual_seed(2))
+CLASSES = torch.tensor([2, 0, 1, 0])
+INDEX = torch.tensor([1, 0, 1, 2])  # two classes of image 1, out of image order
+
+
+@pytest.mark.parametrize("gap", [True, False])
+def test_grad_cam_matches_the_pairwise_definition_with_and_without_gradients(gap):
+    model = _tiny(gap)
+    assert (gap_linear(model.head) is not None) == gap
+    expected = _reference(model, IMAGES, CLASSES, INDEX, eps=0.5, size=(6, 10))
+    torch.testing.assert_close(grad_cam(model, IMAGES, CLASSES, image_index=INDEX, eps=0.5), expected)
+    with torch.no_grad():
+        torch.testing.assert_close(grad_cam(model, IMAGES, CLASSES, image_index=INDEX, eps=0.5), expected)
+    with torch.inference_mode():
+        features, logits, maps = inference_cam(model, IMAGES, CLASSES, image_index=INDEX, eps=0.5)
+    torch.testing.assert_close(maps, expected)
+    torch.testing.assert_close(logits, model(IMAGES).detach())
+    again = grad_cam_from(features, logits, CLASSES, image_index=INDEX, size=(6, 10), eps=0.5, head=model.head)
+    torch.testing.assert_close(again, expected, msg="more maps can be taken from inference_cam's logits")
+    one = grad_cam(model, IMAGES[:1], CLASSES[1:2])
+    torch.testing.assert_close(one, _reference(model, IMAGES[:1], CLASSES[1:2], torch.tensor([0]), size=(6, 10)))
+
+
+@pytest.mark.parametrize("gap", [True, False])
+def test_raw_maps_are_unscaled_grad_cam_at_feature_and_image_size(gap):
+    model = _tiny(gap)
+    features = model.features(IMAGES)
+    logits = model.head(features)
+    raw = grad_cam_from(features, logits, CLASSES, image_index=INDEX, normalise=False, head=model.head)
+    assert raw.shape == (4, 3, 5)
+    torch.testing.assert_close(raw, _reference(model, IMAGES, CLASSES, INDEX, normalise=False))
+    up = grad_cam_from(features, logits, CLASSES, image_index=INDEX, size=(4, 7), normalise=False, head=model.head)
+    torch.testing.assert_close(up, _reference(model, IMAGES, CLASSES, INDEX, size=(4, 7), normalise=False))
+    empty = grad_cam_from(features, logits, CLASSES[:0], image_index=INDEX[:0], normalise=False, head=model.head)
+    assert empty.shape == (0, 3, 5)
+
+
+def test_gap_linear_head_needs_no_backward_and_keeps_its_weights_constant():
+    model = _tiny(gap=True)
+    with torch.no_grad():
+        features = model.features(IMAGES)
+        logits = model.head(features)
+        maps = grad_cam_from(features, logits, CLASSES, image_index=INDEX, size=(6, 10), head=model.head)
+    torch.testing.assert_close(maps, _reference(model, IMAGES, CLASSES, INDEX, size=(6, 10)))
+    features = model.features(IMAGES)
+    grad_cam_from(features, model.head(features), CLASSES, image_index=INDEX, head=model.head).sum().backward()
+    assert model.head[2].weight.grad is None, "the weights are constants unless create_graph=True"
+
+
+@pytest.mark.parametrize("gap", [True, False])
+def test_create_graph_puts_the_weights_in_the_graph(gap):
+    model = _tiny(gap)
+    grad_cam(model, IMAGES, CLASSES, image_index=INDEX, create_graph=True).sum().backward()
+    assert model.head[2].weight.grad is not None and model.head[2].weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    grad_cam(model, IMAGES, CLASSES, image_index=INDEX).sum().backward()
+    assert model.head[2].weight.grad is None
+
+
+def test_gap_linear_recognises_exactly_pool_flatten_linear():
+    fc = nn.Linear(4, 3)
+    assert gap_linear(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc)) is fc
+    assert gap_linear(nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(1, -1), fc)) is fc
+    not_gap = [
+        None,
+        nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+        nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), fc),
+        nn.Sequential(nn.AdaptiveAvgPool2d((2, 1)), nn.Flatten(), fc),
+        nn.Sequential(nn.AdaptiveAvgPool2d((1, 2)), nn.Flatten(), fc),
+        nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), fc),
+        nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Identity(), fc),
+        nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(2), fc),
+        nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1, 2), fc),
+        nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1, -2), fc),
+        nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Identity()),
+        nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3), nn.Identity()),
+    ]
+    for head in not_gap:
+        assert gap_linear(head) is None, head
+    hooked = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    hooked[2].register_forward_hook(lambda *_: None)
+    assert gap_linear(hooked) is None
+
+
+def test_minmax_normalise_divides_by_range_plus_eps():
+    maps = torch.tensor([[[1.0, 3.0], [2.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    out = minmax_normalise(maps, eps=1.0)
+    torch.testing.assert_close(out[0], torch.tensor([[0.0, 2 / 3], [1 / 3, 0.0]]))
+    assert torch.equal(out[1], torch.zeros(2, 2))
+
+
+def test_upsample_bilinear_non_square():
+    maps = torch.rand(2, 3, 5, generator=torch.Generator().manual_seed(0))
+    for size in ((7, 4), (3, 5), (6, 10)):
+        expected = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+        torch.testing.assert_close(upsample_bilinear(maps, size), expected)
+
+
+def test_inference_path_default_eps_and_training_batchnorm_head():
+    model = _tiny(gap=False)
+    with torch.no_grad():
+        maps = grad_cam(model, IMAGES, CLASSES, image_index=INDEX)
+    torch.testing.assert_close(maps, _reference(model, IMAGES, CLASSES, INDEX, size=(6, 10)))
+    model = build_model("small_cnn", 3, attention_layer="block3").train()
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    classes = torch.tensor([0, 2, 1])
+    twin = copy.deepcopy(model)  # a training-mode forward updates the running statistics: one call each
+    expected = grad_cam(model, images, classes)
+    with torch.no_grad():
+        torch.testing.assert_close(grad_cam(twin, images, classes), expected, atol=1e-5, rtol=1e-4)
+    assert all(m.training for m in twin.modules()), "the head's BatchNorm is back in training mode"

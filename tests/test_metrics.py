@@ -1,13 +1,18 @@
+import contextlib
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from benchmark.metrics import (
+    GROUPS,
     attention_iou,
     audit_metrics,
     auroc,
     average_precision,
     cam_segmentation,
+    context_attention,
     group_accuracies,
     is_degenerate,
     mean_average_precision,
@@ -233,3 +238,226 @@ def test_localisation_map_and_cam_summaries():
     assert m["cam_iou_background"] == pytest.approx(10 / 13) and m["cam_iou_boat"] == pytest.approx(1 / 3)
     assert "cam_iou_car" not in m, "a label absent from predictions and masks is left out"
     assert m["cam_miou"] == pytest.approx((10 / 13 + 1 / 3) / 2)
+
+
+def _crossed_val():
+    """Val images in all four (class x context) cells, with hand-chosen scores (threshold 0.5):
+
+    row  class context score  cell                  correct?
+    0    1     1       0.9    class with context    yes
+    1    1     1       0.3    class with context    no
+    2    1     0       0.2    class alone           (in neither val group)
+    3    1     0       0.1    class alone           (in neither val group)
+    4    0     1       0.8    context alone         (in neither val group)
+    5    0     1       0.7    context alone         (in neither val group)
+    6    0     0       0.1    neither               yes
+    7    0     0       0.5    neither               no (0.5 decides positive)
+    8    0     0       0.2    neither               yes
+    """
+    val = _split([0.9, 0.3, 0.2, 0.1, 0.8, 0.7, 0.1, 0.5, 0.2], labels=[1, 1, 1, 1, 0, 0, 0, 0, 0])
+    val["has_context"] = np.array([1, 1, 0, 0, 1, 1, 0, 0, 0], float)
+    val["context_share"] = np.array([0.8, 0.6, np.nan, 0.2, 0.3, 0.4, 0.5, 0.05, 0.15])
+    val["context_area"] = np.array([0.3, 0.5, 0.9, 0.9, 0.1, 0.1, 0.2, 0.2, 0.2])
+    return val
+
+
+def test_boat_on_water_group_needs_the_context_not_only_the_class():
+    """Group membership comes from the class label and the context flag together: the class without its context
+    (rows 2, 3) is in neither val group, nor is the context without the class (rows 4, 5)."""
+    preds = {"val": _crossed_val(), "class_without_context": _split([0.6]), "context_without_class": _split([0.4])}
+    groups = group_accuracies(preds)
+    assert groups["class_with_context"] == (0.5, 2), "rows 0, 1 (label alone would give 1/4 over 4 rows)"
+    assert groups["neither"] == (pytest.approx(2 / 3), 3), "rows 6, 7, 8 (no label alone: 2/5 over 5 rows)"
+    assert groups["class_without_context"] == (1.0, 1) and groups["context_without_class"] == (1.0, 1)
+    m = audit_metrics(preds)
+    assert m["group_accuracy_class_with_context"] == 0.5
+    assert m["group_accuracy_neither"] == pytest.approx(2 / 3)
+    assert m["worst_group"] == "class_with_context" and m["worst_group_accuracy"] == 0.5
+    assert m["val_accuracy"] == pytest.approx(3 / 9), "rows 0, 6, 8 right; val accuracy ignores the context"
+
+
+def test_context_attention_is_over_images_with_class_and_context_only():
+    m = audit_metrics({"val": _crossed_val()})
+    assert m["context_attention_share"] == pytest.approx(0.7), "mean of rows 0, 1: 0.8 and 0.6"
+    assert m["context_area_share"] == pytest.approx(0.4), "mean of rows 0, 1: 0.3 and 0.5"
+    assert m["context_attention_zero_maps"] == 0, "row 2's all-zero map has no context: not counted"
+    assert "overall" not in m and "class_without_context" not in m, "no shifted splits: no shifted rows"
+    assert m["empty_groups"] == ["class_without_context", "context_without_class"]
+
+
+def test_group_accuracies_threshold_and_shifted_decisions():
+    preds = {
+        "val": _crossed_val(),
+        "class_without_context": _split([0.55, 0.45, 0.7]),
+        "context_without_class": _split([0.45, 0.55]),
+    }
+    groups = group_accuracies(preds, threshold=0.6)
+    assert groups["class_with_context"] == (0.5, 2)
+    assert groups["neither"] == (1.0, 3), "0.5 is below 0.6: row 7 is now right"
+    assert groups["class_without_context"] == (pytest.approx(1 / 3), 3), "only 0.7 reaches 0.6"
+    assert groups["context_without_class"] == (1.0, 2)
+    at_half = group_accuracies(preds)
+    assert at_half["class_without_context"] == (pytest.approx(2 / 3), 3)
+    assert at_half["context_without_class"] == (0.5, 2)
+    only_val = group_accuracies({"val": _crossed_val()})
+    assert np.isnan(only_val["class_without_context"][0]) and only_val["class_without_context"][1] == 0
+    assert np.isnan(only_val["context_without_class"][0]) and only_val["context_without_class"][1] == 0
+
+
+# Mutation-testing survivors (tox -e mutation): edges of the metrics, by hand.
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Warnings as errors: an empty group or a zero union is handled by the rule, not by a 0/0 division."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def test_audit_metrics_decisions_are_score_at_least_threshold():
+    preds = {
+        "val": _split([0.5, 0.4], labels=[1, 0], context=[1, 0]),
+        "class_without_context": _split([0.5, 0.2]),
+        "context_without_class": _split([0.5, 0.1, 0.3]),
+        "cf_original": _split([0.5, 0.4], pair=[0, 1]),
+        "cf_context_swapped": _split([0.49, 0.5], pair=[0, 1]),
+        "cf_object_removed": _split([0.5, 0.4], pair=[0, 1]),
+    }
+    m = audit_metrics(preds)
+    assert m["threshold"] == 0.5
+    assert m["val_accuracy"] == 1.0, "0.5 is a positive decision"
+    assert m["class_without_context"] == 0.5 and m["context_without_class"] == pytest.approx(2 / 3)
+    assert m["context_flip_rate"] == 1.0 and m["object_removal_flip_rate"] == 0.0
+    high = audit_metrics(preds, threshold=0.45)
+    assert high["threshold"] == 0.45 and high["val_accuracy"] == 1.0
+    strict = audit_metrics(preds, threshold=0.6)
+    assert strict["val_accuracy"] == 0.5 and strict["class_without_context"] == 0.0
+    crossed = {"val": _crossed_val(), "class_without_context": _split([0.7]), "context_without_class": _split([0.4])}
+    assert audit_metrics(crossed, threshold=0.6)["group_accuracy_neither"] == 1.0, "the threshold reaches the groups"
+
+
+def test_shifted_rows_need_both_shifted_splits():
+    m = audit_metrics({"val": _split([0.9]), "class_without_context": _split([0.7])})
+    assert "overall" not in m and "shifted_auroc" not in m
+    assert m["empty_groups"] == ["neither", "context_without_class"]
+
+
+def test_no_group_at_all_has_no_worst_group():
+    m = audit_metrics({"val": _split([0.9, 0.2], labels=[1, 1], context=[0, 0])})
+    assert m["worst_group"] == "" and np.isnan(m["worst_group_accuracy"])
+    assert m["empty_groups"] == list(GROUPS)
+    assert np.isnan(m["context_attention_share"]) and np.isnan(m["context_area_share"])
+    assert m["context_attention_zero_maps"] == 0
+
+
+def test_context_attention_of_only_all_zero_maps():
+    val = _split([0.9, 0.8], labels=[1, 1], context=[1, 1])
+    val["context_share"] = np.array([np.nan, np.nan])
+    m = context_attention(val)
+    assert np.isnan(m["context_attention_share"]) and m["context_attention_zero_maps"] == 2
+    assert m["context_area_share"] == pytest.approx(0.4)
+
+
+def test_group_accuracies_of_absent_shifted_splits_are_quietly_empty():
+    with _quiet():
+        groups = group_accuracies({"val": _crossed_val()})
+    assert groups["class_without_context"][1] == 0 and np.isnan(groups["class_without_context"][0])
+
+
+def test_default_class_names_of_ap_and_cam_iou():
+    val = _split([0.9, 0.2], labels=[1, 0])
+    val["scores_all"] = np.array([[0.9, 0.1], [0.2, 0.8]])
+    val["labels_all"] = np.array([[1, 0], [0, 1]])
+    val["cam_intersection"] = np.array([[1, 2, 0], [1, 0, 3]])
+    val["cam_union"] = np.array([[2, 2, 0], [2, 0, 4]])
+    m = audit_metrics({"val": val})
+    assert m["val_ap_class0"] == 1.0 and m["val_ap_class1"] == 1.0 and m["val_map"] == 1.0
+    assert m["cam_bg_threshold"] == 0.2
+    assert m["cam_iou_background"] == 0.5 and m["cam_iou_class0"] == 1.0 and m["cam_iou_class1"] == 0.75
+    assert not any(k.startswith("cam_iou_class2") for k in m)
+
+
+def test_localisation_without_located_images_is_nan():
+    val = _split([0.9, 0.2], labels=[1, 0])
+    for column in ("iou_at_tau", "relevance_mass", "pointing_hit"):
+        val[column] = np.array([np.nan, 0.5])
+    m = audit_metrics({"val": val})
+    assert m["localisation_images"] == 0
+    assert np.isnan(m["attention_iou"]) and np.isnan(m["relevance_mass"]) and np.isnan(m["pointing_game"])
+
+
+def test_auroc_and_mean_ap_of_empty_sides_are_quietly_nan():
+    with _quiet():
+        assert np.isnan(auroc(np.array([0.3]), np.array([])))
+        assert np.isnan(auroc(np.array([]), np.array([])))
+        m, ap = mean_average_precision(np.array([[0.3, 0.1]]), np.array([[0, 0]]))
+    assert np.isnan(m) and np.isnan(ap).all()
+
+
+def test_is_degenerate_of_no_and_one_decision():
+    assert not is_degenerate(np.array([], bool)), "no images: nothing constant to flag"
+    assert is_degenerate(np.array([True])) and is_degenerate(np.array([0.0, 0.0]))
+    assert not is_degenerate([0.0, 1.0])
+
+
+def test_mean_iou_of_stacked_counts_unions_of_one_and_nothing_present():
+    inter = np.array([[[1, 0, 0]], [[1, 1, 0]]])  # [N=2, 1, L=3]
+    union = np.array([[[2, 1, 0]], [[2, 1, 0]]])
+    with _quiet():
+        miou, iou = mean_iou(inter, union)
+    np.testing.assert_allclose(iou[:2], [0.5, 0.5])
+    assert np.isnan(iou[2]) and miou == 0.5, "a union of one pixel counts; a union of none is left out"
+    with _quiet():
+        miou, iou = mean_iou(np.zeros((2, 3)), np.zeros((2, 3)))
+    assert np.isnan(miou) and np.isnan(iou).all()
+
+
+def test_region_share_per_image_of_small_maps():
+    maps = _maps([[0.1, 0.3], [0.0, 0.0]], [[0.2, 0.2], [0.2, 0.2]])
+    region = torch.tensor([[[False, True], [False, False]], [[True, True], [True, False]]])
+    share = region_share(maps, region)
+    assert share[0] == pytest.approx(0.75) and share[1] == pytest.approx(0.75), "totals below 1 are shares too"
+    maps = _maps([[0.1, 0.3], [0.0, 0.0]], [[2.0, 0.0], [0.0, 0.0]])
+    share = region_share(maps, region)
+    assert share[0] == pytest.approx(0.75) and share[1] == pytest.approx(1.0)
+
+
+def test_relevance_mass_per_image_and_ignoring_invalid_energy():
+    maps = _maps([[0.6, 0.2], [0.2, 0.0]], [[0.0, 1.0], [1.0, 2.0]])
+    region = OBJECT.expand(2, 2, 2)
+    mass = relevance_mass(maps, region)
+    assert mass[0] == pytest.approx(0.8) and mass[1] == pytest.approx(0.25)
+    valid = torch.tensor([[[True, True], [True, False]]]).expand(2, 2, 2)
+    mass = relevance_mass(maps, region, valid)
+    assert mass[0] == pytest.approx(0.8) and mass[1] == pytest.approx(0.5), "image 1's 2.0 is on an ignored pixel"
+
+
+def test_pointing_game_peak_is_per_image_and_valid_may_be_0_1():
+    maps = _maps([[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.5], [0.2, 0.0]])
+    region = torch.tensor([[[True, False], [False, False]], [[False, True], [False, False]]])
+    assert pointing_game(maps, region).tolist() == [1.0, 1.0], "image 1 peaks at 0.5, its own maximum"
+    valid = torch.tensor([[[1, 1], [1, 1]], [[1, 0], [1, 1]]], dtype=torch.uint8)
+    assert pointing_game(maps, region, valid).tolist()[0] == 1.0
+    assert np.isnan(pointing_game(maps, region, valid).tolist()[1]), "image 1's object is on an ignored pixel"
+
+
+def test_attention_iou_of_one_pixel_and_with_ignored_pixels():
+    maps = _maps([[0.9, 0.0], [0.0, 0.0]])
+    region = torch.tensor([[[True, False], [False, False]]])
+    assert attention_iou(maps, region)[0] == 1.0, "one pixel each, the same one"
+    maps = _maps([[0.9, 0.9], [0.0, 0.0]])
+    valid = torch.tensor([[[True, False], [True, True]]])
+    assert attention_iou(maps, region)[0] == 0.5
+    assert attention_iou(maps, region, valid=valid)[0] == 1.0, "the chosen ignored pixel is not counted"
+
+
+def test_cam_segmentation_with_pairs_out_of_image_order_one_pair_and_none():
+    pair_maps = _maps([[0.9, 0.0], [0.0, 0.0]], [[0.0, 0.9], [0.0, 0.0]], [[0.5, 0.6], [0.3, 0.0]])
+    # pair 0: image 1, class 0; pair 1: image 0, class 1; pair 2: image 1, class 2
+    pred = cam_segmentation(pair_maps, torch.tensor([0, 1, 2]), torch.tensor([1, 0, 1]), 2)
+    assert pred.tolist() == [[[0, 2], [0, 0]], [[1, 3], [3, 0]]]
+    one = cam_segmentation(pair_maps[:1], torch.tensor([4]), torch.tensor([0]), 2)
+    assert one.tolist() == [[[5, 0], [0, 0]], [[0, 0], [0, 0]]]
+    none = cam_segmentation(pair_maps[:0], torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long), 2)
+    assert none.shape == (2, 2, 2) and not none.any()

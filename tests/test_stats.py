@@ -162,3 +162,113 @@ def test_probability_of_improvement():
     assert result.estimate == pytest.approx((7 + 0.5) / 9)  # 7 of 9 pairs won, one tie
     assert result.low <= result.estimate <= result.high <= 1.0
     assert probability_of_improvement(y, x, rng=0).estimate == pytest.approx((1 + 0.5) / 9)
+
+
+# Mutation-testing survivors (tox -e mutation): edge cases with hand-computed values.
+
+
+def test_seed_mean_sd_without_values_and_with_one_gives_nan_quietly():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "degrees of freedom" warning: one seed is handled, not stumbled into
+        for values in ([], [np.nan, np.inf]):
+            mean, sd = seed_mean_sd(np.array(values, float))
+            assert np.isnan(mean) and np.isnan(sd)
+        mean, sd = seed_mean_sd(np.array([0.25, np.nan]))
+        assert mean == 0.25 and np.isnan(sd)
+        assert seed_mean_sd([1, 3]) == pytest.approx((2.0, np.sqrt(2)))
+
+
+def test_batched_mean_of_one_sample_and_of_rows():
+    assert batched_mean(np.array([1, 0, 1, 1])) == 0.75
+    assert batched_mean([True, False]) == 0.5
+    assert batched_mean(np.array([[1, 0], [1, 1]])).tolist() == [0.5, 1.0]
+
+
+def test_batched_auroc_with_one_or_no_positives_or_negatives():
+    import warnings
+
+    assert batched_auroc(np.array([[0.9]]), np.array([[0.1, 0.95]])).tolist() == [0.5]
+    assert batched_auroc(np.array([[0.9, 0.1]]), np.array([[0.5]])).tolist() == [0.5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an empty group is NaN by the rule, not by a 0/0 division
+        out = batched_auroc(np.ones((2, 3)), np.empty((2, 0)))
+        assert out.shape == (2,) and np.isnan(out).all()
+        out = batched_auroc(np.empty((2, 0)), np.ones((2, 3)))
+        assert out.shape == (2,) and np.isnan(out).all()
+        assert np.isnan(batched_auroc(np.empty((1, 0)), np.empty((1, 0)))).all()
+
+
+def test_bootstrap_interval_is_the_percentiles_of_its_distribution():
+    x = np.array([0.1, 0.5, 0.2, 0.9, 0.4, 0.7])
+    for confidence in (0.95, 0.5):
+        iv = bootstrap(x, rng=1, n_resamples=300, confidence=confidence)
+        assert iv.distribution.shape == (300,)
+        alpha = 1 - confidence
+        want = np.percentile(iv.distribution, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+        assert (iv.low, iv.high) == (float(want[0]), float(want[1]))
+        assert iv.estimate == pytest.approx(x.mean())
+
+
+def test_bootstrap_draws_every_index_including_the_first():
+    iv = bootstrap(np.array([1.0, 0, 0, 0]), rng=0, n_resamples=200)
+    assert iv.distribution.max() > 0, "the first image is drawn in some resample"
+    assert iv.distribution.mean() == pytest.approx(0.25, abs=0.05)
+
+
+def test_bootstrap_of_one_resample_and_of_an_empty_group():
+    iv = bootstrap(np.array([0.0, 1.0]), rng=0, n_resamples=1)
+    assert iv.low == iv.high == iv.distribution[0], "one finite value is its own interval"
+    iv = probability_of_improvement(np.array([1.0, 2.0]), np.array([]), rng=0, n_resamples=20)
+    assert iv.distribution.shape == (20,) and np.isnan(iv.distribution).all()
+    assert np.isnan(iv.estimate) and np.isnan(iv.low) and np.isnan(iv.high)
+
+
+def test_probability_of_improvement_passes_its_settings_on():
+    x, y = np.array([0.3, 0.5, 0.9, 0.4]), np.array([0.2, 0.6, 0.1])
+    iv = probability_of_improvement(x, y, rng=3, n_resamples=40, confidence=0.5)
+    assert iv.distribution.shape == (40,)
+    assert (iv.low, iv.high) == tuple(float(v) for v in np.percentile(iv.distribution, [25, 75]))
+    again = probability_of_improvement(x, y, rng=3, n_resamples=40, confidence=0.5)
+    assert np.array_equal(iv.distribution, again.distribution), "the seed is used"
+    assert iv.estimate == pytest.approx(9 / 12), "x beats y in 9 of 12 pairs"
+    assert probability_of_improvement([1, 2], [0, 3], rng=0, n_resamples=5).estimate == 0.5
+
+
+def test_hierarchical_bootstrap_without_seeds_says_so():
+    with pytest.raises(ValueError, match=r"^hierarchical_bootstrap: no seeds$"):
+        hierarchical_bootstrap([], rng=0)
+
+
+def test_paired_bootstrap_draws_every_seed():
+    method = [np.array([1.0, 1.0]), np.array([0.0, 0.0])]
+    baseline = [np.array([0.0, 0.0]), np.array([0.0, 0.0])]
+    cmp = paired_bootstrap(method, baseline, rng=0, n_resamples=400)
+    assert cmp.difference == 0.5
+    assert cmp.distribution.shape == (400,)
+    assert cmp.distribution.mean() == pytest.approx(0.5, abs=0.05), "seed 0 (+1) and seed 1 (0) both drawn"
+    one = paired_bootstrap(method[:1], baseline[:1], rng=0, n_resamples=10)
+    assert one.difference == 1.0 and np.all(one.distribution == 1.0)
+
+
+def test_bootstrap_p_of_tiny_and_empty_distributions():
+    assert bootstrap_p(np.array([0.5])) == 1.0, "(1 + 0) * 2 / 2, capped at 1"
+    assert bootstrap_p([0.5, 0.2, 0.3]) == 0.5, "2 (1 + 0) / 4"
+    assert np.isnan(bootstrap_p(np.array([]))) and np.isnan(bootstrap_p(np.array([np.nan])))
+
+
+def test_holm_of_one_p_and_the_cap_at_one():
+    assert holm(np.array([0.03])).tolist() == [0.03], "one test: nothing to adjust"
+    assert holm(np.array([0.6, 0.9])).tolist() == [1.0, 1.0], "2 * 0.6 and 0.9 capped at 1"
+    assert holm(np.array([0.01, 0.04, 0.03])) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_mcnemar_takes_any_truthy_encoding_and_names_a_shape_mismatch():
+    first, second = [1.0, 1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0, 0.0]
+    b, c, p = mcnemar_exact(np.array(first), np.array(second))
+    assert (b, c) == (2, 1) and p == pytest.approx(1.0)
+    assert mcnemar_exact(np.array([2, 2, 0]), np.array([1, 0, 0]))[:2] == (1, 0), "2 and 1 are both right"
+    assert mcnemar_exact(np.array([1, 1, 1]), np.array([0, 0, 0])) == (3, 0, pytest.approx(0.25))
+    with pytest.raises(ValueError, match=r"^mcnemar_exact: shapes differ, \(2,\) vs \(3,\)$"):
+        mcnemar_exact(np.zeros(2), np.zeros(3))
