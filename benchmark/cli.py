@@ -16,9 +16,10 @@ from typing import Any
 
 from benchmark.curves import DIAGNOSTICS, LOSS_PARTS
 from benchmark.report import write_report
-from benchmark.results import planned, read_suite
+from benchmark.results import planned, read_suite, status_lines
 from benchmark.selection import reported_specs
 from benchmark.spec import BUILTIN_DATA
+from benchmark.store import FULL, WriteError
 from benchmark.summary import (
     compare_runs,
     curve_table,
@@ -122,9 +123,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.verbose:
         width = max([6, *(len(p.spec.run_id) for p in runs)])
         print("\n".join([f"{'run':<{width}}  state", *(f"{p.spec.run_id:<{width}}  {p.state}" for p in runs)]))
-    for p in runs:
-        if p.state == "failed" and p.record:
-            print(f"  failed {p.spec.run_id}: {p.record.get('error')}")
+    for line in status_lines(suite, args.dir, runs):  # failed and damaged runs, damaged files, with the reason
+        print(line)
     known = {p.spec.run_id for p in runs}
     extra = sorted(d.name for d in Path(args.dir).glob("runs/*") if d.is_dir() and d.name not in known)
     if extra:
@@ -148,10 +148,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         except ValueError as err:  # e.g. a plugin of the suite not installed here: the folder still renders
             print(f"note: the post-run steps were skipped ({err}); rendering the results folder as it is",
                   file=sys.stderr)  # fmt: skip
-    try:
-        path = write_report(args.dir, args.output)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        return _error(err)
+    path = write_report(args.dir, args.output)  # its errors are main's: bad input exit 2, a full disk exit 1
     print(f"report: {path.resolve()}")
     return 0
 
@@ -170,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gain-bench",
         description=__doc__,
         epilog="Exit status: 0 done; 2 bad input (one line on stderr); 1 a run failed, `docs --check` found a problem, "
-        "or an internal error: one line on stderr names it and the file its traceback was written to, "
+        "a file could not be written (a full disk; the file is named), or an internal error: one line on stderr "
+        "names it and the file its traceback was written to, "
         "$TMPDIR/gain-bench-<time>-<pid>.traceback (please report it).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -344,12 +342,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in TRAINING_COMMANDS:
             return int(getattr(_lazy(args.command), f"cmd_{args.command.replace('-', '_')}")(args))
         return int(args.func(args))
+    except WriteError as err:  # a full disk is not bad input: the file named, nothing half-written, exit 1
+        _error(err)
+        return 1
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         return _error(err)
     except BrokenPipeError:  # the reader went away (`gain-bench methods | head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as err:  # the last resort: one line and a file, not a wall of Python
+        if isinstance(err, OSError) and err.errno in FULL:  # a write outside the results folder's own writers
+            _error(err)
+            return 1
         return _internal_error(err, sys.argv[1:] if argv is None else argv)
 
 

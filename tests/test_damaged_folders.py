@@ -86,7 +86,9 @@ def status(out: Path, capsys) -> tuple[str, list[str]]:
     assert main(["status", str(out)]) == 0
     printed = capsys.readouterr().out
     suite = read_suite(out)
-    return printed, status_lines(suite, out, planned(suite, out))
+    lines = status_lines(suite, out, planned(suite, out))
+    assert all(line in printed.splitlines() for line in lines), "status prints every line status_lines gives"
+    return printed, lines
 
 
 def report(out: Path, data_root: Path, capsys) -> tuple[int, str, str]:

@@ -106,7 +106,7 @@ def test_a_report_that_cannot_write_fails_naming_the_file(folder):
     (out / "index.html").unlink(missing_ok=True)
     done = limited(200_000, "report", str(out), "--data-root", str(data_root))  # the page is larger
     page = out / "index.html"
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 1, "a full disk is not bad input (exit 2)"
     assert done.stderr.endswith(f"gain-bench: error: cannot write {page}: File too large (EFBIG: larger than the "
                                 "file-size limit allows); nothing half-written was left behind: make room and run it "
                                 "again\n"), done.stderr  # fmt: skip
