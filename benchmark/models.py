@@ -64,6 +64,9 @@ def small_cnn(
     48 px in -> a 6x6 map at `block4` (the default), 12x12 at `block3`.
     """
     _check_layer("small_cnn", attention_layer, SMALL_CNN_LAYERS)
+    if len(widths) != len(SMALL_CNN_LAYERS) or not all(isinstance(w, int) and w >= 1 for w in widths):
+        raise ValueError(f"small_cnn widths = {list(widths)}: allowed: {len(SMALL_CNN_LAYERS)} integers >= 1, the "
+                         f"channels of {', '.join(SMALL_CNN_LAYERS)}")
     blocks, c_in = [], 3
     for i, width in enumerate(widths):
         blocks.append(_conv_block(c_in, width, pool=i > 0))

@@ -409,7 +409,9 @@ def test_every_mutated_command_line_loads_or_is_refused_naming_its_file(harbour_
         ({"train": {"lr": 0.1}, "sweep": {"init": [{"train.lr.x": 1}]}}, "train.lr = 0.1 is not a table, so train.l"),
         ({"model": {"widths": 0}}, "[model]: model (small_cnn) key widths = 0: allowed: a list of integers"),
         ({"model": {"widths": [True]}}, "widths = [True]: allowed: a list of integers"),
-        ({"model": {"widths": [-1]}}, "[model]: small_cnn cannot be built with widths = [-1]: RuntimeError: "),
+        ({"model": {"widths": [-1]}}, "[model]: small_cnn widths = [-1]: allowed: 4 integers >= 1"),
+        ({"model": {"widths": [8, 8, 8]}}, "[model]: small_cnn widths = [8, 8, 8]: allowed: 4 integers >= 1"),
+        ({"model": {"widths": [10**30] * 4}}, "[model]: small_cnn cannot be built with widths = [1000000000000"),
     ],
 )
 def test_what_a_user_wrote_is_refused_naming_the_file_and_the_key(change: dict[str, Any], key: str) -> None:
