@@ -295,3 +295,9 @@ def test_inference_path_default_eps_and_training_batchnorm_head():
     with torch.no_grad():
         torch.testing.assert_close(grad_cam(twin, images, classes), expected, atol=1e-5, rtol=1e-4)
     assert all(m.training for m in twin.modules()), "the head's BatchNorm is back in training mode"
+
+
+def test_inference_cam_default_eps():
+    model = _tiny(gap=True)
+    maps = inference_cam(model, IMAGES, CLASSES, image_index=INDEX)[2]
+    torch.testing.assert_close(maps, _reference(model, IMAGES, CLASSES, INDEX, size=(6, 10)))

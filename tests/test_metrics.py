@@ -461,3 +461,23 @@ def test_cam_segmentation_with_pairs_out_of_image_order_one_pair_and_none():
     assert one.tolist() == [[[5, 0], [0, 0]], [[0, 0], [0, 0]]]
     none = cam_segmentation(pair_maps[:0], torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long), 2)
     assert none.shape == (2, 2, 2) and not none.any()
+
+
+def test_relevance_mass_of_an_object_only_on_ignored_pixels_is_nan():
+    maps = _maps([[0.6, 0.2], [0.2, 0.0]])
+    region = torch.tensor([[[False, False], [False, True]]])
+    valid = torch.tensor([[[True, True], [True, False]]])
+    assert torch.isnan(relevance_mass(maps, region, valid)[0]), "no valid object pixel: nothing to localise"
+
+
+def test_shifted_group_decisions_at_the_threshold():
+    preds = {"val": _crossed_val(), "class_without_context": _split([0.5, 0.4]), "context_without_class": _split([0.5])}
+    groups = group_accuracies(preds)
+    assert groups["class_without_context"] == (0.5, 2), "0.5 decides positive: right for the class"
+    assert groups["context_without_class"] == (0.0, 1), "0.5 decides positive: wrong for the context alone"
+
+
+def test_mean_iou_counts_a_union_of_one_pixel():
+    miou, iou = mean_iou(np.array([[1, 1], [0, 0]]), np.array([[1, 1], [1, 0]]))
+    np.testing.assert_allclose(iou, [0.5, 1.0])
+    assert miou == 0.75

@@ -344,3 +344,54 @@ def test_rrr_weight_zero_and_its_batchnorm_mode():
     assert on["rrr"].item() == pytest.approx(train.item(), rel=1e-5)
     assert on["rrr"].item() != pytest.approx(input_gradient_penalty(model, batch, "eval").item(), rel=1e-3)
     assert on["total"].item() == pytest.approx((on["cl"] + 2.0 * on["rrr"]).item(), rel=1e-5)
+
+
+def test_integer_hparam_draws_from_its_low_end_up():
+    drawn = {HParam(2, 1, 3, integer=True).sample(np.random.default_rng(s)) for s in range(60)}
+    assert drawn == {1, 2, 3}
+
+
+def test_counterfactuals_hand_every_setting_on(monkeypatch):
+    from benchmark.methods import counterfactual
+
+    calls = {}
+    monkeypatch.setattr(counterfactual, "paste_objects", lambda batch, **kw: calls.setdefault("paste", kw))
+    monkeypatch.setattr(counterfactual, "remove_objects", lambda batch, **kw: calls.setdefault("removal", kw))
+    params = {"blend": "gaussian", "blend_sigma": 0.7, "scale_jitter": True, "scale_low": 0.3, "scale_high": 1.9}
+    removal = {"fill": "blur", "fill_sigma": 2.5, "dilate": 2}
+    build_method("counterfactual", **params, **removal).counterfactuals(scene())
+    assert calls == {"paste": params, "removal": removal}
+
+
+def test_paste_defaults_and_no_resizing_without_jitter(monkeypatch):
+    from benchmark.methods import counterfactual
+
+    seen = {}
+    real_blur, real_scale = counterfactual.gaussian_blur, counterfactual._scale_about_centroid
+
+    def blur(x, sigma):
+        seen["sigma"] = sigma
+        return real_blur(x, sigma)
+
+    def scale(images, cut, factor):
+        seen["scale"] = factor
+        return real_scale(images, cut, factor)
+
+    monkeypatch.setattr(counterfactual, "gaussian_blur", blur)
+    monkeypatch.setattr(counterfactual, "_scale_about_centroid", scale)
+    paste_objects(scene(), blend="gaussian")
+    assert seen == {"sigma": 1.0}, "feathering of 1 px by default, and no resizing without scale_jitter"
+    torch.manual_seed(0)
+    paste_objects(scene(), scale_jitter=True)
+    torch.manual_seed(0)
+    torch.rand(2, 4)  # the targets' draw comes first: 2 objects x 4 images
+    want = torch.empty(seen["scale"].numel()).uniform_(0.5, 1.5)
+    torch.testing.assert_close(seen["scale"], want, msg="the jitter is U[0.5, 1.5] by default")
+
+
+def test_mean_fill_of_an_image_with_one_pixel_left():
+    image = torch.tensor([[[[0.2, 0.4], [0.6, 0.8]]]])
+    mask = torch.tensor([[[1, 1], [1, 0]]])
+    batch = {"image": image, "labels": torch.tensor([[1.0]]), "mask": mask, "has_mask": torch.tensor([True])}
+    erased, _ = remove_objects(batch, dilate=0)
+    torch.testing.assert_close(erased[0, 0], torch.full((2, 2), 0.8), msg="the one kept pixel is the mean")

@@ -324,3 +324,148 @@ def test_lock_release_without_acquire_and_the_retry_pause(tmp_path, monkeypatch)
     assert not second.acquire(attempts=3)
     assert pauses == [0.05, 0.05]
     first.release()
+
+
+# The damaged state and the write errors (store.inspect_run, read_json, write_error), each message by hand.
+
+OTHER = "f" * 64  # a config hash as the runner writes them: 64 hex digits
+
+
+def test_inspect_run_says_what_is_wrong(tmp_path):
+    """The state and the record exactly; the `problem` by its file and its kind (its wording may grow)."""
+    from benchmark.store import DAMAGED, inspect_run
+
+    def at(run_id, config_hash=HASH):
+        return tuple(inspect_run(tmp_path, run_id, config_hash))
+
+    _run(tmp_path, "ok", model=True)
+    assert at("ok")[0] == COMPLETE and at("ok")[2] == ""
+    _run(tmp_path, "nomodel")
+    state, record, problem = at("nomodel")
+    assert state == COMPLETE and record["status"] == "complete" and problem.startswith("model.pt: missing")
+    _run(tmp_path, "nopred", predictions=False)
+    state, record, problem = at("nopred")
+    assert state == DAMAGED and record["status"] == "complete" and problem.startswith("predictions.csv: missing")
+    _run(tmp_path, "queued", status="queued")
+    state, record, problem = at("queued")
+    assert state == DAMAGED and record["status"] == "queued"
+    assert problem.startswith("record.json: garbled") and "'queued'" in problem
+    folder = run_dir(tmp_path, "cut")
+    folder.mkdir(parents=True)
+    text = f'{{"config_hash": "{OTHER}", "schema": 1, "sta'
+    (folder / "record.json").write_text(text)
+    state, record, problem = at("cut", OTHER)
+    assert (state, record) == (DAMAGED, None)
+    assert problem.startswith(f"record.json: truncated (it ends after {len(text)} bytes")
+    state, record, problem = at("cut", HASH)
+    assert (state, record) == (CONFLICT, None), "a damaged record that still shows another hash is a conflict"
+    assert problem.startswith("record.json: truncated") and problem.endswith("another configuration")
+
+
+def test_read_json_tells_truncated_from_garbled(tmp_path):
+    from benchmark.store import DamagedFile, read_json
+
+    path = tmp_path / "x.json"
+    cases = {
+        '{"a": [1, 2': "truncated (it ends after 11 bytes",
+        '{"a": [1, 2]': "truncated (it ends after 12 bytes",
+        '{"a": "abc}': "truncated (it ends after 11 bytes",
+        "": "truncated (it ends after 0 bytes",
+        '{"a": 1,,}\n': "garbled (Expecting property name enclosed in double quotes at character 8",
+        "[1,, 2]": "garbled (Expecting value at character 3",
+    }
+    for text, why in cases.items():
+        path.write_text(text)
+        with pytest.raises(DamagedFile) as err:
+            read_json(path)
+        assert str(err.value).startswith(f"{path}: {why}"), text
+    path.write_bytes(b'{"\xff": 1}')
+    with pytest.raises(DamagedFile, match=r"x\.json: garbled \(not UTF-8 text at byte 2\)$"):
+        read_json(path)
+    path.write_text("[1]")
+    with pytest.raises(DamagedFile, match=r"x\.json: garbled \(a JSON list, not a run record\)$"):
+        read_record(path)
+    assert read_json(str(path)) == [1]
+
+
+def test_damaged_suite_level_files_name_themselves(tmp_path):
+    from benchmark.store import DamagedFile, suite_file_hint
+
+    path = tmp_path / store.THROUGHPUT_FILE
+    for data in ([1], {"rows": {}}, {"rows": [{"x": 1}]}, {"rows": [1]}):
+        path.write_text(json.dumps(data))
+        with pytest.raises(DamagedFile, match=r"throughput\.json: garbled \(no list of timed runs under 'rows'\)$"):
+            throughput_rows(tmp_path, {"a"})
+    path = tmp_path / store.REFERENCE_FILE
+    for data in ([1], {"a": 1}):
+        path.write_text(json.dumps(data))
+        with pytest.raises(DamagedFile, match=r"garbled \(not one reference per data and model setting\)$"):
+            read_references(tmp_path)
+    assert suite_file_hint(tmp_path) == (
+        f"the folder cannot be read without its suite file; run `gain-bench run SUITE --out {tmp_path}` with the "
+        "suite it was run with to write it again (finished runs are kept, nothing is trained twice)"
+    )
+
+
+def test_write_error_names_the_file_and_the_cause(tmp_path):
+    import errno
+
+    from benchmark.store import WriteError, write_error
+
+    path = tmp_path / "f"
+    full = write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+    assert isinstance(full, WriteError) and isinstance(full, ValueError) and full.path == path
+    assert full.errno == errno.ENOSPC
+    assert f"cannot write {path}: No space left on device (ENOSPC: " in str(full)
+    assert "nothing half-written was left" in str(full), "and what to do"
+    denied = write_error(path, OSError(errno.EACCES, "Permission denied"))
+    assert f"cannot write {path}: Permission denied (EACCES)" in str(denied) and denied.errno == errno.EACCES
+    odd = write_error(path, OSError("weird"))
+    assert str(odd).endswith(f"cannot write {path}: weird") and odd.errno == errno.EIO
+
+
+def test_write_atomic_and_the_lock_raise_write_errors(tmp_path, monkeypatch):
+    import errno
+
+    from benchmark.store import WriteError
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(WriteError) as err:
+        write_atomic(tmp_path / "file" / "x.json", "{}")  # its folder would be a file
+    assert err.value.path == tmp_path / "file" / "x.json" and f"cannot write {tmp_path / 'file' / 'x.json'}" in str(
+        err.value
+    )
+    with pytest.raises(WriteError) as err:
+        RunLock(tmp_path / "file", "r1").acquire()
+    assert err.value.path == tmp_path / "file" / "runs" / "r1" / ".lock"
+
+    def full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.os, "replace", full)
+    with pytest.raises(WriteError) as err:
+        write_atomic(tmp_path / "y.json", "{}")
+    assert err.value.errno == errno.ENOSPC and err.value.path == tmp_path / "y.json"
+    already = WriteError(errno.EIO, "cannot write elsewhere: as it was")
+
+    def again(*_args):
+        raise already
+
+    monkeypatch.setattr(store.os, "replace", again)
+    with pytest.raises(WriteError) as err:
+        write_atomic(tmp_path / "z.json", "{}")
+    assert err.value is already, "a WriteError passes through as it is"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"], "no temp file left behind"
+
+
+def test_failed_for_space():
+    from benchmark.store import STORAGE_ERROR, failed_for_space
+
+    assert STORAGE_ERROR == "storage_error"
+    assert not failed_for_space(None)
+    assert not failed_for_space({"status": "complete", STORAGE_ERROR: "x"})
+    assert failed_for_space({"status": "failed", STORAGE_ERROR: "runs/r1/model.pt"})
+    assert failed_for_space({"status": "failed", "error": "benchmark.store.WriteError: cannot write x"})
+    assert not failed_for_space({"status": "failed", "error": "ValueError: boom"})
+    assert not failed_for_space({"status": "failed", STORAGE_ERROR: "", "error": ""})
+    assert not failed_for_space({"status": "failed"})
