@@ -339,7 +339,7 @@ def test_inspect_run_says_what_is_wrong(tmp_path):
         return tuple(inspect_run(tmp_path, run_id, config_hash))
 
     _run(tmp_path, "ok", model=True)
-    assert at("ok")[0] == COMPLETE and at("ok")[2] == ""
+    assert at("ok")[0] == COMPLETE and at("ok")[1]["status"] == "complete" and at("ok")[2] == ""
     _run(tmp_path, "nomodel")
     state, record, problem = at("nomodel")
     assert state == COMPLETE and record["status"] == "complete" and problem.startswith("model.pt: missing")
@@ -360,6 +360,9 @@ def test_inspect_run_says_what_is_wrong(tmp_path):
     state, record, problem = at("cut", HASH)
     assert (state, record) == (CONFLICT, None), "a damaged record that still shows another hash is a conflict"
     assert problem.startswith("record.json: truncated") and problem.endswith("another configuration")
+    (folder / "record.json").write_bytes(text.encode() + b"\xff\xfe")  # not even UTF-8 any more
+    assert at("cut", HASH)[:2] == (CONFLICT, None), "the hash is still read around the bad bytes"
+    assert at("cut", OTHER)[:2] == (DAMAGED, None)
 
 
 def test_read_json_tells_truncated_from_garbled(tmp_path):
