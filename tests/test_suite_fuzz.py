@@ -73,7 +73,7 @@ TEXT = st.text(alphabet="ab./_ 1", max_size=4)
 VALUES = st.one_of(
     SCALARS,
     st.integers(),
-    st.floats(),
+    st.floats(allow_subnormal=False),  # a process that flushed denormals (train.flush_denormal) cannot make them
     TEXT,
     st.lists(SCALARS, max_size=3),
     st.lists(st.integers(), max_size=3),
@@ -155,7 +155,7 @@ def out_of_range(draw: st.DrawFn, raw: dict[str, Any]) -> str:
     if not numbers:
         return replace(draw, raw)
     path = draw(st.sampled_from(numbers))
-    value = draw(st.sampled_from(NUMBERS) | st.integers() | st.floats())
+    value = draw(st.sampled_from(NUMBERS) | st.integers() | st.floats(allow_subnormal=False))
     _at(raw, path[:-1])[path[-1]] = value
     return f"{_dotted(path)} = {value!r} (out of range)"
 

@@ -278,7 +278,7 @@ def test_table_summarises_seeds_per_configuration(tmp_path, data_root, capsys):
     (tmp_path / "runs" / "broken").mkdir()
     (tmp_path / "runs" / "broken" / "record.json").write_text("{not json")
     assert main(["table", str(tmp_path)]) == 2
-    assert "broken/record.json: not a valid run record" in capsys.readouterr().err
+    assert "broken/record.json: truncated (it ends after 9 bytes; not a whole JSON document)" in capsys.readouterr().err
 
 
 def test_channels_last_is_the_same_training_up_to_float_rounding(tmp_path, data_root):
