@@ -15,11 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_damaged_folders import SEEDS, trained_folder
+import test_damaged_folders
 
 from benchmark.cli import main
 from benchmark.results import planned, read_suite, status_lines
 from benchmark.store import STORAGE_ERROR, WriteError, read_record, write_atomic
+
+SEEDS = test_damaged_folders.SEEDS
+folder = test_damaged_folders.folder  # the fixture: a copy of the session's trained folder, to fill the disk with
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a file-size limit as Linux has it")
 
@@ -43,14 +46,6 @@ def limited(limit: int, *args: str) -> subprocess.CompletedProcess:
 
 def leftovers(folder: Path) -> list[Path]:
     return sorted(folder.rglob(".*.tmp"))
-
-
-@pytest.fixture
-def folder(tmp_path_factory, tmp_path) -> tuple[Path, Path, Path]:
-    suite_file, out, data_root = trained_folder(tmp_path_factory)
-    copy = tmp_path / "out"
-    shutil.copytree(out, copy)
-    return suite_file, copy, data_root
 
 
 def test_write_atomic_names_the_file_and_leaves_the_old_one(tmp_path, monkeypatch):

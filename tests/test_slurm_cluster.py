@@ -119,6 +119,18 @@ def _jobs(name: str) -> list[tuple[str, str]]:
     return [tuple(line.split("|")) for line in out.split()]  # type: ignore[misc]
 
 
+def _held_task(folder: Path, suite_run: subprocess.Popen) -> str:
+    """The SLURM task of the `held` run once it holds (its HOLD.job, consumed), while the suite still runs."""
+    deadline = time.monotonic() + 180
+    while not (folder / "HOLD.job").exists():
+        assert suite_run.poll() is None, suite_run.communicate()[0]
+        assert time.monotonic() < deadline, "the held job never started"
+        time.sleep(0.3)
+    task = (folder / "HOLD.job").read_text()
+    (folder / "HOLD.job").unlink()
+    return task
+
+
 def _reason(job_id: str) -> str:
     return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%r"], capture_output=True, text=True).stdout.strip()
 
@@ -173,12 +185,7 @@ def test_a_cancelled_and_a_crashed_job_are_reported_the_suite_goes_on_and_a_reru
     (tmp_path / "CRASH").touch()
     suite_run = _gain_bench("run", path, "--seeds", "0", "--launcher", "slurm", "--quiet", "--out", "out",
                             cwd=tmp_path)
-    deadline = time.monotonic() + 180
-    while not (tmp_path / "HOLD.job").exists():
-        assert suite_run.poll() is None, suite_run.communicate()[0]
-        assert time.monotonic() < deadline, "the held job never started"
-        time.sleep(0.3)
-    task = (tmp_path / "HOLD.job").read_text()
+    task = _held_task(tmp_path, suite_run)
     subprocess.run(["scancel", task], check=True)
     code, out = _finish(suite_run)
     lines = {line.split()[1]: line for line in out.splitlines() if line.startswith("[")}
@@ -255,25 +262,14 @@ def test_a_requeued_job_as_after_preemption_trains_its_run_again_and_the_suite_c
     (tmp_path / "HOLD").touch()
     suite_run = _gain_bench("run", path, "--seeds", "0", "--launcher", "slurm", "--quiet", "--no-report", "--out",
                             "out", cwd=tmp_path)
-
-    def held_task() -> str:
-        deadline = time.monotonic() + 180
-        while not (tmp_path / "HOLD.job").exists():
-            assert suite_run.poll() is None, suite_run.communicate()[0]
-            assert time.monotonic() < deadline, "the held job did not start"
-            time.sleep(0.3)
-        task = (tmp_path / "HOLD.job").read_text()
-        (tmp_path / "HOLD.job").unlink()
-        return task
-
-    task = held_task()
+    task = _held_task(tmp_path, suite_run)
     subprocess.run(["scontrol", "requeue", task], check=True)  # what SLURM does to a pre-empted job
     deadline = time.monotonic() + 60
     while _reason(task) != "BeginTime":  # requeued: pending until a begin time SLURM sets a while ahead
         assert time.monotonic() < deadline, f"not requeued: {_reason(task)}"
         time.sleep(0.3)
     subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True)  # skip that delay
-    assert held_task() == task, "the same task started again"
+    assert _held_task(tmp_path, suite_run) == task, "the same task started again"
     (tmp_path / "HOLD").unlink()
     code, out = _finish(suite_run)
     assert code == 0, out
