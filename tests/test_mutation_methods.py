@@ -395,3 +395,18 @@ def test_mean_fill_of_an_image_with_one_pixel_left():
     batch = {"image": image, "labels": torch.tensor([[1.0]]), "mask": mask, "has_mask": torch.tensor([True])}
     erased, _ = remove_objects(batch, dilate=0)
     torch.testing.assert_close(erased[0, 0], torch.full((2, 2), 0.8), msg="the one kept pixel is the mean")
+
+
+def test_scaled_cut_out_is_exactly_the_resampled_source_mask():
+    """The documented property of `_scale_about_centroid`: the cut-out after scaling marks exactly the pixels whose
+    (nearest-neighbour) source pixel was inside the mask, for any mask and scale; a mask resampled any other way
+    (bilinear, then thresholded) marks other pixels at its edges."""
+    from benchmark.methods.counterfactual import _scale_about_centroid
+
+    generator = torch.Generator().manual_seed(3)
+    cut = torch.rand(8, 12, 12, generator=generator) > 0.6
+    images = cut.float().unsqueeze(1).repeat(1, 3, 1, 1)  # each image is its own mask
+    scale = torch.rand(8, generator=generator) * 1.8 + 0.4
+    resized, mask = _scale_about_centroid(images, cut, scale)
+    assert torch.equal(resized[:, 0] > 0.5, mask)
+    assert torch.equal(resized[:, 1], resized[:, 0]) and torch.equal(resized[:, 2], resized[:, 0])
