@@ -19,7 +19,7 @@ from benchmark.report import write_report
 from benchmark.results import planned, read_suite, status_lines
 from benchmark.selection import reported_specs
 from benchmark.spec import BUILTIN_DATA
-from benchmark.store import FULL, WriteError
+from benchmark.store import FULL, SUITE_FILE, WriteError
 from benchmark.summary import (
     compare_runs,
     curve_table,
@@ -37,7 +37,7 @@ def _chosen_runs(dirs: list[Path]) -> set[str] | None:
     run of the other folders. None when no folder holds a search."""
     searched: dict[Path, set[str]] = {}
     for folder in map(Path, dirs):
-        if (folder / "suite.json").is_file() and (suite := read_suite(folder)).search is not None:
+        if (folder / SUITE_FILE).is_file() and (suite := read_suite(folder)).search is not None:
             searched[folder] = {s.run_id for s in reported_specs(suite, folder)}
             print(f"{folder}: a hyperparameter search; the trials chosen by {suite.search.rule} only", file=sys.stderr)
     if not searched:
@@ -142,7 +142,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ImportError as err:  # an analysis-only install: render what the folder holds
         print(f"note: no post-run steps here ({err}); rendering the results folder as it is", file=sys.stderr)
         steps = None
-    if steps is not None and (Path(args.dir) / "suite.json").is_file():
+    if steps is not None and (Path(args.dir) / SUITE_FILE).is_file():
         try:
             steps.complete_folder(args.dir, args.data_root)
         except ValueError as err:  # e.g. a plugin of the suite not installed here: the folder still renders

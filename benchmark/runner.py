@@ -66,6 +66,7 @@ from benchmark.store import (
     run_state,
     suite_file_hint,
     throughput_rows,
+    trains_again,
     write_atomic,
     write_record,
 )
@@ -116,14 +117,15 @@ def plan(
     for spec in suite.runs():
         if filters and not _matches(spec, filters):
             continue
-        state, record, problem = inspect_run(out_root, spec.run_id, spec.config_hash)
-        if state == COMPLETE and not problem:
-            action, reason = "skip", "complete"
-        elif state == FAILED and not retry_failed and not failed_for_space(record):
-            action, reason = "skip", "failed earlier (--retry-failed to run it again)"
-        elif state == CONFLICT:
-            action, reason = "conflict", "its folder holds another configuration (same run id prefix); not touched"
-            reason += f" ({problem})" if problem else ""
+        found = inspect_run(out_root, spec.run_id, spec.config_hash)
+        state, record, problem = found
+        if not trains_again(found, retry_failed):
+            action, reason = {
+                COMPLETE: ("skip", "complete"),
+                FAILED: ("skip", "failed earlier (--retry-failed to run it again)"),
+                CONFLICT: ("conflict", "its folder holds another configuration (same run id prefix); not touched"
+                           + (f" ({problem})" if problem else "")),
+            }[state]
         elif RunLock(out_root, spec.run_id).held_elsewhere():
             action, reason = "locked", "another runner is running it"
         else:
@@ -186,10 +188,11 @@ def execute(
         return summary | {"status": "locked"}
     started = time.perf_counter()
     try:
-        state, found, problem = inspect_run(root, spec.run_id, spec.config_hash)
-        failed_earlier = state == FAILED and not retry_failed and not failed_for_space(found)
-        if (state == COMPLETE and not problem) or state == CONFLICT or failed_earlier:
-            summary["status"] = {COMPLETE: "already complete", CONFLICT: "conflict", FAILED: "failed earlier"}[state]
+        found = inspect_run(root, spec.run_id, spec.config_hash)
+        if not trains_again(found, retry_failed):
+            summary["status"] = {COMPLETE: "already complete", CONFLICT: "conflict", FAILED: "failed earlier"}[
+                found.state
+            ]
             return summary
         data = cached_data(spec, data_root)
         settings = TimingSettings(**timing) if timing is not None else None

@@ -76,13 +76,16 @@ def _gpus(gres: str) -> int:
 
 
 def _minutes(limit: str) -> float:
-    """An sinfo %l time limit (`infinite`, `30:00`, `2:00:00`, `1-12:00:00`) in minutes."""
+    """A SLURM time limit in minutes: `infinite`, or M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (sinfo's %l)."""
     if limit in ("infinite", "UNLIMITED", "n/a", ""):
         return float("inf")
     days, _, clock = limit.rpartition("-")
     parts = [int(p) for p in clock.split(":")]
-    seconds = {1: lambda p: p[0] * 60, 2: lambda p: p[0] * 60 + p[1], 3: lambda p: p[0] * 3600 + p[1] * 60 + p[2]}
-    return (int(days or 0) * 86400 + seconds[len(parts)](parts)) / 60
+    if days:  # the clock after a day count starts with hours
+        hours, minutes, seconds = [*parts, 0, 0][:3]
+    else:  # without one, with minutes unless it has all three fields
+        hours, minutes, seconds = parts if len(parts) == 3 else [0, *parts, 0][:3]
+    return int(days or 0) * 1440 + hours * 60 + minutes + seconds / 60
 
 
 def nodes() -> tuple[list[Node], str | None]:

@@ -190,6 +190,15 @@ def inspect_run(out_root: Path, run_id: str, config_hash: str) -> RunState:
     return RunState(DAMAGED, record, f"record.json: garbled (status {status!r})")
 
 
+def trains_again(found: RunState, retry_failed: bool = False) -> bool:
+    """Whether `gain-bench run` trains a run folder in this state: never a conflict or a whole complete run, a
+    failed one only with `--retry-failed` unless it failed for want of space; everything else (missing, damaged,
+    interrupted, complete without its checkpoint) is trained again."""
+    if found.state == CONFLICT or (found.state == COMPLETE and not found.problem):
+        return False
+    return found.state != FAILED or retry_failed or failed_for_space(found.record)
+
+
 def run_state(out_root: Path, run_id: str, config_hash: str) -> tuple[str, dict[str, Any] | None]:
     """(state, record) of a run folder: `inspect_run` without the problem."""
     state, record, _ = inspect_run(out_root, run_id, config_hash)
@@ -251,9 +260,10 @@ def throughput_rows(out_root: Path, current: set[str]) -> list[dict[str, Any]] |
 def pick_complete(out_root: Path, runs: list[tuple[str, str]]) -> tuple[int | None, str]:
     """A configuration's representative among its `(run_id, config_hash)` runs (ascending seed): the index of the
     first complete run with a checkpoint, or None and why not."""
-    complete = [i for i, (run_id, digest) in enumerate(runs) if run_state(out_root, run_id, digest)[0] == COMPLETE]
+    states = [inspect_run(out_root, run_id, digest) for run_id, digest in runs]
+    complete = [i for i, found in enumerate(states) if found.state == COMPLETE]
     for i in complete:
-        if (run_dir(out_root, runs[i][0]) / "model.pt").is_file():
+        if not states[i].problem:  # a complete run's only problem is a missing checkpoint
             return i, ""
     if complete:
         return None, "no checkpoint (model.pt) in its complete runs: skipped"

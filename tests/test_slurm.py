@@ -23,7 +23,8 @@ def test_gpus_are_read_from_the_gres_field(gres, gpus):
 
 @pytest.mark.parametrize(
     ("limit", "minutes"),
-    [("infinite", math.inf), ("30:00", 30), ("2:00:00", 120), ("1-12:00:00", 36 * 60), ("45", 45), ("0:30", 0.5)],
+    [("infinite", math.inf), ("30:00", 30), ("2:00:00", 120), ("1-12:00:00", 36 * 60), ("45", 45), ("0:30", 0.5),
+     ("2-06", 54 * 60), ("1-00:30", 24 * 60 + 30)],
 )
 def test_time_limits_are_read_in_minutes(limit, minutes):
     assert slurm._minutes(limit) == minutes
