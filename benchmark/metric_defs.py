@@ -51,6 +51,23 @@ METRICS: tuple[Metric, ...] = (
            higher_is_better=False,
            definition="share of counterfactual pairs whose call flips when only the context is replaced, the object "
            "and the rest of the image unchanged (built-in data)"),
+    Metric("usual_background_accuracy", "{cls} on its usual background, {context} (accuracy)", ("cf_original",),
+           binary=True,
+           definition="accuracy on the counterfactual originals: the object on its usual ground, one other object "
+           "beside it (built-in data)"),
+    Metric("random_background_accuracy", "{cls} on a random background (accuracy)", ("cf_context_swapped",),
+           binary=True,
+           definition="accuracy on the same scenes with only the ground replaced by a random land type (built-in "
+           "data)"),
+    Metric("background_gap", "background gap, usual − random (lower is better)", ("cf_original", "cf_context_swapped"),
+           higher_is_better=False,
+           definition="usual-background minus random-background accuracy, paired by scene: what moving the object off "
+           "its usual ground costs (the Backgrounds Challenge's BG-Gap, Xiao et al., ICLR 2021); 0 for a classifier "
+           "that ignores the ground, negative where the swapped ground helps (built-in data)"),
+    Metric("object_only_accuracy", "objects on a neutral background (accuracy)", ("cf_object_only",), binary=True,
+           definition="accuracy on the same scenes' objects alone, sky and ground one flat neutral grey (the "
+           "Backgrounds Challenge's only-foreground variant); built-in data from generator version 2 on, absent from "
+           "older runs"),
     Metric("relevance_mass", "relevance mass", ("val",), column="relevance_mass",
            definition="share of the class's Grad-CAM energy inside its mask, on val images with the class (Arras et "
            "al., Information Fusion 2022); an all-zero map scores 0"),

@@ -247,6 +247,28 @@ def context_attention(val: dict[str, np.ndarray]) -> dict[str, float | int]:
     }
 
 
+BACKGROUNDS = {
+    "usual_background_accuracy": "cf_original",
+    "random_background_accuracy": "cf_context_swapped",
+    "object_only_accuracy": "cf_object_only",
+}
+"""The background-swap accuracies and the role each reads (the Backgrounds Challenge's variants, Xiao et al., ICLR
+2021): the object on its usual ground, on a random ground, alone on a neutral grey."""
+
+
+def background_accuracies(preds: dict[str, dict[str, np.ndarray]], threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy (decision `score >= threshold` equal to the label) on each background variant in `preds`
+    (`BACKGROUNDS`), and `background_gap`: usual minus random ground, where both are there."""
+    out = {
+        name: float(np.mean((preds[role]["score"] >= threshold) == (preds[role]["label"] > 0.5)))
+        for name, role in BACKGROUNDS.items()
+        if role in preds
+    }
+    if "usual_background_accuracy" in out and "random_background_accuracy" in out:
+        out["background_gap"] = out["usual_background_accuracy"] - out["random_background_accuracy"]
+    return out
+
+
 def audit_metrics(
     preds: dict[str, dict[str, np.ndarray]], threshold: float = 0.5, *, classes: tuple[str, ...] | None = None
 ) -> dict[str, float | bool | int | str | list[str]]:
@@ -269,6 +291,11 @@ def audit_metrics(
     - `context_flip_rate`: share of counterfactual pairs whose decision changes when only the context is replaced
       (lower is better); `object_removal_flip_rate`: share whose decision changes when only the object is removed
       (higher is better); the mean score changes beside them.
+    - `usual_background_accuracy`, `random_background_accuracy`: accuracy (decision = label) on the counterfactual
+      originals (the object on its usual ground) and on the same scenes with the ground swapped (a random ground);
+      `background_gap`: the first minus the second (lower is better; the Backgrounds Challenge's BG-Gap, Xiao et al.,
+      ICLR 2021); `object_only_accuracy`: accuracy on the same scenes' objects alone on a neutral grey, where `preds`
+      has `cf_object_only` (built-in data from generator version 2 on).
     - `worst_group_accuracy`: the lowest accuracy of the four `group_accuracies` groups, `worst_group` its name;
       empty groups are skipped and listed in `empty_groups`. `group_accuracy_<group>` for the two val groups (the
       shifted two are the rows above).
@@ -295,13 +322,14 @@ def audit_metrics(
     out |= context_attention(val)
     if "cf_original" in preds:
         original = preds["cf_original"]
-        for role in ("cf_context_swapped", "cf_object_removed"):
+        for role in ("cf_context_swapped", "cf_object_removed", *(r for r in ("cf_object_only",) if r in preds)):
             if not np.array_equal(preds[role]["pair"], original["pair"]):
                 raise ValueError(f"{role}: rows are not aligned by pair with cf_original")
         decision = original["score"] >= threshold
         for name, role in (("context", "cf_context_swapped"), ("object_removal", "cf_object_removed")):
             out[f"{name}_flip_rate"] = float(np.mean((preds[role]["score"] >= threshold) != decision))
             out[f"{name}_score_change"] = float(np.mean(preds[role]["score"] - original["score"]))
+        out |= background_accuracies(preds, threshold)
     groups = group_accuracies(preds, threshold)
     present = {g: acc for g, (acc, n) in groups.items() if n}
     out["group_accuracy_class_with_context"] = groups["class_with_context"][0]

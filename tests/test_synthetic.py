@@ -69,7 +69,7 @@ def test_layout_and_manifest(small_dir: Path) -> None:
     for row in rows[::37]:
         for key in ("path", "mask_path", "context_mask_path"):
             assert (small_dir / row[key]).is_file()
-        assert row["context"] in synthetic.CONTEXTS
+        assert row["context"] in (synthetic.CONTEXTS if row["split"] != "cf_object_only" else ("neutral",))
         assert row["has_context"] == str(int(row["context"] == "water"))
     ids = (small_dir / "ImageSets/Segmentation/val.txt").read_text().split()
     assert ids == [f"val_{i:06d}" for i in range(SMALL.n_val)]
@@ -94,7 +94,7 @@ def test_same_config_is_byte_identical_and_other_configs_differ(
     bigger_val = _hashes(ensure_generated(dataclasses.replace(tiny, n_val=5), tmp_path / "val5"))
     train = [k for k in first if k.startswith("JPEGImages/train_")]
     assert all(first[k] == bigger_val[k] for k in train), "resizing val must not change train"
-    assert len(images) == 12 + 4 + 2 * 3 + 3 * 3
+    assert len(images) == 12 + 4 + 2 * 3 + 4 * 3
 
 
 def test_digest_changes_with_every_field() -> None:
@@ -125,6 +125,7 @@ def test_split_sizes_and_group_definitions(small: dict[str, TensorSplit]) -> Non
         "cf_original": 20,
         "cf_context_swapped": 20,
         "cf_object_removed": 20,
+        "cf_object_only": 20,
     }
     assert {k: len(v) for k, v in small.items()} == sizes
     assert small["train"].labels[:, BOAT].sum() == round(200 * SMALL.boat_fraction)

@@ -10,6 +10,7 @@ colours from one shared palette, so shape is the only cue that tells classes apa
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import numpy as np
 CLASSES: tuple[str, ...] = ("boat", "car", "bird", "person", "tree")
 CONTEXTS: tuple[str, ...] = ("water", "grass", "sand", "road")
 LAND: tuple[str, ...] = CONTEXTS[1:]
+NEUTRAL = "neutral"  # the flat grey ground of an object-only image (`object_only`), no context
+NEUTRAL_GREY: tuple[float, float, float] = (128.0, 128.0, 128.0)
 
 PALETTE: np.ndarray = np.array(
     [
@@ -193,7 +196,9 @@ def _noise(rng: np.random.Generator, rows: int, size: int, cells: int) -> np.nda
 
 
 def _ground_texture(ground: Ground, rows: int, size: int) -> np.ndarray:
-    """RGB texture of the ground band (``rows`` x ``size``), float, before sensor noise."""
+    """RGB texture of the ground band (``rows`` x ``size``), float, before sensor noise; flat for `NEUTRAL`."""
+    if ground.kind == NEUTRAL:
+        return np.full((rows, size, 3), ground.colour, dtype=np.float64)
     rng = np.random.default_rng(ground.seed)
     k = size / 48
     y = np.arange(rows, dtype=np.float64)[:, None] + 0.5
@@ -229,7 +234,7 @@ def _ground_texture(ground: Ground, rows: int, size: int) -> np.ndarray:
         lane = (np.abs(y - line_y) <= thick / 2) & dashes
         paint = np.array((240.0, 240.0, 235.0)) if rng.random() < 0.6 else np.array((235.0, 200.0, 60.0))
         return np.where(lane[..., None], paint + light[..., None] * 0.5, tex)
-    raise ValueError(f"unknown ground {ground.kind!r}; expected one of {CONTEXTS}")
+    raise ValueError(f"unknown ground {ground.kind!r}; expected one of {(*CONTEXTS, NEUTRAL)}")
 
 
 def render(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -255,6 +260,19 @@ def render(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ground[h0:] = True
     water = ground & (seg == 0) if scene.ground.kind == "water" else np.zeros((n, n), dtype=bool)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), seg, water.astype(np.uint8)
+
+
+def object_only(scene: Scene) -> Scene:
+    """The same scene with sky and ground one flat neutral grey (no gradient, cloud or texture): its objects, masks
+    and sensor noise unchanged, no context: the Backgrounds Challenge's "only foreground" variant (Xiao et al., ICLR
+    2021), on mid-grey rather than black."""
+    return dataclasses.replace(
+        scene,
+        sky_top=NEUTRAL_GREY,
+        sky_bottom=NEUTRAL_GREY,
+        cloud=None,
+        ground=Ground(NEUTRAL, NEUTRAL_GREY, 0),
+    )
 
 
 def _jitter(rng: np.random.Generator, low: Sequence[float], high: Sequence[float]) -> RGB:

@@ -2,8 +2,8 @@
 
 The bias mirrors the real one the benchmark audits: in photographs, boats are almost always on water and water is
 rarely seen without a boat. Here ``rho = P(water | boat)`` and ``q = P(water | no boat)`` set it exactly, and two
-shifted groups (boat without water, water without boat) plus three counterfactual splits (same scene, ground swapped
-or boat removed) test whether a classifier uses the boat or the water.
+shifted groups (boat without water, water without boat) plus four counterfactual splits (same scene, ground swapped,
+boat removed, or the objects alone on a neutral grey) test whether a classifier uses the boat or the water.
 
 Each split draws from its own random stream derived from ``(seed, split name)``, so resizing one split never changes
 another, and one config always yields byte-identical files.
@@ -31,7 +31,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmark.datasets.render import CLASSES, CONTEXTS, LAND, Scene, render, sample_ground, sample_scene
+from benchmark.datasets.render import (
+    CLASSES,
+    CONTEXTS,
+    LAND,
+    Scene,
+    object_only,
+    render,
+    sample_ground,
+    sample_scene,
+)
 from benchmark.datasets.tensors import TensorSplit
 from benchmark.phases import Counter, phase
 from benchmark.settings import SettingsError, check, integer, number
@@ -58,6 +67,7 @@ SPLITS: tuple[str, ...] = (
     "cf_original",
     "cf_context_swapped",
     "cf_object_removed",
+    "cf_object_only",
 )
 # The role each evaluation split plays (docs/layout.md, "Contracts") -> its name here.
 ROLES: dict[str, str] = {
@@ -67,8 +77,10 @@ ROLES: dict[str, str] = {
     "cf_original": "cf_original",
     "cf_context_swapped": "cf_context_swapped",
     "cf_object_removed": "cf_object_removed",
+    "cf_object_only": "cf_object_only",
 }
-GENERATOR_VERSION: int = 1
+# 2 added the split `cf_object_only`; every file of the other splits is byte-identical to version 1's.
+GENERATOR_VERSION: int = 2
 NAME = BUILTIN_DATA
 T = TypeVar("T")
 CHUNK = 200
@@ -171,8 +183,9 @@ def scenes(config: SyntheticConfig, split: str, start: int, stop: int) -> list[S
     """Scenes ``start:stop`` of a split; each is seeded by (seed, split, index), so any chunk can be made alone.
 
     Counterfactual scenes are boat-on-water with one other object, then the same scene with the ground swapped
-    for a land type or with the boat removed. The second object keeps the boat-removed image in distribution
-    (one labelled object), never an empty scene unlike any training image.
+    for a land type, with the boat removed, or with sky and ground one flat neutral grey (`render.object_only`).
+    The second object keeps the boat-removed image in distribution (one labelled object), never an empty scene
+    unlike any training image.
     """
     if split.startswith("cf_"):
         scenes = [_scene(config, "cf_original", i, True, "water", 2) for i in range(start, stop)]
@@ -184,6 +197,8 @@ def scenes(config: SyntheticConfig, split: str, start: int, stop: int) -> list[S
             ]
         if split == "cf_object_removed":
             return [dataclasses.replace(s, objects=tuple(o for o in s.objects if o.cls != "boat")) for s in scenes]
+        if split == "cf_object_only":
+            return [object_only(s) for s in scenes]
         return scenes
     boat, ground, count = _plan(config, split)
     return [_scene(config, split, i, bool(boat[i]), ground[i], int(count[i])) for i in range(start, stop)]
