@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
+from benchmark.correlation import MIN_CONFIGURATIONS, PAIRS
 from benchmark.curves import BOOKKEEPING, DIAGNOSTICS, LOSS_PARTS
 from benchmark.metric_defs import METRIC
 from benchmark.names import Names
@@ -532,4 +533,92 @@ def sweep_curves(
             fig.legend(
                 handles.values(), handles.keys(), loc="outside lower center", ncols=min(len(handles), 6), fontsize=9
             )
+        return png_data_uri(fig)
+
+
+# ------------------------------------------------------------------------------------- localisation and robustness
+
+
+def _correlation_title(rows: pd.DataFrame) -> str:
+    """A panel's title from its rows of `tables.correlation_table`: rho and its interval, or why there is none."""
+    if len(rows) != 1:
+        return "ρ per setting: see the table"
+    r = rows.iloc[0]
+    n = int(r["n_configurations"])
+    if n < MIN_CONFIGURATIONS:
+        return f"n = {n}: too few configurations for ρ"
+    if not math.isfinite(r["rho"]):
+        return f"ρ undefined (ties), n = {n}"
+    interval = f" [{r['ci_low']:.2f}, {r['ci_high']:.2f}]" if math.isfinite(r["ci_low"]) else ""
+    return f"ρ = {r['rho']:.2f}{interval}, n = {n}"
+
+
+def correlation_scatter(
+    aggregated: pd.DataFrame,
+    correlation: pd.DataFrame,
+    labels: dict[str, str],
+    *,
+    pairs: Sequence[tuple[str, str]] = PAIRS,
+    names: Names = NO_NAMES,
+) -> str:
+    """Localisation against robustness: one panel per pair `(x, y)` (columns: the localisation metrics, rows: the
+    robustness metrics), one point per configuration at its mean over seeds with its 95% interval on both axes as
+    thin error bars, coloured by method (budgets as shades of it, as in every figure; the baseline a square), each
+    panel titled with Spearman's rho, its interval and the number of configurations from `correlation`
+    (`tables.correlation_table`), or why there is none. `aggregated` is `tables.aggregate_table`'s frame; `labels`
+    the metrics' names."""
+    pairs = list(pairs)
+    if aggregated.empty:
+        return empty_figure("no complete runs to correlate")
+    xs, ys = list(dict.fromkeys(x for x, _ in pairs)), list(dict.fromkeys(y for _, y in pairs))
+    configs = aggregated.drop_duplicates("config")[["config", "method", "budget"]]
+    order = sorted(configs.itertuples(index=False), key=lambda c: (names.rank(c.method), int(c.budget), c.config))
+    colours = dict(zip([c.config for c in order], config_colours([(c.method, int(c.budget)) for c in order], names),
+                       strict=True))  # fmt: skip
+    by_metric = {m: g.set_index("config") for m, g in aggregated.groupby("metric")}
+    with style():
+        fig = Figure(figsize=(3.9 * len(xs) + 0.3, 3.2 * len(ys) + 0.6), layout="constrained")
+        axes = fig.subplots(len(ys), len(xs), squeeze=False)
+        handles: dict[str, Any] = {}
+        for (r, y), (c, x) in ((ry, cx) for ry in enumerate(ys) for cx in enumerate(xs)):
+            ax = axes[r, c]
+            ax.set_xlabel(labels.get(x, x))
+            ax.set_ylabel(labels.get(y, y))
+            if (x, y) not in pairs:
+                ax.set_visible(False)
+                continue
+            have = [p for p in order if x in by_metric and y in by_metric
+                    and p.config in by_metric[x].index and p.config in by_metric[y].index]  # fmt: skip
+            if not have:
+                _message(ax, f"no configuration has\n{labels.get(x, x)} and {labels.get(y, y)}")
+                continue
+            for p in have:
+                px, py = by_metric[x].loc[p.config], by_metric[y].loc[p.config]
+                xerr = np.clip([[px["mean"] - px["ci_low"]], [px["ci_high"] - px["mean"]]], 0, None)
+                yerr = np.clip([[py["mean"] - py["ci_low"]], [py["ci_high"] - py["mean"]]], 0, None)
+                marker = "s" if p.method == BASELINE else "o"
+                ax.errorbar(
+                    px["mean"], py["mean"], xerr=np.nan_to_num(xerr), yerr=np.nan_to_num(yerr),
+                    color=colours[p.config], marker=marker, ms=6, lw=0.8, elinewidth=0.8, alpha=0.9, capsize=0,
+                )  # fmt: skip
+                handles.setdefault(
+                    names.display(p.method),
+                    Line2D([], [], ls="", marker=marker, ms=7, color=method_colour(p.method, names)),
+                )
+            chance = METRIC[y].chance if y in METRIC else None
+            if chance is not None:
+                line = ax.axhline(chance, color="0.35", ls=(0, (1, 2)), lw=1.2, zorder=1)
+                handles.setdefault(f"chance ({chance:g}: no separation)", line)
+            for axis, metric in ((ax.set_xlim, x), (ax.set_ylim, y)):
+                frame = by_metric[metric].loc[[p.config for p in have], ["mean", "ci_low", "ci_high"]]
+                values = frame.to_numpy(float).ravel()
+                limits = _ylim(np.append(values, chance) if metric == y and chance is not None else values)
+                if limits:
+                    axis(*limits)
+            rows = correlation[(correlation["x"] == x) & (correlation["y"] == y)] if len(correlation) else correlation
+            ax.set_title(_correlation_title(rows), fontsize=10)
+        if handles:
+            title = "one point per configuration: mean over seeds, 95% CI; darker: larger budget"
+            fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=min(len(handles), 6),
+                       fontsize=9, title=title, title_fontsize=9)  # fmt: skip
         return png_data_uri(fig)
