@@ -13,7 +13,7 @@ from typing import Any
 
 from benchmark import __version__
 from benchmark.registry import DATASETS, METHODS, MODELS, origins
-from benchmark.settings import TrainSettings
+from benchmark.settings import MASK_CONTROLS, TrainSettings
 
 # The built-in biased dataset: every default names it.
 BUILTIN_DATA = "synthetic-boats"
@@ -29,7 +29,9 @@ ADDED_LATER = ("precision",)
 @dataclass(frozen=True, eq=False)
 class RunSpec:
     """One run: dataset, model, method and its parameters, pixel-label budget, seed and training settings; a trial
-    of a hyperparameter search also holds `search`: its group, trial index and drawn values (see `benchmark.search`)."""
+    of a hyperparameter search also holds `search`: its group, trial index and drawn values (see `benchmark.search`);
+    `mask_control` is the placebo-mask control of the budget's masks (`settings.MASK_CONTROLS`, "true": none; see
+    `benchmark.datasets.mask_controls`)."""
 
     method: str
     budget: int = 0
@@ -44,13 +46,21 @@ class RunSpec:
     budget_seed: int = 0
     suite: str = "adhoc"
     search: dict[str, Any] = field(default_factory=dict)
+    mask_control: str = "true"
+
+    def __post_init__(self) -> None:
+        if self.mask_control not in MASK_CONTROLS:
+            raise ValueError(f"data.mask_control = {self.mask_control!r}: allowed: {', '.join(MASK_CONTROLS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as plain data; `search` only where the run is a trial of a hyperparameter search, so a run
-        outside any search keeps the dict (and the `config_hash`) it had before searches existed."""
+        """The spec as plain data; `search` only where the run is a trial of a hyperparameter search, and
+        `mask_control` only where it is not "true", so a run keeps the dict (and the `config_hash`) it had before
+        searches and mask controls existed."""
         data = asdict(self)
         if not self.search:
             del data["search"]
+        if self.mask_control == "true":
+            del data["mask_control"]
         for key in (*OBSERVATIONAL, *ADDED_LATER):  # at their default, records and hashes stay as before the key
             if data["train"][key] == getattr(TrainSettings, key):
                 del data["train"][key]
@@ -96,7 +106,8 @@ class RunSpec:
         """Method, budget and the method parameters given: a configuration's name within one suite, where the data,
         model and training settings are shared."""
         extras = "".join(f" {k}={v}" for k, v in sorted(self.method_params.items()))
-        return self.method + (f"-{self.budget}" if self.budget else "") + extras
+        control = f" mask_control={self.mask_control}" if self.mask_control != "true" else ""
+        return self.method + (f"-{self.budget}" if self.budget else "") + extras + control
 
     @property
     def label(self) -> str:
@@ -116,6 +127,8 @@ class RunSpec:
             extras["model"] = self.model
         if self.budget_seed:
             extras["budget_seed"] = self.budget_seed
+        if self.mask_control != "true":
+            extras["mask_control"] = self.mask_control
         return label + ("".join(f" {k}={v}" for k, v in sorted(extras.items())) if extras else "")
 
     @classmethod
@@ -161,8 +174,8 @@ def configuration_key(spec: dict[str, Any]) -> str:
 # The method every other is compared with, timed against and paired with.
 BASELINE = "gradcam"
 # What a configuration does not share with its baseline: the method, its parameters and budget (with the data keys
-# that choose the budget's images), the seed and the suite's name.
-METHOD_KEYS = ("method", "method_params", "budget", "budget_seed", "seed", "suite")
+# that choose the budget's images, and the placebo control of the budget's masks), the seed and the suite's name.
+METHOD_KEYS = ("method", "method_params", "budget", "budget_seed", "mask_control", "seed", "suite")
 BUDGET_DATA_KEYS = ("pool",)
 
 
