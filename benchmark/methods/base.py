@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -12,7 +13,30 @@ import torch.nn.functional as F
 
 from benchmark.models import SplitModel, batchnorm_mode
 
-__all__ = ["HParam", "Method", "batch_mean_of_image_means", "batchnorm_mode", "classification_loss"]
+if TYPE_CHECKING:
+    from benchmark.spec import RunSpec
+
+BUDGET_PIXEL, BUDGET_GROUP = "pixel", "group"
+BUDGET_LABELS: tuple[str | None, ...] = (BUDGET_PIXEL, BUDGET_GROUP, None)
+"""What a method's budget counts (`Method.budget_labels`): pixel labels, group labels, or no budget at all."""
+BUDGET_WORDS: dict[str | None, str] = {
+    BUDGET_PIXEL: "uses pixel labels",
+    BUDGET_GROUP: "uses group labels",
+    None: "no pixel labels",
+}
+"""`budget_labels` in the words `gain-bench methods`, `list` and docs/methods.md show."""
+
+__all__ = [
+    "BUDGET_GROUP",
+    "BUDGET_LABELS",
+    "BUDGET_PIXEL",
+    "BUDGET_WORDS",
+    "HParam",
+    "Method",
+    "batch_mean_of_image_means",
+    "batchnorm_mode",
+    "classification_loss",
+]
 
 
 @dataclass(frozen=True)
@@ -62,11 +86,29 @@ class Method:
     """
 
     name: ClassVar[str] = ""
+    # Whether the method reads masks (pixel labels), in training or after it; a placebo mask control needs it.
     uses_pixel_labels: ClassVar[bool] = False
+    # Which labels the budget (`RunSpec.budget`) counts: "pixel" (masks of the budget's training images), "group"
+    # (group-labelled held-out images, no masks: `dfr`) or None (the method uses no budget: it runs at budget 0 only).
+    # Left out, it follows `uses_pixel_labels` ("pixel" or None), so a method that only declares that keeps working.
+    budget_labels: ClassVar[str | None] = None
+    # Whether the training loop sees the budget (`has_mask` rows, `train.mask_batch`); False for a method that uses
+    # its budget only in `after_training` (`dfr`, `dfr_counterfactual`), which then trains exactly like `gradcam`.
+    budget_in_training: ClassVar[bool] = True
+    # The smallest budget the method runs at (0: any).
+    min_budget: ClassVar[int] = 0
     HPARAMS: ClassVar[dict[str, HParam]] = {}
     # Detached per-step measurements `training_loss` may return beside the loss parts (not part of "total"); the
     # training loop averages each over the steps that report it and records it per epoch, under its key.
     DIAGNOSTICS: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "budget_labels" not in cls.__dict__ and "uses_pixel_labels" in cls.__dict__:
+            cls.budget_labels = BUDGET_PIXEL if cls.uses_pixel_labels else None
+        if cls.budget_labels not in BUDGET_LABELS:
+            raise ValueError(f"method {cls.name!r}: budget_labels must be one of {BUDGET_LABELS}, got "
+                             f"{cls.budget_labels!r}")
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.HPARAMS))
@@ -89,6 +131,22 @@ class Method:
     def exact_variant(self) -> Method | None:
         """The same method whose update is the exact gradient of its total loss, where its own update is not
         (GAIN's constant Grad-CAM weights); None where it already is. The training diagnostics compare the two."""
+        return None
+
+    def after_training(
+        self,
+        model: SplitModel,
+        train: Any,
+        budget_rows: torch.Tensor,
+        spec: RunSpec,
+        *,
+        data_root: Path | None = None,
+        device: str = "cpu",
+    ) -> dict[str, Any] | None:
+        """A step after the training loop, before evaluation (`train.run` calls it right after `fit`): it may change
+        `model` in place (`dfr`: refit the last layer). `train` is the training split the loop saw (with a placebo
+        control's masks where the run has one), `budget_rows` the budget's rows of it, `spec` the `RunSpec`. What
+        it returns is stored as the record's `after_training` entry; None (the default: nothing to do) stores none."""
         return None
 
     def erased_images(self, model: SplitModel, batch: dict[str, torch.Tensor], *, epoch: int) -> torch.Tensor | None:
