@@ -17,7 +17,7 @@ from typing import Any
 from benchmark.curves import DIAGNOSTICS, LOSS_PARTS
 from benchmark.report import write_report
 from benchmark.results import planned, read_suite, status_lines
-from benchmark.selection import reported_specs
+from benchmark.selection import RULES, reported_specs, select_suite, unrecorded_note
 from benchmark.spec import BUILTIN_DATA
 from benchmark.store import FULL, SUITE_FILE, WriteError
 from benchmark.summary import (
@@ -32,23 +32,34 @@ from benchmark.summary import (
 from benchmark.tables import build_tables, format_config_rows, format_paper_table, write_csv
 
 
-def _chosen_runs(dirs: list[Path]) -> set[str] | None:
-    """Of a folder holding a searched suite (its `suite.json` has `[search]`), only the chosen trials' runs; every
-    run of the other folders. None when no folder holds a search."""
+def _chosen_runs(dirs: list[Path], rule: str | None = None) -> tuple[set[str] | None, list[str]]:
+    """Of a folder holding a searched suite (its `suite.json` has `[search]`), only the runs of the trials chosen by
+    `rule` (default: the suite's `[search] rule`); every run of the other folders. None when no folder holds a
+    search. Also a line per searched folder naming the rule that chose its numbers."""
     searched: dict[Path, set[str]] = {}
+    lines = []
     for folder in map(Path, dirs):
         if (folder / SUITE_FILE).is_file() and (suite := read_suite(folder)).search is not None:
-            searched[folder] = {s.run_id for s in reported_specs(suite, folder)}
-            print(f"{folder}: a hyperparameter search; the trials chosen by {suite.search.rule} only", file=sys.stderr)
+            chosen_by = rule or suite.search.rule
+            selections = select_suite(suite, folder, chosen_by)
+            searched[folder] = {s.run_id for s in reported_specs(suite, folder, selections)}
+            kind = "an upper bound" if RULES[chosen_by].upper_bound else "realistic"
+            default = "" if rule else "; the suite's [search] rule, --rule reads another"
+            lines.append(f"{folder}: search trials chosen by {chosen_by} ({kind}{default})")
+            if note := unrecorded_note(chosen_by, selections):
+                print(f"gain-bench: warning: {folder}: {note}", file=sys.stderr)
+    if rule and not searched:
+        raise ValueError(f"--rule {rule}: none of {', '.join(map(str, dirs))} holds a searched suite (no [search])")
     if not searched:
-        return None
+        return None, lines
     others = {d.name for folder in map(Path, dirs) if folder not in searched for d in folder.glob("runs/*")}
-    return set().union(*searched.values()) | others
+    return set().union(*searched.values()) | others, lines
 
 
 def cmd_table(args: argparse.Namespace) -> int:
     try:
-        tables = build_tables(args.dirs, run_ids=_chosen_runs(args.dirs))
+        chosen, chosen_by = _chosen_runs(args.dirs, getattr(args, "rule", None))
+        tables = build_tables(args.dirs, run_ids=chosen)
     except ValueError as err:
         print(f"gain-bench: error: {err}", file=sys.stderr)
         return 2
@@ -59,9 +70,13 @@ def cmd_table(args: argparse.Namespace) -> int:
             f" beside predictions.csv{f'; {excluded} run(s) excluded' if excluded else ''})",
             file=sys.stderr,
         )
+        for line in chosen_by:  # a search whose rule has chosen nothing (yet, or not recorded)
+            print(f"gain-bench: {line}: none chosen yet", file=sys.stderr)
         return 2
     markdown = getattr(args, "markdown", False)
     print(format_config_rows(tables, markdown=markdown) if args.rows else format_paper_table(tables["paper"], markdown))
+    for line in chosen_by:  # the rule that chose every number of a search
+        print(("\n" if markdown else "") + line)
     if markdown:
         chosen = set(tables["tidy"]["run_id"])
         print("\n" + provenance_text(provenance([r for r in load_records(args.dirs) if r["run_id"] in chosen])))
@@ -208,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--markdown",
         action="store_true",
         help="a Markdown table with a line of provenance (runs, dates, commit, versions): what findings pages show",
+    )
+    tb.add_argument(
+        "--rule",
+        choices=tuple(RULES),
+        help="of a searched suite's folder, the trials chosen by this selection rule (default: the suite's "
+        "[search] rule; every trial records every rule, docs/usage.md)",
     )
     tb.set_defaults(func=cmd_table)
     cu = sub.add_parser("curves", help="per-epoch loss parts and training diagnostics, mean over seeds")

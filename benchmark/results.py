@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark.selection_rules import GROUP_VAL_SIZE
 from benchmark.spec import RunSpec
 from benchmark.store import (
     COMPLETE,
@@ -44,12 +45,14 @@ class ResultsError(ValueError):
 
 @dataclass(frozen=True)
 class SearchView:
-    """A suite's `[search]` as run: trials per entry, the selection rule, the draws' seed, the keys searched."""
+    """A suite's `[search]` as run: trials per entry, the selection rule, the draws' seed, the keys searched, the
+    size of `worst-group-val`'s group-labelled split (a folder written before it: the default)."""
 
     trials: int
     rule: str
     seed: int = 0
     keys: tuple[str, ...] | None = None
+    group_val_size: int = GROUP_VAL_SIZE
 
 
 @dataclass(frozen=True)

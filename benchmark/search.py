@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.methods import METHODS, HParam
+from benchmark.selection_rules import GROUP_VAL_SIZE
 from benchmark.settings import SearchSettings
 from benchmark.spec import RunSpec, configuration_key
 
@@ -75,8 +76,9 @@ def group_id(entry: str, spec: RunSpec) -> str:
 def expand(entry: str, specs: list[RunSpec], settings: SearchSettings) -> list[RunSpec]:
     """The search over one (method entry, budget): `specs` are its runs without a search (one per seed, same
     configuration); returns, for each trial, each of them with the trial's values, recording the group, the entry,
-    the trial index and the values drawn in `spec.search`. An entry with nothing to draw (every name fixed or left
-    out by `keys`) has one trial: its other trials would be the same runs again."""
+    the trial index and the values drawn in `spec.search` (and `group_val_size` where it is not the default). An
+    entry with nothing to draw (every name fixed or left out by `keys`) has one trial: its other trials would be the
+    same runs again."""
     group = group_id(entry, specs[0])
     out = []
     trials = settings.trials if trial_values(entry, specs[0], 0, settings) else 1
@@ -85,6 +87,8 @@ def expand(entry: str, specs: list[RunSpec], settings: SearchSettings) -> list[R
         method_values = {k: v for k, v in values.items() if k not in TRAIN_HPARAMS}
         train_values = {k: v for k, v in values.items() if k in TRAIN_HPARAMS}
         search = {"group": group, "entry": entry, "trial": trial, "hparams": values}
+        if settings.group_val_size != GROUP_VAL_SIZE:  # the size `heldout.evaluate` scores worst-group-val at; at
+            search["group_val_size"] = settings.group_val_size  # the default left out: earlier trials keep their ids
         for spec in specs:
             out.append(
                 dataclasses.replace(
