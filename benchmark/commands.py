@@ -19,12 +19,13 @@ from benchmark.datasets.synthetic import default_root
 from benchmark.datasets.voc_export import ExportSettings, export
 from benchmark.denormals import flush_from_the_start
 from benchmark.gallery_maps import write_gallery
+from benchmark.methods.base import BUDGET_WORDS
 from benchmark.phases import phase
 from benchmark.plugins import plugin_refs
 from benchmark.pretrain import start_checkpoint
 from benchmark.registry import METHODS, MODELS, load_plugins
 from benchmark.report import render
-from benchmark.selection import RULES, reported_specs, select_suite
+from benchmark.selection import RULES, reported_specs, select_rules, unrecorded_note
 from benchmark.settings import parse_value
 from benchmark.spec import RunSpec, TrainSettings
 from benchmark.store import COMPLETE, DAMAGED, FAILED, FULL, WriteError, run_state
@@ -60,6 +61,8 @@ def apply_overrides(spec_kwargs: dict[str, Any], train: dict[str, Any], override
         value = parse_value(raw)
         if section == "train":
             train[name] = value
+        elif (section, name) == ("data", "mask_control"):  # the run's, not the dataset's (settings.DataKeys)
+            spec_kwargs["mask_control"] = "true" if value is True else value
         elif section in sections:
             spec_kwargs.setdefault(sections[section], {})[name] = value
         else:
@@ -127,7 +130,7 @@ def _print_data_notes(data: dict[str, Any], metrics: dict[str, Any]) -> None:
 
 def cmd_methods(_: argparse.Namespace) -> int:
     for name, cls in METHODS.items():
-        print(f"{name}{' (uses pixel labels)' if cls.uses_pixel_labels else ''}")
+        print(f"{name}{f' ({BUDGET_WORDS[cls.budget_labels]})' if cls.budget_labels else ''}")
         for key, h in cls.HPARAMS.items():
             print(f"  {key} = {h.default!r}  {h.doc}; search: {h.describe()}")
     return 0
@@ -225,7 +228,8 @@ def _print_search(out: Path, suite: Any) -> None:
     rule = RULES[suite.search.rule]
     bound = " (an upper bound: it selects on held-out shifted groups)" if rule.upper_bound else ""
     print(f"search: {suite.search.trials} trial(s) per method entry and budget, chosen by {rule.name}{bound}:")
-    for group, selection in select_suite(suite, out).items():
+    by_rule = select_rules(suite, out)
+    for group, selection in by_rule[rule.name].items():
         chosen = selection.chosen
         if chosen is None:
             print(f"  {group}: no trial complete in every seed yet")
@@ -233,6 +237,11 @@ def _print_search(out: Path, suite: Any) -> None:
         values = ", ".join(f"{k}={v}" for k, v in chosen.hparams.items())
         final = "" if selection.final else " (provisional: trials still missing)"
         print(f"  {group}: trial {chosen.trial}, {rule.metric} {chosen.score:.3f}{final}; {values}")
+    if note := unrecorded_note(rule.name, by_rule[rule.name]):
+        print(f"  note: {note}")
+    others = [r for r in by_rule if r != rule.name]
+    if others:
+        print(f"  the same trials read with {', '.join(others)}: the report, or gain-bench table {out} --rule RULE")
 
 
 def _print_summary(out: Path, suite: Any) -> None:
@@ -249,7 +258,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     load_plugins(plugin_refs(args.plugin))
     print("methods:")
     for entry in METHODS.entries():
-        pixels = " uses pixel labels;" if entry.obj.uses_pixel_labels else ""
+        pixels = f" {BUDGET_WORDS[entry.obj.budget_labels]};" if entry.obj.budget_labels else ""
         print(f"  {entry.name} ({entry.display};{pixels} {entry.origin})")
     print("datasets:")
     for entry in DATASETS.entries():

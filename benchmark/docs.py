@@ -37,6 +37,7 @@ from urllib.parse import unquote
 from benchmark import cli
 from benchmark.commands import suite_of
 from benchmark.methods import METHODS
+from benchmark.methods.base import BUDGET_WORDS
 from benchmark.metric_defs import METRICS
 from benchmark.plugins import BUILTIN
 from benchmark.report.verdict import PAPER_TABLE4
@@ -69,7 +70,7 @@ def methods_reference() -> str:
         if str(entry.origin) != BUILTIN:  # a plugin loaded in this process is not the package's
             continue
         name, cls = entry.name, entry.obj
-        uses = "uses pixel labels" if cls.uses_pixel_labels else "no pixel labels"
+        uses = BUDGET_WORDS[cls.budget_labels]
         lines += ["", f"**`{name}`** ({uses})", ""]
         if not cls.HPARAMS:
             lines.append("No hyperparameters of its own.")

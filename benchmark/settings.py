@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from benchmark.selection_rules import RULES
+from benchmark.selection_rules import GROUP_VAL_SIZE, RULES
 
 SECTIONS = ("data", "model", "train", "methods", "timing", "slurm", "sweep", "search")
 FORBID = ConfigDict(extra="forbid")
@@ -90,7 +90,7 @@ class SuiteKeys(_Checked):
     ]
     description: text("one line for `gain-bench list` and the report") = ""
     seeds: _ints(0, "training seeds; every configuration runs once per seed", high=MAX_SEED) = (0, 1, 2)  # type: ignore[assignment]
-    budgets: _ints(1, "pixel-label budgets of the methods that use pixel labels") = (9, 23, 78, 200, 1464)  # type: ignore[assignment]
+    budgets: _ints(1, "label budgets (pixel labels; dfr: group labels) of methods with one") = (9, 23, 78, 200, 1464)  # type: ignore[assignment]
     audited_class: Annotated[
         str, Field(min_length=1, strict=True, description="the class audited (default: the dataset's)",
                    json_schema_extra={"allowed": "a class name"})
@@ -198,8 +198,10 @@ MAX_TRIALS = 1000
 
 @dataclass(frozen=True)
 class SearchSettings(_Checked):
-    """`[search]`: the number of trials every method entry gets, the selection rule, the seed of the draws, and
-    optionally the names searched (None: every declared distribution)."""
+    """`[search]`: the number of trials every method entry gets, the selection rule, the seed of the draws,
+    optionally the names searched (None: every declared distribution), and the size of the group-labelled
+    validation split rule `worst-group-val` reads. Every trial records its score for every rule, so the report and
+    `gain-bench table --rule` read one search with each; `rule` is the one the headline tables use."""
 
     __pydantic_config__ = FORBID
 
@@ -215,8 +217,35 @@ class SearchSettings(_Checked):
         Field(min_length=1, description="the hyperparameters searched (omit: every declared distribution)",
               json_schema_extra={"allowed": "a non-empty list of hyperparameter names"}),
     ] = None
+    group_val_size: integer(
+        4, "images of rule worst-group-val's group-labelled validation split, spread evenly over the four groups "
+        f"({GROUP_VAL_SIZE}: 20/20/19/19); another size is part of every trial's spec, so its trials train again"
+    ) = GROUP_VAL_SIZE
 
     SECTION = "search"
+
+
+# Placebo-mask controls (benchmark/datasets/mask_controls.py): what a run does to the audited class's region of each
+# budget image's mask before training. "true" leaves the masks as they are.
+MASK_CONTROLS = ("true", "shuffled", "random", "inverted")
+
+
+@dataclass(frozen=True)
+class DataKeys(_Checked):
+    """`[data]` keys every dataset takes because the benchmark reads them, not the dataset (they are taken out of the
+    data parameters, so the data and its folder stay the same): the placebo-mask control of the methods that use
+    pixel labels, in `[data]` (every such method entry) or in an entry's `data = { mask_control = "shuffled" }`."""
+
+    __pydantic_config__ = FORBID
+
+    mask_control: Annotated[
+        Literal[MASK_CONTROLS],  # type: ignore[valid-type]
+        Field(description="the budget images' masks of the audited class: the true ones, another budget image's "
+                          "(shuffled), a blob of the same area at a random place (random), or their complement "
+                          "(inverted); docs/methods.md"),
+    ] = "true"
+
+    SECTION = "data"
 
 
 SCHEMA: dict[str, type] = {
@@ -344,8 +373,10 @@ def reference() -> str:
         "method they name: `gain-bench list` and `gain-bench methods` list them, docs/data.md and docs/methods.md",
         "explain them.",
     ]
-    for section, cls in SCHEMA.items():
+    for section, cls in (*SCHEMA.items(), ("data", DataKeys)):
         title = "Top-level keys" if not section else f"`[{section}]`"
+        if cls is DataKeys:
+            title = "`[data]`: the benchmark's own keys"
         doc = " ".join((cls.__doc__ or "").split())
         lines += ["", f"## {title}", "", doc, "", "| key | default | allowed | meaning |", "|---|---|---|---|"]
         for field in dataclasses.fields(cls):

@@ -6,7 +6,8 @@ A suite file looks like this (every section but `[methods]` may be left out; unk
     name = "quick"                 # output folder: reports/<name>/
     description = "..."
     seeds = [0, 1, 2]
-    budgets = [9, 23, 78, 200, 1464]   # for methods that use pixel labels; the others run once per seed
+    budgets = [9, 23, 78, 200, 1464]   # for methods with a labelled budget (pixel or group labels); the others
+                                       # run once per seed
     audited_class = "boat"
     budget_seed = 0
     device = "cpu"
@@ -29,6 +30,10 @@ A suite file looks like this (every section but `[methods]` may be left out; unk
     method = "gain_ext"
     budgets = [200, 1464]
     data = { pool = "pixel" }      # optional: data keys of this entry's runs only (merged over [data])
+    [methods.gain_ext_placebo]
+    method = "gain_ext"
+    data = { mask_control = "shuffled" }   # a placebo-mask control (datasets/mask_controls.py); in [data]: every
+                                           # entry that uses pixel labels. Held by the run spec, not the dataset
     [timing]                       # throughput measured after each run (recorded, not part of the result hash)
     enabled = true
     [slurm]                        # resources for `--launcher slurm`
@@ -41,7 +46,8 @@ A suite file looks like this (every section but `[methods]` may be left out; unk
     ]
     [search]                       # optional: an equal random hyperparameter search (benchmark/search.py)
     trials = 6                     # every method entry gets these many configurations (trial 0 = the defaults)
-    rule = "in-distribution-val"   # or "oracle" (an upper bound): how the reported trial is chosen (selection.py)
+    rule = "in-distribution-val"   # or "worst-group-val", or "oracle" (an upper bound): the headline's choice
+    group_val_size = 78            # worst-group-val's group-labelled validation images (20/20/19/19)
     seed = 0                       # seed of the draws
     keys = ["lr", "alpha"]         # optional: only these names are searched (default: every declared distribution)
 
@@ -54,7 +60,8 @@ With `[search]`, each (method entry, budget) runs `trials` configurations x the 
 `lr` and `weight_decay` and the method's hyperparameters that declare a distribution are drawn per trial, except
 those the entry sets itself (fixed in every trial; an entry left with nothing to draw runs trial 0 only). The
 report and the paper-layout table show only the trial chosen by the rule per (method entry, budget);
-`results_trials.csv` lists every trial with its selection score. Without `[search]` the runs, their ids and their
+`results_trials.csv` lists every trial with its selection score under every rule the records hold, and the report
+and `gain-bench table --rule` read the same search with each of them. Without `[search]` the runs, their ids and their
 config hashes are exactly what they were before searches existed.
 
 Overrides (`--set train.epochs=2`, `--set methods.gain.alpha=0.3`, `--set seeds=[0,1]`) are applied to the parsed
@@ -83,6 +90,7 @@ from benchmark.models import build_model, imagenet_weights_path
 from benchmark.plugins import PluginError
 from benchmark.registry import DATASETS, METHODS, load_plugins
 from benchmark.settings import (
+    MASK_CONTROLS,
     SCHEMA,
     SECTIONS,
     SearchSettings,
@@ -120,6 +128,7 @@ class MethodEntry:
     params: dict[str, Any]
     budgets: tuple[int, ...]
     data: dict[str, Any] = field(default_factory=dict)
+    mask_control: str = "true"  # the placebo-mask control of its runs (`settings.DataKeys`), already resolved
 
 
 @dataclass(frozen=True)
@@ -203,6 +212,7 @@ class Suite:
                 audited_class=self.audited_class,
                 budget_seed=self.budget_seed,
                 suite=self.name,
+                mask_control=entry.mask_control,
             )
             for seed in self.seeds
         ]
@@ -447,6 +457,7 @@ def _suite(raw: dict[str, Any], source: str) -> Suite:
         if section in raw:
             _check(section, raw[section])
     dataset, dataset_params = _named("data", raw.get("data", {}), BUILTIN_DATA)
+    mask_control = _mask_control(dataset_params, "data")
     model, model_params = _named("model", raw.get("model", {}), "small_cnn")
     _check("train", raw.get("train", {}))
     train = TrainSettings.from_dict(raw.get("train", {}))
@@ -467,20 +478,39 @@ def _suite(raw: dict[str, Any], source: str) -> Suite:
         entry_data = params.pop("data", {})
         if not isinstance(entry_data, dict) or "name" in entry_data:
             raise SuiteError(f"methods.{key}.data = {entry_data!r}: allowed: a table of [data] keys (not name)")
+        entry_data = dict(entry_data)
+        own_control = _mask_control(entry_data, f"methods.{key}.data") if "mask_control" in entry_data else None
         if not isinstance(method, str):
             raise SuiteError(f"methods.{key}.method = {method!r}: allowed: a method's name ({', '.join(METHODS)})")
         if method not in METHODS:
             raise SuiteError(f"methods.{key}: unknown method {method!r}; allowed: {', '.join(METHODS)}")
         own = params.pop("budgets", None)
-        if own is not None and not ((own == [0] and not METHODS[method].uses_pixel_labels) or _int_list(own, 1)):
-            raise SuiteError(f"methods.{key}.budgets = {own!r}: allowed: a non-empty list of integers >= 1")
-        if not METHODS[method].uses_pixel_labels:
+        no_budget = METHODS[method].budget_labels is None  # what a budget counts: Method.budget_labels
+        least = max(1, METHODS[method].min_budget)
+        if own is not None and not ((own == [0] and no_budget) or _int_list(own, least)):
+            raise SuiteError(f"methods.{key}.budgets = {own!r}: allowed: a non-empty list of integers >= {least}")
+        if no_budget:
             if own not in (None, [0]):
-                raise SuiteError(f"methods.{key}.budgets = {own!r}: method {method!r} uses no pixel labels")
+                raise SuiteError(f"methods.{key}.budgets = {own!r}: method {method!r} uses no pixel labels (nor "
+                                 "group labels)")
             entry_budgets: tuple[int, ...] = (0,)
         else:
             entry_budgets = tuple(own) if own is not None else budgets
-        entries.append(MethodEntry(key, method, params, entry_budgets, entry_data))
+            if min(entry_budgets, default=least) < least:
+                raise SuiteError(f"methods.{key}: method {method!r} needs budgets >= {least}, got "
+                                 f"{list(entry_budgets)} (budgets = [...] in [methods.{key}] sets its own)")
+        if own_control not in (None, "true") and not METHODS[method].uses_pixel_labels:
+            raise SuiteError(
+                f"methods.{key}.data.mask_control = {own_control!r}: method {method!r} uses no pixel labels, so it has "
+                "no masks to control; allowed: true (or leave it out)"
+            )
+        control = own_control or (mask_control if METHODS[method].uses_pixel_labels else "true")
+        entries.append(MethodEntry(key, method, params, entry_budgets, entry_data, control))
+    if mask_control != "true" and not any(METHODS[e.method].uses_pixel_labels for e in entries):
+        raise SuiteError(
+            f"data.mask_control = {mask_control!r}: no method entry uses pixel labels, so there are no masks to "
+            "control; allowed: true (or leave it out)"
+        )
     suite = Suite(
         name=raw["name"],
         description=raw.get("description", ""),
@@ -504,6 +534,16 @@ def _suite(raw: dict[str, Any], source: str) -> Suite:
     )
     _validate_components(suite)
     return suite
+
+
+def _mask_control(params: dict[str, Any], where: str) -> str:
+    """Take `mask_control` out of a `[data]` table (`params`, changed in place: the dataset never sees it) and check
+    it (`settings.DataKeys`; `true` as a TOML boolean is the string "true"); "true" when absent."""
+    value = params.pop("mask_control", "true")
+    value = "true" if value is True else value
+    if value not in MASK_CONTROLS:
+        raise SuiteError(f"{where}.mask_control = {value!r}: allowed: {', '.join(MASK_CONTROLS)} (docs/methods.md)")
+    return str(value)
 
 
 def _plugins(refs: Any, base: Path | None) -> tuple[str, ...]:
@@ -541,8 +581,10 @@ def _search_settings(table: dict[str, Any] | None, entries: list[MethodEntry], d
                 f"allowed: {', '.join(known)}"
             )
         keys = tuple(keys)
+    size = {"group_val_size": table["group_val_size"]} if "group_val_size" in table else {}
     return SearchSettings(
-        trials=table["trials"], rule=table.get("rule", "in-distribution-val"), seed=table.get("seed", 0), keys=keys
+        trials=table["trials"], rule=table.get("rule", "in-distribution-val"), seed=table.get("seed", 0), keys=keys,
+        **size,
     )
 
 

@@ -10,6 +10,7 @@ intervals.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.correlation import PAIRS, link_sentence, rank_correlation
 from benchmark.metric_defs import LOCALISATION
 from benchmark.metric_defs import METRIC as DEFINED
 from benchmark.metric_defs import METRICS as DEFINED_METRICS
@@ -157,6 +159,29 @@ def _context_flip(run: Run) -> tuple[np.ndarray, ...] | None:
     return (run.decision("cf_context_swapped") != run.decision("cf_original"),)
 
 
+def _is_correct(run: Run, role: str) -> np.ndarray:
+    return run.decision(role) == (run.column(role, "labels") > 0.5)
+
+
+def _correct(role: str) -> Grouper:
+    """Per image of `role`: whether the decision matches the label (the background-swap accuracies)."""
+
+    def groups(run: Run) -> tuple[np.ndarray, ...] | None:
+        return (_is_correct(run, role),) if _has(run, role) else None
+
+    return groups
+
+
+def _background_gap(run: Run) -> tuple[np.ndarray, ...] | None:
+    """Per counterfactual pair: correct on its usual ground minus correct on the random one (-1, 0 or 1); their
+    mean is the gap in accuracy."""
+    if not _has(run, "cf_original", "cf_context_swapped"):
+        return None
+    if not np.array_equal(run.preds["cf_original"]["pair"], run.preds["cf_context_swapped"]["pair"]):
+        raise ValueError(f"run {run.record['run_id']}: cf_context_swapped is not aligned by pair with cf_original")
+    return (_is_correct(run, "cf_original").astype(float) - _is_correct(run, "cf_context_swapped").astype(float),)
+
+
 def _localisation(key: str) -> Grouper:
     def groups(run: Run) -> tuple[np.ndarray, ...] | None:
         val = run.preds["val"]
@@ -176,6 +201,10 @@ _GROUPS: dict[str, tuple[Grouper, Statistic]] = {
     "shifted_auroc": (_shifted_logits, batched_auroc),
     "worst_group_accuracy": (_worst_group, min_of_means),
     "context_flip_rate": (_context_flip, batched_mean),
+    "usual_background_accuracy": (_correct("cf_original"), batched_mean),
+    "random_background_accuracy": (_correct("cf_context_swapped"), batched_mean),
+    "background_gap": (_background_gap, batched_mean),
+    "object_only_accuracy": (_correct("cf_object_only"), batched_mean),
 } | {name: (_localisation(column), batched_mean) for name, column in LOCALISATION}
 METRICS: tuple[MetricDef, ...] = tuple(_defined(m.name, *_GROUPS[m.name]) for m in DEFINED_METRICS)
 METRIC = {m.name: m for m in METRICS}
@@ -187,6 +216,8 @@ PAPER_ROWS = (
     ("overall", "overall"),
     ("shifted_auroc", "AUROC, shifted groups"),
     ("context_flip_rate", "context flip rate (lower is better)"),
+    ("background_gap", "background gap, usual − random (lower is better)"),
+    ("object_only_accuracy", "objects on a neutral background (accuracy)"),
 )
 
 
@@ -277,12 +308,19 @@ def _names(runs: list[Run], names: Names | None) -> Names:
 
 
 def _configurations(runs: list[Run], names: Names) -> dict[str, list[Run]]:
-    """Configurations in the registry's order of methods (baseline first), budgets ascending."""
+    """Configurations in the registry's order of methods (baseline first), budgets ascending, the true masks before
+    their placebo-mask controls (so a report's verdict is about a true-mask configuration)."""
     groups: dict[str, list[Run]] = {}
     for run in runs:
         groups.setdefault(run.config, []).append(run)
     ordered = sorted(
-        groups.items(), key=lambda kv: (names.rank(kv[1][0].spec["method"]), kv[1][0].spec["budget"], kv[1][0].label)
+        groups.items(),
+        key=lambda kv: (
+            names.rank(kv[1][0].spec["method"]),
+            kv[1][0].spec["budget"],
+            mask_control(kv[1][0].spec) != TRUE_MASKS,
+            kv[1][0].label,
+        ),
     )
     return {k: sorted(v, key=lambda r: r.spec["seed"]) for k, v in ordered}
 
@@ -465,9 +503,10 @@ def _column_names(aggregated: pd.DataFrame) -> dict[str, str]:
 
 def paper_table(aggregated: pd.DataFrame, excluded: pd.DataFrame | None = None, *, digits: int = 3) -> pd.DataFrame:
     """The paper's Table 4 layout: rows in-distribution val accuracy, class without context, context without class,
-    overall, then AUROC and the context flip rate; one column per configuration in registry order; cells
-    "mean [low, high]" (two-level bootstrap 95% interval), "†" where some seed's decision is constant on that split.
-    Footnotes (legend, †, exclusions) are in `.attrs["footnotes"]`."""
+    overall, then AUROC, the context flip rate and the background swaps (gap, objects alone); one column per
+    configuration in registry order; cells "mean [low, high]" (two-level bootstrap 95% interval), "†" where some
+    seed's decision is constant on that split, "-" where not measured. Footnotes (legend, †, runs without the
+    object-only images, exclusions) are in `.attrs["footnotes"]`."""
     names = _column_names(aggregated)
     classes = aggregated["audited_class"].unique() if len(aggregated) else []
     cls = classes[0] if len(classes) == 1 else "class"
@@ -498,6 +537,12 @@ def paper_table(aggregated: pd.DataFrame, excluded: pd.DataFrame | None = None, 
         notes.append("† the decision is constant on that split in at least one seed (degenerate classifier)")
     if (seeds == 1).any():
         notes.append("with 1 seed the interval holds the image-level variation only")
+    older = [name for name, col in cells.items() if "background_gap" in col and "object_only_accuracy" not in col]
+    if older:
+        notes.append(
+            f"objects on a neutral background: not measured for {', '.join(older)} (runs on the built-in data from "
+            "before its generator version 2, which added those images)"
+        )
     if excluded is not None and len(excluded):
         counts = excluded["kind"].value_counts(sort=False)
         kinds = ", ".join(f"{n} {kind}" for kind, n in counts.items())
@@ -565,6 +610,193 @@ def format_config_rows(
     return "\n".join([*lines, "", note])
 
 
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, inner in value.items():
+        out |= _flat(inner, f"{prefix}.{key}" if prefix else str(key))
+    return out
+
+
+def setting_labels(keys: list[str]) -> dict[str, str]:
+    """A short label per setting (a pairing key: what the configurations compared with one baseline share): the
+    settings in which it differs from the others ("rho=0.9 init=scratch"); "" when there is one."""
+    if len(keys) < 2:
+        return dict.fromkeys(keys, "")
+    try:
+        flat = [_flat(json.loads(k)) for k in keys]
+    except ValueError:
+        return {k: f"setting {i + 1}" for i, k in enumerate(keys)}
+    paths = list(dict.fromkeys(p for f in flat for p in f))
+    differ = [p for p in paths if len({json.dumps(f.get(p), sort_keys=True, default=str) for f in flat}) > 1]
+    pairs = list(zip(keys, flat, strict=True))
+    labels = {k: " ".join(f"{p.rsplit('.', 1)[-1]}={f.get(p, '-')}" for p in differ) for k, f in pairs}
+    if len(set(labels.values())) < len(keys):  # two paths ending alike: the full paths
+        labels = {k: " ".join(f"{p}={f.get(p, '-')}" for p in differ) for k, f in pairs}
+    return labels
+
+
+CORRELATION_COLUMNS = ["setting", "x", "y", "n_configurations", "left_out", "rho", "ci_low", "ci_high", "p_value",
+                       "excludes_zero", "result"]  # fmt: skip
+
+
+def correlation_table(
+    runs: list[Run],
+    tidy: pd.DataFrame | None = None,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    names: Names | None = None,
+) -> pd.DataFrame:
+    """Does localisation predict robustness? Per setting (the configurations that share a baseline: same data,
+    model and training settings; a sweep's regimes are different settings) and per pair `correlation.PAIRS`
+    (relevance mass or pointing game against shifted-group AUROC or worst-group accuracy): Spearman's rho across
+    the setting's configurations (every method and budget, the baseline included), each at its mean over the seeds
+    that have both metrics (the per-run values of `tidy_table`), with the hierarchical bootstrap interval and p of
+    `correlation.rank_correlation` (configurations, then seeds). Configurations without both metrics are left out
+    and counted (`left_out`); fewer than `correlation.MIN_CONFIGURATIONS` give no rho. `result` says it in words."""
+    tidy = tidy_table(runs) if tidy is None else tidy
+    value = {(r, m): v for r, m, v in tidy[["run_id", "metric", "value"]].itertuples(index=False)}
+    settings: dict[str, list[list[Run]]] = {}
+    for group in _configurations(runs, _names(runs, names)).values():
+        settings.setdefault(record_keys(group[0].record)["pairing"], []).append(group)
+    labels = setting_labels(list(settings))
+    rows = []
+    for key, groups in settings.items():
+        for x, y in PAIRS:
+            xs, ys = [], []
+            for group in groups:
+                seeds = [
+                    (a, b)
+                    for run in group
+                    if np.isfinite(a := value.get((run.record["run_id"], x), np.nan))
+                    and np.isfinite(b := value.get((run.record["run_id"], y), np.nan))
+                ]
+                if seeds:
+                    xs.append(np.array([a for a, _ in seeds]))
+                    ys.append(np.array([b for _, b in seeds]))
+            rng = _rng(seed, "correlation", key, x, y)
+            found = rank_correlation(xs, ys, rng=rng, n_resamples=n_resamples)
+            left_out = len(groups) - len(xs)
+            x_label, y_label = (f"“{DEFINED[m].label}”" for m in (x, y))
+            rows.append(
+                {
+                    "setting": labels[key],
+                    "x": x,
+                    "y": y,
+                    "n_configurations": found.n_configurations,
+                    "left_out": left_out,
+                    "rho": found.rho,
+                    "ci_low": found.low,
+                    "ci_high": found.high,
+                    "p_value": found.p_value,
+                    "excludes_zero": found.excludes_zero,
+                    "result": link_sentence(found.rho, found.low, found.high, len(xs), x_label, y_label, left_out),
+                }
+            )
+    return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
+
+
+# The content effect of the masks (docs/statistics.md): the metrics compared between a configuration's true masks
+# and its placebo-mask controls (`RunSpec.mask_control`; the control runs' records carry it in their spec).
+CONTENT_METRICS = ("shifted_auroc", "worst_group_accuracy", "overall", "relevance_mass")
+TRUE_MASKS = "true"
+CONTENT_COLUMNS = ["setting", "config", "label", "control", "control_config", "control_label", "method", "display",
+                   "budget", "metric", "higher_is_better", "n_seeds", "true_mean", "control_mean", "difference",
+                   "ci_low", "ci_high", "p_value", "p_holm"]  # fmt: skip
+
+
+def mask_control(spec: dict[str, Any]) -> str:
+    """A record's placebo-mask control (`spec["mask_control"]`; absent: the true masks)."""
+    return str(spec.get("mask_control", TRUE_MASKS))
+
+
+def _without_control(config: str) -> str:
+    """A configuration key less its mask control: what a configuration shares with its controls."""
+    try:
+        data = json.loads(config)
+    except ValueError:
+        return config
+    data.pop("mask_control", None)
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def content_effect_table(
+    runs: list[Run],
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    names: Names | None = None,
+    metrics: tuple[str, ...] = CONTENT_METRICS,
+) -> pd.DataFrame:
+    """Does the masks' content matter? Every configuration trained on the true masks against each of its
+    placebo-mask controls (the same configuration, everything equal but `mask_control`), on the seeds both have
+    (paired by seed number, so the same budget images), per metric of `metrics`: the difference true - control with
+    its paired two-level bootstrap interval and p (`stats.paired_bootstrap`, as `paired_table`), and `p_holm`,
+    Holm-adjusted over every test of the same control (the content effect is the `shuffled` family: true minus
+    shuffled masks). `setting` names what a sweep's regimes differ in (as `correlation_table`). Empty (with its
+    columns) where no configuration has a control."""
+    names = _names(runs, names)
+    configs = _configurations(runs, names)
+    families: dict[str, list[tuple[str, list[Run]]]] = {}
+    for config, group in configs.items():
+        families.setdefault(_without_control(config), []).append((config, group))
+    found_pairs = []
+    for family in families.values():
+        trues = [(c, g) for c, g in family if mask_control(g[0].spec) == TRUE_MASKS]
+        for true_config, true_group in trues:
+            for control_config, control_group in family:
+                if mask_control(control_group[0].spec) != TRUE_MASKS:
+                    found_pairs.append((true_config, true_group, control_config, control_group))
+    settings = setting_labels(list(dict.fromkeys(record_keys(t[1][0].record)["pairing"] for t in found_pairs)))
+    rows = []
+    for true_config, true_group, control_config, control_group in found_pairs:
+        first, control = true_group[0], mask_control(control_group[0].spec)
+        by_seed = {r.spec["seed"]: r for r in control_group}
+        pairs = [(r, by_seed[r.spec["seed"]]) for r in true_group if r.spec["seed"] in by_seed]
+        for m in METRICS:
+            if m.name not in metrics:
+                continue
+            found = []
+            for t, c in pairs:
+                gt, gc = m.groups(t), m.groups(c)
+                if gt is not None and gc is not None and [len(g) for g in gt] == [len(g) for g in gc]:
+                    _check_aligned(t, c, m.roles)
+                    found.append((gt, gc))
+            if not found:
+                continue
+            rng = _rng(seed, "content", true_config, control_config, m.name)
+            comparison = paired_bootstrap(
+                [f[0] for f in found], [f[1] for f in found], m.statistic, rng=rng, n_resamples=n_resamples
+            )
+            rows.append(
+                {
+                    "setting": settings[record_keys(first.record)["pairing"]],
+                    "config": true_config,
+                    "label": first.label,
+                    "control": control,
+                    "control_config": control_config,
+                    "control_label": control_group[0].label,
+                    "method": first.spec["method"],
+                    "display": names.display(first.spec["method"]),
+                    "budget": first.spec["budget"],
+                    "metric": m.name,
+                    "higher_is_better": m.higher_is_better,
+                    "n_seeds": len(found),
+                    "true_mean": float(np.mean([_value(f[0], m.statistic) for f in found])),
+                    "control_mean": float(np.mean([_value(f[1], m.statistic) for f in found])),
+                    "difference": comparison.difference,
+                    "ci_low": comparison.low,
+                    "ci_high": comparison.high,
+                    "p_value": comparison.p_value,
+                }
+            )
+    table = pd.DataFrame(rows, columns=[c for c in CONTENT_COLUMNS if c != "p_holm"])
+    table["p_holm"] = table.groupby("control")["p_value"].transform(lambda p: holm(p.to_numpy())) if len(table) else []
+    return table[CONTENT_COLUMNS]
+
+
 def build_tables(
     roots: list[Path],
     *,
@@ -575,14 +807,18 @@ def build_tables(
     names: Names | None = None,
 ) -> dict[str, pd.DataFrame]:
     """All tables of the runs under `roots` (see `load_runs` for `run_ids` and `short`): tidy, aggregated, paired,
-    paper, excluded; methods named as `names` (a results folder's `suite.json`) or the records say."""
+    paper, correlation (localisation against robustness), content_effect (true against placebo masks), excluded;
+    methods named as `names` (a results folder's `suite.json`) or the records say."""
     runs, excluded = load_runs(roots, run_ids=run_ids, short=short)
     aggregated = aggregate_table(runs, excluded, n_resamples=n_resamples, seed=seed, names=names)
+    tidy = tidy_table(runs)
     return {
-        "tidy": tidy_table(runs),
+        "tidy": tidy,
         "aggregated": aggregated,
         "paired": paired_table(runs, n_resamples=n_resamples, seed=seed, names=names),
         "paper": paper_table(aggregated, excluded),
+        "correlation": correlation_table(runs, tidy, n_resamples=n_resamples, seed=seed, names=names),
+        "content_effect": content_effect_table(runs, n_resamples=n_resamples, seed=seed, names=names),
         "excluded": excluded,
     }
 

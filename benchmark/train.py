@@ -22,6 +22,7 @@ from benchmark.attention import grad_cam_from, inference_cam
 from benchmark.datasets import registry, synthetic
 from benchmark.datasets.budgets import POOL_NAMES, budget_pool, budget_record, nested_budget, pool_rows, write_manifest
 from benchmark.datasets.files import FileSplit
+from benchmark.datasets.mask_controls import controlled_split
 from benchmark.datasets.tensors import TensorSplit
 from benchmark.denormals import flushed_share
 from benchmark.diagnostics import gradient_probe, heldout_scored, heldout_scores, probe_batch, probe_steps
@@ -132,14 +133,26 @@ def run(
             "with benchmark.pretrain.start_checkpoint(spec) and pass it as start="
         )
     method = build_method(spec.method, **spec.method_params)
-    if spec.budget and not method.uses_pixel_labels:
-        raise ValueError(f"method {spec.method!r} uses no pixel labels; its budget must be 0, got {spec.budget}")
+    if spec.budget and method.budget_labels is None:
+        raise ValueError(f"method {spec.method!r} uses no pixel labels (nor group labels): its budget must be 0, "
+                         f"got {spec.budget}")
+    if spec.budget < method.min_budget:
+        raise ValueError(f"method {spec.method!r} needs a budget of at least {method.min_budget}, got {spec.budget}")
+    if spec.mask_control != "true" and not method.uses_pixel_labels:
+        raise ValueError(f"method {spec.method!r} uses no pixel labels: data.mask_control must be true, got "
+                         f"{spec.mask_control!r}")
     data = data if data is not None else load_data(spec, data_root)
     if torch.device(device).type == "cuda":  # in-memory splits live on the GPU: batches are built there
         data = {role: s.to(device) if isinstance(s, TensorSplit) else s for role, s in data.items()}
     classes = data["train"].classes
     class_index = _index_of(spec.audited_class, classes, "audited_class")
     chosen, data_info = select_budget(spec, data, class_index, data_root)
+    control = None
+    if spec.mask_control != "true":  # a placebo: the budget's masks controlled on a copy of the (shared) split
+        train_split, control = controlled_split(
+            data["train"], chosen, class_index, spec.mask_control, budget_seed=spec.budget_seed, seed=spec.seed
+        )
+        data = {**data, "train": train_split}
     out = run_dir(out_root, spec.run_id)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("model.pt", "predictions.csv", "record.json", *(p.name for p in out.glob(".*.tmp"))):
@@ -153,6 +166,8 @@ def run(
     record["started"] = _now()
     if data_info is not None:
         record["data"] = data_info
+    if control is not None:
+        record["mask_control"] = control
     try:
         write_record(out / "record.json", record)
         torch.manual_seed(spec.seed)
@@ -167,12 +182,18 @@ def run(
         if spec.train.channels_last:  # the same math; 1.5-2x faster convolutions and pooling on CPU (oneDNN)
             model = model.to(memory_format=torch.channels_last)
         started = time.perf_counter()
+        in_training = chosen if method.budget_in_training else chosen[:0]  # dfr: trained as the baseline is
         record["curve"] = fit(
-            model, method, data["train"], chosen, spec, device=device, progress=progress, data_root=data_root
+            model, method, data["train"], in_training, spec, device=device, progress=progress, data_root=data_root
         )
         diagnostics_seconds = sum(epoch.get("diagnostics_seconds", 0.0) for epoch in record["curve"])
         record["timings"]["train_seconds"] = time.perf_counter() - started - diagnostics_seconds
         record["timings"]["diagnostics_seconds"] = diagnostics_seconds
+        started = time.perf_counter()
+        after = method.after_training(model, data["train"], chosen, spec, data_root=data_root, device=device)
+        if after is not None:  # e.g. dfr's last-layer refit
+            record["after_training"] = after
+            record["timings"]["after_training_seconds"] = time.perf_counter() - started
         started = time.perf_counter()
         preds = predict(model, data, class_index, spec, device)
         record["timings"]["eval_seconds"] = time.perf_counter() - started

@@ -155,7 +155,10 @@ def test_the_documented_csv_columns_are_the_written_ones(tmp_path):
         fake_run(tmp_path, "gradcam", seed, 0.55)
         fake_run(tmp_path, "gain", seed, 0.7)
     tables = build_tables([tmp_path], n_resamples=20)
-    for section, key in (("results.csv", "aggregated"), ("results_runs.csv", "tidy"), ("results_paired.csv", "paired")):
+    written = (("results.csv", "aggregated"), ("results_runs.csv", "tidy"), ("results_paired.csv", "paired"),
+               ("results_correlation.csv", "correlation"),
+               ("results_content_effect.csv", "content_effect"))  # fmt: skip
+    for section, key in written:
         assert _documented_columns(section) == set(tables[key].columns), section
     header = next(tmp_path.glob("runs/*/predictions.csv")).read_text().splitlines()[0].split(",")
     per_class = {"label_<class>", "logit_<class>", "score_<class>", "cam_inter_<label>", "cam_union_<label>"}

@@ -128,7 +128,7 @@ def test_every_method_declares_valid_search_distributions():
     [
         ({"trials": 2, "bogus": 1}, "unknown key search.bogus; allowed: trials, rule, seed, keys"),
         ({"trials": 0}, "search.trials = 0: allowed: an integer >= 1"),
-        ({"trials": 2, "rule": "test"}, "search.rule = 'test': allowed: in-distribution-val, oracle"),
+        ({"trials": 2, "rule": "test"}, "search.rule = 'test': allowed: in-distribution-val, worst-group-val, oracle"),
         ({"rule": "oracle"}, "missing key search.trials"),
         ({"trials": 2, "keys": ["lam"]}, "search.keys: 'lam' is searched by no method of this suite; allowed: lr"),
     ],

@@ -100,7 +100,7 @@ def test_selection_data_is_held_out_from_every_test_split(data_root):
     assert synthetic.load(config, data_root)["val"].images.equal(test["val"].images), "test data unchanged"
 
 
-def test_a_searched_suite_reports_only_the_chosen_trials(tmp_path, data_root, monkeypatch):
+def test_a_searched_suite_reports_only_the_chosen_trials(tmp_path, data_root, monkeypatch, capsys):
     path = tmp_path / "searched.toml"
     path.write_text(tiny_suite("searched", timing=False) + "[search]\ntrials = 2\n")
     suite = load(path)
@@ -112,6 +112,9 @@ def test_a_searched_suite_reports_only_the_chosen_trials(tmp_path, data_root, mo
         kept = record["selection"]
         assert kept["in-distribution-val"]["images"] == {"val": 40}
         assert kept["oracle"]["images"] == {"class_without_context": 20, "context_without_class": 20}
+        sizes = kept["worst-group-val"]["images"]  # 20/20/19/19 but where the tiny held-out val holds fewer
+        assert sizes["class_without_context"] == sizes["context_without_class"] == 19
+        assert 15 <= sizes["class_with_context"] <= 20 and 15 <= sizes["neither"] <= 20
     chosen = selection.select_suite(suite, out)
     reported = {s.run_id for s in selection.reported_specs(suite, out)}
     assert len(chosen) == 2 and all(s.final for s in chosen.values()) and len(reported) == 4
@@ -124,11 +127,30 @@ def test_a_searched_suite_reports_only_the_chosen_trials(tmp_path, data_root, mo
                                                                        "results_paired.csv"))  # fmt: skip
     assert not any(run_id in text for run_id in unreported), "no unchosen trial reaches the report"
     assert 'id="search-table"' in html.read_text() and "in-distribution-val" in html.read_text()
+    for rule in ("worst-group-val", "oracle"):  # the same search read with every other rule, each named
+        assert f'id="search-{rule}"' in html.read_text() and f"metric (chosen by {rule})" in html.read_text()
     trials = pd.read_csv(out / "results_trials.csv")
-    assert len(trials) == 4 and trials.groupby("group")["chosen"].sum().tolist() == [1, 1]
-    assert set(trials["rule"]) == {"in-distribution-val"} and "lr" in trials.columns
+    assert len(trials) == 12 and trials.groupby(["rule", "group"])["chosen"].sum().tolist() == [1] * 6
+    assert list(trials["rule"].unique()) == ["in-distribution-val", "worst-group-val", "oracle"]
+    assert "lr" in trials.columns and trials["seeds_unrecorded"].eq(0).all()
+    capsys.readouterr()
     assert main(["table", str(out), "--csv", str(tmp_path / "csv")]) == 0
     assert set(pd.read_csv(tmp_path / "csv" / "tidy.csv")["run_id"]) == reported, "gain-bench table too"
+    assert "chosen by in-distribution-val (realistic; the suite's [search] rule" in capsys.readouterr().out
+    by_worst = {s.run_id for s in selection.reported_specs(suite, out, rule="worst-group-val")}
+    assert main(["table", str(out), "--rule", "worst-group-val", "--csv", str(tmp_path / "wgv")]) == 0
+    assert set(pd.read_csv(tmp_path / "wgv" / "tidy.csv")["run_id"]) == by_worst, "--rule reads its choice"
+    assert "search trials chosen by worst-group-val (realistic)" in capsys.readouterr().out
+
+    first = sorted(records)[0]  # a record from before worst-group-val existed: named, never chosen by it
+    old = dict(records[first], selection={k: v for k, v in records[first]["selection"].items()
+                                           if k != "worst-group-val"})  # fmt: skip
+    (out / "runs" / first / "record.json").write_text(json.dumps(old))
+    assert main(["table", str(out), "--rule", "worst-group-val"]) == 0
+    assert "worst-group-val was not recorded for 1 complete run(s) of 1 trial(s)" in capsys.readouterr().err
+    assert first not in {s.run_id for s in selection.reported_specs(suite, out, rule="worst-group-val")}
+    assert main(["table", str(tmp_path / "csv"), "--rule", "oracle"]) == 2
+    assert "holds a searched suite" in capsys.readouterr().err
 
     for run_id in records:  # every test number and every shifted-group score gone; loading any split fails
         record = records[run_id]
@@ -156,6 +178,7 @@ def test_a_searched_suite_reports_only_the_chosen_trials(tmp_path, data_root, mo
 def test_rules_are_the_suite_rules():
     from benchmark.settings import SearchSettings, allowed
 
-    assert tuple(selection.RULES) == ("in-distribution-val", "oracle")
-    assert allowed(SearchSettings, "rule") == "in-distribution-val, oracle", "the schema allows exactly these"
+    assert tuple(selection.RULES) == ("in-distribution-val", "worst-group-val", "oracle")
+    assert allowed(SearchSettings, "rule") == "in-distribution-val, worst-group-val, oracle", "exactly these"
     assert selection.RULES["oracle"].upper_bound and not selection.RULES["in-distribution-val"].upper_bound
+    assert not selection.RULES["worst-group-val"].upper_bound

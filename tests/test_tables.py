@@ -29,6 +29,7 @@ SIZES = {
     "cf_original": 20,
     "cf_context_swapped": 20,
     "cf_object_removed": 20,
+    "cf_object_only": 20,
 }
 TRAIN = TrainSettings(epochs=1)
 
@@ -211,7 +212,7 @@ def test_paper_table_layout_and_cli(root, tmp_path, capsys):
         "context without boat",
         "overall",
     ]
-    cell = re.compile(r"^\d\.\d{3} (\[\d\.\d{3}, \d\.\d{3}\]|\(constant\))†?$")
+    cell = re.compile(r"^-?\d\.\d{3} (\[-?\d\.\d{3}, -?\d\.\d{3}\]|\(constant\))†?$")  # a gap can be < 0
     assert all(cell.match(c) for c in table.to_numpy().ravel()), table
     assert table.loc["overall", "GAIN_ext-78"].endswith("†") and not table.loc["overall", "Grad-CAM"].endswith("†")
     text = format_paper_table(table)
@@ -223,7 +224,8 @@ def test_paper_table_layout_and_cli(root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Grad-CAM" in out and "gradcam" in out and "overall" in out
     written = {p.name for p in (tmp_path / "csv").iterdir()}
-    assert written == {"tidy.csv", "aggregated.csv", "paired.csv", "paper.csv", "excluded.csv"}
+    assert written == {"tidy.csv", "aggregated.csv", "paired.csv", "paper.csv", "correlation.csv",
+                       "content_effect.csv", "excluded.csv"}
     aggregated = pd.read_csv(tmp_path / "csv" / "aggregated.csv")
     assert {"n_seeds", "mean", "sd", "ci_low", "ci_high"} <= set(aggregated.columns)
 

@@ -48,8 +48,12 @@ def test_one_run_end_to_end(tmp_path, data_root):
         "shifted_auroc",
         "context_flip_rate",
         "object_removal_flip_rate",
+        "object_only_accuracy",
+        "usual_background_accuracy",
+        "random_background_accuracy",
     ):
         assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["background_gap"] == metrics["usual_background_accuracy"] - metrics["random_background_accuracy"]
     assert (
         metrics["context_attention_share"] == metrics["context_attention_share"]
         or metrics["context_attention_zero_maps"] > 0
@@ -64,6 +68,7 @@ def test_one_run_end_to_end(tmp_path, data_root):
         "cf_original": 30,
         "cf_context_swapped": 30,
         "cf_object_removed": 30,
+        "cf_object_only": 30,
     }
     recomputed = audit_metrics({role: audited_view(p, 0) for role, p in preds.items()}, 0.5, classes=classes)
     assert json.loads(json.dumps(recomputed)) == metrics, "metrics must be recomputable from predictions.csv"

@@ -30,7 +30,7 @@ from benchmark.results import (
     read_throughput,
     reference_share,
 )
-from benchmark.selection import RULES, Selection, reported_specs, select_suite, trials_table
+from benchmark.selection import RULES, Selection, reported_specs, select_rules, trials_table, unrecorded_note
 from benchmark.spec import RunSpec
 from benchmark.store import (
     COMPLETE,
@@ -45,11 +45,22 @@ from benchmark.store import (
     write_atomic,
 )
 from benchmark.summary import configuration, curve_table, environments
-from benchmark.tables import PAPER_ROWS, build_tables, config_name, interval_cell, plural
+from benchmark.tables import (
+    PAPER_ROWS,
+    TRUE_MASKS,
+    build_tables,
+    config_name,
+    content_effect_table,
+    interval_cell,
+    load_runs,
+    mask_control,
+    plural,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 SIGNIFICANCE_METRICS = ("val_accuracy", "class_without_context", "context_without_class", "overall", "shifted_auroc",
-                        "worst_group_accuracy", "context_flip_rate")  # fmt: skip
+                        "worst_group_accuracy", "context_flip_rate", "background_gap",
+                        "object_only_accuracy")  # fmt: skip
 LOCALISATION_METRICS = (
     ("relevance_mass", "relevance mass (energy in the object mask)"),
     ("pointing_game", "pointing game (hit rate)"),
@@ -196,12 +207,30 @@ def _run_level(records: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str
     return {config: {k: sum(v) / len(v) for k, v in d.items()} for config, d in out.items()}
 
 
-def _search_summary(suite: Any, selections: dict[str, Selection], method_names: Names) -> dict[str, Any] | None:
+def _search_summary(
+    suite: Any, selections: dict[str, Selection], method_names: Names, others: list[dict[str, Any]] | None = None
+) -> dict[str, Any] | None:
     """The search as the report states it: the rule, the trials every method entry got, and per (method entry,
-    budget) the chosen trial, its selection score and hyperparameters."""
+    budget) the chosen trial, its selection score and hyperparameters; `others`: the same search read with the
+    other rules its records hold (`_other_rules`)."""
     if suite.search is None:
         return None
     rule = RULES[suite.search.rule]
+    return {
+        **_rule_view(suite, rule.name, selections, method_names),
+        "trials": suite.search.trials,
+        "seed": suite.search.seed,
+        "group_val_size": suite.search.group_val_size,
+        "searched": ", ".join(suite.search.keys)
+        if suite.search.keys
+        else "lr, weight_decay and each method hyperparameter with a declared distribution (but those its entry sets)",
+        "others": others or [],
+    }
+
+
+def _rule_view(suite: Any, rule_name: str, selections: dict[str, Selection], method_names: Names) -> dict[str, Any]:
+    """One rule's reading of the search: its definition and, per (method entry, budget), the trial it chose."""
+    rule = RULES[rule_name]
     regime_of = {run_id: r.label for r in suite.regimes() for run_id in r.run_ids} if suite.sweep else {}
     groups = []
     for selection in selections.values():
@@ -224,13 +253,33 @@ def _search_summary(suite: Any, selections: dict[str, Selection], method_names: 
         "metric": rule.metric,
         "doc": rule.doc,
         "upper_bound": rule.upper_bound,
-        "trials": suite.search.trials,
-        "seed": suite.search.seed,
-        "searched": ", ".join(suite.search.keys)
-        if suite.search.keys
-        else "lr, weight_decay and each method hyperparameter with a declared distribution (but those its entry sets)",
         "groups": groups,
+        "unrecorded": unrecorded_note(rule.name, selections),
     }
+
+
+def _other_rules(
+    suite: SuiteView,
+    out_root: Path,
+    by_rule: dict[str, dict[str, Selection]],
+    skip: set[str],
+    n_resamples: int,
+    method_names: Names,
+    names: dict[str, str],
+) -> list[dict[str, Any]]:
+    """The search read with every rule its records hold beside the suite's own: per rule, the trials it chose and
+    the paper's table of their runs (per regime), so each number says which rule chose it. `skip`: run ids left out
+    (damaged or conflicting)."""
+    out = []
+    for rule, selections in list(by_rule.items())[1:]:
+        chosen = {s.run_id for s in reported_specs(suite, out_root, selections)} - skip
+        papers = [
+            {"label": regime.label, "paper": _paper_view(tables["paper"], names)}
+            for regime, tables in _regime_tables(suite, out_root, chosen, n_resamples, method_names)
+            if len(tables["aggregated"])
+        ]
+        out.append(_rule_view(suite, rule, selections, method_names) | {"papers": papers})
+    return out
 
 
 RISE = 1.25  # a configuration's losses "rose" when its last epoch's mean total loss is this many times its lowest
@@ -337,11 +386,60 @@ def _merged(views: list[tuple[RegimeView, dict[str, pd.DataFrame]]]) -> dict[str
     if len(views) == 1 and not views[0][0].label:
         return views[0][1]
     merged: dict[str, pd.DataFrame] = {"paper": views[0][1]["paper"]}
-    for key in ("tidy", "aggregated", "paired", "excluded"):
+    for key in ("tidy", "aggregated", "paired", "correlation", "excluded"):
         frames = [tables[key].assign(regime=regime.label) for regime, tables in views]
         frame = pd.concat(frames, ignore_index=True)
         merged[key] = frame[["regime", *[c for c in frame.columns if c != "regime"]]]
     return merged
+
+
+def _correlation_view(
+    tables: dict[str, pd.DataFrame], names: dict[str, str], method_names: Names
+) -> dict[str, Any] | None:
+    """One regime's answer to "does localisation predict robustness?": the rows of `tables.correlation_table` with
+    the metrics' names, and the scatter of its configurations (`figures.correlation_scatter`)."""
+    correlation = tables.get("correlation")
+    if correlation is None or correlation.empty or tables["aggregated"].empty:
+        return None
+    rows = [
+        r | {"x_name": names.get(r["x"], r["x"]), "y_name": names.get(r["y"], r["y"])}
+        for r in correlation.to_dict("records")
+    ]
+    return {
+        "rows": rows,
+        "several_settings": correlation["setting"].nunique() > 1,
+        "figure": figures.correlation_scatter(tables["aggregated"], correlation, names, names=method_names),
+    }
+
+
+def _content_view(table: pd.DataFrame, records: list[dict[str, Any]], names: dict[str, str]) -> dict[str, Any]:
+    """"Does the masks' content matter?": the rows of `tables.content_effect_table` with their names and effect
+    classes, the controls the suite ran, and a plain sentence where it has none (or none with a true-mask twin)."""
+    controls = sorted({mask_control(r.get("spec", {})) for r in records} - {TRUE_MASKS})
+    rows = [] if table.empty else [
+        r | {"name": (f"{r['setting']}: " if r["setting"] else "") + _config_name(r),
+             "metric_name": names.get(r["metric"], r["metric"]), "effect": effect(r) or "ns"}
+        for r in table.to_dict("records")
+    ]  # fmt: skip
+    if rows:
+        shuffled = [r for r in rows if r["control"] == "shuffled"]
+        found = sum(r["effect"] != "ns" for r in shuffled)
+        sentence = (
+            f"{found} of {plural(len(shuffled), 'content-effect test')} (true minus shuffled masks) significant "
+            "after Holm's adjustment" if shuffled else "No shuffled-mask control: the rows compare the true masks "
+            "with the other controls"
+        )
+    elif controls:
+        sentence = (
+            f"The suite ran placebo-mask controls ({', '.join(controls)}), but no control run has a complete "
+            "true-mask twin (the same configuration and seed with the true masks) yet"
+        )
+    else:
+        sentence = (
+            'This suite has no placebo-mask control runs: set data.mask_control = "shuffled" (in [data] or a method '
+            "entry's data) to test whether the masks' content matters"
+        )
+    return {"rows": rows, "controls": controls, "sentence": sentence}
 
 
 def _sweep_figure(
@@ -368,7 +466,8 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
     out_root = Path(out_root)
     suite = read_suite(out_root)
     runs = planned(suite, out_root)
-    selections = select_suite(suite, out_root)
+    by_rule = select_rules(suite, out_root)  # the suite's rule first; the headline reads its choice
+    selections = next(iter(by_rule.values()), {})
     damaged = [p for p in runs if p.state == DAMAGED]
     unreadable = {p.spec.run_id for p in runs if p.state in (DAMAGED, CONFLICT) and p.problem}
     reported_runs = [  # a search: its chosen trials only; never a damaged run
@@ -390,7 +489,7 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
     views = _regime_tables(suite, out_root, reported, n_resamples, method_names)
     sweep = bool(suite.sweep)
     tables = _merged(views)
-    tables["trials"] = trials_table(selections)
+    tables["trials"] = pd.concat([trials_table(s) for s in by_rule.values()] or [pd.DataFrame()], ignore_index=True)
     paired = tables["paired"]
     context_name = suite.context
     names = metric_names(suite.audited_class, context_name)
@@ -419,6 +518,7 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
                 else "no complete baseline and method runs yet",
                 "budget_curves": curves,
                 "paper": _paper_view(regime_tables["paper"], names),
+                "correlation": _correlation_view(regime_tables, names, method_names),
                 "verdict": verdict(
                     aggregated,
                     regime_tables["paired"],
@@ -461,9 +561,15 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         tables, records, throughput, out_root, suite.audited_class, context_name, sweep, method_names
     )
     drawn["sweep"] = _sweep_figure(suite, views, names, method_names) if sweep else None
+    if sweep:  # a control and its true-mask twin may be in two regimes (a sweep over data.mask_control)
+        every, _ = load_runs([out_root], run_ids=reported, short=True)
+        tables["content_effect"] = content_effect_table(every, n_resamples=n_resamples, names=method_names)
     return {
         "suite": suite,
-        "search": _search_summary(suite, selections, method_names),
+        "search": _search_summary(
+            suite, selections, method_names, _other_rules(suite, out_root, by_rule, unreadable, n_resamples,
+                                                          method_names, names)
+        ),
         "counts": counts,
         "total": len(runs),
         "regimes": regimes,
@@ -473,6 +579,7 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         "effects": _effects(significance, names),
         "localisation": localisation,
         "localisation_metrics": LOCALISATION_METRICS,
+        "content": _content_view(tables["content_effect"], records, names),
         "attention_layer": attention,
         "failed": [p for p in runs if p.state == FAILED],
         "missing": [p for p in runs if p.state in (MISSING, RUNNING)],
@@ -503,8 +610,9 @@ def write_report(
     out_root: Path | str, output: Path | str | None = None, *, n_resamples: int = 2000
 ) -> Path:
     """Render `<out_root>/index.html` (or `output`), with `results.csv` (per configuration and metric: mean, sd and
-    interval), `results_runs.csv` (per run and metric) and `results_paired.csv` (against the baseline) beside it;
-    returns the HTML path."""
+    interval), `results_runs.csv` (per run and metric), `results_paired.csv` (against the baseline),
+    `results_correlation.csv` (localisation against robustness) and `results_content_effect.csv` (true against
+    placebo masks) beside it; returns the HTML path."""
     return render(out_root, output, n_resamples=n_resamples)[0]
 
 
@@ -524,7 +632,10 @@ def render(
     html = _environment().get_template("report.html.j2").render(**ctx)
     path = Path(output) if output else out_root / "index.html"
     write_atomic(path, html)
-    for name, key in (("results.csv", "aggregated"), ("results_runs.csv", "tidy"), ("results_paired.csv", "paired")):
+    written = (("results.csv", "aggregated"), ("results_runs.csv", "tidy"), ("results_paired.csv", "paired"),
+               ("results_correlation.csv", "correlation"),
+               ("results_content_effect.csv", "content_effect"))  # fmt: skip
+    for name, key in written:
         write_atomic(path.parent / name, tables[key].to_csv(index=False))
     if ctx["search"] is not None:
         write_atomic(path.parent / "results_trials.csv", tables["trials"].to_csv(index=False))
