@@ -4,6 +4,7 @@ from benchmark.methods.ablations import AMOnly, ExtOnly
 from benchmark.methods.base import HParam, Method
 from benchmark.methods.counterfactual import CopyPaste, Counterfactual, ObjectRemoval
 from benchmark.methods.dfr import DFR, DFRCounterfactual
+from benchmark.methods.energy import Energy
 from benchmark.methods.gain import GAIN, GAINExt
 from benchmark.methods.gradcam import GradCAMBaseline
 from benchmark.methods.rrr import RRR
@@ -15,6 +16,7 @@ register_method(GAIN, display="GAIN", colour="#E69F00")
 register_method(GAINExt, display="GAIN_ext", colour="#009E73")
 for _method in (CopyPaste, ObjectRemoval, Counterfactual, RRR, ExtOnly, AMOnly):
     register_method(_method)
+register_method(Energy, display="Energy")
 register_method(DFR, display="DFR")
 register_method(DFRCounterfactual, display="DFR (counterfactual)")
 
