@@ -14,8 +14,8 @@ from benchmark.models import SplitModel, build_model
 from benchmark.spec import RunSpec, TrainSettings
 from benchmark.train import load_data, run
 
-NEW = ("copy_paste", "object_removal", "counterfactual", "rrr", "ext_only", "am_only")
-MASK_METHODS = ("copy_paste", "object_removal", "counterfactual", "rrr", "ext_only")
+NEW = ("copy_paste", "object_removal", "counterfactual", "rrr", "ext_only", "am_only", "energy")
+MASK_METHODS = ("copy_paste", "object_removal", "counterfactual", "rrr", "ext_only", "energy")
 OBJECT = 5.0  # the object's colour: no background pixel comes near it
 
 
