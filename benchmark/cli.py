@@ -29,7 +29,17 @@ from benchmark.summary import (
     provenance,
     provenance_text,
 )
-from benchmark.tables import build_tables, format_config_rows, format_paper_table, write_csv
+from benchmark.tables import (
+    BACKGROUND_ROW_METRICS,
+    build_tables,
+    format_config_rows,
+    format_content_effect,
+    format_correlation,
+    format_paper_table,
+    write_csv,
+)
+
+TABLE_VIEWS = ("paper", "rows", "backgrounds", "content", "correlation")
 
 
 def _chosen_runs(dirs: list[Path], rule: str | None = None) -> tuple[set[str] | None, list[str]]:
@@ -74,7 +84,14 @@ def cmd_table(args: argparse.Namespace) -> int:
             print(f"gain-bench: {line}: none chosen yet", file=sys.stderr)
         return 2
     markdown = getattr(args, "markdown", False)
-    print(format_config_rows(tables, markdown=markdown) if args.rows else format_paper_table(tables["paper"], markdown))
+    view = getattr(args, "view", None) or ("rows" if args.rows else "paper")
+    print({
+        "paper": lambda: format_paper_table(tables["paper"], markdown),
+        "rows": lambda: format_config_rows(tables, markdown=markdown),
+        "backgrounds": lambda: format_config_rows(tables, BACKGROUND_ROW_METRICS, markdown=markdown),
+        "content": lambda: format_content_effect(tables["content_effect"], markdown),
+        "correlation": lambda: format_correlation(tables["correlation"], markdown),
+    }[view]())
     for line in chosen_by:  # the rule that chose every number of a search
         print(("\n" if markdown else "") + line)
     if markdown:
@@ -218,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rows",
         action="store_true",
         help="one line per configuration (method parameters in its name) with the paired difference to the baseline",
+    )
+    tb.add_argument(
+        "--view",
+        choices=TABLE_VIEWS,
+        help="what to print: paper (the paper's layout, default), rows (as --rows), backgrounds (the shifted groups "
+        "beside the background swaps, per configuration), content (true minus shuffled masks), correlation "
+        "(localisation against robustness)",
     )
     tb.add_argument(
         "--markdown",

@@ -833,3 +833,63 @@ def write_csv(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
         table.to_csv(path, index=name == "paper")
         paths.append(path)
     return paths
+
+
+# Short column names of the text views (the report's labels otherwise, from metric_defs).
+METRIC_LABELS = {
+    "shifted_auroc": "AUROC",
+    "worst_group_accuracy": "worst group",
+    "overall": "overall",
+    "relevance_mass": "relevance mass",
+    "pointing_game": "pointing game",
+}
+
+# The `--rows` columns of `gain-bench table --view backgrounds`: the shifted groups beside the background swaps.
+BACKGROUND_ROW_METRICS = (
+    ("shifted_auroc", "AUROC"),
+    ("worst_group_accuracy", "worst group"),
+    ("usual_background_accuracy", "usual ground"),
+    ("random_background_accuracy", "random ground"),
+    ("background_gap", "background gap"),
+    ("object_only_accuracy", "object only"),
+)
+
+
+def format_content_effect(table: pd.DataFrame, markdown: bool = False) -> str:
+    """The content effect (`content_effect_table`, the `shuffled` control) as one line per true-mask configuration:
+    per metric, true minus shuffled with its paired 95% interval and Holm-adjusted p."""
+    effect = table[table["control"] == "shuffled"] if not table.empty else table
+    if effect.empty:
+        return "no configuration has a shuffled-mask twin (data.mask_control = \"shuffled\"): no content effect"
+    metrics = list(dict.fromkeys(effect["metric"]))
+    head = ["configuration", "n", *(METRIC_LABELS.get(m, m) for m in metrics)]
+    rows = [head]
+    for _config, group in effect.groupby("config", sort=False):
+        by_metric = group.set_index("metric")
+        cells = [str(group.iloc[0]["label"]), str(int(group["n_seeds"].min()))]
+        for m in metrics:
+            if m not in by_metric.index:
+                cells.append("-")
+                continue
+            r = by_metric.loc[m]
+            cells.append(f"{r['difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] p{r['p_holm']:.3f}")
+        rows.append(cells)
+    note = ("true minus shuffled masks, paired by seed: difference [95% paired bootstrap interval], Holm-adjusted p "
+            "over every content-effect test")
+    return "\n".join([*grid(rows, markdown), "", note])
+
+
+def format_correlation(table: pd.DataFrame, markdown: bool = False) -> str:
+    """`correlation_table` as text: per setting and (localisation, robustness) pair, Spearman's rho with its
+    hierarchical-bootstrap interval over configurations and seeds."""
+    if table.empty:
+        return "no configuration with both a localisation and a robustness metric: no correlation"
+    rows = [["setting", "localisation", "robustness", "configurations", "rho [95% interval]", "p"]]
+    for _, r in table.iterrows():
+        rho = "-" if not np.isfinite(r["rho"]) else f"{r['rho']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+        p = "-" if not np.isfinite(r["p_value"]) else f"{r['p_value']:.3f}"
+        rows.append([str(r["setting"]) or "all", METRIC_LABELS.get(r["x"], r["x"]), METRIC_LABELS.get(r["y"], r["y"]),
+                     str(int(r["n_configurations"])), rho, p])
+    note = ("Spearman rank correlation across configurations (each at its mean over seeds); interval: configurations, "
+            "then seeds within them, resampled")
+    return "\n".join([*grid(rows, markdown), "", note])

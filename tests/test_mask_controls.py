@@ -17,6 +17,7 @@ from test_tables import TRAIN, _images, _predictions
 from tiny import tiny_suite
 
 from benchmark import runner
+from benchmark.cli import main
 from benchmark.datasets.files import FileSplit, ViewSettings
 from benchmark.datasets.images import ImageItem
 from benchmark.datasets.mask_controls import control_regions, controlled_split, derangement, rng_for
@@ -30,7 +31,7 @@ from benchmark.spec import RunSpec
 from benchmark.stats import holm
 from benchmark.store import read_record, run_dir, write_atomic, write_record
 from benchmark.suites import SuiteError, from_dict
-from benchmark.tables import CONTENT_COLUMNS, build_tables, content_effect_table, load_runs
+from benchmark.tables import CONTENT_COLUMNS, build_tables, content_effect_table, format_content_effect, load_runs
 from benchmark.train import new_record, run
 
 BOAT, CAR, IGNORE = 1, 2, 255  # class index + 1 of the audited class (boat) and another (car)
@@ -249,6 +250,30 @@ def test_the_content_effect_pairs_true_and_shuffled_by_seed_with_the_right_sign_
     view = _content_view(table, [r.record for r in runs], {"shifted_auroc": "AUROC"})
     assert view["sentence"].startswith("4 of 4 content-effect tests (true minus shuffled masks) significant")
     assert {r["effect"] for r in view["rows"] if r["control"] == "shuffled"} == {"better"}
+    text = format_content_effect(table, markdown=True)
+    (line,) = [row for row in text.splitlines() if row.startswith("| gain_ext-9 ")]
+    auroc = shuffled.loc["shifted_auroc"]
+    cell = f"{auroc['difference']:+.3f} [{auroc['ci_low']:+.3f}, {auroc['ci_high']:+.3f}] p{auroc['p_holm']:.3f}"
+    assert cell in line
+    assert "random" not in text, "the content effect is the shuffled control's"
+
+
+def test_table_views_print_the_content_effect_correlation_and_backgrounds(tmp_path, capsys):
+    for seed in range(2):
+        _fake(tmp_path, "gradcam", seed, 0.6, budget=0)
+        _fake(tmp_path, "gain_ext", seed, 0.95)
+        _fake(tmp_path, "gain_ext", seed, 0.6, control="shuffled")
+    assert main(["table", str(tmp_path), "--view", "content", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    (line,) = [row for row in out.splitlines() if row.startswith("| gain_ext-9 ")]
+    assert line.split(" | ")[1] == "2" and "true minus shuffled masks" in out and "Runs: 6" in out
+    assert main(["table", str(tmp_path), "--view", "correlation", "--markdown"]) == 0
+    out = capsys.readouterr().out  # 3 configurations: too few for a rank correlation, shown as -
+    assert "| all | relevance mass | AUROC | 3 | - | - |" in out
+    assert main(["table", str(tmp_path), "--view", "backgrounds"]) == 0
+    assert "background gap" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["table", str(tmp_path), "--view", "nope"])
 
 
 def test_an_empty_content_effect_says_so():
