@@ -17,7 +17,7 @@ def test_a_suite_says_each_phase_in_order_on_stderr(tmp_path, capsys):
     err = captured.err
     expected = [
         "suite talk: 4 of 4 runs to train ->",
-        "generating the built-in data: 300 images of 48 px under",
+        "generating the built-in data: 320 images of 48 px under",  # 160 + 40 + 2 x 20 + 4 x 20
         "generating the built-in data: done in",
         "pre-training small_cnn on the unbiased corpus (160 images of 48 px, 8 epochs; once, cached as",
         "pre-training small_cnn on the unbiased corpus: done in",
