@@ -864,9 +864,12 @@ def format_content_effect(table: pd.DataFrame, markdown: bool = False) -> str:
     metrics = list(dict.fromkeys(effect["metric"]))
     head = ["configuration", "n", *(METRIC_LABELS.get(m, m) for m in metrics)]
     rows = [head]
+    labels = [str(label).split() for label in effect.drop_duplicates("config")["label"]]
+    shared = set.intersection(*(set(tokens[1:]) for tokens in labels)) if len(labels) > 1 else set()
     for _config, group in effect.groupby("config", sort=False):
         by_metric = group.set_index("metric")
-        cells = [str(group.iloc[0]["label"]), str(int(group["n_seeds"].min()))]
+        name = " ".join(t for i, t in enumerate(str(group.iloc[0]["label"]).split()) if i == 0 or t not in shared)
+        cells = [name, str(int(group["n_seeds"].min()))]
         for m in metrics:
             if m not in by_metric.index:
                 cells.append("-")
