@@ -11,11 +11,14 @@ from benchmark.methods.energy import energy_loss
 from benchmark.models import SplitModel
 
 
-def linear_model(weight: list[float], dtype=torch.float32) -> SplitModel:
-    """Features are the image itself; the head is GAP + linear, so Grad-CAM's weights are `W[c] / (h w)`."""
-    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(len(weight), 1))
+def linear_model(weight: list[float] | list[list[float]], dtype=torch.float32) -> SplitModel:
+    """Features are the image itself; the head is GAP + linear (one row of `weight` per class, a flat list: one
+    class), so Grad-CAM's weights are `W[c] / (h w)`."""
+    w = torch.tensor(weight, dtype=dtype)
+    w = w if w.dim() == 2 else w.unsqueeze(0)
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w.shape[1], w.shape[0]))
     with torch.no_grad():
-        head[2].weight.copy_(torch.tensor([weight], dtype=dtype))
+        head[2].weight.copy_(w)
         head[2].bias.zero_()
     return SplitModel(
         nn.Identity(), head.to(dtype), name="linear", attention_layer="input", mean=(0.0,) * 3, std=(1.0,) * 3
@@ -48,6 +51,20 @@ def test_energy_loss_by_hand():
     assert parts["energy"].item() == pytest.approx(1 / 6)
     assert parts["cl"].item() == pytest.approx(cl.item())
     assert parts["total"].item() == pytest.approx(cl.item() + 3.0 * (1 / 6))
+
+
+def test_energy_loss_by_hand_two_classes_and_an_ignore_pixel_that_carries_energy():
+    """Image 0 holds classes 0 and 1 (mask [[1,2],[0,255]]); class 1's map puts most of its energy on the ignore
+    pixel, which counts neither inside nor outside. Image 1 (class 0, no mask) adds 0."""
+    model, batch = linear_model([[1.0, 0.0], [0.5, 1.0]]), hand_batch()
+    batch["labels"] = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    batch["mask"][0] = torch.tensor([[1, 2], [0, 255]])
+    features = model.features(batch["image"])
+    # class 0: 0.25 * F0 = [[0.5, 0], [0.25, 0]]: 0.5 of 0.75 inside -> outside share 1/3.
+    # class 1: 0.25 * (0.5 F0 + F1) = [[0.25, 0.25], [0.125, 0.75]]: without the ignore pixel 0.25 of 0.625 inside
+    # -> 3/5 (ignore counted outside: 1.125/1.375; inside: 0.375/1.375). Image 0: (1/3 + 3/5) / 2 = 7/15; B = 2.
+    loss = energy_loss(model, features, model.head(features), batch)
+    assert loss.item() == pytest.approx(7 / 30)
 
 
 def test_an_all_zero_map_costs_one_without_nan_and_no_mask_costs_nothing():

@@ -16,6 +16,14 @@ all-zero map costs 1, the most, since it shows no evidence on the object. The lo
 `1 - E_bc` is exactly GAIN_ext's `outside_energy` variant of `L_e` (`gain.outside_energy_loss`), which this module
 reuses; what differs is the method around it: no attention mining, no warm-up, and Grad-CAM's channel weights kept in
 the graph as Rao et al. differentiate the attribution through the model (GAIN's `L_e` treats them as constants).
+The maps are read off the classification pass's own features (one forward pass, BatchNorm as it trains; the head
+re-run with running statistics only where it holds training BatchNorm, `attention.cam_logits`), so there is no second
+pass and no `grad_bn` setting as in RRR.
+
+Against the authors' code (github.com/sukrutrao/Model-Guidance, `losses.py`, `train.py`), the same Grad-CAM (ReLU of
+the weighted features, weights in the graph, bilinear upsampling) and per-map loss, but: every ground-truth class of
+an image, averaged (they draw one at random per image and step); the batch mean (they sum over the batch, so their
+lambda at batch size B is this one's lambda / B); masks instead of boxes.
 """
 
 from __future__ import annotations
