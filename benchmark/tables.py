@@ -576,6 +576,15 @@ ROW_METRICS = (
 )
 
 
+def short_names(labels: list[str]) -> dict[str, str]:
+    """Each configuration label less the settings every label shares (its first token, the method, always kept)."""
+    tokens = {label: str(label).split() for label in labels}
+    shared = set.intersection(*(set(t[1:]) for t in tokens.values())) if tokens else set()
+    return {
+        label: " ".join(t for i, t in enumerate(words) if i == 0 or t not in shared) for label, words in tokens.items()
+    }
+
+
 def format_config_rows(
     tables: dict[str, pd.DataFrame], metrics: tuple[tuple[str, str], ...] = ROW_METRICS, markdown: bool = False
 ) -> str:
@@ -587,13 +596,11 @@ def format_config_rows(
     if aggregated.empty:
         return ""
     rows = [["configuration", "n", *(label for _, label in metrics)]]
-    labels = [str(label).split() for label in aggregated.drop_duplicates("config")["label"]]
-    shared = set.intersection(*(set(tokens[1:]) for tokens in labels)) if labels else set()
+    names = short_names(list(aggregated.drop_duplicates("config")["label"]))
     for config, group in aggregated.groupby("config", sort=False):
         by_metric = group.set_index("metric")
         mine = paired[paired["config"] == config].set_index("metric") if len(paired) else pd.DataFrame()
-        name = " ".join(t for i, t in enumerate(str(group.iloc[0]["label"]).split()) if i == 0 or t not in shared)
-        cells = [name, str(int(group["n_seeds"].min()))]
+        cells = [names[group.iloc[0]["label"]], str(int(group["n_seeds"].min()))]
         for key, _ in metrics:
             if key not in by_metric.index:
                 cells.append("-")
@@ -864,12 +871,10 @@ def format_content_effect(table: pd.DataFrame, markdown: bool = False) -> str:
     metrics = list(dict.fromkeys(effect["metric"]))
     head = ["configuration", "n", *(METRIC_LABELS.get(m, m) for m in metrics)]
     rows = [head]
-    labels = [str(label).split() for label in effect.drop_duplicates("config")["label"]]
-    shared = set.intersection(*(set(tokens[1:]) for tokens in labels)) if len(labels) > 1 else set()
+    names = short_names(list(effect.drop_duplicates("config")["label"]))
     for _config, group in effect.groupby("config", sort=False):
         by_metric = group.set_index("metric")
-        name = " ".join(t for i, t in enumerate(str(group.iloc[0]["label"]).split()) if i == 0 or t not in shared)
-        cells = [name, str(int(group["n_seeds"].min()))]
+        cells = [names[group.iloc[0]["label"]], str(int(group["n_seeds"].min()))]
         for m in metrics:
             if m not in by_metric.index:
                 cells.append("-")
