@@ -10,6 +10,7 @@ import shlex
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,12 @@ def _chosen_runs(dirs: list[Path], rule: str | None = None) -> tuple[set[str] | 
     return set().union(*searched.values()) | others, lines
 
 
+def _warn_left_out(reasons: Iterable[str]) -> None:
+    """One warning line per damaged run file a command left out (`gain-bench run` trains such a run again)."""
+    for reason in reasons:
+        print(f"gain-bench: warning: left out (damaged): {reason}; `gain-bench run` trains it again", file=sys.stderr)
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     try:
         chosen, chosen_by = _chosen_runs(args.dirs, getattr(args, "rule", None))
@@ -83,6 +90,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         for line in chosen_by:  # a search whose rule has chosen nothing (yet, or not recorded)
             print(f"gain-bench: {line}: none chosen yet", file=sys.stderr)
         return 2
+    _warn_left_out(tables["excluded"].loc[tables["excluded"]["kind"] == "damaged", "reason"])
     markdown = getattr(args, "markdown", False)
     view = getattr(args, "view", None) or ("rows" if args.rows else "paper")
     print({
@@ -113,7 +121,9 @@ def cmd_curves(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    rows = curve_table(load_records(args.dirs), keys)
+    damaged: list[str] = []
+    rows = curve_table(load_records(args.dirs, damaged), keys)
+    _warn_left_out(damaged)
     if args.only:
         labels = {row["config"] for row in rows}
         missing = [label for label in args.only if label not in labels]
@@ -129,7 +139,9 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    rows = compare_runs(load_records([args.first]), load_records([args.second]))
+    damaged: list[str] = []
+    rows = compare_runs(load_records([args.first], damaged), load_records([args.second], damaged))
+    _warn_left_out(damaged)
     if not rows:
         print(f"gain-bench: no complete run of {args.first} was made again in {args.second}", file=sys.stderr)
         return 2

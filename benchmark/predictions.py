@@ -78,11 +78,22 @@ REQUIRED = ("role", "id", "row", "pair", "has_context", "context_share", "object
 INTEGER = ("row", "pair", "has_context")
 
 
-def predictions_problem(path: Path) -> str | None:
+def row_counts(preds: dict[str, dict[str, np.ndarray]]) -> dict[str, int]:
+    """Rows per role of the `predictions.csv` written from `preds`: what a run's record keeps (`ROWS_KEY`) so that
+    a file cut exactly at the end of a row is found short."""
+    return {role: len(p["ids"]) for role, p in preds.items()}
+
+
+ROWS_KEY = "predictions_rows"
+"""The record key of `row_counts` (a record written before it has none)."""
+
+
+def predictions_problem(path: Path, written: dict[str, int] | None = None) -> str | None:
     """What keeps `predictions.csv` from being read whole (None: nothing): missing, empty, cut off in a row
     (truncated), or garbled (not text, a row with another number of fields than the header, a number that is not
-    one, a role whose rows do not count up from 0). A file cut exactly at the end of a row whose last role is then
-    short by whole rows reads as whole: nothing in the file says how many rows it had."""
+    one, a role whose rows do not count up from 0). `written` (the record's `ROWS_KEY`) are the rows per role the run
+    wrote: a file cut exactly at the end of a row, or between roles, is then truncated too; without them (a record
+    written before they were kept) such a file reads as whole, as nothing in the file says how many rows it had."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -121,6 +132,11 @@ def predictions_problem(path: Path) -> str | None:
         if row[row_at] != str(expected):
             return f"garbled (row {number}: {role} row {row[row_at]!r} where {expected} comes next)"
         counts[role] = expected + 1
+    short = {role: n for role, n in (written or {}).items() if counts.get(role, 0) != n}
+    if short:
+        role, n = next(iter(short.items()))
+        return (f"truncated ({role} has {counts.get(role, 0)} rows where the run wrote {n}; it ends after "
+                f"{len(data)} bytes)")  # fmt: skip
     return None
 
 

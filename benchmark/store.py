@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from benchmark.predictions import predictions_problem
+from benchmark.predictions import ROWS_KEY, predictions_problem
 
 RECORD_SCHEMA = 1
 
@@ -177,7 +177,7 @@ def inspect_run(out_root: Path, run_id: str, config_hash: str) -> RunState:
     status = record.get("status")
     if status == COMPLETE:
         predictions = folder / "predictions.csv"
-        problem = _predictions_problem(predictions)
+        problem = whole_predictions(predictions, record)
         if problem:
             return RunState(DAMAGED, record, f"predictions.csv: {problem}")
         if not (folder / "model.pt").is_file():
@@ -219,18 +219,21 @@ def _hash_in(path: Path) -> str | None:
     return found.group(1) if found else None
 
 
-def _predictions_problem(path: Path) -> str | None:
-    """What is wrong with a run's predictions (None: nothing), looked at once per version of the file."""
+def whole_predictions(path: Path, record: dict[str, Any]) -> str | None:
+    """What is wrong with a complete run's predictions (None: nothing), checked against the rows per role its record
+    says were written (`predictions.ROWS_KEY`, where kept); looked at once per version of the file."""
     try:
         stat = path.stat()
     except OSError:
         return "missing (the record says complete)"
-    return _problem_of(str(path), stat.st_size, stat.st_mtime_ns)
+    rows = record.get(ROWS_KEY)
+    rows = tuple(rows.items()) if isinstance(rows, dict) else None
+    return _problem_of(str(path), stat.st_size, stat.st_mtime_ns, rows)
 
 
 @functools.lru_cache(maxsize=4096)
-def _problem_of(path: str, _size: int, _mtime_ns: int) -> str | None:
-    return predictions_problem(Path(path))
+def _problem_of(path: str, _size: int, _mtime_ns: int, rows: tuple[tuple[str, int], ...] | None) -> str | None:
+    return predictions_problem(Path(path), dict(rows) if rows is not None else None)
 
 
 SUITE_FILE = "suite.json"

@@ -12,7 +12,7 @@ from typing import Any
 from benchmark.names import Names
 from benchmark.results import known_keys, with_keys
 from benchmark.spec import RunSpec, configuration_key, pairing_key
-from benchmark.store import read_record
+from benchmark.store import DamagedFile, read_record
 
 COLUMNS = [
     ("val_accuracy", "val acc"),
@@ -25,12 +25,19 @@ COLUMNS = [
 ]
 
 
-def load_records(roots: list[Path]) -> list[dict[str, Any]]:
-    """Every `runs/*/record.json` under the given output roots (with the keys their `suite.json` lists)."""
+def load_records(roots: list[Path], damaged: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every `runs/*/record.json` under the given output roots (with the keys their `suite.json` lists). A truncated
+    or garbled record is left out, and what is wrong with it (the file named) appended to `damaged` where given; a
+    record of an unknown schema raises ValueError naming it."""
     out = []
     for root in roots:
         keys = known_keys(root)
-        out += [with_keys(read_record(p), keys) for p in sorted(Path(root).glob("runs/*/record.json"))]
+        for path in sorted(Path(root).glob("runs/*/record.json")):
+            try:
+                out.append(with_keys(read_record(path), keys))
+            except DamagedFile as err:
+                if damaged is not None:
+                    damaged.append(str(err))
     return out
 
 

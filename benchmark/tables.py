@@ -42,7 +42,7 @@ from benchmark.stats import (
     probability_of_improvement,
     seed_mean_sd,
 )
-from benchmark.store import read_record
+from benchmark.store import DamagedFile, read_record, whole_predictions, write_atomic
 from benchmark.summary import configuration, record_keys
 
 
@@ -227,8 +227,9 @@ def load_runs(
     """Complete runs with their predictions under `<root>/runs/*/`, and a table of the runs left out and why.
 
     `run_ids` keeps only those runs (a suite's report reads the runs of the suite as it is now, not folders left by
-    earlier configurations); `short` labels configurations by method, budget and method parameters only. An
-    unreadable record raises ValueError naming its file (as `summary.load_records` does).
+    earlier configurations); `short` labels configurations by method, budget and method parameters only. A damaged
+    record, or a complete record whose predictions are missing, cut off or garbled (`store.whole_predictions`), is
+    left out as `damaged` with the file and the reason; a record of an unknown schema raises ValueError naming it.
     """
     runs: list[Run] = []
     excluded: list[dict[str, Any]] = []
@@ -238,7 +239,12 @@ def load_runs(
         for path in sorted(Path(root).glob("runs/*/record.json")):
             if run_ids is not None and path.parent.name not in run_ids:
                 continue
-            record = with_keys(read_record(path), keys)
+            try:
+                record = with_keys(read_record(path), keys)
+            except DamagedFile as err:
+                row = {"run_id": path.parent.name, "config": "", "label": ""}
+                excluded.append(row | {"path": str(path), "kind": "damaged", "reason": str(err)})
+                continue
             config, label = configuration(record, short)
             row = {"run_id": record.get("run_id", path.parent.name), "config": config, "label": label}
             predictions = path.parent / "predictions.csv"
@@ -247,6 +253,8 @@ def load_runs(
                 reason = f"status {record.get('status')!r}" + (f": {record['error']}" if record.get("error") else "")
             elif not predictions.exists():
                 kind, reason = "without predictions", "no predictions.csv"
+            elif problem := whole_predictions(predictions, record):
+                kind, reason = "damaged", f"{predictions}: {problem}"
             elif row["run_id"] in seen:
                 kind, reason = "duplicate", f"duplicate of run {row['run_id']} (first one kept)"
             else:
@@ -831,13 +839,12 @@ def build_tables(
 
 
 def write_csv(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
-    """Each table as `<out_dir>/<name>.csv` (the paper table with its metric column); returns the paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Each table as `<out_dir>/<name>.csv` (the paper table with its metric column), each written atomically (a
+    full disk leaves the earlier file whole and raises `store.WriteError` naming it); returns the paths."""
     paths = []
     for name, table in tables.items():
-        path = out_dir / f"{name}.csv"
-        table.to_csv(path, index=name == "paper")
+        path = Path(out_dir) / f"{name}.csv"
+        write_atomic(path, table.to_csv(index=name == "paper"))
         paths.append(path)
     return paths
 

@@ -39,7 +39,7 @@ from benchmark.metrics import (
     segmentation_counts,
 )
 from benchmark.models import SplitModel, build_model
-from benchmark.predictions import audited_view, predictions_csv
+from benchmark.predictions import ROWS_KEY, audited_view, predictions_csv, row_counts
 from benchmark.provenance import git_commit
 from benchmark.registry import labels
 from benchmark.spec import RunSpec, TrainSettings, architecture_params
@@ -204,6 +204,7 @@ def run(
         images = sum(epoch["steps_images"] for epoch in record["curve"])
         record["timings"]["train_images_per_s"] = images / record["timings"]["train_seconds"]
         write_atomic(out / "predictions.csv", predictions_csv(preds, classes))
+        record[ROWS_KEY] = row_counts(preds)
         buffer = io.BytesIO()
         torch.save(model.state_dict(), buffer)
         write_atomic(out / "model.pt", buffer.getvalue())

@@ -21,6 +21,7 @@ import benchmark.cli
 import benchmark.commands
 from benchmark import runner
 from benchmark.cli import main
+from benchmark.predictions import ROWS_KEY, predictions_problem
 from benchmark.report import render, write_report
 from benchmark.results import planned, read_suite, status_lines
 from benchmark.store import read_record
@@ -128,6 +129,58 @@ def test_a_damaged_run_is_listed_with_its_file_and_left_out_of_the_report(folder
     assert ids[1] in left_out[: left_out.index("</ul>")]
     assert ids[1] not in (out / "results_runs.csv").read_text(), "the damaged run is not in the tables"
     assert ids[0] in (out / "results_runs.csv").read_text()
+
+
+def cut_after_rows(path: Path, rows: int) -> None:
+    """The file's last `rows` rows removed, cut exactly at a row's end: the file alone reads as whole."""
+    lines = path.read_bytes().split(b"\n")  # the last one is the empty rest after the final newline
+    path.write_bytes(b"\n".join(lines[: -1 - rows]) + b"\n")
+
+
+@pytest.mark.parametrize("cut", ["rows", "role"], ids=["three-rows", "a-whole-role"])
+def test_predictions_cut_at_a_row_end_are_found_short_by_the_records_row_counts(folder, capsys, cut):
+    _, out, _ = folder
+    ids = run_ids(out)
+    path = out / "runs" / ids[2] / "predictions.csv"
+    rows = read_record(path.with_name("record.json"))[ROWS_KEY]
+    assert sum(rows.values()) == len(path.read_text().splitlines()) - 1, "the record counts every row written"
+    last = path.read_text().splitlines()[-1].split(",")[0]  # the role of the file's last row
+    dropped = 3 if cut == "rows" else rows[last]
+    cut_after_rows(path, dropped)
+    assert predictions_problem(path) is None, "the file alone gives no sign of the cut"
+    printed, lines = status(out, capsys)
+    assert "4 runs: 3 complete, 1 damaged" in printed
+    reason = (f"predictions.csv: truncated ({last} has {rows[last] - dropped} rows where the run wrote {rows[last]}; "
+              f"it ends after {path.stat().st_size} bytes)")  # fmt: skip
+    assert lines == [f"  damaged {ids[2]}: {reason}; left out of the report; `gain-bench run` trains it again"]
+    assert main(["table", str(out), "--rows"]) == 0
+    err = capsys.readouterr().err
+    assert f"gain-bench: warning: left out (damaged): {path}: {reason.removeprefix('predictions.csv: ')}" in err, err
+
+
+def test_table_curves_and_compare_leave_a_damaged_run_out_and_say_which(folder, tmp_path, capsys):
+    _, out, _ = folder
+    ids = run_ids(out)
+    whole = tmp_path / "whole"
+    shutil.copytree(out, whole)
+    record = out / "runs" / ids[1] / "record.json"
+    truncate(record)
+    warning = re.escape(f"gain-bench: warning: left out (damaged): {record}: truncated (") + r"it ends after \d+ bytes"
+    assert main(["table", str(out), "--rows"]) == 0
+    printed = capsys.readouterr()
+    assert re.search(warning, printed.err) and "4 runs" not in printed.out, printed.err
+    assert main(["table", str(out), "--csv", str(tmp_path / "csv")]) == 0
+    capsys.readouterr()
+    runs_table = (tmp_path / "csv" / "tidy.csv").read_text()
+    assert ids[1] not in runs_table and ids[0] in runs_table
+    excluded = (tmp_path / "csv" / "excluded.csv").read_text()
+    assert ids[1] in excluded and "damaged" in excluded
+    assert main(["curves", str(out)]) == 0
+    assert re.search(warning, capsys.readouterr().err)
+    assert main(["compare", str(whole), str(out)]) == 0
+    printed = capsys.readouterr()
+    row = printed.out.splitlines()[1].split()
+    assert re.search(warning, printed.err) and row[0] == "gradcam" and row[1] == "3", printed  # 3 runs of 4 compared
 
 
 def test_a_complete_run_without_its_checkpoint_is_reported_and_listed(folder, capsys):

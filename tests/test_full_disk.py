@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -117,3 +118,18 @@ def test_a_suite_that_cannot_write_its_suite_file_trains_nothing(folder, tmp_pat
     assert f"gain-bench: error: cannot write {out / 'suite.json'}: File too large (EFBIG" in done.stderr
     assert "Traceback" not in done.stderr
     assert sorted(p.name for p in out.iterdir()) == [], "nothing half-written, nothing trained"
+
+
+def test_table_csv_that_cannot_write_leaves_the_earlier_tables_whole(folder, tmp_path, capsys):
+    _, out, _ = folder
+    tables = tmp_path / "tables"
+    assert main(["table", str(out), "--csv", str(tables)]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in tables.iterdir()}
+    limit = max(map(len, before.values())) // 2  # the largest table no longer fits
+    done = limited(limit, "table", str(out), "--csv", str(tables))
+    assert done.returncode == 1, done.stderr
+    assert re.search(rf"gain-bench: error: cannot write {re.escape(str(tables))}/\w+\.csv: File too large \(EFBIG",
+                     done.stderr), done.stderr  # fmt: skip
+    assert "Traceback" not in done.stderr
+    assert {p.name: p.read_bytes() for p in tables.iterdir()} == before, "no table half-written"
