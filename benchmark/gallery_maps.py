@@ -213,7 +213,7 @@ def _up_to_date(out_root: Path, key: dict[str, Any]) -> bool:
     try:
         meta = json.loads((out_root / GALLERY_JSON).read_text())
         blob = (out_root / GALLERY_NPZ).read_bytes()
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # missing, cut off, or garbled (not UTF-8 text, not JSON): computed again
         return False
     return (
         isinstance(meta, dict)

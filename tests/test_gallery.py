@@ -140,6 +140,11 @@ def test_other_settings_or_a_damaged_npz_are_computed_again(written, tmp_path):
     assert gallery.gallery(copy) is None and "inconsistent" in gallery.gallery_missing_reason(copy)
     gallery_maps.write_gallery(copy, _picks(copy), data_root, per_group=2)
     assert gallery.gallery_missing_reason(copy) is None
+    json_path = copy / gallery_maps.GALLERY_JSON
+    json_path.write_bytes(json_path.read_bytes()[:40] + b"\xff\x00garbled" + json_path.read_bytes()[52:])
+    assert gallery.gallery(copy) is None and "unreadable" in gallery.gallery_missing_reason(copy)
+    gallery_maps.write_gallery(copy, _picks(copy), data_root, per_group=2)  # garbled, not UTF-8: computed again
+    assert gallery.gallery_missing_reason(copy) is None
 
 
 def test_the_report_draws_it_from_the_folder_alone(written, tmp_path):
