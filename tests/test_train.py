@@ -282,8 +282,10 @@ def test_table_summarises_seeds_per_configuration(tmp_path, data_root, capsys):
     assert f"{gain_auroc:.3f} [" in lines[2] or f"{gain_auroc:.3f} (constant)" in lines[2]
     (tmp_path / "runs" / "broken").mkdir()
     (tmp_path / "runs" / "broken" / "record.json").write_text("{not json")
-    assert main(["table", str(tmp_path)]) == 2
-    assert "broken/record.json: truncated (it ends after 9 bytes; not a whole JSON document)" in capsys.readouterr().err
+    assert main(["table", str(tmp_path)]) == 0, "a damaged record is left out, the rest tabled"
+    printed = capsys.readouterr()
+    assert "broken/record.json: truncated (it ends after 9 bytes; not a whole JSON document)" in printed.err
+    assert "gain-bench: warning: left out (damaged): " in printed.err and "gradcam" in printed.out
 
 
 def test_channels_last_is_the_same_training_up_to_float_rounding(tmp_path, data_root):
