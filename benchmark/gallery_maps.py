@@ -42,13 +42,8 @@ from benchmark.datasets.tensors import TensorSplit
 from benchmark.models import SplitModel
 from benchmark.registry import METHODS
 from benchmark.spec import RunSpec
-from benchmark.store import write_atomic
+from benchmark.store import GALLERY_JSON, GALLERY_NPZ, GALLERY_SCHEMA, write_atomic
 from benchmark.train import load_trained
-
-# The results folder's contract with `benchmark.report.gallery`, which keeps its own copy (it imports no torch).
-GALLERY_JSON = "gallery.json"
-GALLERY_NPZ = "gallery.npz"
-SCHEMA = 1
 
 # (role, header); the header's {cls}/{ctx} are the audited class and its context.
 GROUPS = (
@@ -242,7 +237,7 @@ def write_gallery(
     """
     out_root = Path(out_root)
     runs = [[s.run_id, s.config_hash] if s is not None else [f.run_id, note] for f, s, note in picked]
-    key = {"schema": SCHEMA, "runs": runs, "per_group": per_group, "seed": seed}
+    key = {"schema": GALLERY_SCHEMA, "runs": runs, "per_group": per_group, "seed": seed}
     path = out_root / GALLERY_JSON
     if _up_to_date(out_root, key):
         return path

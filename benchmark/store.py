@@ -239,6 +239,10 @@ def _problem_of(path: str, _size: int, _mtime_ns: int, rows: tuple[tuple[str, in
 SUITE_FILE = "suite.json"
 REFERENCE_FILE = "reference.json"
 THROUGHPUT_FILE = "throughput.json"
+# The gallery: written by `benchmark.gallery_maps` (torch), drawn by `benchmark.report.gallery` (no torch).
+GALLERY_JSON = "gallery.json"
+GALLERY_NPZ = "gallery.npz"
+GALLERY_SCHEMA = 1
 
 
 def suite_file_hint(out_root: Path) -> str:

@@ -281,3 +281,26 @@ def test_run_trains_the_damaged_runs_again_and_measures_the_damaged_files_again(
     assert [r["run_id"] for r in timed] == [ids[0]], "measured again on the representative"
     assert json.loads((out / "reference.json").read_text()), "measured again"
     assert json.loads((out / "suite.json").read_text())["name"] == "damaged"
+
+
+@pytest.mark.parametrize("damage", [truncate, garble], ids=["truncated", "garbled"])
+def test_a_damaged_gallery_is_listed_by_status_and_drawn_again_by_run(folder, capsys, damage):
+    suite_file, out, data_root = folder
+    assert main(["status", str(out)]) == 0 and "gallery" not in capsys.readouterr().out, "a whole gallery: no line"
+    damage(out / "gallery.json")
+    assert main(["status", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"^  damaged gallery: the gallery in this results folder is unreadable \(gallery\.json: .+\); "
+                     r"`gain-bench report` writes it again where the checkpoints and the data are$", printed,
+                     re.MULTILINE), printed  # fmt: skip
+    args = ["run", str(suite_file), "--out", str(out), "--seeds", SEEDS, "--quiet", "--threads", "1", "--data-root",
+            str(data_root)]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    assert "gallery" not in capsys.readouterr().out, "drawn again by run"
+    (out / "gallery.npz").unlink()
+    assert main(["status", str(out)]) == 0
+    assert "  damaged gallery: the gallery in this results folder has no gallery.npz beside its gallery.json" in (
+        capsys.readouterr().out
+    )

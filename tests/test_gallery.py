@@ -20,11 +20,12 @@ from benchmark.attention import inference_cam, minmax_normalise, upsample_biline
 from benchmark.datasets import registry
 from benchmark.datasets.images import DataError
 from benchmark.report import gallery
+from benchmark.store import GALLERY_JSON, GALLERY_NPZ
 from benchmark.suites import load
 from benchmark.train import load_trained
 
 ROOT = Path(__file__).resolve().parent.parent
-FILES = (gallery_maps.GALLERY_JSON, gallery_maps.GALLERY_NPZ)
+FILES = (GALLERY_JSON, GALLERY_NPZ)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def written(trained, tmp_path_factory) -> tuple[Path, Path]:
     out, data_root = trained
     copy = tmp_path_factory.mktemp("gallery_written") / "out"
     shutil.copytree(out, copy)
-    assert gallery_maps.write_gallery(copy, _picks(copy), data_root) == copy / gallery_maps.GALLERY_JSON
+    assert gallery_maps.write_gallery(copy, _picks(copy), data_root) == copy / GALLERY_JSON
     return copy, data_root
 
 
@@ -64,7 +65,7 @@ def _copy(out: Path, tmp_path: Path) -> Path:
 def test_the_files_hold_each_configurations_maps_images_and_scores(written):
     out, _ = written
     picks = _picks(out)
-    meta = json.loads((out / gallery_maps.GALLERY_JSON).read_text())
+    meta = json.loads((out / GALLERY_JSON).read_text())
     assert [r["run_id"] for r in meta["rows"]] == [s.run_id for _, s, _ in picks]
     assert [r["run_id"].split("-")[::2] for r in meta["rows"]] == [["gradcam", "s0"], ["gain_ext", "s0"]]
     assert [r["config_hash"] for r in meta["rows"]] == [s.config_hash for _, s, _ in picks]
@@ -79,7 +80,7 @@ def test_the_files_hold_each_configurations_maps_images_and_scores(written):
         assert "skipped" not in row and row["data"] == 0 and row["ids"] == shown
         assert row["splits"] == [c["split"] for c in cells] and row["indices"] == [c["index"] for c in cells]
         assert len(row["scores"]) == 12 and all(0 < s < 1 for s in row["scores"])
-    with np.load(out / gallery_maps.GALLERY_NPZ, allow_pickle=False) as arrays:
+    with np.load(out / GALLERY_NPZ, allow_pickle=False) as arrays:
         assert sorted(arrays.files) == ["images_0", "maps_0", "maps_1"]
         assert arrays["images_0"].dtype == np.uint8 and arrays["images_0"].shape == (12, 48, 48, 3)
         for key in ("maps_0", "maps_1"):
@@ -94,7 +95,7 @@ def test_the_renderer_shows_the_maps_the_gallery_computed_before(written):
     out, data_root = written
     data = gallery.read_gallery(out)
     assert data is not None and [r.run_id for r in data.rows] == [s.run_id for _, s, _ in _picks(out)]
-    meta = json.loads((out / gallery_maps.GALLERY_JSON).read_text())
+    meta = json.loads((out / GALLERY_JSON).read_text())
     spec = next(s for _, s, _ in _picks(out))
     splits = registry.load(spec.dataset, spec.dataset_params, data_root, roles=("class_without_context", "val"))
     classes = splits["val"].classes
@@ -127,7 +128,7 @@ def test_a_second_call_computes_nothing(written, monkeypatch):
 
     monkeypatch.setattr(gallery_maps, "_load_splits", opened)
     monkeypatch.setattr(gallery_maps, "load_trained", opened)
-    assert gallery_maps.write_gallery(out, _picks(out), data_root) == out / gallery_maps.GALLERY_JSON
+    assert gallery_maps.write_gallery(out, _picks(out), data_root) == out / GALLERY_JSON
     assert [(out / name).stat().st_mtime_ns for name in FILES] == stamps
 
 
@@ -136,11 +137,11 @@ def test_other_settings_or_a_damaged_npz_are_computed_again(written, tmp_path):
     copy = _copy(out, tmp_path)
     gallery_maps.write_gallery(copy, _picks(copy), data_root, per_group=2)
     assert [len(ids) for ids in gallery.read_gallery(copy).groups.values()] == [2, 2, 2]
-    (copy / gallery_maps.GALLERY_NPZ).write_bytes(b"cut short")
+    (copy / GALLERY_NPZ).write_bytes(b"cut short")
     assert gallery.gallery(copy) is None and "inconsistent" in gallery.gallery_missing_reason(copy)
     gallery_maps.write_gallery(copy, _picks(copy), data_root, per_group=2)
     assert gallery.gallery_missing_reason(copy) is None
-    json_path = copy / gallery_maps.GALLERY_JSON
+    json_path = copy / GALLERY_JSON
     json_path.write_bytes(json_path.read_bytes()[:40] + b"\xff\x00garbled" + json_path.read_bytes()[52:])
     assert gallery.gallery(copy) is None and "unreadable" in gallery.gallery_missing_reason(copy)
     gallery_maps.write_gallery(copy, _picks(copy), data_root, per_group=2)  # garbled, not UTF-8: computed again
@@ -176,6 +177,7 @@ report = types.ModuleType("benchmark.report")
 report.__path__ = [{str(ROOT / "benchmark" / "report")!r}]
 sys.modules["benchmark.report"] = report
 from benchmark.report import gallery
+from benchmark.store import GALLERY_JSON, GALLERY_NPZ
 uri = gallery.gallery({str(copy)!r})
 bad = [p for p in opened if p.endswith(".pt") or p.startswith({str(data_root)!r}) or "/runs/" in p]
 print("BAD", bad, "TORCH", "torch" in sys.modules)
@@ -204,12 +206,12 @@ def test_without_a_gallery_the_report_says_why(written, tmp_path):
     assert gallery.gallery_missing_reason(empty) == gallery.MISSING
     assert "gallery.json" in gallery.MISSING and "`gain-bench run`" in gallery.MISSING
     copy = _copy(out, tmp_path)
-    (copy / gallery_maps.GALLERY_NPZ).unlink()
+    (copy / GALLERY_NPZ).unlink()
     assert gallery.gallery(copy) is None and "no gallery.npz" in gallery.gallery_missing_reason(copy)
-    meta = json.loads((out / gallery_maps.GALLERY_JSON).read_text())
-    (copy / gallery_maps.GALLERY_JSON).write_text(json.dumps(meta | {"schema": 0}))
+    meta = json.loads((out / GALLERY_JSON).read_text())
+    (copy / GALLERY_JSON).write_text(json.dumps(meta | {"schema": 0}))
     assert gallery.gallery(copy) is None and "format 0" in gallery.gallery_missing_reason(copy)
-    (copy / gallery_maps.GALLERY_JSON).write_text("{")
+    (copy / GALLERY_JSON).write_text("{")
     assert gallery.gallery(copy) is None and "unreadable" in gallery.gallery_missing_reason(copy)
 
 
@@ -219,7 +221,7 @@ def test_skipped_configurations_say_why_and_none_left_removes_the_gallery(traine
     for path in copy.glob("runs/gradcam-*/model.pt"):
         path.unlink()
     assert gallery_maps.write_gallery(copy, _picks(copy), data_root, per_group=1) is not None
-    rows = json.loads((copy / gallery_maps.GALLERY_JSON).read_text())["rows"]
+    rows = json.loads((copy / GALLERY_JSON).read_text())["rows"]
     assert rows[0]["run_id"] is None and rows[0]["skipped"] == "no checkpoint (model.pt) in its complete runs: skipped"
     assert rows[0]["name"] == "Grad-CAM" and "maps" not in rows[0]
     assert rows[1]["run_id"].startswith("gain_ext-b9-s0")
@@ -245,11 +247,3 @@ def test_data_that_cannot_be_loaded_is_an_error_naming_the_data_root(trained, tm
     with pytest.raises(DataError, match=f"could not be loaded from the data root {root}: VOCdevkit"):
         gallery_maps.write_gallery(copy, _picks(copy), root)
     assert not any((copy / name).exists() for name in FILES)
-
-
-def test_writer_and_renderer_agree_on_the_files():
-    assert (gallery_maps.GALLERY_JSON, gallery_maps.GALLERY_NPZ, gallery_maps.SCHEMA) == (
-        gallery.GALLERY_JSON,
-        gallery.GALLERY_NPZ,
-        gallery.SCHEMA,
-    )

@@ -37,6 +37,7 @@ from benchmark.store import (
     CONFLICT,
     DAMAGED,
     FAILED,
+    GALLERY_JSON,
     MISSING,
     RUNNING,
     STATES,
@@ -352,7 +353,7 @@ def _figures(
         else None,
         "throughput": figures.throughput_chart(throughput, names=method_names) if throughput else None,
         "gallery": gallery.gallery(out_root) if not sweep else None,
-        "gallery_missing": gallery.MISSING if not sweep and not (out_root / gallery.GALLERY_JSON).is_file() else None,
+        "gallery_missing": gallery.MISSING if not sweep and not (out_root / GALLERY_JSON).is_file() else None,
     }
 
 

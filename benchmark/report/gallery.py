@@ -20,11 +20,8 @@ import matplotlib as mpl
 import numpy as np
 
 from benchmark.report.figures import png_data_uri, style
+from benchmark.store import GALLERY_JSON, GALLERY_NPZ, GALLERY_SCHEMA
 
-# The results folder's contract with `benchmark.gallery_maps` (which imports torch, so it is not imported here).
-GALLERY_JSON = "gallery.json"
-GALLERY_NPZ = "gallery.npz"
-SCHEMA = 1
 COLORMAP = "inferno"
 ALPHA = 0.55
 
@@ -91,11 +88,11 @@ def _read(out_root: Path) -> tuple[GalleryData | None, str | None]:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         return None, f"the gallery in this results folder is unreadable ({GALLERY_JSON}: {err}); {_AGAIN}"
-    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
+    if not isinstance(meta, dict) or meta.get("schema") != GALLERY_SCHEMA:
         found = meta.get("schema") if isinstance(meta, dict) else None
         return None, (
             f"the gallery in this results folder ({GALLERY_JSON}) has format {found}, this version of gain-bench "
-            f"draws format {SCHEMA}; {_AGAIN}"
+            f"draws format {GALLERY_SCHEMA}; {_AGAIN}"
         )
     try:
         blob = (out_root / GALLERY_NPZ).read_bytes()
@@ -130,6 +127,12 @@ def read_gallery(out_root: Path) -> GalleryData | None:
     """The gallery the post-run step wrote into `out_root`, its maps upsampled to the images; None where there is
     none or it cannot be read (`gallery_missing_reason` says why)."""
     return _read(out_root)[0]
+
+
+def gallery_problem(out_root: Path) -> str | None:
+    """Why the gallery files in `out_root` cannot be drawn, as `gain-bench status` lists it; None where they can,
+    or where there is no `gallery.json` at all (a sweep's or a SLURM suite's folder has none by design)."""
+    return gallery_missing_reason(out_root) if (Path(out_root) / GALLERY_JSON).is_file() else None
 
 
 def gallery_missing_reason(out_root: Path) -> str | None:
