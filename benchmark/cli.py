@@ -17,7 +17,6 @@ from typing import Any
 
 from benchmark.curves import DIAGNOSTICS, LOSS_PARTS
 from benchmark.report import write_report
-from benchmark.report.gallery import gallery_problem
 from benchmark.results import planned, read_suite, status_lines
 from benchmark.selection import RULES, reported_specs, select_suite, unrecorded_note
 from benchmark.spec import BUILTIN_DATA
@@ -170,9 +169,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("\n".join([f"{'run':<{width}}  state", *(f"{p.spec.run_id:<{width}}  {p.state}" for p in runs)]))
     for line in status_lines(suite, args.dir, runs):  # failed and damaged runs, damaged files, with the reason
         print(line)
-    problem = gallery_problem(args.dir)
-    if problem is not None:
-        print(f"  damaged gallery: {problem}")
     known = {p.spec.run_id for p in runs}
     extra = sorted(d.name for d in Path(args.dir).glob("runs/*") if d.is_dir() and d.name not in known)
     if extra:

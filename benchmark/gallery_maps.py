@@ -42,7 +42,14 @@ from benchmark.datasets.tensors import TensorSplit
 from benchmark.models import SplitModel
 from benchmark.registry import METHODS
 from benchmark.spec import RunSpec
-from benchmark.store import GALLERY_JSON, GALLERY_NPZ, GALLERY_SCHEMA, write_atomic
+from benchmark.store import (
+    GALLERY_JSON,
+    GALLERY_NPZ,
+    GALLERY_SCHEMA,
+    DamagedFile,
+    read_gallery_files,
+    write_atomic,
+)
 from benchmark.train import load_trained
 
 # (role, header); the header's {cls}/{ctx} are the audited class and its context.
@@ -206,15 +213,10 @@ def _compute(
 def _up_to_date(out_root: Path, key: dict[str, Any]) -> bool:
     """Whether the gallery files in `out_root` were computed from the runs and settings in `key`, and are whole."""
     try:
-        meta = json.loads((out_root / GALLERY_JSON).read_text())
-        blob = (out_root / GALLERY_NPZ).read_bytes()
-    except (OSError, ValueError):  # missing, cut off, or garbled (not UTF-8 text, not JSON): computed again
+        found = read_gallery_files(out_root)
+    except DamagedFile:  # cut off, garbled, of another format, or without its arrays: computed again
         return False
-    return (
-        isinstance(meta, dict)
-        and all(meta.get(k) == v for k, v in key.items())
-        and meta.get("npz_sha256") == hashlib.sha256(blob).hexdigest()
-    )
+    return found is not None and all(found[0].get(k) == v for k, v in key.items())
 
 
 def write_gallery(

@@ -24,12 +24,14 @@ from benchmark.store import (
     CONFLICT,
     DAMAGED,
     FAILED,
+    GALLERY_MEND,
     REFERENCE_FILE,
     SUITE_FILE,
     THROUGHPUT_FILE,
     DamagedFile,
     inspect_run,
     pick_complete,
+    read_gallery_files,
     read_json,
     read_references,
     suite_file_hint,
@@ -233,13 +235,17 @@ def folder_problems(out_root: Path) -> list[tuple[str, str]]:
             read()
         except DamagedFile as err:
             out.append((name, f"{str(err).removeprefix(f'{Path(out_root) / name}: ')}: {then}"))
+    try:  # a sweep's or a SLURM suite's folder has no gallery by design: only a damaged one is listed
+        read_gallery_files(out_root)
+    except DamagedFile as err:
+        out.append(("gallery", f"{err}; {GALLERY_MEND}"))
     return out
 
 
 def status_lines(suite: SuiteView, out_root: Path, runs: list[PlannedRun]) -> list[str]:
     """What `gain-bench status` says of the runs and files that need attention, after its counts: every failed run
     with its error, every damaged run with the file and the reason, every complete run without its checkpoint, and
-    every damaged suite-level file."""
+    every damaged suite-level file (the gallery's two files as one)."""
     lines = []
     for p in runs:
         if p.state == FAILED and p.record:

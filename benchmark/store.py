@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import json
 import os
 import re
@@ -243,6 +244,32 @@ THROUGHPUT_FILE = "throughput.json"
 GALLERY_JSON = "gallery.json"
 GALLERY_NPZ = "gallery.npz"
 GALLERY_SCHEMA = 1
+GALLERY_MEND = "`gain-bench report` writes it again where the checkpoints and the data are"
+
+
+def read_gallery_files(out_root: Path) -> tuple[dict[str, Any], bytes] | None:
+    """The gallery's metadata (`gallery.json`) and its arrays' bytes (`gallery.npz`) as they were written together;
+    None where there is no `gallery.json`. Raises DamagedFile, saying what is wrong, where the JSON cannot be read,
+    has another format than this version draws, or the arrays are missing or not the ones written with it."""
+    path = Path(out_root) / GALLERY_JSON
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DamagedFile(f"the gallery in this results folder is unreadable ({GALLERY_JSON}: {err})") from err
+    if not isinstance(meta, dict) or meta.get("schema") != GALLERY_SCHEMA:
+        found = meta.get("schema") if isinstance(meta, dict) else None
+        raise DamagedFile(f"the gallery in this results folder ({GALLERY_JSON}) has format {found}, this version of "
+                          f"gain-bench draws format {GALLERY_SCHEMA}")  # fmt: skip
+    try:
+        blob = (Path(out_root) / GALLERY_NPZ).read_bytes()
+    except OSError as err:
+        raise DamagedFile(f"the gallery in this results folder has no {GALLERY_NPZ} beside its {GALLERY_JSON}") from err
+    if hashlib.sha256(blob).hexdigest() != meta.get("npz_sha256"):
+        raise DamagedFile(f"the gallery in this results folder is inconsistent ({GALLERY_NPZ} is not the one written "
+                          f"with {GALLERY_JSON})")  # fmt: skip
+    return meta, blob
 
 
 def suite_file_hint(out_root: Path) -> str:

@@ -304,3 +304,17 @@ def test_a_damaged_gallery_is_listed_by_status_and_drawn_again_by_run(folder, ca
     assert "  damaged gallery: the gallery in this results folder has no gallery.npz beside its gallery.json" in (
         capsys.readouterr().out
     )
+
+
+def test_a_report_from_a_folder_with_a_damaged_gallery_says_why_it_has_none(folder, capsys):
+    _, out, _ = folder
+    garble(out / "gallery.json")
+    html_path = write_report(out, out / "alone.html", n_resamples=50)  # the folder alone: nothing is drawn again
+    captured = capsys.readouterr()
+    assert re.search(r"note: gallery: the gallery in this results folder is unreadable \(gallery\.json: .+\); "
+                     r"`gain-bench report` writes it again", captured.err), captured.err  # fmt: skip
+    html = html_path.read_text()
+    left_out = html[html.index('<ul id="left-out">') :]
+    assert "the gallery in this results folder is unreadable" in left_out[: left_out.index("</ul>")]
+    assert "<p>the gallery in this results folder is unreadable (gallery.json: " in html, "the gallery section says why"
+    assert 'alt="attention maps of every configuration' not in html

@@ -37,7 +37,6 @@ from benchmark.store import (
     CONFLICT,
     DAMAGED,
     FAILED,
-    GALLERY_JSON,
     MISSING,
     RUNNING,
     STATES,
@@ -343,6 +342,7 @@ def _figures(
     aggregated = tables["aggregated"]
     metrics = _curve_metrics(cls, context)
     complete = [r for r in records if r["status"] == "complete"]
+    drawn, missing = gallery.drawn_or_why(out_root) if not sweep else (None, None)
     return {
         "budget_curves": figures.budget_curves(aggregated, metrics, names=method_names)
         if len(aggregated) and not sweep
@@ -352,8 +352,8 @@ def _figures(
         if complete and not sweep
         else None,
         "throughput": figures.throughput_chart(throughput, names=method_names) if throughput else None,
-        "gallery": gallery.gallery(out_root) if not sweep else None,
-        "gallery_missing": gallery.MISSING if not sweep and not (out_root / GALLERY_JSON).is_file() else None,
+        "gallery": drawn,
+        "gallery_missing": missing,
     }
 
 

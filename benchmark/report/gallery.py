@@ -9,9 +9,7 @@ audited class's score beneath.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import matplotlib as mpl
 import numpy as np
 
 from benchmark.report.figures import png_data_uri, style
-from benchmark.store import GALLERY_JSON, GALLERY_NPZ, GALLERY_SCHEMA
+from benchmark.store import GALLERY_MEND, DamagedFile, read_gallery_files
 
 COLORMAP = "inferno"
 ALPHA = 0.55
@@ -29,7 +27,6 @@ MISSING = (
     "no gallery in this results folder (gallery.json): it is written after the runs, by `gain-bench run` or by "
     "`gain-bench report` where the checkpoints and the data are"
 )
-_AGAIN = "`gain-bench report` writes it again where the checkpoints and the data are"
 
 
 @dataclass
@@ -80,35 +77,19 @@ def upsample(maps: np.ndarray, size: tuple[int, int], eps: float = 1e-12) -> np.
 
 def _read(out_root: Path) -> tuple[GalleryData | None, str | None]:
     """The gallery in `out_root`, or None and why there is none."""
-    out_root = Path(out_root)
-    path = out_root / GALLERY_JSON
-    if not path.is_file():
+    try:
+        found = read_gallery_files(out_root)
+    except DamagedFile as err:
+        return None, f"{err}; {GALLERY_MEND}"
+    if found is None:
         return None, MISSING
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return None, f"the gallery in this results folder is unreadable ({GALLERY_JSON}: {err}); {_AGAIN}"
-    if not isinstance(meta, dict) or meta.get("schema") != GALLERY_SCHEMA:
-        found = meta.get("schema") if isinstance(meta, dict) else None
-        return None, (
-            f"the gallery in this results folder ({GALLERY_JSON}) has format {found}, this version of gain-bench "
-            f"draws format {GALLERY_SCHEMA}; {_AGAIN}"
-        )
-    try:
-        blob = (out_root / GALLERY_NPZ).read_bytes()
-    except OSError:
-        return None, f"the gallery in this results folder has no {GALLERY_NPZ} beside its {GALLERY_JSON}; {_AGAIN}"
-    if hashlib.sha256(blob).hexdigest() != meta.get("npz_sha256"):
-        return None, (
-            f"the gallery in this results folder is inconsistent ({GALLERY_NPZ} is not the one written with "
-            f"{GALLERY_JSON}); {_AGAIN}"
-        )
+    meta, blob = found
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
             rows = [_row(row, meta, arrays) for row in meta["rows"]]
         return GalleryData(meta["audited_class"], dict(meta["groups"]), rows), None
     except (KeyError, IndexError, TypeError, ValueError) as err:
-        return None, f"the gallery in this results folder is unreadable ({type(err).__name__}: {err}); {_AGAIN}"
+        return None, f"the gallery in this results folder is unreadable ({type(err).__name__}: {err}); {GALLERY_MEND}"
 
 
 def _row(row: dict[str, Any], meta: dict[str, Any], arrays: Any) -> GalleryRow:
@@ -127,12 +108,6 @@ def read_gallery(out_root: Path) -> GalleryData | None:
     """The gallery the post-run step wrote into `out_root`, its maps upsampled to the images; None where there is
     none or it cannot be read (`gallery_missing_reason` says why)."""
     return _read(out_root)[0]
-
-
-def gallery_problem(out_root: Path) -> str | None:
-    """Why the gallery files in `out_root` cannot be drawn, as `gain-bench status` lists it; None where they can,
-    or where there is no `gallery.json` at all (a sweep's or a SLURM suite's folder has none by design)."""
-    return gallery_missing_reason(out_root) if (Path(out_root) / GALLERY_JSON).is_file() else None
 
 
 def gallery_missing_reason(out_root: Path) -> str | None:
@@ -224,6 +199,13 @@ def draw(data: GalleryData) -> str:
             color="0.35",
         )
         return png_data_uri(fig)
+
+
+def drawn_or_why(out_root: Path) -> tuple[str | None, str | None]:
+    """The gallery of the results folder `out_root` as a PNG data URI and None, or None and why it has none (a
+    sentence for the report, without its full stop): what the report's gallery section shows."""
+    data, why = _read(out_root)
+    return (draw(data), None) if data is not None else (None, why)
 
 
 def gallery(out_root: Path) -> str | None:
