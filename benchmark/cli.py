@@ -32,6 +32,7 @@ from benchmark.summary import (
 )
 from benchmark.tables import (
     BACKGROUND_ROW_METRICS,
+    PLACEBOS,
     build_tables,
     format_config_rows,
     format_content_effect,
@@ -74,6 +75,10 @@ def _warn_left_out(reasons: Iterable[str]) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
+    if getattr(args, "control", None) and getattr(args, "view", None) != "content":
+        print("gain-bench: error: --control: only with --view content (the placebo the true masks are held against)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         chosen, chosen_by = _chosen_runs(args.dirs, getattr(args, "rule", None))
         tables = build_tables(args.dirs, run_ids=chosen)
@@ -97,7 +102,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         "paper": lambda: format_paper_table(tables["paper"], markdown),
         "rows": lambda: format_config_rows(tables, markdown=markdown),
         "backgrounds": lambda: format_config_rows(tables, BACKGROUND_ROW_METRICS, markdown=markdown),
-        "content": lambda: format_content_effect(tables["content_effect"], markdown),
+        "content": lambda: format_content_effect(tables["content_effect"], markdown, args.control or "shuffled"),
         "correlation": lambda: format_correlation(tables["correlation"], markdown),
     }[view]())
     for line in chosen_by:  # the rule that chose every number of a search
@@ -252,8 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--view",
         choices=TABLE_VIEWS,
         help="what to print: paper (the paper's layout, default), rows (as --rows), backgrounds (the shifted groups "
-        "beside the background swaps, per configuration), content (true minus shuffled masks), correlation "
-        "(localisation against robustness)",
+        "beside the background swaps, per configuration), content (true minus shuffled masks, or --control), "
+        "correlation (localisation against robustness)",
+    )
+    tb.add_argument(
+        "--control",
+        choices=PLACEBOS,
+        help="with --view content: the placebo masks the true masks are held against (default shuffled, the content "
+        "effect; random and inverted where the suite ran them)",
     )
     tb.add_argument(
         "--markdown",

@@ -27,6 +27,7 @@ from benchmark.metric_defs import METRICS as DEFINED_METRICS
 from benchmark.names import Names
 from benchmark.predictions import read_predictions
 from benchmark.results import known_keys, with_keys
+from benchmark.settings import MASK_CONTROLS
 from benchmark.spec import BASELINE
 from benchmark.stats import (
     N_RESAMPLES,
@@ -716,7 +717,8 @@ def correlation_table(
 # The content effect of the masks (docs/statistics.md): the metrics compared between a configuration's true masks
 # and its placebo-mask controls (`RunSpec.mask_control`; the control runs' records carry it in their spec).
 CONTENT_METRICS = ("shifted_auroc", "worst_group_accuracy", "overall", "relevance_mass")
-TRUE_MASKS = "true"
+TRUE_MASKS = MASK_CONTROLS[0]  # "true"
+PLACEBOS = MASK_CONTROLS[1:]  # what `table --view content --control` can hold the true masks against
 CONTENT_COLUMNS = ["setting", "config", "label", "control", "control_config", "control_label", "method", "display",
                    "budget", "metric", "higher_is_better", "n_seeds", "true_mean", "control_mean", "difference",
                    "ci_low", "ci_high", "p_value", "p_holm"]  # fmt: skip
@@ -869,12 +871,14 @@ BACKGROUND_ROW_METRICS = (
 )
 
 
-def format_content_effect(table: pd.DataFrame, markdown: bool = False) -> str:
-    """The content effect (`content_effect_table`, the `shuffled` control) as one line per true-mask configuration:
-    per metric, true minus shuffled with its paired 95% interval and Holm-adjusted p."""
-    effect = table[table["control"] == "shuffled"] if not table.empty else table
+def format_content_effect(table: pd.DataFrame, markdown: bool = False, control: str = "shuffled") -> str:
+    """`content_effect_table` against one placebo, `control` (the content effect: `shuffled`), as one line per
+    true-mask configuration: per metric, true minus `control` masks with its paired 95% interval and Holm-adjusted p."""
+    if control not in PLACEBOS:
+        raise ValueError(f"control {control!r}: not a placebo-mask control; one of {', '.join(PLACEBOS)}")
+    effect = table[table["control"] == control] if not table.empty else table
     if effect.empty:
-        return "no configuration has a shuffled-mask twin (data.mask_control = \"shuffled\"): no content effect"
+        return f'no configuration has a twin with {control} masks (data.mask_control = "{control}"): no comparison'
     metrics = list(dict.fromkeys(effect["metric"]))
     head = ["configuration", "n", *(METRIC_LABELS.get(m, m) for m in metrics)]
     rows = [head]
@@ -889,8 +893,8 @@ def format_content_effect(table: pd.DataFrame, markdown: bool = False) -> str:
             r = by_metric.loc[m]
             cells.append(f"{r['difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] p{r['p_holm']:.3f}")
         rows.append(cells)
-    note = ("true minus shuffled masks, paired by seed: difference [95% paired bootstrap interval], Holm-adjusted p "
-            "over every content-effect test")
+    note = (f"true minus {control} masks, paired by seed: difference [95% paired bootstrap interval], Holm-adjusted p "
+            f"over every test against {control} masks")  # fmt: skip
     return "\n".join([*grid(rows, markdown), "", note])
 
 

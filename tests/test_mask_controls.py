@@ -276,6 +276,25 @@ def test_table_views_print_the_content_effect_correlation_and_backgrounds(tmp_pa
         main(["table", str(tmp_path), "--view", "nope"])
 
 
+def test_the_content_view_holds_the_true_masks_against_the_placebo_asked_for(tmp_path, capsys):
+    for seed in range(2):
+        _fake(tmp_path, "gain_ext", seed, 0.95)
+        _fake(tmp_path, "gain_ext", seed, 0.6, control="shuffled")
+        _fake(tmp_path, "gain_ext", seed, 0.9, control="random")
+    table = build_tables([tmp_path], short=True)["content_effect"]
+    for control in ("shuffled", "random"):  # each placebo on request, with its own numbers
+        assert main(["table", str(tmp_path), "--view", "content", "--control", control, "--markdown"]) == 0
+        out = capsys.readouterr().out
+        (line,) = [row for row in out.splitlines() if row.startswith("| gain_ext-9 ")]
+        auroc = table[(table["control"] == control) & (table["metric"] == "shifted_auroc")].iloc[0]
+        assert f"{auroc['difference']:+.3f} [{auroc['ci_low']:+.3f}, {auroc['ci_high']:+.3f}]" in line
+        assert f"true minus {control} masks" in out
+    assert main(["table", str(tmp_path), "--view", "content", "--control", "inverted"]) == 0
+    assert 'no configuration has a twin with inverted masks (data.mask_control = "inverted")' in capsys.readouterr().out
+    assert main(["table", str(tmp_path), "--control", "random"]) == 2
+    assert "--control: only with --view content" in capsys.readouterr().err
+
+
 def test_an_empty_content_effect_says_so():
     empty = pd.DataFrame(columns=CONTENT_COLUMNS)
     assert "has no placebo-mask control runs" in _content_view(empty, [], {})["sentence"]
