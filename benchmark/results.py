@@ -222,30 +222,28 @@ def planned(suite: SuiteView, out_root: Path) -> list[PlannedRun]:
 
 def folder_problems(out_root: Path) -> list[tuple[str, str]]:
     """The suite-level files of a results folder that are there but cannot be read, each with what is wrong, what
-    the report does without it and what mends it: (file, reason)."""
+    the report does without it and what mends it: (file, reason). A file that is not there is no problem (a sweep's
+    or a SLURM suite's folder has no gallery by design); the gallery's two files are listed as one."""
     out = []
     for name, read, then in (
         (THROUGHPUT_FILE, lambda: throughput_rows(out_root, set()),
-         "the report leaves the suite-level timings out (each run's own timings stand in); `gain-bench run` measures "
-         "them again"),
+         ": the report leaves the suite-level timings out (each run's own timings stand in); `gain-bench run` "
+         "measures them again"),
         (REFERENCE_FILE, lambda: read_references(out_root),
-         "the report leaves the unbiased attention reference out; `gain-bench run` measures it again"),
+         ": the report leaves the unbiased attention reference out; `gain-bench run` measures it again"),
+        ("gallery", lambda: read_gallery_files(out_root), f"; {GALLERY_MEND}"),
     ):  # fmt: skip
         try:
             read()
         except DamagedFile as err:
-            out.append((name, f"{str(err).removeprefix(f'{Path(out_root) / name}: ')}: {then}"))
-    try:  # a sweep's or a SLURM suite's folder has no gallery by design: only a damaged one is listed
-        read_gallery_files(out_root)
-    except DamagedFile as err:
-        out.append(("gallery", f"{err}; {GALLERY_MEND}"))
+            out.append((name, f"{str(err).removeprefix(f'{Path(out_root) / name}: ')}{then}"))
     return out
 
 
 def status_lines(suite: SuiteView, out_root: Path, runs: list[PlannedRun]) -> list[str]:
     """What `gain-bench status` says of the runs and files that need attention, after its counts: every failed run
     with its error, every damaged run with the file and the reason, every complete run without its checkpoint, and
-    every damaged suite-level file (the gallery's two files as one)."""
+    every damaged suite-level file."""
     lines = []
     for p in runs:
         if p.state == FAILED and p.record:

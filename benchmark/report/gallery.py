@@ -211,5 +211,4 @@ def drawn_or_why(out_root: Path) -> tuple[str | None, str | None]:
 def gallery(out_root: Path) -> str | None:
     """The gallery of the suite results folder `out_root` as a PNG data URI; None where the folder holds none
     (`gallery_missing_reason` says why)."""
-    data = read_gallery(out_root)
-    return draw(data) if data is not None else None
+    return drawn_or_why(out_root)[0]
