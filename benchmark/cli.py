@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--control",
         choices=PLACEBOS,
         help="with --view content: the placebo masks the true masks are held against (default shuffled, the content "
-        "effect; random and inverted where the suite ran them)",
+        "effect; the others where the suite ran them)",
     )
     tb.add_argument(
         "--markdown",

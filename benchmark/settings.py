@@ -227,7 +227,7 @@ class SearchSettings(_Checked):
 
 # Placebo-mask controls (benchmark/datasets/mask_controls.py): what a run does to the audited class's region of each
 # budget image's mask before training. "true" leaves the masks as they are.
-MASK_CONTROLS = ("true", "shuffled", "random", "inverted")
+MASK_CONTROLS = ("true", "shuffled", "random", "inverted", "empty")
 
 
 @dataclass(frozen=True)
@@ -241,8 +241,8 @@ class DataKeys(_Checked):
     mask_control: Annotated[
         Literal[MASK_CONTROLS],  # type: ignore[valid-type]
         Field(description="the budget images' masks of the audited class: the true ones, another budget image's "
-                          "(shuffled), a blob of the same area at a random place (random), or their complement "
-                          "(inverted); docs/methods.md"),
+                          "(shuffled), a blob of the same area at a random place (random), their complement "
+                          "(inverted), or none (empty); docs/methods.md"),
     ] = "true"
 
     SECTION = "data"

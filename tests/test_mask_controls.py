@@ -70,7 +70,7 @@ def _split(masks: np.ndarray) -> TensorSplit:
 ROWS = torch.tensor([0, 1, 3, 4])  # the budget: row 2 is outside it
 
 
-@pytest.mark.parametrize("kind", ["shuffled", "random", "inverted"])
+@pytest.mark.parametrize("kind", MASK_CONTROLS[1:])
 def test_every_control_keeps_other_objects_ignore_and_rows_outside_the_budget(kind):
     masks = _masks()
     split = _split(masks)
@@ -136,6 +136,18 @@ def test_inverted_is_the_complement_within_the_image_less_other_objects_and_igno
         assert not (new[row][masks[row] == BOAT] != 0).any(), "the true object becomes background"
     regions, _ = control_regions(list(masks), BOAT, "true", rng_for(0, 0))
     assert all(np.array_equal(r, m == BOAT) for r, m in zip(regions, masks, strict=True))
+
+
+def test_empty_takes_the_object_out_of_every_budget_mask_and_nothing_else():
+    masks = _masks()
+    controlled, summary = controlled_split(_split(masks), ROWS, 0, "empty", budget_seed=0, seed=0)
+    new = controlled.masks.numpy()
+    for row in ROWS.tolist():
+        expected = np.where(masks[row] == BOAT, 0, masks[row])
+        assert np.array_equal(new[row], expected), "the object's pixels become background; the rest stays"
+    assert (new[2] == BOAT).any(), "a row outside the budget keeps its object"
+    assert summary["control_pixels"] == 0 and summary["true_pixels"] == int((masks[ROWS.numpy()] == BOAT).sum())
+    assert summary["mean_iou_with_true"] == 0.0
 
 
 def test_file_splits_are_controlled_on_their_decoded_masks(tmp_path):
@@ -205,7 +217,7 @@ def test_bad_controls_are_suite_errors_naming_the_key(data, message):
         _suite(**data)
     with pytest.raises(SuiteError, match="no method entry uses pixel labels"):
         from_dict({"name": "s", "data": {"mask_control": "shuffled"}, "methods": {"gradcam": {}}})
-    assert set(MASK_CONTROLS) == {"true", "shuffled", "random", "inverted"}
+    assert set(MASK_CONTROLS) == {"true", "shuffled", "random", "inverted", "empty"}
 
 
 def _fake(root, method, seed, skill, *, budget=9, control="true"):

@@ -168,6 +168,29 @@ def test_external_loss_has_no_effect_without_pixel_labels():
     torch.testing.assert_close(grads[0], grads[1])
 
 
+def test_an_empty_mask_charges_the_whole_map_and_omega_e_zero_is_gains_step():
+    """The two arms that tell L_e apart from its target: under an empty mask (`mask_control = "empty"`) L_e is the
+    mean squared normalised map, the paper's MSE against H = 0; with `omega_e = 0`, GAIN_ext on pixel-labelled
+    images takes exactly GAIN's step (what is left is the budget's sampling)."""
+    maps = torch.tensor([[[0.5, 1.0], [0.0, 0.2]], [[1.0, 0.0], [0.3, 0.0]]])
+    empty = torch.tensor([[[0, 0], [0, 255]], [[0, 0], [0, 0]]])
+    loss = external_loss(maps, empty, torch.tensor([0, 0]), torch.tensor([0, 1]), 2)
+    assert float(loss) == pytest.approx(((0.25 + 1.0) / 3 + (1.0 + 0.09) / 4) / 2)
+    model, batch = build_model("small_cnn", 2), tiny_batch()
+    batch["image"] = torch.rand(3, 3, 48, 48)
+    batch["mask"] = torch.zeros(3, 48, 48, dtype=torch.long)
+    batch["has_mask"] = torch.ones(3, dtype=torch.bool)
+    grads = []
+    for name, params in (("gain", {}), ("gain_ext", {"omega_e": 0.0}), ("gain_ext", {})):
+        m = copy.deepcopy(model)
+        parts = build_method(name, warmup_epochs=0, **params).training_loss(m, batch, epoch=0)
+        parts["total"].backward()
+        grads.append(m.features[0][0].weight.grad.clone())
+    assert float(parts["e"].detach()) > 0, "an empty mask is charged"
+    torch.testing.assert_close(grads[0], grads[1])
+    assert not torch.allclose(grads[0], grads[2]), "L_e moves the step"
+
+
 def test_attention_mining_gradient_reaches_the_parameters():
     model, batch = build_model("small_cnn", 2), tiny_batch()
     batch["image"] = torch.rand(3, 3, 48, 48)

@@ -9,7 +9,10 @@ is replaced before training (`controlled_split`, called by `train.run` right aft
 - `random`: a blob of exactly the true region's area at a random place: the `area` pixels nearest a uniformly drawn
   centre under an elliptic distance of random aspect (1/3 to 3) and angle; it may overlap the true object;
 - `inverted`: the image's pixels that are neither the audited object, another object nor ignore (the true object's
-  pixels become background).
+  pixels become background);
+- `empty`: no region at all: the true object's pixels become background, so the mask says the object is nowhere in
+  an image whose label says it is there (GAIN_ext's `L_e` then charges every bit of the map: a control for what the
+  loss does without any place to point at).
 
 Only the audited class's region changes: other objects' labels and ignore pixels stay as they are in every control,
 and a control region never covers them (a shuffled region is clipped to the recipient's background and object; the
@@ -99,8 +102,10 @@ def control_regions(
         regions = [_resized(true[j], e.shape) & e for j, e in zip(donors, eligible, strict=True)]
     elif kind == "random":
         regions = [random_blob(e, int(t.sum()), rng) for t, e in zip(true, eligible, strict=True)]
-    else:  # inverted
+    elif kind == "inverted":
         regions = [e & ~t for t, e in zip(true, eligible, strict=True)]
+    else:  # empty
+        regions = [np.zeros_like(t) for t in true]
     return regions, donors
 
 
