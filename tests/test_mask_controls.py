@@ -22,7 +22,9 @@ from benchmark.datasets.files import FileSplit, ViewSettings
 from benchmark.datasets.images import ImageItem
 from benchmark.datasets.mask_controls import control_regions, controlled_split, derangement, rng_for
 from benchmark.datasets.tensors import TensorSplit
+from benchmark.methods import METHODS, build_method
 from benchmark.metrics import audit_metrics
+from benchmark.models import build_model
 from benchmark.predictions import audited_view, predictions_csv
 from benchmark.report import write_report
 from benchmark.report.build import _content_view
@@ -344,3 +346,25 @@ def test_a_suite_with_shuffled_masks_records_its_control_and_reports_its_content
     assert (effect["n_seeds"] == 2).all() and (effect["control"] == "shuffled").all()
     suite_json = json.loads((out / "suite.json").read_text())
     assert suite_json["raw"]["methods"]["gain_ext_shuffled"]["data"] == {"mask_control": "shuffled"}
+
+
+@pytest.mark.parametrize(
+    "name", [n for n, m in METHODS.items() if m.uses_pixel_labels and m.budget_in_training]
+)
+def test_every_method_that_trains_on_masks_takes_a_finite_step_on_empty_ones(name):
+    """`mask_control = "empty"` may be set for every method entry that uses pixel labels: each of them trains on
+    budget images whose masks hold no object (nothing to paste, erase or point at) without a NaN or an error."""
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 2)
+    batch = {
+        "image": torch.rand(4, 3, 48, 48),
+        "labels": torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]]),
+        "mask": torch.zeros(4, 48, 48, dtype=torch.long),
+        "has_mask": torch.tensor([True, True, False, False]),
+        "index": torch.arange(4),
+    }
+    parts = build_method(name).training_loss(model, batch, epoch=10)
+    assert torch.isfinite(parts["total"]), {k: float(v.detach()) for k, v in parts.items()}
+    parts["total"].backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
