@@ -505,6 +505,13 @@ def _suite(raw: dict[str, Any], source: str) -> Suite:
                 "no masks to control; allowed: true (or leave it out)"
             )
         control = own_control or (mask_control if METHODS[method].uses_pixel_labels else "true")
+        if control == "empty" and not METHODS[method].budget_in_training:
+            allowed = ", ".join(c for c in MASK_CONTROLS if c != "empty")
+            raise SuiteError(
+                f"methods.{key}: mask_control = 'empty' leaves method {method!r} nothing to do: it reads the budget's "
+                f"masks only after training, to build its refit's counterfactuals, and an empty mask has no object to "
+                f"paste or remove; allowed for it: {allowed}"
+            )
         entries.append(MethodEntry(key, method, params, entry_budgets, entry_data, control))
     if mask_control != "true" and not any(METHODS[e.method].uses_pixel_labels for e in entries):
         raise SuiteError(

@@ -212,6 +212,10 @@ def test_suites_read_the_control_from_data_and_entries_and_leave_the_dataset_par
         ({"top": {"mask_control": "placebo"}}, "data.mask_control = 'placebo': allowed: true, shuffled, random"),
         ({"x": {"method": "gain_ext", "data": {"mask_control": 1}}}, "methods.x.data.mask_control = 1: allowed: true"),
         ({"gradcam": {"data": {"mask_control": "shuffled"}}}, "method 'gradcam' uses no pixel labels"),
+        ({"top": {"mask_control": "empty"}, "dfr_counterfactual": {}},
+         "methods.dfr_counterfactual: mask_control = 'empty' leaves method 'dfr_counterfactual' nothing to do"),
+        ({"x": {"method": "dfr_counterfactual", "data": {"mask_control": "empty"}}},
+         "an empty mask has no object to paste or remove; allowed for it: true, shuffled, random, inverted"),
     ],
 )
 def test_bad_controls_are_suite_errors_naming_the_key(data, message):
