@@ -356,8 +356,9 @@ def test_a_suite_with_shuffled_masks_records_its_control_and_reports_its_content
     "name", [n for n, m in METHODS.items() if m.uses_pixel_labels and m.budget_in_training]
 )
 def test_every_method_that_trains_on_masks_takes_a_finite_step_on_empty_ones(name):
-    """`mask_control = "empty"` may be set for every method entry that uses pixel labels: each of them trains on
-    budget images whose masks hold no object (nothing to paste, erase or point at) without a NaN or an error."""
+    """`mask_control = "empty"` may be set for every method that trains on masks: each of them trains on budget
+    images whose masks hold no object (nothing to paste, erase or point at) without a NaN or an error (a method that
+    reads the masks only after training refuses it: `test_bad_controls_are_suite_errors_naming_the_key`)."""
     torch.manual_seed(0)
     model = build_model("small_cnn", 2)
     batch = {
