@@ -299,8 +299,9 @@ def test_the_content_view_holds_the_true_masks_against_the_placebo_asked_for(tmp
         _fake(tmp_path, "gain_ext", seed, 0.95)
         _fake(tmp_path, "gain_ext", seed, 0.6, control="shuffled")
         _fake(tmp_path, "gain_ext", seed, 0.9, control="random")
+        _fake(tmp_path, "gain_ext", seed, 0.8, control="empty")
     table = build_tables([tmp_path], short=True)["content_effect"]
-    for control in ("shuffled", "random"):  # each placebo on request, with its own numbers
+    for control in ("shuffled", "random", "empty"):  # each placebo on request, with its own numbers
         assert main(["table", str(tmp_path), "--view", "content", "--control", control, "--markdown"]) == 0
         out = capsys.readouterr().out
         (line,) = [row for row in out.splitlines() if row.startswith("| gain_ext-9 ")]
