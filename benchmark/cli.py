@@ -19,7 +19,7 @@ from benchmark.curves import DIAGNOSTICS, LOSS_PARTS
 from benchmark.report import write_report
 from benchmark.results import planned, read_suite, status_lines
 from benchmark.selection import RULES, reported_specs, select_suite, unrecorded_note
-from benchmark.spec import BUILTIN_DATA
+from benchmark.spec import BASELINE, BUILTIN_DATA
 from benchmark.store import FULL, SUITE_FILE, WriteError
 from benchmark.summary import (
     compare_runs,
@@ -79,9 +79,15 @@ def cmd_table(args: argparse.Namespace) -> int:
         print("gain-bench: error: --control: only with --view content (the placebo the true masks are held against)",
               file=sys.stderr)  # fmt: skip
         return 2
+    view = getattr(args, "view", None) or ("rows" if args.rows else "paper")
+    baseline = getattr(args, "baseline", None)
+    if baseline and view not in ("rows", "backgrounds"):
+        print("gain-bench: error: --baseline: only with --rows or --view rows|backgrounds (the views that print the "
+              "paired difference)", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         chosen, chosen_by = _chosen_runs(args.dirs, getattr(args, "rule", None))
-        tables = build_tables(args.dirs, run_ids=chosen)
+        tables = build_tables(args.dirs, run_ids=chosen, baseline=baseline or BASELINE)
     except ValueError as err:
         print(f"gain-bench: error: {err}", file=sys.stderr)
         return 2
@@ -96,12 +102,16 @@ def cmd_table(args: argparse.Namespace) -> int:
             print(f"gain-bench: {line}: none chosen yet", file=sys.stderr)
         return 2
     _warn_left_out(tables["excluded"].loc[tables["excluded"]["kind"] == "damaged", "reason"])
+    methods = sorted(set(tables["tidy"]["method"]))
+    if baseline and baseline not in methods:
+        print(f"gain-bench: error: --baseline {baseline}: no run of that method under "
+              f"{', '.join(map(str, args.dirs))}; its methods: {', '.join(methods)}", file=sys.stderr)  # fmt: skip
+        return 2
     markdown = getattr(args, "markdown", False)
-    view = getattr(args, "view", None) or ("rows" if args.rows else "paper")
     print({
         "paper": lambda: format_paper_table(tables["paper"], markdown),
-        "rows": lambda: format_config_rows(tables, markdown=markdown),
-        "backgrounds": lambda: format_config_rows(tables, BACKGROUND_ROW_METRICS, markdown=markdown),
+        "rows": lambda: format_config_rows(tables, markdown=markdown, baseline=baseline),
+        "backgrounds": lambda: format_config_rows(tables, BACKGROUND_ROW_METRICS, markdown=markdown, baseline=baseline),
         "content": lambda: format_content_effect(tables["content_effect"], markdown, args.control or "shuffled"),
         "correlation": lambda: format_correlation(tables["correlation"], markdown),
     }[view]())
@@ -259,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="what to print: paper (the paper's layout, default), rows (as --rows), backgrounds (the shifted groups "
         "beside the background swaps, per configuration), content (true minus shuffled masks, or --control), "
         "correlation (localisation against robustness)",
+    )
+    tb.add_argument(
+        "--baseline",
+        metavar="METHOD",
+        help=f"with --rows or --view rows|backgrounds: hold every configuration against the configuration of this "
+        f"method with its setting, e.g. gain (default {BASELINE}, the Grad-CAM baseline)",
     )
     tb.add_argument(
         "--control",

@@ -435,17 +435,22 @@ def paired_table(
         raise ValueError(f"family={family!r}: allowed: metric, all")
     names = _names(runs, names)
     configs = _configurations(runs, names)
-    baselines = {
-        record_keys(group[0].record)["pairing"]: (key, group)
-        for key, group in configs.items()
-        if group[0].spec["method"] == baseline
-    }
+    baselines: dict[str, list[tuple[str, list[Run]]]] = {}
+    for key, group in configs.items():
+        if group[0].spec["method"] == baseline:
+            baselines.setdefault(record_keys(group[0].record)["pairing"], []).append((key, group))
     rows = []
     for config, group in configs.items():
         first = group[0]
         if first.spec["method"] == baseline or record_keys(first.record)["pairing"] not in baselines:
             continue
-        base_config, base_group = baselines[record_keys(first.record)["pairing"]]
+        candidates = baselines[record_keys(first.record)["pairing"]]
+        if len(candidates) > 1:
+            raise ValueError(
+                f"baseline {baseline!r}: {len(candidates)} of its configurations share {first.label!r}'s setting "
+                f"({', '.join(g[0].label for _, g in candidates)}); a baseline must be one configuration"
+            )
+        ((base_config, base_group),) = candidates
         base_by_seed = {r.spec["seed"]: r for r in base_group}
         pairs = [(r, base_by_seed[r.spec["seed"]]) for r in group if r.spec["seed"] in base_by_seed]
         for m in METRICS:
@@ -595,12 +600,16 @@ def short_names(labels: list[str]) -> dict[str, str]:
 
 
 def format_config_rows(
-    tables: dict[str, pd.DataFrame], metrics: tuple[tuple[str, str], ...] = ROW_METRICS, markdown: bool = False
+    tables: dict[str, pd.DataFrame],
+    metrics: tuple[tuple[str, str], ...] = ROW_METRICS,
+    markdown: bool = False,
+    baseline: str | None = None,
 ) -> str:
     """One line per configuration (its label less the settings every configuration shares, in the aggregated
     table's order) and, per metric, `mean [95% interval]` and the paired difference to its baseline with the
     Holm-adjusted p (`/ +0.09 p0.016`): the paper table turned on its side, for configurations that differ only in
-    their parameters or their regime. Fixed-width text, or Markdown."""
+    their parameters or their regime. `baseline` names the paired table's baseline where it is not the default
+    one. Fixed-width text, or Markdown."""
     aggregated, paired = tables["aggregated"], tables["paired"]
     if aggregated.empty:
         return ""
@@ -622,7 +631,8 @@ def format_config_rows(
             cells.append(cell)
         rows.append(cells)
     lines = grid(rows, markdown)
-    note = "mean [95% two-level bootstrap interval] / paired difference to the baseline, Holm-adjusted p"
+    against = f"{baseline} (the configuration of that method with the same setting)" if baseline else "the baseline"
+    note = f"mean [95% two-level bootstrap interval] / paired difference to {against}, Holm-adjusted p"
     return "\n".join([*lines, "", note])
 
 
@@ -822,17 +832,19 @@ def build_tables(
     run_ids: Collection[str] | None = None,
     short: bool = False,
     names: Names | None = None,
+    baseline: str = BASELINE,
 ) -> dict[str, pd.DataFrame]:
-    """All tables of the runs under `roots` (see `load_runs` for `run_ids` and `short`): tidy, aggregated, paired,
-    paper, correlation (localisation against robustness), content_effect (true against placebo masks), excluded;
-    methods named as `names` (a results folder's `suite.json`) or the records say."""
+    """All tables of the runs under `roots` (see `load_runs` for `run_ids` and `short`): tidy, aggregated, paired
+    (every configuration against the configuration of method `baseline` with its setting), paper, correlation
+    (localisation against robustness), content_effect (true against placebo masks), excluded; methods named as
+    `names` (a results folder's `suite.json`) or the records say."""
     runs, excluded = load_runs(roots, run_ids=run_ids, short=short)
     aggregated = aggregate_table(runs, excluded, n_resamples=n_resamples, seed=seed, names=names)
     tidy = tidy_table(runs)
     return {
         "tidy": tidy,
         "aggregated": aggregated,
-        "paired": paired_table(runs, n_resamples=n_resamples, seed=seed, names=names),
+        "paired": paired_table(runs, baseline=baseline, n_resamples=n_resamples, seed=seed, names=names),
         "paper": paper_table(aggregated, excluded),
         "correlation": correlation_table(runs, tidy, n_resamples=n_resamples, seed=seed, names=names),
         "content_effect": content_effect_table(runs, n_resamples=n_resamples, seed=seed, names=names),

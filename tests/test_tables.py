@@ -13,6 +13,7 @@ from benchmark.store import run_dir, write_atomic, write_record
 from benchmark.tables import (
     METRIC,
     aggregate_table,
+    build_tables,
     format_paper_table,
     load_runs,
     paired_table,
@@ -73,9 +74,11 @@ def _predictions(images, role, rng, skill, constant):
     return out
 
 
-def fake_run(root, method, seed, skill, *, budget=0, status="complete", predictions=True, constant=False):
+def fake_run(
+    root, method, seed, skill, *, budget=0, status="complete", predictions=True, constant=False, params=None
+):
     """A run folder as `train.run` writes it: record.json (metrics from `audit_metrics`) and predictions.csv."""
-    spec = RunSpec(method=method, budget=budget, seed=seed, train=TRAIN)
+    spec = RunSpec(method=method, budget=budget, seed=seed, train=TRAIN, method_params=params or {})
     rng = np.random.default_rng([seed, budget, len(method)])
     preds = {role: _predictions(_images(role, n, seed), role, rng, skill, constant) for role, n in SIZES.items()}
     out = run_dir(root, spec.run_id)
@@ -262,3 +265,32 @@ def test_records_from_before_components_take_their_names_and_order_from_suite_js
     runs, excluded = load_runs([tmp_path])
     table = paper_table(aggregate_table(runs, excluded, n_resamples=50), excluded)
     assert list(table.columns) == ["Grad-CAM", "GAIN"]
+
+
+def test_rows_against_another_baseline_hold_every_configuration_against_that_method(root, tmp_path, capsys):
+    paired = build_tables([root], n_resamples=300, short=True, baseline="gain")["paired"]
+    assert set(paired["method"]) == {"gradcam", "gain_ext"} and set(paired["baseline"]) == {"gain"}
+    default = build_tables([root], n_resamples=300, short=True)["paired"]
+    against_gain = paired.set_index(["method", "metric"]).loc[("gradcam", "shifted_auroc")]
+    against_gradcam = default.set_index(["method", "metric"]).loc[("gain", "shifted_auroc")]
+    assert against_gain["difference"] == pytest.approx(-against_gradcam["difference"]), "the same pairs, turned"
+    assert main(["table", str(root), "--rows", "--baseline", "gain"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines()[1:4]}
+    assert " / " not in rows["gain"] and " / " in rows["gradcam"], "the baseline has no difference to itself"
+    assert f"{against_gain['difference']:+.3f}" in rows["gradcam"]
+    assert "paired difference to gain (the configuration of that method with the same setting)" in out
+    assert main(["table", str(root), "--view", "backgrounds", "--baseline", "gain"]) == 0
+    assert main(["table", str(root), "--baseline", "gain"]) == 2
+    assert "--baseline: only with --rows or --view rows|backgrounds" in capsys.readouterr().err
+    assert main(["table", str(root), "--rows", "--baseline", "energy"]) == 2
+    assert "--baseline energy: no run of that method under" in (err := capsys.readouterr().err)
+    assert "its methods: gain, gain_ext, gradcam" in err
+    for seed in range(2):  # two configurations of the baseline method with one setting: which one is meant?
+        fake_run(tmp_path, "gradcam", seed, 0.55)
+        fake_run(tmp_path, "gain", seed, 0.6)
+        fake_run(tmp_path, "gain", seed, 0.6, params={"alpha": 0.5})
+    assert main(["table", str(tmp_path), "--rows", "--baseline", "gain"]) == 2
+    err = capsys.readouterr().err
+    assert "baseline 'gain': 2 of its configurations share 'gradcam train.epochs=1''s setting" in err
+    assert "a baseline must be one configuration" in err and "gain alpha=0.5 train.epochs=1" in err
