@@ -1,9 +1,11 @@
-"""Where the code that made a result came from: the git commit of the package's checkout, recorded in every run's
-`environment` (so a finding names the commit it ran at) and in the report's provenance."""
+"""Where a result came from: the git commit of the package's checkout and the CPU it ran on, recorded in every run's
+`environment` (so a finding names the commit and the machine it ran at) and in the report's provenance."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -40,3 +42,30 @@ def git_commit() -> str:
     if changed is None:
         return f"{commit}-status-unknown"
     return f"{commit}-dirty" if changed else commit
+
+
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_identity(cpuinfo: str | None = None) -> str:
+    """The CPU as far as its numerics go: its model name and a digest of its feature flags (Linux's
+    `/proc/cpuinfo`, or `cpuinfo` given), e.g. `Intel(R) Xeon(R) Processor, features 3f2a9c1b`. The kernels torch,
+    oneDNN and MKL run are chosen per CPU, so two machines can train the same run to different numbers (a few
+    1e-7 at first, which training can grow); two records whose digests differ may have run different kernels.
+    Elsewhere the platform's processor name, without a digest."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = CPUINFO.read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:  # the first processor's; every core of a machine has the same
+            fields[key.strip()] = value.strip()
+    name = fields.get("model name") or fields.get("Processor") or platform.processor() or platform.machine()
+    flags = fields.get("flags") or fields.get("Features")
+    if not flags:
+        return name or UNKNOWN
+    digest = hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:8]
+    return f"{name}, features {digest}"

@@ -195,7 +195,8 @@ def format_comparison(rows: list[dict[str, Any]]) -> str:
 
 UNRECORDED = "unrecorded"  # a key a run's record does not hold (made before the key was recorded)
 PROVENANCE = {"git_commit": "git commit", "gain_bench": "gain-bench", "torch": "torch", "python": "python",
-              "device": "device", "device_name": "GPU", "threads": "threads", "platform": "platform"}  # fmt: skip
+              "device": "device", "device_name": "GPU", "threads": "threads", "platform": "platform",
+              "cpu": "CPU"}  # fmt: skip
 """The environment keys a table's provenance line names, and its name for each."""
 
 

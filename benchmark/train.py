@@ -40,7 +40,7 @@ from benchmark.metrics import (
 )
 from benchmark.models import SplitModel, build_model
 from benchmark.predictions import ROWS_KEY, audited_view, predictions_csv, row_counts
-from benchmark.provenance import git_commit
+from benchmark.provenance import cpu_identity, git_commit
 from benchmark.registry import labels
 from benchmark.spec import RunSpec, TrainSettings, architecture_params
 from benchmark.store import RECORD_SCHEMA, run_dir, write_atomic, write_record
@@ -507,6 +507,7 @@ def environment(device: str) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": f"{cpu_identity()}, torch kernels {torch.backends.cpu.get_cpu_capability()}",
     } | (  # the CUDA facts only where CUDA ran
         {
             "cuda": torch.version.cuda,

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from benchmark.provenance import git_commit
+from benchmark.provenance import cpu_identity, git_commit
 from benchmark.summary import environments, provenance, provenance_text
 
 
@@ -50,3 +50,40 @@ def test_provenance_names_every_commit_and_the_span_of_the_runs():
     assert provenance_text(facts).startswith("Runs: 3; trained: 2026-12-04T09:00:00 to 2026-12-04T11:00:00; git")
     assert provenance([]) == {} and provenance_text({}) == ""
     assert environments(records) == {"git_commit": "abc1234, def5678, unrecorded", "torch": "2.14.1", "device": "cpu"}
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu sse2 avx2 avx512f
+
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu sse2 avx2 avx512f
+"""
+
+
+def test_the_cpu_is_named_with_a_digest_of_its_features():
+    """Two machines that may run different kernels (their feature flags differ) get different digests; the order
+    of the flags does not matter."""
+    name = cpu_identity(CPUINFO)
+    assert re.fullmatch(r"Intel\(R\) Xeon\(R\) Processor, features [0-9a-f]{8}", name), name
+    assert cpu_identity(CPUINFO.replace("fpu sse2 avx2 avx512f", "avx512f avx2 sse2 fpu")) == name
+    other = cpu_identity(CPUINFO.replace("avx512f", "avx512f avx512_fp16"))
+    assert other != name and other.startswith("Intel(R) Xeon(R) Processor, features ")
+    assert cpu_identity("Processor\t: ARMv8\nFeatures\t: fp asimd\n").startswith("ARMv8, features ")
+    assert cpu_identity("model name\t: Some CPU\n") == "Some CPU", "no flags: the name alone"
+
+
+def test_every_run_records_its_cpu_and_torchs_kernels_and_a_table_names_them():
+    import torch
+
+    from benchmark.train import environment
+
+    env = environment("cpu")
+    assert env["cpu"].startswith(cpu_identity()) and env["cpu"].endswith(
+        f", torch kernels {torch.backends.cpu.get_cpu_capability()}"
+    )
+    records = [{"status": "complete", "started": "a", "finished": "b", "environment": {"cpu": cpu}}
+               for cpu in ("X, features 1", "Y, features 2")]  # fmt: skip
+    assert provenance(records)["CPU"] == "X, features 1, Y, features 2"
