@@ -47,12 +47,14 @@ def git_commit() -> str:
 CPUINFO = Path("/proc/cpuinfo")
 
 
+@cache
 def cpu_identity(cpuinfo: str | None = None) -> str:
     """The CPU as far as its numerics go: its model name and a digest of its feature flags (Linux's
     `/proc/cpuinfo`, or `cpuinfo` given), e.g. `Intel(R) Xeon(R) Processor, features 3f2a9c1b`. The kernels torch,
     oneDNN and MKL run are chosen per CPU, so two machines can train the same run to different numbers (a few
     1e-7 at first, which training can grow); two records whose digests differ may have run different kernels.
-    Elsewhere the platform's processor name, without a digest."""
+    Elsewhere the platform's processor name, without a digest. Read once per process, as `git_commit` is: every
+    run's record asks for it."""
     if cpuinfo is None:
         try:
             cpuinfo = CPUINFO.read_text(errors="replace")
