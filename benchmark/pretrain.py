@@ -1,13 +1,15 @@
-"""Pre-training on the generator's unbiased corpus: the built-in data's stand-in for ImageNet pre-training.
+"""Pre-training on a corpus of the generator's: the built-in data's stand-in for ImageNet pre-training.
 
 From scratch on biased boats no attention or mask loss removed the shortcut, while pre-training on unbiased data
 (rho = q = 0.5) removed most of it (findings/quick.md, findings/from-scratch.md), as ImageNet pre-training does
 for the paper's VGG-16.
 A run with
 `model.init = "pretrained-synthetic"` starts from a model trained, with the Grad-CAM baseline's plain `L_cl`, on a
-corpus drawn by the same generator with no bias and its own seed (so no image of any evaluation split is in it),
-same image size and model. The pre-training is itself a run, cached by its config hash under
-`<data root>/pretrained/runs/<run_id>/`: trained once, then reused by every run that names it.
+corpus drawn by the same generator with its own seed (so no image of any evaluation split is in it), same image
+size and model; by default with no bias, or without the audited class, or with a bias of its own
+(`model.pretrain.corpus`, `corpus_config`). A full replicate (`seed_scope = "full"`) pre-trains its own model.
+The pre-training is itself a run, cached by its config hash under `<data root>/pretrained/runs/<run_id>/`: trained
+once, then reused by every run that names it.
 
 Any model can start so, the torchvision backbones too, and so can a run on other data (the VOC-format export of
 the generator, a plugin's dataset): the corpus is then drawn at that data's image size, and a classifier layer whose
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from benchmark.datasets import registry, synthetic
 from benchmark.phases import phase
-from benchmark.spec import RunSpec, TrainSettings, architecture_params, build_model_params
+from benchmark.spec import CORPUS_KEYS, RunSpec, TrainSettings, architecture_params, build_model_params
 from benchmark.store import COMPLETE, RunLock, run_dir, run_state
 from benchmark.train import run
 
@@ -31,9 +33,11 @@ SEED_OFFSET = 1_000_003  # the corpus's generator seed = the evaluation data's s
 
 
 def corpus_config(spec: RunSpec) -> synthetic.SyntheticConfig:
-    """The unbiased corpus `spec` pre-trains on: on the built-in data, its own configuration with rho = q = 0.5 and
-    its own seed; on any other dataset, the generator's defaults at that dataset's `image_size` (seed 0 + the
-    offset), as ImageNet is one corpus whatever the data set fine-tuned on."""
+    """The corpus `spec` pre-trains on: on the built-in data, its own configuration with its own seed; on any other
+    dataset, the generator's defaults at that dataset's `image_size` (seed 0 + the offset), as ImageNet is one
+    corpus whatever the data set fine-tuned on. What it holds is `model.pretrain.corpus` (`spec.CORPORA`):
+    "unbiased" rho = q = 0.5; "without-class" no image of the audited class (`boat_fraction` 0, water in half the
+    images); "biased" rho = `model.pretrain.rho` and q = 1 - rho, as ImageNet's boats sit mostly on water."""
     if spec.dataset == synthetic.NAME:
         data = synthetic.data_config(spec.dataset, spec.dataset_params)
     else:
@@ -44,17 +48,32 @@ def corpus_config(spec: RunSpec) -> synthetic.SyntheticConfig:
                 f"{spec.dataset!r} declares no data.image_size"
             )
         data = synthetic.SyntheticConfig(image_size=size)
-    return dataclasses.replace(data, rho=0.5, q=0.5, seed=data.seed + SEED_OFFSET)
+    table = build_model_params(spec.model, spec.model_params).get("pretrain", {})
+    corpus = table.get("corpus", "unbiased")
+    bias = {
+        "unbiased": {"rho": 0.5, "q": 0.5},
+        "without-class": {"boat_fraction": 0.0, "rho": 0.5, "q": 0.5},
+        "biased": {"rho": table.get("rho", 0.5), "q": 1.0 - table.get("rho", 0.5)},
+    }[corpus]
+    return dataclasses.replace(data, **bias, seed=data.seed + SEED_OFFSET)
+
+
+def corpus_name(spec: RunSpec) -> str:
+    """The corpus in words: "unbiased", "without-class" or "biased (rho 0.9)"."""
+    table = build_model_params(spec.model, spec.model_params).get("pretrain", {})
+    corpus = table.get("corpus", "unbiased")
+    return f"{corpus} (rho {table['rho']:g})" if corpus == "biased" else corpus
 
 
 def pretrain_spec(spec: RunSpec) -> RunSpec:
-    """The pre-training run for `spec`: unbiased data (`corpus_config`), the same architecture (from scratch), the
+    """The pre-training run for `spec`: its corpus (`corpus_config`), the same architecture (from scratch), the
     default training settings (8 epochs, Adam one-cycle lr 3e-3, as the built-in findings used) with what
     `model.pretrain` sets instead (a deep network without BatchNorm, such as VGG-16, needs a lower lr)."""
     params = build_model_params(spec.model, spec.model_params)
-    recipe = dict(params.get("pretrain", {}))
+    recipe = {k: v for k, v in params.get("pretrain", {}).items() if k not in CORPUS_KEYS}
     return RunSpec(
         method="gradcam",
+        seed=spec.pretrain_seed,
         dataset=synthetic.NAME,
         dataset_params=dataclasses.asdict(corpus_config(spec)),
         model=spec.model,
@@ -89,7 +108,7 @@ def ensure_pretrained(spec: RunSpec, data_root: Path | None = None, *, device: s
         if run_state(root, pre.run_id, pre.config_hash)[0] != COMPLETE or not checkpoint.is_file():
             corpus = pre.dataset_params
             what = (
-                f"pre-training {pre.model} on the unbiased corpus ({corpus['n_train']} images of "
+                f"pre-training {pre.model} on the {corpus_name(spec)} corpus ({corpus['n_train']} images of "
                 f"{corpus['image_size']} px, {pre.train.epochs} epochs; once, cached as {run_dir(root, pre.run_id)})"
             )
             with phase(what):

@@ -28,6 +28,9 @@ SECTIONS = ("data", "model", "train", "methods", "timing", "slurm", "sweep", "se
 FORBID = ConfigDict(extra="forbid")
 
 
+# What a seed redraws (`SuiteKeys.seed_scope`; `benchmark.spec.replicate_seeds` says how).
+SEED_SCOPES = ("train", "full")
+
 # The largest seed: what every random generator a run seeds takes (numpy's legacy seeds are 32-bit).
 MAX_SEED = 2**32 - 1
 
@@ -96,6 +99,12 @@ class SuiteKeys(_Checked):
                    json_schema_extra={"allowed": "a class name"})
     ] = "boat"
     budget_seed: integer(0, "seed of the order in which images enter the pixel-label budget", high=MAX_SEED) = 0
+    seed_scope: choice(
+        SEED_SCOPES,
+        "what a seed redraws: 'train' the fine-tuning only (initialisation of a fresh head, batch order, "
+        "augmentation); 'full' also the data (the generator's seed), the budget's images, the held-out selection "
+        "data and the pre-training: a full replicate",
+    ) = "train"
     device: Annotated[
         str, Field(pattern=r"^(cpu|mps|cuda(:\d+)?)$", description="where runs train",
                    json_schema_extra={"allowed": "cpu, cuda, cuda:N, mps"})

@@ -13,7 +13,7 @@ from typing import Any
 
 from benchmark import __version__
 from benchmark.registry import DATASETS, METHODS, MODELS, origins
-from benchmark.settings import MASK_CONTROLS, TrainSettings
+from benchmark.settings import MASK_CONTROLS, SEED_SCOPES, TrainSettings
 
 # The built-in biased dataset: every default names it.
 BUILTIN_DATA = "synthetic-boats"
@@ -31,7 +31,7 @@ class RunSpec:
     """One run: dataset, model, method and its parameters, pixel-label budget, seed and training settings; a trial
     of a hyperparameter search also holds `search`: its group, trial index and drawn values (see `benchmark.search`);
     `mask_control` is the placebo-mask control of the budget's masks (`settings.MASK_CONTROLS`, "true": none; see
-    `benchmark.datasets.mask_controls`)."""
+    `benchmark.datasets.mask_controls`); `seed_scope` what the seed redraws (`replicate_seeds`)."""
 
     method: str
     budget: int = 0
@@ -47,24 +47,45 @@ class RunSpec:
     suite: str = "adhoc"
     search: dict[str, Any] = field(default_factory=dict)
     mask_control: str = "true"
+    seed_scope: str = "train"
 
     def __post_init__(self) -> None:
         if self.mask_control not in MASK_CONTROLS:
             raise ValueError(f"data.mask_control = {self.mask_control!r}: allowed: {', '.join(MASK_CONTROLS)}")
+        if self.seed_scope not in SEED_SCOPES:
+            raise ValueError(f"seed_scope = {self.seed_scope!r}: allowed: {', '.join(SEED_SCOPES)}")
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data; `search` only where the run is a trial of a hyperparameter search, and
-        `mask_control` only where it is not "true", so a run keeps the dict (and the `config_hash`) it had before
-        searches and mask controls existed."""
+        `mask_control` only where it is not "true" and `seed_scope` only where it is not "train", so a run keeps
+        the dict (and the `config_hash`) it had before searches, mask controls and full replicates existed."""
         data = asdict(self)
         if not self.search:
             del data["search"]
         if self.mask_control == "true":
             del data["mask_control"]
+        if self.seed_scope == "train":
+            del data["seed_scope"]
         for key in (*OBSERVATIONAL, *ADDED_LATER):  # at their default, records and hashes stay as before the key
             if data["train"][key] == getattr(TrainSettings, key):
                 del data["train"][key]
         return data
+
+    @property
+    def pretrain_seed(self) -> int:
+        """The training seed of the pre-training this run starts from: its own seed in a full replicate, else 0
+        (one pre-trained model shared by every run of the setting)."""
+        return self.seed if self.seed_scope == "full" else 0
+
+    def replicate(self) -> dict[str, Any]:
+        """What this run's seed drew (`seed_scope`): the record's `replicate` entry."""
+        return {
+            "seed_scope": self.seed_scope,
+            "seed": self.seed,
+            "data_seed": self.dataset_params.get("seed", 0) if has_data_seed(self.dataset) else None,
+            "budget_seed": self.budget_seed,
+            "pretrain_seed": self.pretrain_seed,
+        }
 
     @property
     def trial(self) -> int | None:
@@ -129,6 +150,11 @@ class RunSpec:
             extras["budget_seed"] = self.budget_seed
         if self.mask_control != "true":
             extras["mask_control"] = self.mask_control
+        if self.seed_scope != "train":  # a full replicate's data and budget seeds follow its seed: their base shows
+            extras["seed_scope"] = self.seed_scope
+            base = replicate_bases(self.to_dict())
+            extras = {k: v for k, v in extras.items() if k not in ("data.seed", "budget_seed")}
+            extras |= {k: v for k, v in (("data.seed", base["data_seed"]), ("budget_seed", base["budget_seed"])) if v}
         return label + ("".join(f" {k}={v}" for k, v in sorted(extras.items())) if extras else "")
 
     @classmethod
@@ -158,6 +184,11 @@ def configuration_key(spec: dict[str, Any]) -> str:
     parameters that equal their defaults are left out, so that spelling a default out (`model.init = "scratch"`)
     does not split a configuration, as it does not change `config_hash`."""
     canonical = {k: v for k, v in spec.items() if k not in ("seed", "suite")}
+    if spec.get("seed_scope", "train") != "train":  # the replicate's own seeds are its seed's: keep their bases
+        base = replicate_bases(spec)
+        canonical["budget_seed"] = base["budget_seed"]
+        if base["data_seed"] is not None:
+            canonical["dataset_params"] = dict(canonical.get("dataset_params", {})) | {"seed": base["data_seed"]}
     for key, defaults in (
         ("method_params", _method_defaults(canonical.get("method"))),
         ("model_params", _model_defaults(canonical.get("model", "small_cnn"))),
@@ -169,6 +200,37 @@ def configuration_key(spec: dict[str, Any]) -> str:
                 params = _resolved_model_params(canonical.get("model", "small_cnn"), params)
             canonical[key] = {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
     return json.dumps(canonical, sort_keys=True, default=str)
+
+
+def has_data_seed(dataset: str) -> bool:
+    """Whether the dataset draws its images from a seed of its own (`data.seed`: the built-in generator, a
+    plugin's generator); a file-based data set (VOC) does not, and a full replicate cannot redraw it."""
+    return "seed" in _data_defaults(dataset)
+
+
+def replicate_seeds(spec: dict[str, Any], base_data_seed: int | None, base_budget_seed: int) -> dict[str, Any]:
+    """What a full replicate redraws from its seed s: the data (`data.seed` = base + s, where the dataset has a
+    seed; the held-out selection data and the pre-training corpus follow it, `heldout.SEED_OFFSET`,
+    `pretrain.SEED_OFFSET`), the budget's images (`budget_seed` = base + s) and the pre-training's own training
+    seed (s, `pretrain.pretrain_spec`). Returns the spec's `dataset_params` and `budget_seed` for seed s."""
+    seed = int(spec["seed"])
+    params = dict(spec.get("dataset_params", {}))
+    if base_data_seed is not None:
+        params["seed"] = base_data_seed + seed
+    return {"dataset_params": params, "budget_seed": base_budget_seed + seed}
+
+
+def replicate_bases(spec: dict[str, Any]) -> dict[str, int | None]:
+    """The base seeds a full replicate's data and budget seeds were drawn from (`replicate_seeds` undone): equal
+    for every replicate of one configuration."""
+    seed = int(spec.get("seed", 0))
+    data_seed = spec.get("dataset_params", {}).get("seed")
+    if data_seed is None and has_data_seed(spec.get("dataset", BUILTIN_DATA)):
+        data_seed = seed  # the default 0 left out of the params
+    return {
+        "data_seed": None if data_seed is None else int(data_seed) - seed,
+        "budget_seed": int(spec.get("budget_seed", 0)) - seed,
+    }
 
 
 # The method every other is compared with, timed against and paired with.
@@ -268,6 +330,13 @@ START_KEYS = ("init", "pretrain")
 """Model keys that say where training starts, not what the architecture is: read by the run, never by the factory."""
 PRETRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "precision")
 """The `[train]` keys `model.pretrain` may set for the pre-training of `model.init = "pretrained-synthetic"`."""
+CORPORA = ("unbiased", "without-class", "biased")
+"""What the pre-training corpus holds (`model.pretrain.corpus`, `benchmark.pretrain.corpus_config`): the audited
+class on and off its context equally often (the default), no image of the audited class, or the audited class
+with a context bias of its own (`model.pretrain.rho`)."""
+CORPUS_KEYS = ("corpus", "rho")
+"""The keys of `model.pretrain` that say what the corpus holds, not how it is trained."""
+DEFAULT_CORPUS_RHO = 0.9
 
 
 def architecture_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -282,16 +351,36 @@ def _pretrain_table(value: object, init: str | None) -> dict[str, Any]:
         return {}
     if init != "pretrained-synthetic":
         raise ValueError("model.pretrain sets the pre-training of model.init = 'pretrained-synthetic'; set that too")
+    allowed = ", ".join((*PRETRAIN_KEYS, *CORPUS_KEYS))
     if not isinstance(value, dict):
-        raise ValueError(f"model.pretrain must be a table of {', '.join(PRETRAIN_KEYS)}; got {value!r}")
-    unknown = sorted(set(value) - set(PRETRAIN_KEYS))
+        raise ValueError(f"model.pretrain must be a table of {allowed}; got {value!r}")
+    unknown = sorted(set(value) - set(PRETRAIN_KEYS) - set(CORPUS_KEYS))
     if unknown:
-        raise ValueError(f"model.pretrain: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(PRETRAIN_KEYS)}")
+        raise ValueError(f"model.pretrain: unknown key(s) {', '.join(unknown)}; allowed: {allowed}")
     try:
-        TrainSettings.from_dict(value)
+        TrainSettings.from_dict({k: v for k, v in value.items() if k not in CORPUS_KEYS})
     except ValueError as err:
         raise ValueError(f"model.pretrain: {err}") from None
-    return dict(value)
+    return _corpus_checked(dict(value))
+
+
+def _corpus_checked(table: dict[str, Any]) -> dict[str, Any]:
+    """`model.pretrain`'s corpus keys checked and canonical: the default corpus ("unbiased") is left out, so a run
+    that spells it out keeps its hash; `rho` only beside `corpus = "biased"`, and filled in there."""
+    corpus = table.get("corpus", "unbiased")
+    if corpus not in CORPORA:
+        raise ValueError(f"model.pretrain.corpus = {corpus!r}: allowed: {', '.join(CORPORA)}")
+    if corpus == "unbiased":
+        table.pop("corpus", None)
+    if corpus != "biased":
+        if "rho" in table:
+            raise ValueError(f"model.pretrain.rho sets the bias of corpus = 'biased', not of {corpus!r}")
+        return table
+    rho = table.setdefault("rho", DEFAULT_CORPUS_RHO)
+    if isinstance(rho, bool) or not isinstance(rho, int | float) or not 0.5 <= rho <= 1:
+        raise ValueError(f"model.pretrain.rho = {rho!r}: allowed: a number from 0.5 to 1 (P(context | class))")
+    table["rho"] = float(rho)
+    return table
 
 
 def build_model_params(name: str, params: dict[str, object]) -> dict[str, object]:

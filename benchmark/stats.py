@@ -20,6 +20,9 @@ from scipy import stats as sps
 Groups = np.ndarray | tuple[np.ndarray, ...]
 Statistic = Callable[..., np.ndarray]
 N_RESAMPLES = 2000
+MIN_REPLICATES = 8
+"""The fewest full replicates a claim or a "significant" rests on: with 8, the exact sign-flip test reaches p 0.0078,
+so a difference every replicate agrees on survives Holm's adjustment over a few comparisons."""
 
 
 class Interval(NamedTuple):
@@ -209,6 +212,37 @@ def bootstrap_p(distribution: np.ndarray) -> float:
         return float("nan")
     tail = min(np.count_nonzero(d <= 0), np.count_nonzero(d >= 0))
     return float(min(1.0, 2.0 * (1 + tail) / (d.size + 1)))
+
+
+EXACT_SIGN_FLIPS = 20  # up to this many replicates the sign-flip test enumerates every assignment (2^20 rows)
+
+
+def sign_flip_test(
+    differences: np.ndarray,
+    *,
+    rng: int | np.random.Generator | Sequence[int] = 0,
+    n_resamples: int = 100_000,
+) -> float:
+    """Two-sided p of "the paired differences are symmetric about 0", from the mean difference over replicates:
+    the share of the 2^n assignments of signs to the n differences whose mean is at least as far from 0 as the one
+    observed (Fisher, "The Design of Experiments", 1935, sec. 21; Good, "Permutation, Parametric and Bootstrap Tests
+    of Hypotheses", 2005, sec. 3.1). Exact (every assignment enumerated) up to `EXACT_SIGN_FLIPS` replicates, a
+    Monte-Carlo estimate with the observed assignment counted (`(1 + k) / (1 + B)`) above. The replicate is the unit:
+    with n replicates p cannot fall below 2 / 2^n (0.0078 for 8, 0.125 for 4). NaN without a finite difference."""
+    d = np.asarray(differences, float)
+    d = d[np.isfinite(d)]
+    n = d.size
+    if n == 0:
+        return float("nan")
+    observed = abs(d.mean())
+    tolerance = 1e-12 * max(1.0, float(np.abs(d).max()))  # a flip that ties the observed mean counts as extreme
+    if n <= EXACT_SIGN_FLIPS:
+        bits = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+        means = np.abs(((1 - 2 * bits) * d).mean(1))
+        return float(np.count_nonzero(means >= observed - tolerance) / means.size)
+    signs = _generator(rng).choice((-1.0, 1.0), size=(n_resamples, n))
+    extreme = np.count_nonzero(np.abs((signs * d).mean(1)) >= observed - tolerance)
+    return float((1 + extreme) / (1 + n_resamples))
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:

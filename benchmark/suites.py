@@ -101,7 +101,15 @@ from benchmark.settings import (
     check,
     parse_value,
 )
-from benchmark.spec import BUILTIN_DATA, RunSpec, TrainSettings, architecture_params, build_model_params
+from benchmark.spec import (
+    BUILTIN_DATA,
+    RunSpec,
+    TrainSettings,
+    architecture_params,
+    build_model_params,
+    has_data_seed,
+    replicate_seeds,
+)
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TOP_KEYS = tuple(f.name for f in dataclasses.fields(SuiteKeys))
@@ -155,6 +163,7 @@ class Suite:
     train: TrainSettings = field(default_factory=TrainSettings)
     audited_class: str = "boat"
     budget_seed: int = 0
+    seed_scope: str = "train"
     device: str = "cpu"
     unbiased_reference: bool = True
     timing: TimingSettings = field(default_factory=TimingSettings)
@@ -205,18 +214,26 @@ class Suite:
                 seed=seed,
                 method_params=dict(entry.params),
                 dataset=self.dataset,
-                dataset_params={**self.dataset_params, **entry.data},
                 model=self.model,
                 model_params=dict(self.model_params),
                 train=self.train,
                 audited_class=self.audited_class,
-                budget_seed=self.budget_seed,
                 suite=self.name,
                 mask_control=entry.mask_control,
+                **self._drawn(seed, {**self.dataset_params, **entry.data}),
             )
             for seed in self.seeds
         ]
         return specs if self.search is None else search.expand(entry.key, specs, self.search)
+
+    def _drawn(self, seed: int, dataset_params: dict[str, Any]) -> dict[str, Any]:
+        """The data parameters and budget seed of `seed`'s runs: the suite's own, or with `seed_scope = "full"`
+        those its replicate draws (`spec.replicate_seeds`)."""
+        if self.seed_scope == "train":
+            return {"dataset_params": dataset_params, "budget_seed": self.budget_seed}
+        base = int(dataset_params.get("seed", 0)) if has_data_seed(self.dataset) else None
+        drawn = replicate_seeds({"seed": seed, "dataset_params": dataset_params}, base, self.budget_seed)
+        return drawn | {"seed_scope": self.seed_scope}
 
     @property
     def digest(self) -> str:
@@ -530,6 +547,7 @@ def _suite(raw: dict[str, Any], source: str) -> Suite:
         train=train,
         audited_class=raw.get("audited_class", _default_class(dataset)),
         budget_seed=raw.get("budget_seed", 0),
+        seed_scope=raw.get("seed_scope", "train"),
         device=raw.get("device", "cpu"),
         unbiased_reference=raw.get("unbiased_reference", True),
         timing=TimingSettings(**raw.get("timing", {})),

@@ -30,6 +30,7 @@ from benchmark.results import known_keys, with_keys
 from benchmark.settings import MASK_CONTROLS
 from benchmark.spec import BASELINE
 from benchmark.stats import (
+    MIN_REPLICATES,
     N_RESAMPLES,
     Statistic,
     batched_auroc,
@@ -42,6 +43,7 @@ from benchmark.stats import (
     paired_bootstrap,
     probability_of_improvement,
     seed_mean_sd,
+    sign_flip_test,
 )
 from benchmark.store import DamagedFile, read_record, whole_predictions, write_atomic
 from benchmark.summary import configuration, record_keys
@@ -471,6 +473,7 @@ def paired_table(
             sign = 1.0 if m.higher_is_better else -1.0
             poi = probability_of_improvement(sign * x, sign * y, rng=rng, n_resamples=n_resamples)
             mcnemar = [mcnemar_exact(f[2][0], f[3][0])[2] for f in found] if m.binary else []
+            full = all(f[i].spec.get("seed_scope", "train") == "full" for f in found for i in (0, 1))
             rows.append(
                 {
                     "config": config,
@@ -486,6 +489,8 @@ def paired_table(
                     "ci_low": comparison.low,
                     "ci_high": comparison.high,
                     "p_value": comparison.p_value,
+                    "p_replicates": sign_flip_test(x - y),
+                    "full_replicates": full,
                     "mcnemar_seeds": len(mcnemar),
                     "mcnemar_significant": int(sum(p < alpha for p in mcnemar)) if mcnemar else np.nan,
                     "prob_improvement": poi.estimate,
@@ -496,13 +501,37 @@ def paired_table(
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    if family == "all":
-        table["p_holm"] = holm(table["p_value"].to_numpy())
-    else:
-        table["p_holm"] = table.groupby("metric")["p_value"].transform(lambda p: holm(p.to_numpy()))
-    columns = list(table.columns)
-    columns.insert(columns.index("p_value") + 1, columns.pop(columns.index("p_holm")))
-    return table[columns]
+    for column in ("p_value", "p_replicates"):
+        adjusted = f"{column.removesuffix('_value')}_holm"  # p_holm, p_replicates_holm
+        if family == "all":
+            table[adjusted] = holm(table[column].to_numpy())
+        else:
+            table[adjusted] = table.groupby("metric")[column].transform(lambda p: holm(p.to_numpy()))
+        columns = list(table.columns)
+        columns.insert(columns.index(column) + 1, columns.pop(columns.index(adjusted)))
+        table = table[columns]
+    return table
+
+
+NOT_ENOUGH = "not enough replicates"
+
+
+def significance(row: dict[str, Any], alpha: float = 0.05) -> str:
+    """What a paired row lets a reader say: "significant" only with at least `MIN_REPLICATES` full replicates
+    (`seed_scope = "full"`), the replicate-level sign-flip test's Holm-adjusted p below `alpha` and the two-level
+    bootstrap interval excluding 0; "not enough replicates" with fewer, or with seeds that redraw only the
+    fine-tuning; else "not significant"."""
+    if not row.get("full_replicates", False) or row["n_seeds"] < MIN_REPLICATES:
+        return NOT_ENOUGH
+    excludes_zero = row["ci_low"] > 0 or row["ci_high"] < 0
+    return "significant" if row["p_replicates_holm"] < alpha and excludes_zero else "not significant"
+
+
+def replicates_note(row: dict[str, Any]) -> str:
+    """Why a row is "not enough replicates", in words."""
+    if not row.get("full_replicates", False):
+        return f"{row['n_seeds']} seeds that redraw the fine-tuning only (seed_scope = \"train\"), not full replicates"
+    return f"{row['n_seeds']} full replicates; a claim needs {MIN_REPLICATES}"
 
 
 def _column_names(aggregated: pd.DataFrame) -> dict[str, str]:
@@ -731,7 +760,9 @@ TRUE_MASKS = MASK_CONTROLS[0]  # "true"
 PLACEBOS = MASK_CONTROLS[1:]  # what `table --view content --control` can hold the true masks against
 CONTENT_COLUMNS = ["setting", "config", "label", "control", "control_config", "control_label", "method", "display",
                    "budget", "metric", "higher_is_better", "n_seeds", "true_mean", "control_mean", "difference",
-                   "ci_low", "ci_high", "p_value", "p_holm"]  # fmt: skip
+                   "ci_low", "ci_high", "p_value", "p_holm", "p_replicates", "p_replicates_holm",
+                   "full_replicates"]  # fmt: skip
+ADJUSTED = ("p_holm", "p_replicates_holm")
 
 
 def mask_control(spec: dict[str, Any]) -> str:
@@ -790,9 +821,11 @@ def content_effect_table(
                 gt, gc = m.groups(t), m.groups(c)
                 if gt is not None and gc is not None and [len(g) for g in gt] == [len(g) for g in gc]:
                     _check_aligned(t, c, m.roles)
-                    found.append((gt, gc))
+                    found.append((gt, gc, t, c))
             if not found:
                 continue
+            per_seed = [_value(f[0], m.statistic) - _value(f[1], m.statistic) for f in found]
+            full = all(r.spec.get("seed_scope", "train") == "full" for f in found for r in f[2:])
             rng = _rng(seed, "content", true_config, control_config, m.name)
             comparison = paired_bootstrap(
                 [f[0] for f in found], [f[1] for f in found], m.statistic, rng=rng, n_resamples=n_resamples
@@ -817,10 +850,15 @@ def content_effect_table(
                     "ci_low": comparison.low,
                     "ci_high": comparison.high,
                     "p_value": comparison.p_value,
+                    "p_replicates": sign_flip_test(np.array(per_seed)),
+                    "full_replicates": full,
                 }
             )
-    table = pd.DataFrame(rows, columns=[c for c in CONTENT_COLUMNS if c != "p_holm"])
-    table["p_holm"] = table.groupby("control")["p_value"].transform(lambda p: holm(p.to_numpy())) if len(table) else []
+    table = pd.DataFrame(rows, columns=[c for c in CONTENT_COLUMNS if c not in ADJUSTED])
+    for column, adjusted in (("p_value", "p_holm"), ("p_replicates", "p_replicates_holm")):
+        table[adjusted] = (
+            table.groupby("control")[column].transform(lambda p: holm(p.to_numpy())) if len(table) else []
+        )
     return table[CONTENT_COLUMNS]
 
 

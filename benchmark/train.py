@@ -168,6 +168,7 @@ def run(
         record["data"] = data_info
     if control is not None:
         record["mask_control"] = control
+    record["replicate"] = spec.replicate()
     try:
         write_record(out / "record.json", record)
         torch.manual_seed(spec.seed)
@@ -183,8 +184,10 @@ def run(
             model = model.to(memory_format=torch.channels_last)
         started = time.perf_counter()
         in_training = chosen if method.budget_in_training else chosen[:0]  # dfr: trained as the baseline is
-        record["curve"] = fit(
-            model, method, data["train"], in_training, spec, device=device, progress=progress, data_root=data_root
+        record["curve"] = (
+            fit(model, method, data["train"], in_training, spec, device=device, progress=progress, data_root=data_root)
+            if method.fine_tunes
+            else []  # no_finetune: the start, evaluated as it is
         )
         diagnostics_seconds = sum(epoch.get("diagnostics_seconds", 0.0) for epoch in record["curve"])
         record["timings"]["train_seconds"] = time.perf_counter() - started - diagnostics_seconds
@@ -202,13 +205,13 @@ def run(
         if spec.search:  # a search trial: its scores on the held-out selection splits (benchmark.selection)
             record["selection"] = evaluate_selection(model, spec, data_root, device)
         images = sum(epoch["steps_images"] for epoch in record["curve"])
-        record["timings"]["train_images_per_s"] = images / record["timings"]["train_seconds"]
+        record["timings"]["train_images_per_s"] = images / record["timings"]["train_seconds"] if images else 0.0
         write_atomic(out / "predictions.csv", predictions_csv(preds, classes))
         record[ROWS_KEY] = row_counts(preds)
         buffer = io.BytesIO()
         torch.save(model.state_dict(), buffer)
         write_atomic(out / "model.pt", buffer.getvalue())
-        if timing is not None and timing.enabled:
+        if timing is not None and timing.enabled and method.fine_tunes:
             try:
                 record["timings"]["throughput"] = throughput(model, method, data["train"], class_index, timing, device)
             except Exception as err:  # timing is not part of the result: the run stays complete

@@ -32,10 +32,16 @@ def _aggregated(rows):
     )
 
 
-def _paired(rows):
+def _paired(rows, n_seeds=8, full=True):
+    """Paired rows as `tables.paired_table` gives them; `p` stands for both the bootstrap's and the replicate-level
+    test's Holm-adjusted p; 8 full replicates unless said."""
     return pd.DataFrame(
         [
             {
+                "n_seeds": n_seeds,
+                "full_replicates": full,
+                "p_replicates": p,
+                "p_replicates_holm": p,
                 "config": f"{m}-{b}",
                 "label": m + (f"-{b}" if b else ""),
                 "method": m,
@@ -77,29 +83,42 @@ def test_verdict_names_the_shortcut_and_what_is_not_significant():
     assert "Water-only images called “boat”: significantly fewer for GAIN_ext-78 (by 21 points)" in text
     assert "Boats without water recognised: no significant change for GAIN_ext-78" in text
     assert "In-distribution accuracy: significantly lower for GAIN_ext-78 (by 20 points)" in text
-    assert "No configuration beats the baseline on the AUROC and both shifted groups" in text
+    assert "No configuration beats the baseline significantly on the AUROC and both shifted groups" in text
     assert "significantly better than the baseline on both shifted groups" not in text.lower(), "said once, not twice"
     assert "none has unlearned the shortcut" in text, "every AUROC interval lies below 0.5"
-    assert "indicative only" not in text, "4 seeds are enough to state a difference"
+    assert "not enough replicates" not in text, "8 full replicates are enough to call a difference"
+    assert out["summary"][0].startswith("Boats without water recognised"), "a plain answer per group comes first"
+    assert out["summary"][1].startswith("Water-only images called")
     assert out["details"] == [
-        "GAIN_ext-78: water without boat +21 points [+14, +29] (Holm p 0.006, significant); boat without water ±0 "
-        "points [−1, +2] (Holm p 1.000, not significant); in-distribution accuracy −20 points [−22, −17] (Holm p "
-        "0.006, significant)."
+        "GAIN_ext-78: boat without water ±0 points [−1, +2] (sign-flip Holm p 1.000, not significant); water without "
+        "boat +21 points [+14, +29] (sign-flip Holm p 0.006, significant); in-distribution accuracy −20 points [−22, "
+        "−17] (sign-flip Holm p 0.006, significant)."
     ]
 
 
 def test_verdict_credits_a_configuration_better_on_both_groups_and_warns_on_few_seeds():
     aggregated = _aggregated([*BASELINE, ("gain", 0, "overall", 0.5, 0.5, 0.5, 2)])
-    paired = _paired(
-        [
-            ("gain", 0, "context_without_class", 0.3, 0.2, 0.4, 0.001),
-            ("gain", 0, "class_without_context", 0.4, 0.3, 0.5, 0.001),
-        ]
-    )
-    summary = verdict(aggregated, paired, n_seeds=3)["summary"]
+    rows = [
+        ("gain", 0, "context_without_class", 0.3, 0.2, 0.4, 0.001),
+        ("gain", 0, "class_without_context", 0.4, 0.3, 0.5, 0.001),
+    ]
+    summary = verdict(aggregated, _paired(rows), n_seeds=8)["summary"]
     assert "Significantly better than the baseline on both shifted groups, but not on the AUROC: GAIN." in summary
     assert any(s.startswith("Degenerate") and "GAIN" in s for s in summary)
-    assert any("With 3 complete seeds per configuration these differences are indicative only" in s for s in summary)
+    assert not any("not enough replicates" in s for s in summary)
+    for few in (_paired(rows, n_seeds=3, full=False), _paired(rows, n_seeds=7)):
+        text = " ".join(verdict(aggregated, few, n_seeds=3)["summary"])
+        assert not any(w in text.lower() for w in ("significantly more", "significantly fewer", "significantly better")), \
+            "never called with too few replicates"
+        assert "Boats without water recognised: not enough replicates to tell for GAIN" in text
+        assert "No difference from the baseline can be called significant here" in text
+    text = " ".join(verdict(aggregated, _paired(rows, n_seeds=3, full=False), n_seeds=3)["summary"])
+    assert "3 seeds that redraw the fine-tuning only (seed_scope = \"train\"), not full replicates" in text
+    text = " ".join(verdict(aggregated, _paired(rows, n_seeds=7), n_seeds=7)["summary"])
+    assert "7 full replicates; a claim needs 8" in text
+    interval_crosses = _paired([(m, b, metric, d, -0.01, hi, p) for m, b, metric, d, lo, hi, p in rows])
+    text = " ".join(verdict(aggregated, interval_crosses, n_seeds=8)["summary"])
+    assert "no significant change for GAIN" in text, "a p below 0.05 with an interval across 0 is not significant"
 
 
 def test_the_verdict_first_answers_its_heading_with_the_maps_the_decisions_and_the_budget():
@@ -112,6 +131,8 @@ def test_the_verdict_first_answers_its_heading_with_the_maps_the_decisions_and_t
             ("gain_ext", 9, "shifted_auroc", 0.30, 0.2, 0.4, 0),
             ("gain_ext", 1464, "pointing_game", 0.58, 0.50, 0.66, 0),
             ("gain_ext", 1464, "shifted_auroc", 0.03, 0.01, 0.05, 0),
+            ("gain_ext", 1464, "class_without_context", 0.02, 0.0, 0.04, 0),
+            ("gain_ext", 1464, "context_without_class", 0.40, 0.3, 0.5, 0),
         ]
     )
     paired = _paired(
@@ -119,23 +140,24 @@ def test_the_verdict_first_answers_its_heading_with_the_maps_the_decisions_and_t
             ("gain_ext", 9, "shifted_auroc", 0.28, 0.2, 0.36, 0.001),  # the better result, at a smaller budget
             ("gain_ext", 1464, "pointing_game", 0.38, 0.30, 0.46, 0.004),
             ("gain_ext", 1464, "shifted_auroc", 0.01, -0.01, 0.03, 0.6),
+            ("gain_ext", 1464, "class_without_context", 0.0, -0.02, 0.02, 0.9),
+            ("gain_ext", 1464, "context_without_class", 0.14, 0.1, 0.2, 0.001),
         ]
     )
     shares = {"gradcam-0": 0.64, "gain_ext-1464": 0.57}
     summary = verdict(aggregated, paired, n_seeds=4, shares=shares, unbiased=0.58)["summary"]
-    assert summary[0] == (
-        "With 1464 pixel-labelled images, GAIN_ext-1464 moves the boat map onto the boat (pointing game 0.20 → 0.58, "
-        "Holm p 0.004; share of the map on the water 0.64 → 0.57, a model trained without the bias 0.58) but does "
-        "not make the classifier rely on the boat (AUROC between boats without water and water without boat "
-        "0.02 → 0.03, not significant); each arrow goes from the Grad-CAM baseline to GAIN_ext-1464."
-    ), "the configuration with the most pixel labels, whatever its results"
+    first = next(s for s in summary if s.startswith("With 1464"))
+    assert first.startswith("With 1464 pixel-labelled images, GAIN_ext-1464 moves the boat map onto the boat "
+                            "(pointing game 0.20 → 0.58, sign-flip Holm p 0.004; share of the map on the water 0.64 "
+                            "→ 0.57, a model trained without the bias 0.58)"), "the most pixel labels, whatever results"
+    assert "finds about as many boats without water (0.02 → 0.02, not significant)" in first
+    assert "calls fewer water-only images “boat” (share called not boat 0.26 → 0.40, sign-flip Holm p 0.001)" in first
     worse_maps = paired.assign(difference=lambda f: f["difference"].where(f["metric"] != "pointing_game", -0.1))
-    better_decisions = worse_maps.assign(p_holm=0.001, difference=0.2)
-    first = verdict(aggregated, better_decisions, n_seeds=4)["summary"][0]
-    assert "moves the boat map onto the boat" in first and " and makes the classifier rely on the boat more" in first
-    flat = paired.assign(p_holm=0.5)
-    first = verdict(aggregated, flat, n_seeds=4)["summary"][0]
-    assert "leaves the boat map about where the baseline's is" in first and " and does not make" in first
+    first = next(s for s in verdict(aggregated, worse_maps, n_seeds=8)["summary"] if s.startswith("With 1464"))
+    assert "moves the boat map off the boat" in first
+    flat = paired.assign(p_replicates_holm=0.5)
+    first = next(s for s in verdict(aggregated, flat, n_seeds=8)["summary"] if s.startswith("With 1464"))
+    assert "leaves the boat map about where the baseline's is" in first and "calls about as many" in first
     assert "share of the map" not in first, "no shares given: none said"
 
 
@@ -174,9 +196,9 @@ def test_beating_the_baseline_takes_the_auroc_and_both_groups_each_significant()
     assert [b["name"] for b in beaters(paired)] == ["GAIN_ext-78"]
     sentence = beats_baseline_sentence(paired)
     assert sentence.startswith("Beats the baseline on the AUROC and both shifted groups")
-    assert "GAIN_ext-78 (AUROC +5 hundredths [+2, +8] (Holm p 0.004, significant)" in sentence
+    assert "GAIN_ext-78 (AUROC +5 hundredths [+2, +8] (sign-flip Holm p 0.004, significant)" in sentence
     assert "GAIN_ext-9" not in sentence and "GAIN " not in sentence
     none = beats_baseline_sentence(_paired(rows[3:]))
-    assert none.startswith("No configuration beats the baseline on the AUROC and both shifted groups (boat without")
-    assert "at once (each at Holm-adjusted p < 0.05)" in none
+    assert none.startswith("No configuration beats the baseline significantly on the AUROC and both shifted groups "
+                           "(boat without")
     assert none in verdict(_aggregated(BASELINE), _paired(rows[3:]), n_seeds=4)["summary"]

@@ -13,7 +13,7 @@ import torch
 from benchmark.methods.gain import GAIN, GAINExt
 from benchmark.models import SplitModel
 
-_MINING_ONLY = ("alpha", "sigma", "omega", "masked_bn")
+_MINING_ONLY = ("alpha", "sigma", "omega", "masked_bn", "attention_control")
 
 
 class ExtOnly(GAINExt):
@@ -21,6 +21,7 @@ class ExtOnly(GAINExt):
 
     name = "ext_only"
     alpha: ClassVar[float] = 0.0
+    attention_control: ClassVar[str] = "attended"
     HPARAMS = {k: v for k, v in GAINExt.HPARAMS.items() if k not in _MINING_ONLY}
 
     def training_loss(

@@ -98,6 +98,11 @@ class Method:
     # The smallest budget the method runs at (0: any).
     min_budget: ClassVar[int] = 0
     HPARAMS: ClassVar[dict[str, HParam]] = {}
+    # Hyperparameters declared after results existed: left out of `params` at their default, so every earlier run of
+    # the method keeps its config hash (as `spec.ADDED_LATER` does for train keys).
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ()
+    # Whether the run trains the model at all; False: the start (the pre-trained model) is evaluated as it is.
+    fine_tunes: ClassVar[bool] = True
     # Detached per-step measurements `training_loss` may return beside the loss parts (not part of "total"); the
     # training loop averages each over the steps that report it and records it per epoch, under its key.
     DIAGNOSTICS: ClassVar[dict[str, str]] = {}
@@ -116,11 +121,16 @@ class Method:
             allowed = ", ".join(sorted(self.HPARAMS)) or "none"
             raise ValueError(f"method {self.name!r}: unknown parameter(s) {', '.join(unknown)}; allowed: {allowed}")
         self.params: dict[str, Any] = {k: h.default for k, h in self.HPARAMS.items()} | params
+        for key in self.ADDED_LATER:
+            if key in self.params and self.params[key] == self.HPARAMS[key].default:
+                del self.params[key]
 
     def __getattr__(self, key: str) -> Any:
         params = self.__dict__.get("params", {})
         if key in params:
             return params[key]
+        if key in type(self).HPARAMS:  # one of ADDED_LATER, at its default
+            return type(self).HPARAMS[key].default
         raise AttributeError(key)
 
     def training_loss(

@@ -19,6 +19,9 @@ from benchmark.models import BN_MODES, SplitModel
 
 IGNORE = 255
 E_LOSSES = ("mse", "outside_energy")
+ATTENTION_CONTROLS = ("attended", "random", "inverted")
+"""What GAIN's erased pass erases (`attention_control`): the attended region `T(A)` (the method), the same soft mask
+moved to a random place (each pair's own circular shift: the same area and shape, anywhere), or its complement."""
 
 
 class GAIN(Method):
@@ -43,6 +46,12 @@ class GAIN(Method):
             "(default: constants, as public implementations)",
         ),
     }
+    HPARAMS["attention_control"] = HParam(
+        "attended",
+        doc="what the erased pass erases: 'attended' (T(A), the method), 'random' (a placebo: T(A) moved to a random "
+        "place, same area and shape) or 'inverted' (its complement)",
+    )
+    ADDED_LATER = ("attention_control",)
     DIAGNOSTICS = {"mask_share": "share of the image the soft mask T(A) erases, mean over the erased images"}
 
     def __init__(self, **params: object) -> None:
@@ -50,6 +59,9 @@ class GAIN(Method):
         bn = self.params.get("masked_bn", "eval")
         if bn not in BN_MODES:
             raise ValueError(f"method {self.name!r}: masked_bn must be one of {', '.join(BN_MODES)}, got {bn!r}")
+        if self.attention_control not in ATTENTION_CONTROLS:
+            raise ValueError(f"method {self.name!r}: attention_control must be one of "
+                             f"{', '.join(ATTENTION_CONTROLS)}, got {self.attention_control!r}")
         if not isinstance(self.params["exact_gradient"], bool):
             raise ValueError(f"method {self.name!r}: exact_gradient must be true or false")
 
@@ -64,7 +76,7 @@ class GAIN(Method):
         with torch.enable_grad():
             features = model.features(image)
             raw = self._raw_maps(model, features, model.head(features), pair_image, pair_class, image.shape[-2:])
-        soft_mask = self.soft_mask(minmax_normalise(raw.detach(), self.norm_eps))
+        soft_mask = self.erase_mask(self.soft_mask(minmax_normalise(raw.detach(), self.norm_eps)))
         return (image[pair_image] * (1.0 - soft_mask)).detach()
 
     def _raw_maps(
@@ -92,6 +104,16 @@ class GAIN(Method):
     def soft_mask(self, maps: torch.Tensor) -> torch.Tensor:
         """`T(A) = sigmoid(omega (A - sigma))`, `[P,1,H,W]`."""
         return torch.sigmoid(self.omega * (maps - self.sigma)).unsqueeze(1)
+
+    def erase_mask(self, soft_mask: torch.Tensor) -> torch.Tensor:
+        """What the erased pass erases, `[P,1,H,W]`: `T(A)` itself, or its placebo (`attention_control`). The random
+        placebo shifts each pair's mask circularly by an offset drawn from torch's generator (seeded by the run), so
+        it erases exactly the area `T(A)` would, elsewhere; the gradient flows through it as through `T(A)`."""
+        if self.attention_control == "inverted":
+            return 1.0 - soft_mask
+        if self.attention_control == "random":
+            return random_shift(soft_mask)
+        return soft_mask
 
     def guided(self, epoch: int) -> bool:
         """Whether the attention losses are on: after the warm-up of plain classification."""
@@ -137,7 +159,7 @@ class GAIN(Method):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`L_am`: the sigmoid score left for each ground-truth class once its attended region is erased; and the
         mean share of the image that `T(A)` erases (detached, a diagnostic)."""
-        soft_mask = self.soft_mask(maps)
+        soft_mask = self.erase_mask(self.soft_mask(maps))
         erased = image[pair_image] * (1.0 - soft_mask)
         with batchnorm_mode(model, self.masked_bn):
             logits = folded_for(model, image.device)(erased)  # CPU, eval mode: conv -> BatchNorm as one conv
@@ -183,6 +205,18 @@ class GAINExt(GAIN):
         if self.e_loss == "outside_energy":
             return outside_energy_loss(raw, masks, pair_class, pair_image, n_images)
         return external_loss(maps, masks, pair_class, pair_image, n_images)
+
+
+def random_shift(masks: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each `[P,1,H,W]` mask rolled by its own uniform offset (dy, dx): the same values, so the same area and shape,
+    at another place (wrapping at the borders)."""
+    n, _, h, w = masks.shape
+    dy = torch.randint(h, (n,), generator=generator).to(masks.device)
+    dx = torch.randint(w, (n,), generator=generator).to(masks.device)
+    rows = (torch.arange(h, device=masks.device)[None, :] - dy[:, None]) % h
+    cols = (torch.arange(w, device=masks.device)[None, :] - dx[:, None]) % w
+    pick = torch.arange(n, device=masks.device)[:, None, None]
+    return masks[:, 0][pick, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
 
 
 def external_loss(

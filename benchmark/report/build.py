@@ -56,6 +56,9 @@ from benchmark.tables import (
     mask_control,
     plural,
 )
+from benchmark.tables import (
+    significance as significance_call,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 SIGNIFICANCE_METRICS = ("val_accuracy", "class_without_context", "context_without_class", "overall", "shifted_auroc",
@@ -175,8 +178,8 @@ def _effects(significance: list[dict[str, Any]], names: dict[str, str]) -> dict[
             if r is None or not isinstance(r.get("difference"), int | float) or not math.isfinite(r["difference"]):
                 cells.append({"text": "–", "kind": "ns", "title": ""})
                 continue
-            title = (f"{r['difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
-                     f"p {p_text(r['p_value'])}, Holm p {p_text(r['p_holm'])}")  # fmt: skip
+            title = (f"{r['difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], sign-flip Holm p "
+                     f"{p_text(r['p_replicates_holm'])} over {r['n_seeds']} seeds, {significance_call(r)}")  # fmt: skip
             cells.append({"text": signed_points(r["difference"], zero="±0"), "kind": r["effect"], "title": title})
         out.append({"name": name, "cells": cells})
     return {"metrics": [(m, names.get(m, m)) for m in metrics], "rows": out}
@@ -424,7 +427,7 @@ def _content_view(table: pd.DataFrame, records: list[dict[str, Any]], names: dic
     ]  # fmt: skip
     if rows:
         shuffled = [r for r in rows if r["control"] == "shuffled"]
-        found = sum(r["effect"] != "ns" for r in shuffled)
+        found = sum(r["effect"] in ("better", "worse") for r in shuffled)
         sentence = (
             f"{found} of {plural(len(shuffled), 'content-effect test')} (true minus shuffled masks) significant "
             "after Holm's adjustment" if shuffled else "No shuffled-mask control: the rows compare the true masks "
@@ -536,7 +539,8 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         return (f"{row['regime']}: " if sweep else "") + _config_name(row)
 
     significance = [
-        r | {"name": name(r), "metric_name": names.get(r["metric"], r["metric"]), "effect": effect(r) or "ns"}
+        r | {"name": name(r), "metric_name": names.get(r["metric"], r["metric"]), "effect": effect(r) or "ns",
+             "call": significance_call(r)}
         for r in (paired[paired["metric"].isin(SIGNIFICANCE_METRICS)].to_dict("records") if len(paired) else [])
     ]
     aggregated = tables["aggregated"]

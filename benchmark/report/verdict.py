@@ -1,8 +1,10 @@
 """The report's verdict: a few generated sentences with the numbers behind them, and the paper's own Table 4.
 
-Every sentence is built from the aggregated and paired tables (intervals from the two-level bootstrap, p-values
-Holm-adjusted across the configurations compared on a metric); a difference is called significant only when its
-adjusted p is below `ALPHA`, and the sentence says so plainly either way.
+Every sentence is built from the aggregated and paired tables (intervals from the two-level bootstrap; the
+replicate-level exact sign-flip test, Holm-adjusted across the configurations compared on a metric). A difference is
+called significant only as `tables.significance` allows: at least `MIN_REPLICATES` full replicates, the adjusted p
+below `ALPHA` and the interval excluding 0; with fewer, or with seeds that redraw only the fine-tuning, the sentence
+says "not enough replicates" instead. The verdict opens with a plain answer per shifted group, never with the AUROC.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.metric_defs import METRIC
-from benchmark.tables import BASELINE, config_name, plural
+from benchmark.metric_defs import METRIC, SHIFTED
+from benchmark.tables import BASELINE, NOT_ENOUGH, config_name, replicates_note, significance
 
 ALPHA = 0.05
-MIN_SEEDS_FOR_CLAIMS = 4
 
 # Li et al., "Tell Me Where to Look", CVPR 2018, Table 4 (arXiv v1): VOC 2012-trained, boat accuracy on 50 + 50
 # internet images. Shares, not percentages, to sit beside this suite's numbers.
@@ -56,16 +57,27 @@ def _cell(aggregated: pd.DataFrame, config: str, metric: str) -> dict[str, Any] 
     return rows.iloc[0].to_dict() if len(rows) else None
 
 
+def _call(row: dict[str, Any]) -> str:
+    """"significant", "not significant" or "not enough replicates" (`tables.significance`)."""
+    return significance(row, ALPHA)
+
+
+def _p(row: dict[str, Any]) -> str:
+    """The replicate-level test's adjusted p, or why there is none to read."""
+    call = _call(row)
+    if call == NOT_ENOUGH:
+        return NOT_ENOUGH
+    return f"sign-flip Holm p {p_text(row['p_replicates_holm'])}, {call}"
+
+
 def _comparison(row: dict[str, Any], what: str) -> str:
-    """`what +5 points [+2, +8] (Holm p 0.004, significant)`; AUROC differences are in hundredths."""
+    """`what +5 points [+2, +8] (sign-flip Holm p 0.016, significant)`; AUROC differences are in hundredths."""
     unit = "hundredths" if row.get("metric") == "shifted_auroc" else "points"
-    if not all(math.isfinite(row[k]) for k in ("difference", "ci_low", "ci_high", "p_holm")):
+    if not all(math.isfinite(row[k]) for k in ("difference", "ci_low", "ci_high")):
         return f"{what}: not computable (a value is missing)"
-    significant = row["p_holm"] < ALPHA
     return (
         f"{what} {signed_points(row['difference'], zero='±0')} {unit} "
-        f"[{signed_points(row['ci_low'])}, {signed_points(row['ci_high'])}] "
-        f"(Holm p {p_text(row['p_holm'])}, {'significant' if significant else 'not significant'})"
+        f"[{signed_points(row['ci_low'])}, {signed_points(row['ci_high'])}] ({_p(row)})"
     )
 
 
@@ -87,13 +99,18 @@ def p_text(p: Any, missing: str = "n/a") -> str:
 def _moved(
     paired: pd.DataFrame, metric: str, subject: str, better: str, worse: str, unit: str = "points"
 ) -> str | None:
-    """One sentence on a metric across configurations: which moved it significantly, which way, by how much."""
-    rows = paired[(paired["metric"] == metric) & paired["p_holm"].notna() & paired["difference"].notna()]
+    """One sentence on a metric across configurations: which moved it significantly, which way, by how much; which
+    did not; which have too few replicates to say."""
+    rows = paired[(paired["metric"] == metric) & paired["difference"].notna()]
     if rows.empty:
         return None
-    up = rows[(rows["p_holm"] < ALPHA) & (rows["difference"] > 0)]
-    down = rows[(rows["p_holm"] < ALPHA) & (rows["difference"] < 0)]
-    flat = rows[rows["p_holm"] >= ALPHA]
+    calls = [_call(r) for r in rows.to_dict("records")]
+    called = rows.assign(call=calls)
+    significant = called["call"] == "significant"
+    up = called[significant & (called["difference"] > 0)]
+    down = called[significant & (called["difference"] < 0)]
+    flat = called[called["call"] == "not significant"]
+    few = called[called["call"] == NOT_ENOUGH]
 
     def names(frame: pd.DataFrame) -> str:
         return ", ".join(_names(frame))
@@ -106,7 +123,36 @@ def _moved(
     parts = [f"{better} for {names(up)} (by {span(up)})"] if len(up) else []
     parts += [f"{worse} for {names(down)} (by {span(down)})"] if len(down) else []
     parts += [f"no significant change for {names(flat)}"] if len(flat) else []
+    parts += [f"not enough replicates to tell for {names(few)}"] if len(few) else []
     return f"{subject}: " + "; ".join(parts)
+
+
+def neither_sentence(paired: pd.DataFrame, cls: str = "boat", context: str = "water") -> str | None:
+    """The configurations that moved neither shifted group significantly (each tested with enough replicates)."""
+    neither = []
+    for _, group in paired.groupby("config", sort=False):
+        rows = [r for r in group.to_dict("records") if r["metric"] in SHIFTED]
+        if len(rows) == 2 and all(_call(r) == "not significant" for r in rows):
+            neither.append(_names(group.iloc[:1])[0])
+    if not neither:
+        return None
+    return f"Neither more {cls}s without {context} found nor fewer {context}-only images called \u201c{cls}\u201d: " \
+        f"{', '.join(neither)}."
+
+
+def replicates_sentence(paired: pd.DataFrame) -> str | None:
+    """Where no difference can be called for want of replicates, why (once, for the comparisons that have too
+    few)."""
+    rows = [r for r in paired.to_dict("records") if _call(r) == NOT_ENOUGH]
+    if not rows:
+        return None
+    notes = sorted({replicates_note(r) for r in rows})
+    scope = "No difference" if len(rows) == len(paired) else "Some differences"
+    return (
+        f"{scope} from the baseline can be called significant here: {'; '.join(notes)}. The numbers are estimates; "
+        f"a claim needs at least 8 full replicates (seed_scope = \"full\": each seed redraws the data, the budget, "
+        f"the held-out data and the pre-training)."
+    )
 
 
 HEADLINE = ("shifted_auroc", "class_without_context", "context_without_class")
@@ -114,11 +160,11 @@ HEADLINE = ("shifted_auroc", "class_without_context", "context_without_class")
 
 def beaters(paired: pd.DataFrame) -> list[dict[str, Any]]:
     """The configurations that beat the baseline on all of the threshold-free AUROC and both shifted groups, each
-    significantly (Holm-adjusted p < ALPHA, difference > 0); each with its three paired rows."""
+    significantly (`tables.significance`, difference > 0); each with its three paired rows."""
     out = []
     for _, group in paired.groupby("config", sort=False):
         rows = {r["metric"]: r for r in group.to_dict("records")}
-        if all(m in rows and rows[m]["p_holm"] < ALPHA and rows[m]["difference"] > 0 for m in HEADLINE):
+        if all(m in rows and _call(rows[m]) == "significant" and rows[m]["difference"] > 0 for m in HEADLINE):
             out.append({"name": _names(group.iloc[:1])[0], "rows": rows})
     return out
 
@@ -129,7 +175,7 @@ def beats_baseline_sentence(paired: pd.DataFrame, cls: str = "boat", context: st
     found = beaters(paired)
     what = f"the AUROC and both shifted groups ({cls} without {context}, {context} without {cls})"
     if not found:
-        return f"No configuration beats the baseline on {what} at once (each at Holm-adjusted p < {ALPHA})."
+        return f"No configuration beats the baseline significantly on {what} at once."
     parts = []
     for item in found:
         rows = item["rows"]
@@ -146,13 +192,15 @@ def beats_baseline_sentence(paired: pd.DataFrame, cls: str = "boat", context: st
 
 
 def effect(row: dict[str, Any] | None) -> str | None:
-    """"better" or "worse" where a paired difference is significant after Holm's adjustment, in the metric's
-    direction (the row's `higher_is_better`, else the metric table's), "ns" where it is not; None without one."""
-    keys = ("p_holm", "difference")
-    if row is None or not all(isinstance(row.get(k), int | float) and math.isfinite(row[k]) for k in keys):
+    """"better" or "worse" where a paired difference is significant (`tables.significance`), in the metric's
+    direction (the row's `higher_is_better`, else the metric table's), "ns" where it is not, "few" where there are
+    too few replicates to say; None without one."""
+    if row is None or not all(isinstance(row.get(k), int | float) and math.isfinite(row[k]) for k in
+                              ("difference", "ci_low", "ci_high")):  # fmt: skip
         return None
-    if row["p_holm"] >= ALPHA:
-        return "ns"
+    call = _call(row)
+    if call != "significant":
+        return "few" if call == NOT_ENOUGH else "ns"
     metric = METRIC.get(row.get("metric", ""))
     higher = bool(row.get("higher_is_better", metric.higher_is_better if metric else True))
     return "better" if (row["difference"] > 0) == higher else "worse"
@@ -197,15 +245,18 @@ def answer(
         return f"{b['mean']:.2f} \u2192 {c['mean']:.2f}" if b and c else "n/a"
 
     def holm(row: dict[str, Any]) -> str:
-        return f"Holm p {p_text(row['p_holm'])}" if row["p_holm"] < ALPHA else "not significant"
+        call = _call(row)
+        return f"sign-flip Holm p {p_text(row['p_replicates_holm'])}" if call == "significant" else call
 
-    maps, decisions = effect(rows.get("pointing_game")), effect(rows.get("shifted_auroc"))
-    if decisions is None:
+    maps = effect(rows.get("pointing_game"))
+    groups = {m: effect(rows.get(m)) for m in ("class_without_context", "context_without_class")}
+    if any(g is None for g in groups.values()):
         return None
     parts = []
     if maps is not None:
         verb = {"better": f"moves the {cls} map onto the {cls}", "worse": f"moves the {cls} map off the {cls}",
-                "ns": f"leaves the {cls} map about where the baseline's is"}[maps]  # fmt: skip
+                "ns": f"leaves the {cls} map about where the baseline's is",
+                "few": f"moves the {cls} map by too little, over too few replicates, to tell"}[maps]  # fmt: skip
         numbers = f"pointing game {means('pointing_game')}, {holm(rows['pointing_game'])}"
         shares = shares or {}
         if math.isfinite(shares.get(base_config, math.nan)) and math.isfinite(shares.get(config, math.nan)):
@@ -213,14 +264,20 @@ def answer(
             if math.isfinite(unbiased):
                 numbers += f", a model trained without the bias {unbiased:.2f}"
         parts.append(f"{verb} ({numbers})")
-    verb = {"better": f"makes the classifier rely on the {cls} more", "worse": f"makes it rely on the {context} more",
-            "ns": f"does not make the classifier rely on the {cls}"}[decisions]  # fmt: skip
-    parts.append(f"{verb} (AUROC between {cls}s without {context} and {context} without {cls} "
-                 f"{means('shifted_auroc')}, {holm(rows['shifted_auroc'])})")  # fmt: skip
-    joint = " but " if maps is not None and (maps == "better") != (decisions == "better") else " and "
+    found = {"better": f"finds more {cls}s without {context}", "worse": f"finds fewer {cls}s without {context}",
+             "ns": f"finds about as many {cls}s without {context}",
+             "few": f"cannot be told from the baseline on {cls}s without {context}"}[groups["class_without_context"]]
+    called = {"better": f"calls fewer {context}-only images \u201c{cls}\u201d",
+              "worse": f"calls more {context}-only images \u201c{cls}\u201d",
+              "ns": f"calls about as many {context}-only images \u201c{cls}\u201d",
+              "few": f"cannot be told from the baseline on {context}-only images"}[groups["context_without_class"]]
+    parts.append(f"{found} ({means('class_without_context')}, {holm(rows['class_without_context'])})")
+    parts.append(f"{called} (share called not {cls} {means('context_without_class')}, "
+                 f"{holm(rows['context_without_class'])})")  # fmt: skip
     budget = int(chosen["budget"])
     lead = f"With {budget} pixel-labelled images, {name} " if budget else f"{name} "
-    return lead + joint.join(parts) + f"; each arrow goes from the Grad-CAM baseline to {name}."
+    arrows = f"; each arrow goes from the Grad-CAM baseline to {name}."
+    return lead + ", ".join(parts[:-1]) + " and " + parts[-1] + arrows
 
 
 def verdict(
@@ -233,13 +290,26 @@ def verdict(
     shares: dict[str, float] | None = None,
     unbiased: float = float("nan"),
 ) -> dict[str, list[str]]:
-    """`summary`: first the heading's answer (`answer`: maps, decisions, budget), then plain sentences on the
-    baseline's shortcut and what the configurations change, significant or not; `details`: one sentence per
-    configuration with every difference, interval and Holm-adjusted p. `shares`: each configuration's share of the
-    map on the context (mean over seeds), `unbiased`: the unbiased model's."""
+    """`summary`: first a plain answer per shifted group (which configurations find more {cls}s without {context},
+    which call fewer {context}-only images "{cls}", which do neither, and where there are too few replicates to
+    say), then the heading's answer for one configuration (`answer`), the baseline's shortcut, the AUROC and
+    in-distribution accuracy; `details`: one sentence per configuration with every difference, interval and
+    replicate-level p. `shares`: each configuration's share of the map on the context (mean over seeds),
+    `unbiased`: the unbiased model's. `n_seeds` is kept for callers; the replicates are read from the rows."""
     if aggregated.empty:
         return {"summary": ["No complete runs yet: nothing to conclude."], "details": []}
     summary: list[str] = []
+    if len(paired):
+        for sentence in (
+            _moved(paired, "class_without_context", f"{cls.capitalize()}s without {context} recognised",
+                   "significantly more", "significantly fewer"),
+            _moved(paired, "context_without_class", f"{context.capitalize()}-only images called \u201c{cls}\u201d",
+                   "significantly fewer", "significantly more"),
+            neither_sentence(paired, cls, context),
+            replicates_sentence(paired),
+        ):  # fmt: skip
+            if sentence:
+                summary.append(sentence if sentence.endswith(".") else sentence + ".")
     first = answer(aggregated, paired, shares, unbiased, cls, context) if len(paired) else None
     if first:
         summary.append(first)
@@ -270,12 +340,8 @@ def verdict(
     details: list[str] = []
     if len(paired):
         for sentence in (
-            _moved(paired, "context_without_class", f"{context.capitalize()}-only images called \u201c{cls}\u201d",
-                   "significantly fewer", "significantly more"),
-            _moved(paired, "class_without_context", f"{cls.capitalize()}s without {context} recognised",
-                   "significantly more", "significantly fewer"),
-            _moved(paired, "shifted_auroc", "Threshold-free separation of the two groups (AUROC)",
-                   "significantly better", "significantly worse", unit="hundredths"),
+            _moved(paired, "shifted_auroc", "Threshold-free separation of the two groups (AUROC; read it with the "
+                   "two groups above, never alone)", "significantly better", "significantly worse", unit="hundredths"),
             _moved(paired, "val_accuracy", "In-distribution accuracy", "significantly higher", "significantly lower"),
         ):  # fmt: skip
             if sentence:
@@ -293,8 +359,8 @@ def verdict(
             parts = [
                 _comparison(rows[m], what)
                 for m, what in (
-                    ("context_without_class", f"{context} without {cls}"),
                     ("class_without_context", f"{cls} without {context}"),
+                    ("context_without_class", f"{context} without {cls}"),
                     ("shifted_auroc", "AUROC"),
                     ("val_accuracy", "in-distribution accuracy"),
                 )
@@ -303,7 +369,7 @@ def verdict(
             if parts:
                 details.append(f"{name}: " + "; ".join(parts) + ".")
             shifted = [rows[m] for m in ("context_without_class", "class_without_context") if m in rows]
-            if shifted and all(r["p_holm"] < ALPHA and r["difference"] > 0 for r in shifted):
+            if shifted and all(_call(r) == "significant" and r["difference"] > 0 for r in shifted):
                 improved.append(name)
         summary.append(beats_baseline_sentence(paired, cls, context))
         beating = {item["name"] for item in beaters(paired)}
@@ -319,10 +385,5 @@ def verdict(
         summary.append(
             f"Degenerate (a constant decision on a split in some seed; such a classifier scores 0.5 on \u201coverall"
             f"\u201d while telling nothing apart): {', '.join(names)}."
-        )
-    if n_seeds < MIN_SEEDS_FOR_CLAIMS:
-        summary.append(
-            f"With {plural(n_seeds, 'complete seed')} per configuration these differences are indicative only; run at "
-            f"least {MIN_SEEDS_FOR_CLAIMS} seeds (e.g. --seeds 0,1,2,3) before claiming one."
         )
     return {"summary": summary, "details": details}
