@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmark.claims import FAILS, evaluate, summary_line
 from benchmark.curves import DIAGNOSTICS, LOSS_PARTS
 from benchmark.report import write_report
 from benchmark.results import planned, read_suite, status_lines
@@ -307,6 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("first", type=Path, help="an output root holding runs/*/record.json")
     cp.add_argument("second", type=Path, help="another one, holding runs with the same run ids")
     cp.set_defaults(func=cmd_compare)
+    cl = sub.add_parser(
+        "claims",
+        help="evaluate the claims a findings page declares on its results folder: holds, fails or inconclusive",
+        description="Every claim of each page's ```toml claims block (docs/usage.md#claims-checked-against-their-"
+        "tables), evaluated on the page's results folder: one line per claim beginning holds, fails or "
+        "inconclusive (with the reason). Exit 1 when a claim fails.",
+    )
+    cl.add_argument("pages", nargs="+", type=Path, help="findings pages, e.g. findings/verdict.md")
+    cl.add_argument("--root", type=Path, default=Path("."), help="the repository (default: the working folder)")
+    cl.set_defaults(func=cmd_claims)
     sub.add_parser("methods", help="list the methods and their hyperparameters")
     r = sub.add_parser("run", help="run a suite: every method x budget x seed, resumable")
     r.add_argument("suite", help="a suite file, or the name of one in suites/ (quick, smoke, ...)")
@@ -380,6 +391,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dc.add_argument("--root", type=Path, default=Path("."), help="the repository (default: the working folder)")
     return parser
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    failed = False
+    for page in args.pages:
+        results = evaluate(page, args.root)
+        print(f"{page}: {summary_line(results)}")
+        for result in results:
+            print(result.line())
+        failed |= any(r.status == FAILS for r in results)
+    return 1 if failed else 0
 
 
 TRAINING_COMMANDS = ("train", "run", "list", "methods", "export-voc", "docs")

@@ -108,8 +108,8 @@ def test_verdict_credits_a_configuration_better_on_both_groups_and_warns_on_few_
     assert not any("not enough replicates" in s for s in summary)
     for few in (_paired(rows, n_seeds=3, full=False), _paired(rows, n_seeds=7)):
         text = " ".join(verdict(aggregated, few, n_seeds=3)["summary"])
-        assert not any(w in text.lower() for w in ("significantly more", "significantly fewer", "significantly better")), \
-            "never called with too few replicates"
+        called = ("significantly more", "significantly fewer", "significantly better")
+        assert not any(w in text.lower() for w in called), "never called with too few replicates"
         assert "Boats without water recognised: not enough replicates to tell for GAIN" in text
         assert "No difference from the baseline can be called significant here" in text
     text = " ".join(verdict(aggregated, _paired(rows, n_seeds=3, full=False), n_seeds=3)["summary"])

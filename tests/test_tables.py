@@ -8,7 +8,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.metrics import audit_metrics
 from benchmark.predictions import audited_view, predictions_csv, read_predictions
-from benchmark.spec import RunSpec, TrainSettings
+from benchmark.spec import RunSpec, TrainSettings, replicate_seeds
 from benchmark.store import run_dir, write_atomic, write_record
 from benchmark.tables import (
     METRIC,
@@ -75,10 +75,13 @@ def _predictions(images, role, rng, skill, constant):
 
 
 def fake_run(
-    root, method, seed, skill, *, budget=0, status="complete", predictions=True, constant=False, params=None
+    root, method, seed, skill, *, budget=0, status="complete", predictions=True, constant=False, params=None,
+    seed_scope="train",
 ):
     """A run folder as `train.run` writes it: record.json (metrics from `audit_metrics`) and predictions.csv."""
-    spec = RunSpec(method=method, budget=budget, seed=seed, train=TRAIN, method_params=params or {})
+    drawn = replicate_seeds({"seed": seed}, 0, 0) if seed_scope == "full" else {}  # a full replicate's own seeds
+    spec = RunSpec(method=method, budget=budget, seed=seed, train=TRAIN, method_params=params or {},
+                   seed_scope=seed_scope, **drawn)  # fmt: skip
     rng = np.random.default_rng([seed, budget, len(method)])
     preds = {role: _predictions(_images(role, n, seed), role, rng, skill, constant) for role, n in SIZES.items()}
     out = run_dir(root, spec.run_id)

@@ -1,0 +1,250 @@
+"""Claims checked against their tables: a findings page declares what its prose says, this evaluates it.
+
+A page declares its claims in one fenced block whose info string is `toml claims`::
+
+    folder = "reports/verdict"            # the results folder, relative to the repository
+
+    [[claim]]
+    id = "gain-water"                     # unique on the page
+    says = "GAIN calls fewer water-only images boat than the baseline"
+    a = "gain masked_bn=batch"            # a configuration: its method label, as the tables' footnotes print it
+    b = "gradcam"                         # the one it is compared with (paired by seed)
+    where = { "model.pretrain.corpus" = "unbiased" }   # optional: spec keys both must have (a regime of a sweep)
+    metric = "context_without_class"      # a metric of docs/statistics.md, per shifted group where it can be
+    direction = ">"                       # a - b > 0 (or "<")
+    min_replicates = 8                    # optional: the default is stats.MIN_REPLICATES
+
+`evaluate` reads the folder, pairs the two configurations by seed, and gives each claim the mean difference a - b
+with its paired two-level bootstrap interval, the exact sign-flip p over the replicates, Holm-adjusted across the
+page's claims, and a status: `holds` (at least `min_replicates` full replicates, Holm p < 0.05 and the interval on
+the claimed side of 0), `fails` (the same evidence on the other side), else `inconclusive` with the reason (the
+folder or a configuration missing, too few or no full replicates, the interval across 0, p too large). The rule
+is `tables.significance`'s, so the report, the tables and the claims never disagree on what is significant.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark.metric_defs import METRIC
+from benchmark.stats import MIN_REPLICATES, N_RESAMPLES, holm, paired_bootstrap, sign_flip_test
+from benchmark.tables import METRICS, Run, load_runs
+
+ALPHA = 0.05
+HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
+DIRECTIONS = (">", "<")
+FENCE = re.compile(r"^```toml claims[ \t]*\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+CLAIM_KEYS = ("id", "says", "a", "b", "where", "metric", "direction", "min_replicates")
+
+
+class ClaimError(ValueError):
+    """A claims block that cannot be read: the message names the page and the key."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    says: str
+    a: str
+    b: str
+    metric: str
+    direction: str
+    where: dict[str, Any] = field(default_factory=dict)
+    min_replicates: int = MIN_REPLICATES
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A page's claims and the results folder they are evaluated on."""
+
+    page: Path
+    folder: Path
+    claims: tuple[Claim, ...]
+
+
+@dataclass
+class Result:
+    claim: Claim
+    status: str = INCONCLUSIVE
+    reason: str = ""
+    n: int = 0
+    full: bool = False
+    difference: float = float("nan")
+    low: float = float("nan")
+    high: float = float("nan")
+    p: float = float("nan")
+    p_holm: float = float("nan")
+
+    def line(self) -> str:
+        """`holds   gain-water: GAIN calls ... | a - b on metric: +0.087 [+0.051, +0.120], sign-flip p 0.008
+        (Holm 0.031), 8 full replicates`; an inconclusive line ends with its reason."""
+        c = self.claim
+        head = f"{self.status:<12} {c.id}: {c.says}"
+        if not np.isfinite(self.difference):
+            return f"{head} | {self.reason}"
+        where = "".join(f" {k}={v}" for k, v in c.where.items())
+        numbers = (
+            f"{c.a} − {c.b} on {c.metric}{where}: {self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}], "
+            f"sign-flip p {self.p:.4f} (Holm {self.p_holm:.4f}), {self.n} {'full replicates' if self.full else 'seeds'}"
+        )
+        return f"{head} | {numbers}" + (f" | {self.reason}" if self.reason else "")
+
+
+def has_claims(text: str) -> bool:
+    return FENCE.search(text) is not None
+
+
+def declared(page: Path, root: Path = Path(".")) -> Declared:
+    """The claims `page` declares (its one `toml claims` block), checked: every key known, ids unique, the metric
+    and the direction allowed."""
+    text = (root / page).read_text()
+    blocks = list(FENCE.finditer(text))
+    if len(blocks) != 1:
+        raise ClaimError(f"{page}: {len(blocks)} claims blocks; a page declares its claims in one ```toml claims block")
+    try:
+        data = tomllib.loads(blocks[0]["body"])
+    except tomllib.TOMLDecodeError as err:
+        raise ClaimError(f"{page}: the claims block is not valid TOML: {err}") from None
+    folder = data.get("folder")
+    if not isinstance(folder, str) or not folder:
+        raise ClaimError(f"{page}: the claims block needs folder = \"reports/<suite>\" (the results folder)")
+    unknown = sorted(set(data) - {"folder", "claim"})
+    if unknown:
+        raise ClaimError(f"{page}: unknown key(s) {', '.join(unknown)} in the claims block; allowed: folder, claim")
+    claims, seen = [], set()
+    for i, raw in enumerate(data.get("claim", [])):
+        where = f"{page}: claim {raw.get('id', i + 1)!r}"
+        unknown = sorted(set(raw) - set(CLAIM_KEYS))
+        if unknown:
+            raise ClaimError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(CLAIM_KEYS)}")
+        missing = [k for k in ("id", "says", "a", "b", "metric", "direction") if k not in raw]
+        if missing:
+            raise ClaimError(f"{where}: missing {', '.join(missing)}")
+        if raw["id"] in seen:
+            raise ClaimError(f"{where}: the id is used twice on the page")
+        seen.add(raw["id"])
+        if raw["metric"] not in METRIC:
+            raise ClaimError(f"{where}: metric {raw['metric']!r} unknown; allowed: {', '.join(METRIC)}")
+        if raw["direction"] not in DIRECTIONS:
+            raise ClaimError(f"{where}: direction {raw['direction']!r}; allowed: > (a - b > 0) or < (a - b < 0)")
+        least = raw.get("min_replicates", MIN_REPLICATES)
+        if isinstance(least, bool) or not isinstance(least, int) or least < 2:
+            raise ClaimError(f"{where}: min_replicates = {least!r}; allowed: an integer >= 2")
+        if not isinstance(raw.get("where", {}), dict):
+            raise ClaimError(f"{where}: where must be a table of spec keys, e.g. {{ \"model.pretrain.corpus\" = ... }}")
+        claims.append(Claim(**raw))
+    if not claims:
+        raise ClaimError(f"{page}: the claims block declares no [[claim]]")
+    return Declared(page, Path(folder), tuple(claims))
+
+
+def spec_value(spec: dict[str, Any], key: str) -> Any:
+    """A dotted key of a run's spec: `data.X` (its data parameters), `model.X` (model parameters, `model.pretrain.X`
+    inside them), `train.X`, or a top-level spec key (`budget`, `mask_control`, `seed_scope`); a method parameter by
+    its bare name. None where the spec does not hold it."""
+    head, _, rest = key.partition(".")
+    node: Any = {"data": spec.get("dataset_params", {}), "model": spec.get("model_params", {}),
+                 "train": spec.get("train", {})}.get(head)  # fmt: skip
+    if node is None or not rest:
+        return spec.get(key, spec.get("method_params", {}).get(key))
+    for part in rest.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _configuration(runs: list[Run], label: str, where: dict[str, Any]) -> tuple[list[Run], str]:
+    """The runs of the one configuration whose method label is `label` among the runs that match `where`; an empty
+    list and the reason where there is none or more than one."""
+    chosen = [r for r in runs if r.label == label and all(spec_value(r.spec, k) == v for k, v in where.items())]
+    configs = {r.config for r in chosen}
+    if not chosen:
+        labels = sorted({r.label for r in runs})
+        return [], f"no run of {label!r}{_where_text(where)} (configurations: {', '.join(labels)})"
+    if len(configs) > 1:
+        return [], f"{label!r}{_where_text(where)} matches {len(configs)} configurations; narrow it with where"
+    return chosen, ""
+
+
+def _where_text(where: dict[str, Any]) -> str:
+    return "".join(f" {k}={v}" for k, v in where.items())
+
+
+def _measure(claim: Claim, runs: list[Run], n_resamples: int) -> Result:
+    result = Result(claim)
+    a, why = _configuration(runs, claim.a, claim.where)
+    b, why_b = _configuration(runs, claim.b, claim.where) if a else ([], "")
+    if not a or not b:
+        result.reason = why or why_b
+        return result
+    metric = next(m for m in METRICS if m.name == claim.metric)
+    base = {r.spec["seed"]: r for r in b}
+    pairs = []
+    for run in a:
+        other = base.get(run.spec["seed"])
+        ga, gb = metric.groups(run), (metric.groups(other) if other is not None else None)
+        if ga is not None and gb is not None and [len(g) for g in ga] == [len(g) for g in gb]:
+            pairs.append((run, other, ga, gb))
+    if not pairs:
+        result.reason = f"no seed where both {claim.a!r} and {claim.b!r} have {claim.metric}"
+        return result
+    rng = np.random.default_rng([len(claim.id), *claim.id.encode()])
+    comparison = paired_bootstrap([p[2] for p in pairs], [p[3] for p in pairs], metric.statistic, rng=rng,
+                                  n_resamples=n_resamples)  # fmt: skip
+    per_seed = [_value(p[2], metric.statistic) - _value(p[3], metric.statistic) for p in pairs]
+    result.n = len(pairs)
+    result.full = all(r.spec.get("seed_scope", "train") == "full" for p in pairs for r in p[:2])
+    result.difference, result.low, result.high = comparison.difference, comparison.low, comparison.high
+    result.p = sign_flip_test(np.array(per_seed))
+    return result
+
+
+def _value(groups: tuple[np.ndarray, ...], statistic: Any) -> float:
+    return float(statistic(*(np.asarray(g)[None] for g in groups))[0])
+
+
+def _judge(result: Result) -> None:
+    """The status from the numbers (after Holm's adjustment): `tables.significance`'s rule, on the claimed side."""
+    claim = result.claim
+    if not np.isfinite(result.difference):
+        return
+    if not result.full:
+        result.reason = "the seeds redraw the fine-tuning only (seed_scope = \"train\"): not full replicates"
+        return
+    if result.n < claim.min_replicates:
+        result.reason = f"{result.n} full replicates; the claim needs {claim.min_replicates}"
+        return
+    side = 1.0 if claim.direction == ">" else -1.0
+    if result.low <= 0 <= result.high:
+        result.reason = "the interval crosses 0"
+        return
+    if not result.p_holm < ALPHA:
+        result.reason = f"Holm-adjusted p {result.p_holm:.4f} is not below {ALPHA}"
+        return
+    result.status = HOLDS if side * result.difference > 0 else FAILS
+
+
+def evaluate(page: Path, root: Path = Path("."), *, n_resamples: int = N_RESAMPLES) -> list[Result]:
+    """Every claim of `page` evaluated on its results folder (under `root`); Holm's adjustment runs over the page's
+    claims that have a p."""
+    found = declared(page, root)
+    folder = root / found.folder
+    if not (folder / "runs").is_dir():
+        return [Result(c, reason=f"results folder {found.folder} not here (run its suite)") for c in found.claims]
+    runs, _ = load_runs([folder], short=True)
+    results = [_measure(c, runs, n_resamples) for c in found.claims]
+    adjusted = holm(np.array([r.p for r in results]))
+    for result, p in zip(results, adjusted, strict=True):
+        result.p_holm = float(p)
+        _judge(result)
+    return results
+
+
+def summary_line(results: list[Result]) -> str:
+    counts = {s: sum(r.status == s for r in results) for s in (HOLDS, FAILS, INCONCLUSIVE)}
+    return f"{len(results)} claims: {counts[HOLDS]} hold, {counts[FAILS]} fail, {counts[INCONCLUSIVE]} inconclusive"
