@@ -39,10 +39,11 @@ from benchmark.tables import (
     format_content_effect,
     format_correlation,
     format_paper_table,
+    format_rank_agreement,
     write_csv,
 )
 
-TABLE_VIEWS = ("paper", "rows", "backgrounds", "content", "correlation")
+TABLE_VIEWS = ("paper", "rows", "backgrounds", "content", "correlation", "ranks")
 
 
 def _chosen_runs(dirs: list[Path], rule: str | None = None) -> tuple[set[str] | None, list[str]]:
@@ -115,6 +116,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         "backgrounds": lambda: format_config_rows(tables, BACKGROUND_ROW_METRICS, markdown=markdown, baseline=baseline),
         "content": lambda: format_content_effect(tables["content_effect"], markdown, args.control or "shuffled"),
         "correlation": lambda: format_correlation(tables["correlation"], markdown),
+        "ranks": lambda: format_rank_agreement(tables["rank_agreement"], markdown),
     }[view]())
     for line in chosen_by:  # the rule that chose every number of a search
         print(("\n" if markdown else "") + line)
@@ -269,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=TABLE_VIEWS,
         help="what to print: paper (the paper's layout, default), rows (as --rows), backgrounds (the shifted groups "
         "beside the background swaps, per configuration), content (true minus shuffled masks, or --control), "
-        "correlation (localisation against robustness)",
+        "correlation (localisation against robustness), ranks (Kendall tau between the metrics' rankings)",
     )
     tb.add_argument(
         "--baseline",

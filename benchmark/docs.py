@@ -35,6 +35,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from benchmark import cli
+from benchmark.claims import FAILS, HOLDS, ClaimError, evaluate, has_claims
+from benchmark.claims import declared as declared
 from benchmark.commands import suite_of
 from benchmark.methods import METHODS
 from benchmark.methods.base import BUDGET_WORDS
@@ -52,7 +54,7 @@ BLOCK = re.compile(
     r"<!-- end generated:\s*(?P<seal>[0-9a-f]*)\s*-->",
     re.DOTALL,
 )
-READ_COMMANDS = ("table", "curves", "compare")  # the commands of a results block: they read results folders only
+READ_COMMANDS = ("table", "curves", "compare", "claims")  # a results block's commands: they read results folders
 FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1", re.DOTALL | re.MULTILINE)
 CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)((?:(?!\n[ \t]*\n).)+?)(?<!`)\1(?!`)", re.DOTALL)
 LINK = re.compile(
@@ -161,10 +163,12 @@ def results_command(name: str) -> list[str] | None:
     return None
 
 
-def _folders(argv: list[str]) -> list[str]:
+def _folders(argv: list[str], root: Path = Path(".")) -> list[str]:
     if argv[0] == "python":
         return [argv[2]]
     args = cli.build_parser().parse_args(argv[1:])
+    if args.command == "claims":  # the folders the pages' claims name
+        return [str(declared(page, root).folder) for page in args.pages]
     return [str(d) for d in (args.dirs if hasattr(args, "dirs") else (args.first, args.second))]
 
 
@@ -187,7 +191,7 @@ def render_block(root: Path, name: str) -> str | None:
     if argv is None:
         allowed = f"'gain-bench {'|'.join(READ_COMMANDS)} ...' or 'python {'|'.join(SCRIPTS)} ...'"
         raise ValueError(f"unknown generator {name!r}: one of {', '.join(GENERATORS)}, or {allowed}")
-    if not all((root / d / "runs").is_dir() for d in _folders(argv)):
+    if not all((root / d / "runs").is_dir() for d in _folders(argv, root)):
         return None
     status, out, err = _output(root, argv)
     if status != 0:
@@ -391,10 +395,15 @@ def number_problems(root: Path, page: Path, text: str, printed: str) -> list[str
             if not (root / "findings").is_dir():
                 return []
             return [f"README.md: no {HEADLINE!r} section (the numbers it quotes from the findings are checked there)"]
-        text = text.split(HEADLINE, 1)[1].split("\n## ", 1)[0]
+        text = headline_section(text)
     typed = sorted({_signed(m.group(0)) for m in NUMBER.finditer(prose(text))} - _quoted(printed))
     return [f"{page}: {n} is not printed by any of its generated blocks (quote the results, or put a setting in "
             f"`code`)" for n in typed]
+
+
+def headline_section(text: str) -> str:
+    """The README's headline section ("" where it has none)."""
+    return text.split(HEADLINE, 1)[1].split("\n## ", 1)[0] if HEADLINE in text else ""
 
 
 def _signed(number: str) -> str:
@@ -412,6 +421,50 @@ def _quoted(printed: str) -> set[str]:
         forms |= {str(value.quantize(Decimal(1).scaleb(-k), rounding=ROUND_HALF_UP)) for k in range(1, len(frac))}
         out |= forms | {sign + f for f in forms}
     return out
+
+
+CLAIM_REFERENCE = re.compile(r"claim (?P<page>[\w.-]+)/(?P<id>[\w.-]+)")
+"""How a sentence of the README's headline or of findings/README.md cites the claim behind it, in a code span:
+`claim verdict/gain-water` is claim `gain-water` of findings/verdict.md."""
+CLAIMED_PAGES = ("README.md", "findings/README.md")
+
+
+def claim_problems(root: Path, page: Path, text: str) -> list[str]:
+    """The claims a page cites (`CLAIM_REFERENCE`) that its findings page does not declare, or that do not hold on a
+    results folder that is here; on the README, also each headline bullet that cites no claim. Every page that
+    declares claims has them evaluated where its folder is here, and a claim that fails is a problem anywhere."""
+    problems = []
+    if has_claims(text):
+        try:
+            results = evaluate(page, root, n_resamples=500)
+        except ClaimError as err:
+            return [str(err)]
+        problems += [f"{page}: claim {r.claim.id!r} fails on its results folder: {r.line()}"
+                     for r in results if r.status == FAILS]  # fmt: skip
+    if str(page) not in CLAIMED_PAGES:
+        return problems
+    section = headline_section(text) if page == Path("README.md") else text
+    cited = [m for span in CODE_SPAN.finditer(section) for m in CLAIM_REFERENCE.finditer(span[2])]
+    by_page: dict[str, dict[str, str]] = {}
+    for m in cited:
+        target = Path("findings") / f"{m['page']}.md"
+        if m["page"] not in by_page:
+            try:
+                found = evaluate(target, root, n_resamples=500) if (root / target).is_file() else []
+            except ClaimError as err:
+                problems.append(f"{page}: cites {target}, whose claims cannot be read: {err}")
+                found = []
+            by_page[m["page"]] = {r.claim.id: (r.status, r.reason) for r in found}
+        status = by_page[m["page"]].get(m["id"])
+        if status is None:
+            problems.append(f"{page}: `claim {m['page']}/{m['id']}` is not declared on {target}")
+        elif status[0] != HOLDS and "not here" not in status[1]:
+            problems.append(f"{page}: `claim {m['page']}/{m['id']}` is cited but {status[0]} ({status[1]})")
+    if page == Path("README.md"):
+        bullets = [b for b in re.split(r"\n(?=- )", section) if b.startswith("- ")]
+        uncited = [b for b in bullets if not any(CLAIM_REFERENCE.search(s[2]) for s in CODE_SPAN.finditer(b))]
+        problems += [f"README.md: a headline sentence cites no claim (`claim PAGE/ID`): {b[:70]!r}..." for b in uncited]
+    return problems
 
 
 def tox_environments(root: Path) -> set[str] | None:
@@ -473,6 +526,7 @@ def check(root: Path, tables: bool = False) -> list[str]:
         problems += [p for block in found[page] if (p := block_problem(root, block, tables))]
         problems += link_problems(root, page, text, anchors_of)
         problems += tox_problems(page, text, envs)
+        problems += claim_problems(root, page, text)
         if str(page).startswith(NUMBERS_FROM_RESULTS):
             printed = findings if page == Path("README.md") else "\n".join(b.body for b in found[page])
             problems += number_problems(root, page, text, printed)

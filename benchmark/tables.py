@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from benchmark.correlation import PAIRS, link_sentence, rank_correlation
 from benchmark.metric_defs import LOCALISATION
@@ -643,6 +644,7 @@ def format_config_rows(
     if aggregated.empty:
         return ""
     rows = [["configuration", "n", *(label for _, label in metrics)]]
+    full = False
     names = short_names(list(aggregated.drop_duplicates("config")["label"]))
     for config, group in aggregated.groupby("config", sort=False):
         by_metric = group.set_index("metric")
@@ -656,12 +658,20 @@ def format_config_rows(
             cell = interval_cell(m["mean"], m["ci_low"], m["ci_high"])
             if key in mine.index:
                 d = mine.loc[key]
-                cell += f" / {d['difference']:+.3f} p{d['p_holm']:.3f}"
+                if d.get("full_replicates", False) is True:  # the replicate-level test, and the call
+                    star = "*" if significance(d.to_dict()) == "significant" else ""
+                    cell += f" / {d['difference']:+.3f} p{d['p_replicates_holm']:.3f}{star}"
+                    full = True
+                else:
+                    cell += f" / {d['difference']:+.3f} p{d['p_holm']:.3f}"
             cells.append(cell)
         rows.append(cells)
     lines = grid(rows, markdown)
     against = f"{baseline} (the configuration of that method with the same setting)" if baseline else "the baseline"
     note = f"mean [95% two-level bootstrap interval] / paired difference to {against}, Holm-adjusted p"
+    if full:
+        note += (" (full replicates: the exact sign-flip test's; * significant: at least 8 full replicates, p < 0.05 "
+                 "and the interval excluding 0)")  # fmt: skip
     return "\n".join([*lines, "", note])
 
 
@@ -751,6 +761,58 @@ def correlation_table(
                 }
             )
     return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
+
+
+RANK_METRICS = ("shifted_auroc", "class_without_context", "context_without_class", "worst_group_accuracy",
+                "val_accuracy")
+"""The metrics whose rankings of the configurations `rank_agreement_table` compares."""
+RANK_COLUMNS = ["setting", "x", "y", "n_configurations", "tau", "p_value"]
+
+
+def rank_agreement_table(runs: list[Run], tidy: pd.DataFrame | None = None, names: Names | None = None) -> pd.DataFrame:
+    """Does the verdict depend on the metric? Per setting (as `correlation_table`) and per pair of `RANK_METRICS`:
+    Kendall's tau-b between the two rankings of the setting's configurations, each at its mean over its seeds
+    (Kendall, Biometrika 1938; `scipy.stats.kendalltau`, with its exact or asymptotic p). 1: the metrics order
+    the configurations alike; 0: unrelated; below 0: reversed. Oriented so that higher is better for every metric."""
+    tidy = tidy_table(runs) if tidy is None else tidy
+    means = tidy.groupby(["config", "metric"])["value"].mean()
+    settings: dict[str, list[str]] = {}
+    for config, group in _configurations(runs, _names(runs, names)).items():
+        settings.setdefault(record_keys(group[0].record)["pairing"], []).append(config)
+    labels = setting_labels(list(settings))
+    rows = []
+    for key, configs in settings.items():
+        for i, x in enumerate(RANK_METRICS):
+            for y in RANK_METRICS[i + 1:]:
+                pairs = [(means.get((c, x), np.nan), means.get((c, y), np.nan)) for c in configs]
+                pairs = [(a, b) for a, b in pairs if np.isfinite(a) and np.isfinite(b)]
+                tau, p = (sps.kendalltau(*zip(*pairs, strict=True)) if len(pairs) >= 3 else (np.nan, np.nan))
+                rows.append({"setting": labels[key], "x": x, "y": y, "n_configurations": len(pairs),
+                             "tau": float(tau), "p_value": float(p)})  # fmt: skip
+    return pd.DataFrame(rows, columns=RANK_COLUMNS)
+
+
+def format_rank_agreement(table: pd.DataFrame, markdown: bool = False) -> str:
+    """Per setting, Kendall's tau of every pair of metrics' rankings (`rank_agreement_table`) as a matrix."""
+    if table.empty:
+        return "no configurations to rank"
+    short = {"shifted_auroc": "AUROC", "class_without_context": "class w/o context",
+             "context_without_class": "context w/o class", "worst_group_accuracy": "worst group",
+             "val_accuracy": "val accuracy"}  # fmt: skip
+    out = []
+    for setting, group in table.groupby("setting", sort=False):
+        tau = {(r["x"], r["y"]): r["tau"] for r in group.to_dict("records")}
+        n = int(group["n_configurations"].max())
+        rows = [[f"{setting or 'all'} ({n} configurations)", *(short[m] for m in RANK_METRICS[1:])]]
+        for i, x in enumerate(RANK_METRICS[:-1]):
+            cells = [short[x]]
+            for j, y in enumerate(RANK_METRICS[1:], start=1):
+                value = tau.get((x, y), np.nan)
+                cells.append("" if j <= i else ("-" if not np.isfinite(value) else f"{value:+.2f}"))
+            rows.append(cells)
+        out += [*grid(rows, markdown), ""]
+    note = "Kendall's tau-b between the rankings of the configurations (mean over seeds) by two metrics"
+    return "\n".join([*out, note])
 
 
 # The content effect of the masks (docs/statistics.md): the metrics compared between a configuration's true masks
@@ -886,6 +948,7 @@ def build_tables(
         "paper": paper_table(aggregated, excluded),
         "correlation": correlation_table(runs, tidy, n_resamples=n_resamples, seed=seed, names=names),
         "content_effect": content_effect_table(runs, n_resamples=n_resamples, seed=seed, names=names),
+        "rank_agreement": rank_agreement_table(runs, tidy, names=names),
         "excluded": excluded,
     }
 
