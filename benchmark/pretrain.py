@@ -59,10 +59,10 @@ def corpus_config(spec: RunSpec) -> synthetic.SyntheticConfig:
 
 
 def corpus_name(spec: RunSpec) -> str:
-    """The corpus in words: "unbiased", "without-class" or "biased (rho 0.9)"."""
+    """The corpus in words: "unbiased", "without-class" or "biased rho=0.9"."""
     table = build_model_params(spec.model, spec.model_params).get("pretrain", {})
     corpus = table.get("corpus", "unbiased")
-    return f"{corpus} (rho {table['rho']:g})" if corpus == "biased" else corpus
+    return f"{corpus} rho={table['rho']:g}" if corpus == "biased" else corpus
 
 
 def pretrain_spec(spec: RunSpec) -> RunSpec:
