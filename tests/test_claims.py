@@ -3,6 +3,7 @@ a claim is inconclusive; the replicate-level sign-flip test against an exhaustiv
 
 import itertools
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,8 +139,6 @@ def test_the_claims_command_prints_a_line_per_claim_and_exits_1_on_a_failed_clai
 
 
 def findings(name):
-    from pathlib import Path
-
     return Path("findings") / f"{name}.md"
 
 
@@ -168,3 +167,23 @@ def test_a_page_without_claims_says_how_to_declare_them(tmp_path):
     (tmp_path / "none.md").write_text(textwrap.dedent("# nothing claimed\n"))
     with pytest.raises(ClaimError, match="declares its claims in one ```toml claims block"):
         declared(tmp_path.joinpath("none.md").relative_to(tmp_path), tmp_path)
+
+
+def test_the_docs_check_holds_the_readme_and_the_pages_to_their_claims(repository):
+    from benchmark.docs import claim_problems
+
+    readme = (
+        "# x\n\n## The headline\n\n- GAIN finds more boats without water (`claim full/better`).\n"
+        "- A sentence that cites nothing.\n- A claim that is not declared (`claim full/nope`).\n"
+        "- A claim that does not hold (`claim full/too-few`).\n\n## Read on\n\n- not the headline\n"
+    )
+    problems = claim_problems(repository, Path("README.md"), readme)
+    assert len(problems) == 3, problems
+    assert "`claim full/nope` is not declared on findings/full.md" in problems[0]
+    assert "`claim full/too-few` is cited but inconclusive (8 full replicates; the claim needs 9)" in problems[1]
+    assert "a headline sentence cites no claim" in problems[2] and "A sentence that cites nothing" in problems[2]
+    page = claim_problems(repository, Path("findings/full.md"), (repository / "findings/full.md").read_text())
+    assert len(page) == 1 and "claim 'wrong-way' fails on its results folder" in page[0]
+    assert claim_problems(repository, Path("findings/missing.md"), PAGE.format(folder="reports/missing")) == []
+    cited_elsewhere = "- GAIN (`claim missing/better`): its folder is not here, so it is not held against it\n"
+    assert claim_problems(repository, Path("findings/README.md"), cited_elsewhere) == []
