@@ -34,7 +34,7 @@ import numpy as np
 
 from benchmark.metric_defs import METRIC
 from benchmark.stats import MIN_REPLICATES, N_RESAMPLES, holm, paired_bootstrap, sign_flip_test
-from benchmark.tables import METRICS, Run, load_runs
+from benchmark.tables import METRICS, Run, load_runs, metric_value
 
 ALPHA = 0.05
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
@@ -196,16 +196,12 @@ def _measure(claim: Claim, runs: list[Run], n_resamples: int) -> Result:
     rng = np.random.default_rng([len(claim.id), *claim.id.encode()])
     comparison = paired_bootstrap([p[2] for p in pairs], [p[3] for p in pairs], metric.statistic, rng=rng,
                                   n_resamples=n_resamples)  # fmt: skip
-    per_seed = [_value(p[2], metric.statistic) - _value(p[3], metric.statistic) for p in pairs]
+    per_seed = [metric_value(p[2], metric.statistic) - metric_value(p[3], metric.statistic) for p in pairs]
     result.n = len(pairs)
     result.full = all(r.spec.get("seed_scope", "train") == "full" for p in pairs for r in p[:2])
     result.difference, result.low, result.high = comparison.difference, comparison.low, comparison.high
     result.p = sign_flip_test(np.array(per_seed))
     return result
-
-
-def _value(groups: tuple[np.ndarray, ...], statistic: Any) -> float:
-    return float(statistic(*(np.asarray(g)[None] for g in groups))[0])
 
 
 def _judge(result: Result) -> None:

@@ -288,7 +288,8 @@ def _run_columns(run: Run) -> dict[str, Any]:
     }
 
 
-def _value(groups: tuple[np.ndarray, ...], statistic: Statistic) -> float:
+def metric_value(groups: tuple[np.ndarray, ...], statistic: Statistic) -> float:
+    """A metric of one run from its per-image groups (`MetricDef.groups`) and statistic."""
     return float(statistic(*(np.asarray(g)[None] for g in groups))[0])
 
 
@@ -304,7 +305,7 @@ def tidy_table(runs: list[Run]) -> pd.DataFrame:
             if groups is None:
                 continue
             degenerate = bool(metrics.get(m.degenerate, False)) if m.degenerate else False
-            value = _value(groups, m.statistic)
+            value = metric_value(groups, m.statistic)
             rows.append(base | {"role": "+".join(m.roles), "metric": m.name, "value": value, "degenerate": degenerate})
         for key, value in metrics.items():
             if key in METRIC or isinstance(value, bool) or not isinstance(value, int | float):
@@ -361,7 +362,7 @@ def aggregate_table(
             per_seed = [(r, g) for r in group if (g := m.groups(r)) is not None]
             if not per_seed:
                 continue
-            values = np.array([_value(g, m.statistic) for _, g in per_seed])
+            values = np.array([metric_value(g, m.statistic) for _, g in per_seed])
             mean, sd = seed_mean_sd(values)
             interval = hierarchical_bootstrap(
                 [g for _, g in per_seed], m.statistic, rng=_rng(seed, config, m.name), n_resamples=n_resamples
@@ -469,8 +470,8 @@ def paired_table(
             comparison = paired_bootstrap(
                 [f[2] for f in found], [f[3] for f in found], m.statistic, rng=rng, n_resamples=n_resamples
             )
-            x = np.array([_value(f[2], m.statistic) for f in found])
-            y = np.array([_value(f[3], m.statistic) for f in found])
+            x = np.array([metric_value(f[2], m.statistic) for f in found])
+            y = np.array([metric_value(f[3], m.statistic) for f in found])
             sign = 1.0 if m.higher_is_better else -1.0
             poi = probability_of_improvement(sign * x, sign * y, rng=rng, n_resamples=n_resamples)
             mcnemar = [mcnemar_exact(f[2][0], f[3][0])[2] for f in found] if m.binary else []
@@ -886,7 +887,7 @@ def content_effect_table(
                     found.append((gt, gc, t, c))
             if not found:
                 continue
-            per_seed = [_value(f[0], m.statistic) - _value(f[1], m.statistic) for f in found]
+            per_seed = [metric_value(f[0], m.statistic) - metric_value(f[1], m.statistic) for f in found]
             full = all(r.spec.get("seed_scope", "train") == "full" for f in found for r in f[2:])
             rng = _rng(seed, "content", true_config, control_config, m.name)
             comparison = paired_bootstrap(
@@ -906,8 +907,8 @@ def content_effect_table(
                     "metric": m.name,
                     "higher_is_better": m.higher_is_better,
                     "n_seeds": len(found),
-                    "true_mean": float(np.mean([_value(f[0], m.statistic) for f in found])),
-                    "control_mean": float(np.mean([_value(f[1], m.statistic) for f in found])),
+                    "true_mean": float(np.mean([metric_value(f[0], m.statistic) for f in found])),
+                    "control_mean": float(np.mean([metric_value(f[1], m.statistic) for f in found])),
                     "difference": comparison.difference,
                     "ci_low": comparison.low,
                     "ci_high": comparison.high,
