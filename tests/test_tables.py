@@ -231,7 +231,7 @@ def test_paper_table_layout_and_cli(root, tmp_path, capsys):
     assert "Grad-CAM" in out and "gradcam" in out and "overall" in out
     written = {p.name for p in (tmp_path / "csv").iterdir()}
     assert written == {"tidy.csv", "aggregated.csv", "paired.csv", "paper.csv", "correlation.csv",
-                       "content_effect.csv", "excluded.csv"}
+                       "content_effect.csv", "rank_agreement.csv", "excluded.csv"}
     aggregated = pd.read_csv(tmp_path / "csv" / "aggregated.csv")
     assert {"n_seeds", "mean", "sd", "ci_low", "ci_high"} <= set(aggregated.columns)
 
