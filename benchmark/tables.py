@@ -659,7 +659,7 @@ def format_config_rows(
             cell = interval_cell(m["mean"], m["ci_low"], m["ci_high"])
             if key in mine.index:
                 d = mine.loc[key]
-                if d.get("full_replicates", False) is True:  # the replicate-level test, and the call
+                if bool(d.get("full_replicates", False)):  # the replicate-level test, and the call
                     star = "*" if significance(d.to_dict()) == "significant" else ""
                     cell += f" / {d['difference']:+.3f} p{d['p_replicates_holm']:.3f}{star}"
                     full = True

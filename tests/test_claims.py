@@ -187,3 +187,13 @@ def test_the_docs_check_holds_the_readme_and_the_pages_to_their_claims(repositor
     assert claim_problems(repository, Path("findings/missing.md"), PAGE.format(folder="reports/missing")) == []
     cited_elsewhere = "- GAIN (`claim missing/better`): its folder is not here, so it is not held against it\n"
     assert claim_problems(repository, Path("findings/README.md"), cited_elsewhere) == []
+
+
+def test_the_rows_view_gives_full_replicates_the_sign_flip_p_and_the_call(repository, capsys):
+    assert main(["table", str(repository / "reports" / "full"), "--rows"]) == 0
+    out = capsys.readouterr().out
+    assert "p0.008*" in out, "8 full replicates that agree: the floor 2/256, significant"
+    assert "the exact sign-flip test's; * significant" in out
+    assert main(["table", str(repository / "reports" / "train"), "--rows"]) == 0
+    out = capsys.readouterr().out
+    assert "*" not in out and "sign-flip" not in out, "seeds of scope train: the bootstrap's p, never a star"
