@@ -155,7 +155,7 @@ class RunSpec:
             base = replicate_bases(self.to_dict())
             extras = {k: v for k, v in extras.items() if k not in ("data.seed", "budget_seed")}
             extras |= {k: v for k, v in (("data.seed", base["data_seed"]), ("budget_seed", base["budget_seed"])) if v}
-        return label + ("".join(f" {k}={v}" for k, v in sorted(extras.items())) if extras else "")
+        return label + "".join(f" {k}={v}" for k, v in sorted(_flat_items(extras)))
 
     @classmethod
     def from_record(cls, data: dict[str, Any], config_hash: str) -> RunSpec:
@@ -176,6 +176,18 @@ class RunSpec:
         data = dict(data)
         data["train"] = TrainSettings.from_dict(data.get("train", {}))
         return cls(**data)
+
+
+def _flat_items(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """`{"model.pretrain": {"corpus": "biased"}}` as `[("model.pretrain.corpus", "biased")]`: a label's words carry
+    no space inside a value."""
+    out: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            out += _flat_items(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
 
 
 def configuration_key(spec: dict[str, Any]) -> str:
