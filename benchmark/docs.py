@@ -35,7 +35,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from benchmark import cli
-from benchmark.claims import FAILS, HOLDS, ClaimError, evaluate, has_claims
+from benchmark.claims import FAILS, HOLDS, ClaimError, Result, evaluate, has_claims
 from benchmark.claims import declared as declared
 from benchmark.commands import suite_of
 from benchmark.methods import METHODS
@@ -429,14 +429,21 @@ CLAIM_REFERENCE = re.compile(r"claim (?P<page>[\w.-]+)/(?P<id>[\w.-]+)")
 CLAIMED_PAGES = ("README.md", "findings/README.md")
 
 
-def claim_problems(root: Path, page: Path, text: str) -> list[str]:
+def claim_problems(root: Path, page: Path, text: str, evaluated: dict[Path, list[Result]] | None = None) -> list[str]:
     """The claims a page cites (`CLAIM_REFERENCE`) that its findings page does not declare, or that do not hold on a
     results folder that is here; on the README, also each headline bullet that cites no claim. Every page that
     declares claims has them evaluated where its folder is here, and a claim that fails is a problem anywhere."""
     problems = []
+    evaluated = {} if evaluated is None else evaluated  # a page's claims are evaluated once per check
+
+    def results_of(target: Path) -> list[Result]:
+        if target not in evaluated:
+            evaluated[target] = evaluate(target, root, n_resamples=500)
+        return evaluated[target]
+
     if has_claims(text):
         try:
-            results = evaluate(page, root, n_resamples=500)
+            results = results_of(page)
         except ClaimError as err:
             return [str(err)]
         problems += [f"{page}: claim {r.claim.id!r} fails on its results folder: {r.line()}"
@@ -450,7 +457,7 @@ def claim_problems(root: Path, page: Path, text: str) -> list[str]:
         target = Path("findings") / f"{m['page']}.md"
         if m["page"] not in by_page:
             try:
-                found = evaluate(target, root, n_resamples=500) if (root / target).is_file() else []
+                found = results_of(target) if (root / target).is_file() else []
             except ClaimError as err:
                 problems.append(f"{page}: cites {target}, whose claims cannot be read: {err}")
                 found = []
@@ -519,6 +526,7 @@ def check(root: Path, tables: bool = False) -> list[str]:
     found = {page: blocks(root, page, text) for page, text in texts.items()}
     findings = "\n".join(b.body for page, bs in found.items() if str(page).startswith("findings/") for b in bs)
     anchors_of = functools.cache(lambda file: anchors(file.read_text()))
+    evaluated: dict[Path, list[Result]] = {}
     envs = tox_environments(root)
     for page, text in texts.items():
         if unclosed(text):
@@ -526,7 +534,7 @@ def check(root: Path, tables: bool = False) -> list[str]:
         problems += [p for block in found[page] if (p := block_problem(root, block, tables))]
         problems += link_problems(root, page, text, anchors_of)
         problems += tox_problems(page, text, envs)
-        problems += claim_problems(root, page, text)
+        problems += claim_problems(root, page, text, evaluated)
         if str(page).startswith(NUMBERS_FROM_RESULTS):
             printed = findings if page == Path("README.md") else "\n".join(b.body for b in found[page])
             problems += number_problems(root, page, text, printed)
