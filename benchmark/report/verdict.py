@@ -256,7 +256,7 @@ def answer(
     if maps is not None:
         verb = {"better": f"moves the {cls} map onto the {cls}", "worse": f"moves the {cls} map off the {cls}",
                 "ns": f"leaves the {cls} map about where the baseline's is",
-                "few": f"moves the {cls} map by too little, over too few replicates, to tell"}[maps]  # fmt: skip
+                "few": f"cannot be told from the baseline on where its {cls} map lies"}[maps]  # fmt: skip
         numbers = f"pointing game {means('pointing_game')}, {holm(rows['pointing_game'])}"
         shares = shares or {}
         if math.isfinite(shares.get(base_config, math.nan)) and math.isfinite(shares.get(config, math.nan)):
