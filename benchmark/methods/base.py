@@ -126,11 +126,13 @@ class Method:
                 del self.params[key]
 
     def __getattr__(self, key: str) -> Any:
-        params = self.__dict__.get("params", {})
+        if "params" not in self.__dict__:  # e.g. while unpickling, before __init__ ran
+            raise AttributeError(key)
+        params = self.__dict__["params"]
         if key in params:
             return params[key]
-        if key in type(self).HPARAMS:  # one of ADDED_LATER, at its default
-            return type(self).HPARAMS[key].default
+        if key in self.ADDED_LATER and key in self.HPARAMS:  # left out of params at its default
+            return self.HPARAMS[key].default
         raise AttributeError(key)
 
     def training_loss(

@@ -55,6 +55,7 @@ from benchmark.tables import (
     load_runs,
     mask_control,
     plural,
+    replicates_note,
 )
 from benchmark.tables import (
     significance as significance_call,
@@ -428,11 +429,16 @@ def _content_view(table: pd.DataFrame, records: list[dict[str, Any]], names: dic
     if rows:
         shuffled = [r for r in rows if r["control"] == "shuffled"]
         found = sum(r["effect"] in ("better", "worse") for r in shuffled)
-        sentence = (
-            f"{found} of {plural(len(shuffled), 'content-effect test')} (true minus shuffled masks) significant "
-            "after Holm's adjustment" if shuffled else "No shuffled-mask control: the rows compare the true masks "
-            "with the other controls"
-        )
+        few = [r for r in shuffled if r["effect"] == "few"]
+        if not shuffled:
+            sentence = "No shuffled-mask control: the rows compare the true masks with the other controls"
+        elif len(few) == len(shuffled):
+            sentence = (f"{plural(len(shuffled), 'content-effect test')} (true minus shuffled masks): not enough "
+                        f"replicates to call any ({replicates_note(few[0])})")  # fmt: skip
+        else:
+            sentence = (f"{found} of {plural(len(shuffled), 'content-effect test')} (true minus shuffled masks) "
+                        "significant after Holm's adjustment")  # fmt: skip
+            sentence += f"; {len(few)} with too few replicates" if few else ""
     elif controls:
         sentence = (
             f"The suite ran placebo-mask controls ({', '.join(controls)}), but no control run has a complete "
