@@ -102,6 +102,7 @@ def test_swept_suite_reports_each_regime_against_its_own_baseline(swept):
     verdicts = html.split('<ul id="sweep-verdict">')[1].split("</ul>")[0]
     assert verdicts.count("<li>") == 2 and "<b>rho=0.9</b>" in verdicts and "<b>rho=1.0</b>" in verdicts
     assert verdicts.count("beats the baseline significantly on the AUROC and both shifted groups") == 2
+    assert verdicts.count("Boats without water recognised") == 2, "each regime answers per shifted group first"
     paired = pd.read_csv(out / "results_paired.csv")
     assert set(paired["regime"]) == {"rho=0.9", "rho=1.0"}
     for regime in suite.regimes():

@@ -19,7 +19,15 @@ from benchmark.names import Names
 from benchmark.phases import say
 from benchmark.provenance import git_commit
 from benchmark.report import figures, gallery
-from benchmark.report.verdict import PAPER_TABLE4, beats_baseline_sentence, effect, p_text, signed_points, verdict
+from benchmark.report.verdict import (
+    PAPER_TABLE4,
+    beats_baseline_sentence,
+    effect,
+    group_sentence_subjects,
+    p_text,
+    signed_points,
+    verdict,
+)
 from benchmark.results import (
     RERUN,
     RegimeView,
@@ -513,6 +521,7 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         c: share for c, key in reference_of.items() if math.isfinite(share := reference_share(references, key))
     }
     regimes = []
+    group_subjects = group_sentence_subjects(suite.audited_class, context_name)  # each regime's answer per group
     for regime, regime_tables in views:
         aggregated = regime_tables["aggregated"]
         curves = None
@@ -520,24 +529,26 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
             curves = figures.budget_curves(
                 aggregated, _curve_metrics(suite.audited_class, context_name), names=method_names
             )
+        regime_verdict = verdict(
+            aggregated,
+            regime_tables["paired"],
+            n_seeds=int(aggregated["n_seeds"].min()) if len(aggregated) else 0,
+            cls=suite.audited_class,
+            context=context_name,
+            shares={c: v.get("context_attention_share", math.nan) for c, v in run_level.items()},
+            unbiased=next(iter(unbiased.values()), math.nan),
+        )
+        groups = [s for s in regime_verdict["summary"] if s.startswith(group_subjects)]
+        beats = beats_baseline_sentence(regime_tables["paired"], suite.audited_class, context_name)
         regimes.append(
             {
                 "label": regime.label,
-                "beats": beats_baseline_sentence(regime_tables["paired"], suite.audited_class, context_name)
-                if len(regime_tables["paired"])
-                else "no complete baseline and method runs yet",
+                "beats": " ".join([*groups, beats]) if len(regime_tables["paired"]) else
+                "no complete baseline and method runs yet",
                 "budget_curves": curves,
                 "paper": _paper_view(regime_tables["paper"], names),
                 "correlation": _correlation_view(regime_tables, names, method_names),
-                "verdict": verdict(
-                    aggregated,
-                    regime_tables["paired"],
-                    n_seeds=int(aggregated["n_seeds"].min()) if len(aggregated) else 0,
-                    cls=suite.audited_class,
-                    context=context_name,
-                    shares={c: v.get("context_attention_share", math.nan) for c, v in run_level.items()},
-                    unbiased=next(iter(unbiased.values()), math.nan),
-                ),
+                "verdict": regime_verdict,
             }
         )
 

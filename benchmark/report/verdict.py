@@ -127,6 +127,12 @@ def _moved(
     return f"{subject}: " + "; ".join(parts)
 
 
+def group_sentence_subjects(cls: str = "boat", context: str = "water") -> tuple[str, str]:
+    """How the verdict's two per-group sentences begin (`verdict`), for a sweep's one-line answer per regime."""
+    water = f"{context.capitalize()}-only images called \u201c{cls}\u201d"
+    return f"{cls.capitalize()}s without {context} recognised", water
+
+
 def neither_sentence(paired: pd.DataFrame, cls: str = "boat", context: str = "water") -> str | None:
     """The configurations that moved neither shifted group significantly (each tested with enough replicates)."""
     neither = []
@@ -299,12 +305,11 @@ def verdict(
     if aggregated.empty:
         return {"summary": ["No complete runs yet: nothing to conclude."], "details": []}
     summary: list[str] = []
+    boats, water = group_sentence_subjects(cls, context)
     if len(paired):
         for sentence in (
-            _moved(paired, "class_without_context", f"{cls.capitalize()}s without {context} recognised",
-                   "significantly more", "significantly fewer"),
-            _moved(paired, "context_without_class", f"{context.capitalize()}-only images called \u201c{cls}\u201d",
-                   "significantly fewer", "significantly more"),
+            _moved(paired, "class_without_context", boats, "significantly more", "significantly fewer"),
+            _moved(paired, "context_without_class", water, "significantly fewer", "significantly more"),
             neither_sentence(paired, cls, context),
             replicates_sentence(paired),
         ):  # fmt: skip
