@@ -538,13 +538,15 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
             shares={c: v.get("context_attention_share", math.nan) for c, v in run_level.items()},
             unbiased=next(iter(unbiased.values()), math.nan),
         )
-        groups = [s for s in regime_verdict["summary"] if s.startswith(group_subjects)]
-        beats = beats_baseline_sentence(regime_tables["paired"], suite.audited_class, context_name)
+        answer = "no complete baseline and method runs yet"
+        if len(regime_tables["paired"]):  # each regime's answer per group, then whether any beats it on all three
+            groups = [s for s in regime_verdict["summary"] if s.startswith(group_subjects)]
+            beats = beats_baseline_sentence(regime_tables["paired"], suite.audited_class, context_name)
+            answer = " ".join([*groups, beats])
         regimes.append(
             {
                 "label": regime.label,
-                "beats": " ".join([*groups, beats]) if len(regime_tables["paired"]) else
-                "no complete baseline and method runs yet",
+                "beats": answer,
                 "budget_curves": curves,
                 "paper": _paper_view(regime_tables["paper"], names),
                 "correlation": _correlation_view(regime_tables, names, method_names),
