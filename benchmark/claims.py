@@ -19,7 +19,7 @@ with its paired two-level bootstrap interval, the exact sign-flip p over the rep
 page's claims, and a status: `holds` (at least `min_replicates` full replicates, Holm p < 0.05 and the interval on
 the claimed side of 0), `fails` (the same evidence on the other side), else `inconclusive` with the reason (the
 folder or a configuration missing, too few or no full replicates, the interval across 0, p too large). The rule
-is `tables.significance`'s, so the report, the tables and the claims never disagree on what is significant.
+is `tables.call`'s, so the report, the tables and the claims never disagree on what is significant.
 """
 
 from __future__ import annotations
@@ -33,10 +33,9 @@ from typing import Any
 import numpy as np
 
 from benchmark.metric_defs import METRIC
-from benchmark.stats import MIN_REPLICATES, N_RESAMPLES, holm, paired_bootstrap, sign_flip_test
-from benchmark.tables import METRICS, Run, load_runs, metric_value
+from benchmark.stats import ALPHA, MIN_REPLICATES, N_RESAMPLES, holm
+from benchmark.tables import METRICS, Run, call, compare, load_runs, seed_pairs
 
-ALPHA = 0.05
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
 DIRECTIONS = (">", "<")
 FENCE = re.compile(r"^```toml claims[ \t]*\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -183,46 +182,28 @@ def _measure(claim: Claim, runs: list[Run], n_resamples: int) -> Result:
         result.reason = why or why_b
         return result
     metric = next(m for m in METRICS if m.name == claim.metric)
-    base = {r.spec["seed"]: r for r in b}
-    pairs = []
-    for run in a:
-        other = base.get(run.spec["seed"])
-        ga, gb = metric.groups(run), (metric.groups(other) if other is not None else None)
-        if ga is not None and gb is not None and [len(g) for g in ga] == [len(g) for g in gb]:
-            pairs.append((run, other, ga, gb))
+    pairs = seed_pairs(a, b, metric)
     if not pairs:
         result.reason = f"no seed where both {claim.a!r} and {claim.b!r} have {claim.metric}"
         return result
     rng = np.random.default_rng([len(claim.id), *claim.id.encode()])
-    comparison = paired_bootstrap([p[2] for p in pairs], [p[3] for p in pairs], metric.statistic, rng=rng,
-                                  n_resamples=n_resamples)  # fmt: skip
-    per_seed = [metric_value(p[2], metric.statistic) - metric_value(p[3], metric.statistic) for p in pairs]
-    result.n = len(pairs)
-    result.full = all(r.spec.get("seed_scope", "train") == "full" for p in pairs for r in p[:2])
-    result.difference, result.low, result.high = comparison.difference, comparison.low, comparison.high
-    result.p = sign_flip_test(np.array(per_seed))
+    found = compare(pairs, metric, rng=rng, n_resamples=n_resamples)
+    result.n, result.full = len(pairs), found.full_replicates
+    result.difference, result.low, result.high, result.p = found.difference, found.low, found.high, found.p_replicates
     return result
 
 
 def _judge(result: Result) -> None:
-    """The status from the numbers (after Holm's adjustment): `tables.significance`'s rule, on the claimed side."""
-    claim = result.claim
+    """The status from the numbers, after Holm's adjustment: `tables.call`'s rule (the report's and the tables'),
+    with the claim's own number of replicates; significant on the claimed side holds, on the other fails."""
     if not np.isfinite(result.difference):
         return
-    if not result.full:
-        result.reason = "the seeds redraw the fine-tuning only (seed_scope = \"train\"): not full replicates"
-        return
-    if result.n < claim.min_replicates:
-        result.reason = f"{result.n} full replicates; the claim needs {claim.min_replicates}"
-        return
-    side = 1.0 if claim.direction == ">" else -1.0
-    if result.low <= 0 <= result.high:
-        result.reason = "the interval crosses 0"
-        return
-    if not result.p_holm < ALPHA:
-        result.reason = f"Holm-adjusted p {result.p_holm:.4f} is not below {ALPHA}"
-        return
-    result.status = HOLDS if side * result.difference > 0 else FAILS
+    row = {"n_seeds": result.n, "full_replicates": result.full, "ci_low": result.low, "ci_high": result.high,
+           "p_replicates_holm": result.p_holm}  # fmt: skip
+    verdict, result.reason = call(row, ALPHA, result.claim.min_replicates, needs="the claim")
+    if verdict == "significant":
+        side = 1.0 if result.claim.direction == ">" else -1.0
+        result.status = HOLDS if side * result.difference > 0 else FAILS
 
 
 def evaluate(page: Path, root: Path = Path("."), *, n_resamples: int = N_RESAMPLES) -> list[Result]:

@@ -35,8 +35,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from benchmark import cli
-from benchmark.claims import FAILS, HOLDS, ClaimError, Result, evaluate, has_claims
-from benchmark.claims import declared as declared
+from benchmark.claims import FAILS, HOLDS, ClaimError, Result, declared, evaluate, has_claims
 from benchmark.commands import suite_of
 from benchmark.methods import METHODS
 from benchmark.methods.base import BUDGET_WORDS

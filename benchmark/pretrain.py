@@ -48,20 +48,24 @@ def corpus_config(spec: RunSpec) -> synthetic.SyntheticConfig:
                 f"{spec.dataset!r} declares no data.image_size"
             )
         data = synthetic.SyntheticConfig(image_size=size)
-    table = build_model_params(spec.model, spec.model_params).get("pretrain", {})
+    table = pretrain_table(spec)
     corpus = table.get("corpus", "unbiased")
-    bias = {
-        "unbiased": {"rho": 0.5, "q": 0.5},
-        "without-class": {"boat_fraction": 0.0, "rho": 0.5, "q": 0.5},
-        "biased": {"rho": table.get("rho", 0.5), "q": 1.0 - table.get("rho", 0.5)},
-    }[corpus]
+    if corpus == "biased":  # `model.pretrain.rho` is always there beside it (spec._corpus_checked)
+        bias = {"rho": table["rho"], "q": 1.0 - table["rho"]}
+    else:
+        bias = {"rho": 0.5, "q": 0.5} | ({"boat_fraction": 0.0} if corpus == "without-class" else {})
     return dataclasses.replace(data, **bias, seed=data.seed + SEED_OFFSET)
+
+
+def pretrain_table(spec: RunSpec) -> dict[str, object]:
+    """`model.pretrain` of `spec`, checked and with its defaults (`spec.build_model_params`); {} where unset."""
+    return dict(build_model_params(spec.model, spec.model_params).get("pretrain", {}))
 
 
 def corpus_name(spec: RunSpec) -> str:
     """The corpus in words: "unbiased", "without-class" or "biased rho=0.9"."""
-    table = build_model_params(spec.model, spec.model_params).get("pretrain", {})
-    corpus = table.get("corpus", "unbiased")
+    table = pretrain_table(spec)
+    corpus = str(table.get("corpus", "unbiased"))
     return f"{corpus} rho={table['rho']:g}" if corpus == "biased" else corpus
 
 
@@ -69,8 +73,7 @@ def pretrain_spec(spec: RunSpec) -> RunSpec:
     """The pre-training run for `spec`: its corpus (`corpus_config`), the same architecture (from scratch), the
     default training settings (8 epochs, Adam one-cycle lr 3e-3, as the built-in findings used) with what
     `model.pretrain` sets instead (a deep network without BatchNorm, such as VGG-16, needs a lower lr)."""
-    params = build_model_params(spec.model, spec.model_params)
-    recipe = {k: v for k, v in params.get("pretrain", {}).items() if k not in CORPUS_KEYS}
+    recipe = {k: v for k, v in pretrain_table(spec).items() if k not in CORPUS_KEYS}
     return RunSpec(
         method="gradcam",
         seed=spec.pretrain_seed,

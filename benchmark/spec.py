@@ -155,7 +155,7 @@ class RunSpec:
             base = replicate_bases(self.to_dict())
             extras = {k: v for k, v in extras.items() if k not in ("data.seed", "budget_seed")}
             extras |= {k: v for k, v in (("data.seed", base["data_seed"]), ("budget_seed", base["budget_seed"])) if v}
-        return label + "".join(f" {k}={v}" for k, v in sorted(_flat_items(extras)))
+        return label + "".join(f" {k}={v}" for k, v in sorted(flat_keys(extras).items()))  # no space in a value
 
     @classmethod
     def from_record(cls, data: dict[str, Any], config_hash: str) -> RunSpec:
@@ -178,15 +178,14 @@ class RunSpec:
         return cls(**data)
 
 
-def _flat_items(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """`{"model.pretrain": {"corpus": "biased"}}` as `[("model.pretrain.corpus", "biased")]`: a label's words carry
-    no space inside a value."""
-    out: list[tuple[str, Any]] = []
-    for key, value in values.items():
-        if isinstance(value, dict) and value:
-            out += _flat_items(value, f"{prefix}{key}.")
-        else:
-            out.append((f"{prefix}{key}", value))
+def flat_keys(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys: `{"model": {"pretrain": {"corpus": "biased"}}}` is
+    `{"model.pretrain.corpus": "biased"}` (an empty table has no key)."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, inner in value.items():
+        out |= flat_keys(inner, f"{prefix}.{key}" if prefix else str(key))
     return out
 
 

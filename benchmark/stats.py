@@ -20,6 +20,8 @@ from scipy import stats as sps
 Groups = np.ndarray | tuple[np.ndarray, ...]
 Statistic = Callable[..., np.ndarray]
 N_RESAMPLES = 2000
+ALPHA = 0.05
+"""The family-wise level every "significant" of the report, the tables and the claims is read at."""
 MIN_REPLICATES = 8
 """The fewest full replicates a claim or a "significant" rests on: with 8, the exact sign-flip test reaches p 0.0078,
 so a difference every replicate agrees on survives Holm's adjustment over a few comparisons."""

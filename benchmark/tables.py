@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,8 +29,9 @@ from benchmark.names import Names
 from benchmark.predictions import read_predictions
 from benchmark.results import known_keys, with_keys
 from benchmark.settings import MASK_CONTROLS
-from benchmark.spec import BASELINE
+from benchmark.spec import BASELINE, flat_keys
 from benchmark.stats import (
+    ALPHA,
     MIN_REPLICATES,
     N_RESAMPLES,
     Statistic,
@@ -414,6 +415,49 @@ def _check_aligned(run: Run, base: Run, roles: tuple[str, ...]) -> None:
             )
 
 
+Pair = tuple[Run, Run, tuple[np.ndarray, ...], tuple[np.ndarray, ...]]
+
+
+def seed_pairs(group: list[Run], other: list[Run], m: MetricDef) -> list[Pair]:
+    """The runs of `group` paired with the run of `other` of the same seed, each with its per-image groups of metric
+    `m`, where both have them on the same images (`_check_aligned` refuses the same split on other images)."""
+    by_seed = {r.spec["seed"]: r for r in other}
+    found = []
+    for run in group:
+        twin = by_seed.get(run.spec["seed"])
+        if twin is None or (ga := m.groups(run)) is None or (gb := m.groups(twin)) is None:
+            continue
+        if [len(g) for g in ga] == [len(g) for g in gb]:
+            _check_aligned(run, twin, m.roles)
+            found.append((run, twin, ga, gb))
+    return found
+
+
+class Comparison(NamedTuple):
+    """A paired comparison of two configurations on one metric (`compare`)."""
+
+    difference: float
+    low: float
+    high: float
+    p_value: float  # the paired two-level bootstrap's
+    p_replicates: float  # the exact sign-flip test's, over the seeds' differences
+    full_replicates: bool  # every run of every pair is a full replicate
+    first: np.ndarray  # each seed's value, first configuration
+    second: np.ndarray  # each seed's value, second configuration
+
+
+def compare(pairs: list[Pair], m: MetricDef, *, rng: np.random.Generator, n_resamples: int) -> Comparison:
+    """`first - second` over `seed_pairs`: the paired two-level bootstrap's difference, interval and p
+    (`stats.paired_bootstrap`), the exact sign-flip p over the seeds (`stats.sign_flip_test`), and whether the pairs
+    are full replicates; what the paired table, the content effect and the claims all read."""
+    boot = paired_bootstrap([p[2] for p in pairs], [p[3] for p in pairs], m.statistic, rng=rng, n_resamples=n_resamples)
+    first = np.array([metric_value(p[2], m.statistic) for p in pairs])
+    second = np.array([metric_value(p[3], m.statistic) for p in pairs])
+    full = all(r.spec.get("seed_scope", "train") == "full" for p in pairs for r in p[:2])
+    return Comparison(boot.difference, boot.low, boot.high, boot.p_value, sign_flip_test(first - second), full,
+                      first, second)  # fmt: skip
+
+
 def paired_table(
     runs: list[Run],
     *,
@@ -421,7 +465,7 @@ def paired_table(
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
     family: str = "metric",
-    alpha: float = 0.05,
+    alpha: float = ALPHA,
     names: Names | None = None,
 ) -> pd.DataFrame:
     """Every configuration against the baseline configuration with the same dataset, model and train settings, on
@@ -455,27 +499,16 @@ def paired_table(
                 f"({', '.join(g[0].label for _, g in candidates)}); a baseline must be one configuration"
             )
         ((base_config, base_group),) = candidates
-        base_by_seed = {r.spec["seed"]: r for r in base_group}
-        pairs = [(r, base_by_seed[r.spec["seed"]]) for r in group if r.spec["seed"] in base_by_seed]
         for m in METRICS:
-            found = [
-                (r, b, gr, gb) for r, b in pairs if (gr := m.groups(r)) is not None and (gb := m.groups(b)) is not None
-            ]
-            found = [f for f in found if [len(g) for g in f[2]] == [len(g) for g in f[3]]]
+            found = seed_pairs(group, base_group, m)
             if not found:
                 continue
-            for r, b, _, _ in found:
-                _check_aligned(r, b, m.roles)
             rng = _rng(seed, config, base_config, m.name)
-            comparison = paired_bootstrap(
-                [f[2] for f in found], [f[3] for f in found], m.statistic, rng=rng, n_resamples=n_resamples
-            )
-            x = np.array([metric_value(f[2], m.statistic) for f in found])
-            y = np.array([metric_value(f[3], m.statistic) for f in found])
+            comparison = compare(found, m, rng=rng, n_resamples=n_resamples)
             sign = 1.0 if m.higher_is_better else -1.0
-            poi = probability_of_improvement(sign * x, sign * y, rng=rng, n_resamples=n_resamples)
+            poi = probability_of_improvement(sign * comparison.first, sign * comparison.second, rng=rng,
+                                             n_resamples=n_resamples)  # fmt: skip
             mcnemar = [mcnemar_exact(f[2][0], f[3][0])[2] for f in found] if m.binary else []
-            full = all(f[i].spec.get("seed_scope", "train") == "full" for f in found for i in (0, 1))
             rows.append(
                 {
                     "config": config,
@@ -491,8 +524,8 @@ def paired_table(
                     "ci_low": comparison.low,
                     "ci_high": comparison.high,
                     "p_value": comparison.p_value,
-                    "p_replicates": sign_flip_test(x - y),
-                    "full_replicates": full,
+                    "p_replicates": comparison.p_replicates,
+                    "full_replicates": comparison.full_replicates,
                     "mcnemar_seeds": len(mcnemar),
                     "mcnemar_significant": int(sum(p < alpha for p in mcnemar)) if mcnemar else np.nan,
                     "prob_improvement": poi.estimate,
@@ -518,22 +551,34 @@ def paired_table(
 NOT_ENOUGH = "not enough replicates"
 
 
-def significance(row: dict[str, Any], alpha: float = 0.05) -> str:
-    """What a paired row lets a reader say: "significant" only with at least `MIN_REPLICATES` full replicates
-    (`seed_scope = "full"`), the replicate-level sign-flip test's Holm-adjusted p below `alpha` and the two-level
-    bootstrap interval excluding 0; "not enough replicates" with fewer, or with seeds that redraw only the
-    fine-tuning; else "not significant"."""
-    if not row.get("full_replicates", False) or row["n_seeds"] < MIN_REPLICATES:
-        return NOT_ENOUGH
-    excludes_zero = row["ci_low"] > 0 or row["ci_high"] < 0
-    return "significant" if row["p_replicates_holm"] < alpha and excludes_zero else "not significant"
+def call(
+    row: dict[str, Any], alpha: float = ALPHA, min_replicates: int = MIN_REPLICATES, needs: str = "a claim"
+) -> tuple[str, str]:
+    """What a paired comparison (a row of `paired_table`, or a claim's numbers) lets a reader say, and why:
+    "significant" only with at least `min_replicates` full replicates (`seed_scope = "full"`), the replicate-level
+    sign-flip test's Holm-adjusted p below `alpha` and the two-level bootstrap interval excluding 0; "not enough
+    replicates" with fewer, or with seeds that redraw only the fine-tuning; else "not significant". The reason is
+    empty for "significant"; `needs` names what needs the replicates in it ("a claim", "the claim")."""
+    n = row["n_seeds"]
+    if not row.get("full_replicates", False):
+        return NOT_ENOUGH, f"{n} seeds that redraw the fine-tuning only (seed_scope = \"train\"), not full replicates"
+    if n < min_replicates:
+        return NOT_ENOUGH, f"{n} full replicates; {needs} needs {min_replicates}"
+    if row["ci_low"] <= 0 <= row["ci_high"]:
+        return "not significant", "the interval crosses 0"
+    if not row["p_replicates_holm"] < alpha:
+        return "not significant", f"Holm-adjusted p {row['p_replicates_holm']:.4f} is not below {alpha}"
+    return "significant", ""
+
+
+def significance(row: dict[str, Any], alpha: float = ALPHA) -> str:
+    """`call`'s verdict alone: "significant", "not significant" or "not enough replicates"."""
+    return call(row, alpha)[0]
 
 
 def replicates_note(row: dict[str, Any]) -> str:
-    """Why a row is "not enough replicates", in words."""
-    if not row.get("full_replicates", False):
-        return f"{row['n_seeds']} seeds that redraw the fine-tuning only (seed_scope = \"train\"), not full replicates"
-    return f"{row['n_seeds']} full replicates; a claim needs {MIN_REPLICATES}"
+    """Why a row is "not enough replicates", in words (`call`'s reason)."""
+    return call(row)[1]
 
 
 def _column_names(aggregated: pd.DataFrame) -> dict[str, str]:
@@ -671,18 +716,9 @@ def format_config_rows(
     against = f"{baseline} (the configuration of that method with the same setting)" if baseline else "the baseline"
     note = f"mean [95% two-level bootstrap interval] / paired difference to {against}, Holm-adjusted p"
     if full:
-        note += (" (full replicates: the exact sign-flip test's; * significant: at least 8 full replicates, p < 0.05 "
-                 "and the interval excluding 0)")  # fmt: skip
+        note += (f" (full replicates: the exact sign-flip test's; * significant: at least {MIN_REPLICATES} full "
+                 f"replicates, p < {ALPHA} and the interval excluding 0)")  # fmt: skip
     return "\n".join([*lines, "", note])
-
-
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(value, dict):
-        return {prefix: value}
-    out: dict[str, Any] = {}
-    for key, inner in value.items():
-        out |= _flat(inner, f"{prefix}.{key}" if prefix else str(key))
-    return out
 
 
 def setting_labels(keys: list[str]) -> dict[str, str]:
@@ -691,7 +727,7 @@ def setting_labels(keys: list[str]) -> dict[str, str]:
     if len(keys) < 2:
         return dict.fromkeys(keys, "")
     try:
-        flat = [_flat(json.loads(k)) for k in keys]
+        flat = [flat_keys(json.loads(k)) for k in keys]
     except ValueError:
         return {k: f"setting {i + 1}" for i, k in enumerate(keys)}
     paths = list(dict.fromkeys(p for f in flat for p in f))
@@ -701,6 +737,15 @@ def setting_labels(keys: list[str]) -> dict[str, str]:
     if len(set(labels.values())) < len(keys):  # two paths ending alike: the full paths
         labels = {k: " ".join(f"{p}={f.get(p, '-')}" for p in differ) for k, f in pairs}
     return labels
+
+
+def _by_setting(runs: list[Run], names: Names | None) -> dict[str, dict[str, list[Run]]]:
+    """The configurations (key: their runs) of each setting, by pairing key (what the configurations compared with
+    one baseline share; a sweep's regimes are different settings), in the runs' order."""
+    settings: dict[str, dict[str, list[Run]]] = {}
+    for config, group in _configurations(runs, _names(runs, names)).items():
+        settings.setdefault(record_keys(group[0].record)["pairing"], {})[config] = group
+    return settings
 
 
 CORRELATION_COLUMNS = ["setting", "x", "y", "n_configurations", "left_out", "rho", "ci_low", "ci_high", "p_value",
@@ -724,12 +769,11 @@ def correlation_table(
     and counted (`left_out`); fewer than `correlation.MIN_CONFIGURATIONS` give no rho. `result` says it in words."""
     tidy = tidy_table(runs) if tidy is None else tidy
     value = {(r, m): v for r, m, v in tidy[["run_id", "metric", "value"]].itertuples(index=False)}
-    settings: dict[str, list[list[Run]]] = {}
-    for group in _configurations(runs, _names(runs, names)).values():
-        settings.setdefault(record_keys(group[0].record)["pairing"], []).append(group)
+    settings = _by_setting(runs, names)
     labels = setting_labels(list(settings))
     rows = []
-    for key, groups in settings.items():
+    for key, configs in settings.items():
+        groups = list(configs.values())
         for x, y in PAIRS:
             xs, ys = [], []
             for group in groups:
@@ -777,9 +821,7 @@ def rank_agreement_table(runs: list[Run], tidy: pd.DataFrame | None = None, name
     the configurations alike; 0: unrelated; below 0: reversed. Oriented so that higher is better for every metric."""
     tidy = tidy_table(runs) if tidy is None else tidy
     means = tidy.groupby(["config", "metric"])["value"].mean()
-    settings: dict[str, list[str]] = {}
-    for config, group in _configurations(runs, _names(runs, names)).items():
-        settings.setdefault(record_keys(group[0].record)["pairing"], []).append(config)
+    settings = _by_setting(runs, names)
     labels = setting_labels(list(settings))
     rows = []
     for key, configs in settings.items():
@@ -874,25 +916,14 @@ def content_effect_table(
     rows = []
     for true_config, true_group, control_config, control_group in found_pairs:
         first, control = true_group[0], mask_control(control_group[0].spec)
-        by_seed = {r.spec["seed"]: r for r in control_group}
-        pairs = [(r, by_seed[r.spec["seed"]]) for r in true_group if r.spec["seed"] in by_seed]
         for m in METRICS:
             if m.name not in metrics:
                 continue
-            found = []
-            for t, c in pairs:
-                gt, gc = m.groups(t), m.groups(c)
-                if gt is not None and gc is not None and [len(g) for g in gt] == [len(g) for g in gc]:
-                    _check_aligned(t, c, m.roles)
-                    found.append((gt, gc, t, c))
+            found = seed_pairs(true_group, control_group, m)
             if not found:
                 continue
-            per_seed = [metric_value(f[0], m.statistic) - metric_value(f[1], m.statistic) for f in found]
-            full = all(r.spec.get("seed_scope", "train") == "full" for f in found for r in f[2:])
             rng = _rng(seed, "content", true_config, control_config, m.name)
-            comparison = paired_bootstrap(
-                [f[0] for f in found], [f[1] for f in found], m.statistic, rng=rng, n_resamples=n_resamples
-            )
+            comparison = compare(found, m, rng=rng, n_resamples=n_resamples)
             rows.append(
                 {
                     "setting": settings[record_keys(first.record)["pairing"]],
@@ -907,14 +938,14 @@ def content_effect_table(
                     "metric": m.name,
                     "higher_is_better": m.higher_is_better,
                     "n_seeds": len(found),
-                    "true_mean": float(np.mean([metric_value(f[0], m.statistic) for f in found])),
-                    "control_mean": float(np.mean([metric_value(f[1], m.statistic) for f in found])),
+                    "true_mean": float(np.mean(comparison.first)),
+                    "control_mean": float(np.mean(comparison.second)),
                     "difference": comparison.difference,
                     "ci_low": comparison.low,
                     "ci_high": comparison.high,
                     "p_value": comparison.p_value,
-                    "p_replicates": sign_flip_test(np.array(per_seed)),
-                    "full_replicates": full,
+                    "p_replicates": comparison.p_replicates,
+                    "full_replicates": comparison.full_replicates,
                 }
             )
     table = pd.DataFrame(rows, columns=[c for c in CONTENT_COLUMNS if c not in ADJUSTED])

@@ -51,11 +51,18 @@ class LinearProbe(Method):
     name = "linear_probe"
     HPARAMS = {}
 
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self._model: nn.Module | None = None
+        self._others: list[nn.Parameter] = []  # every weight of `_model` but the probe's, found once per model
+
     def training_loss(
         self, model: SplitModel, batch: dict[str, torch.Tensor], *, epoch: int
     ) -> dict[str, torch.Tensor]:
-        probe = set(map(id, last_linear(model).parameters()))
-        frozen = [p for p in model.parameters() if id(p) not in probe and p.requires_grad]
+        if self._model is not model:
+            probe = set(map(id, last_linear(model).parameters()))
+            self._model, self._others = model, [p for p in model.parameters() if id(p) not in probe]
+        frozen = [p for p in self._others if p.requires_grad]
         model.eval()  # frozen BatchNorm statistics; the probe has none of its own
         try:
             for parameter in frozen:

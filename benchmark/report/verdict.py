@@ -15,9 +15,8 @@ from typing import Any
 import pandas as pd
 
 from benchmark.metric_defs import METRIC, SHIFTED
+from benchmark.stats import ALPHA
 from benchmark.tables import BASELINE, NOT_ENOUGH, config_name, replicates_note, significance
-
-ALPHA = 0.05
 
 # Li et al., "Tell Me Where to Look", CVPR 2018, Table 4 (arXiv v1): VOC 2012-trained, boat accuracy on 50 + 50
 # internet images. Shares, not percentages, to sit beside this suite's numbers.
