@@ -34,6 +34,7 @@ from benchmark.summary import (
 from benchmark.tables import (
     BACKGROUND_ROW_METRICS,
     PLACEBOS,
+    TERMINAL_WIDTH,
     build_tables,
     format_config_rows,
     format_content_effect,
@@ -110,8 +111,9 @@ def cmd_table(args: argparse.Namespace) -> int:
               f"{', '.join(map(str, args.dirs))}; its methods: {', '.join(methods)}", file=sys.stderr)  # fmt: skip
         return 2
     markdown = getattr(args, "markdown", False)
+    width = None if getattr(args, "wide", False) else TERMINAL_WIDTH
     print({
-        "paper": lambda: format_paper_table(tables["paper"], markdown),
+        "paper": lambda: format_paper_table(tables["paper"], markdown, width),
         "rows": lambda: format_config_rows(tables, markdown=markdown, baseline=baseline),
         "backgrounds": lambda: format_config_rows(tables, BACKGROUND_ROW_METRICS, markdown=markdown, baseline=baseline),
         "content": lambda: format_content_effect(tables["content_effect"], markdown, args.control or "shuffled"),
@@ -291,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Markdown table with a line of provenance (runs, dates, commit, versions): what findings pages show",
     )
     tb.add_argument(
+        "--wide",
+        action="store_true",
+        help=f"the paper's layout in one block however wide (default: blocks of columns that fit {TERMINAL_WIDTH})",
+    )
+    tb.add_argument(
         "--rule",
         choices=tuple(RULES),
         help="of a searched suite's folder, the trials chosen by this selection rule (default: the suite's "
@@ -348,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     r.add_argument("--dry-run", action="store_true", help="list what would run and what is done, run nothing")
     r.add_argument("--quiet", action="store_true", help="no progress bars; one line per finished run (for CI logs)")
+    r.add_argument("--verbose", action="store_true", help="also a line as each run starts")
     r.add_argument("--no-report", action="store_true", help="do not write index.html at the end")
     r.add_argument("--data-root", type=Path, help="data root (default: $GAIN_BENCH_DATA or ./datasets)")
     r.add_argument("--device", help="override the suite's device (cpu, cuda, cuda:N)")

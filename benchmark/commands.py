@@ -174,6 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
             filters=filters,
             quiet=args.quiet,
+            verbose=args.verbose,
             data_root=args.data_root,
             device=args.device,
             threads=args.threads,

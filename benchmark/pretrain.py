@@ -1,7 +1,7 @@
 """Pre-training on a corpus of the generator's: the built-in data's stand-in for ImageNet pre-training.
 
 From scratch on biased boats no attention or mask loss removed the shortcut, while pre-training on unbiased data
-(rho = q = 0.5) removed most of it (findings/quick.md, findings/from-scratch.md), as ImageNet pre-training does
+(rho = q = 0.5) removed most of it (findings/budgets.md, findings/from-scratch.md), as ImageNet pre-training does
 for the paper's VGG-16.
 A run with
 `model.init = "pretrained-synthetic"` starts from a model trained, with the Grad-CAM baseline's plain `L_cl`, on a
@@ -25,7 +25,14 @@ from pathlib import Path
 
 from benchmark.datasets import registry, synthetic
 from benchmark.phases import phase
-from benchmark.spec import CORPUS_KEYS, RunSpec, TrainSettings, architecture_params, build_model_params
+from benchmark.spec import (
+    CORPUS_KEYS,
+    PRETRAIN_SUITE,
+    RunSpec,
+    TrainSettings,
+    architecture_params,
+    build_model_params,
+)
 from benchmark.store import COMPLETE, RunLock, run_dir, run_state
 from benchmark.train import run
 
@@ -88,12 +95,12 @@ def pretrain_spec(spec: RunSpec) -> RunSpec:
             **recipe,
         ),
         audited_class=spec.audited_class,
-        suite="pretrained",
+        suite=PRETRAIN_SUITE,
     )
 
 
 def cache_root(data_root: Path | None = None) -> Path:
-    return Path(data_root if data_root is not None else synthetic.default_root()) / "pretrained"
+    return Path(data_root if data_root is not None else synthetic.default_root()) / PRETRAIN_SUITE
 
 
 def ensure_pretrained(spec: RunSpec, data_root: Path | None = None, *, device: str = "cpu") -> Path:
@@ -112,7 +119,8 @@ def ensure_pretrained(spec: RunSpec, data_root: Path | None = None, *, device: s
             corpus = pre.dataset_params
             what = (
                 f"pre-training {pre.model} on the {corpus_name(spec)} corpus ({corpus['n_train']} images of "
-                f"{corpus['image_size']} px, {pre.train.epochs} epochs; once, cached as {run_dir(root, pre.run_id)})"
+                f"{corpus['image_size']} px, {pre.train.epochs} epochs; trained once, the start of the runs naming it, "
+                f"cached in {run_dir(root, pre.run_id)})"
             )
             with phase(what):
                 record = run(pre, root, data_root=data_root, progress=sys.stderr.isatty(), device=device)

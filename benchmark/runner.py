@@ -288,6 +288,7 @@ def run_suite(
     retry_failed: bool = False,
     filters: dict[str, set[str]] | None = None,
     quiet: bool = False,
+    verbose: bool = False,
     data_root: Path | None = None,
     device: str | None = None,
     threads: int | None = None,
@@ -314,24 +315,30 @@ def run_suite(
         "retry_failed": retry_failed,
         "plugins": suite.plugins,
     }
-    bar = tqdm(total=len(todo), desc=f"suite {suite.name}", unit="run", disable=quiet, file=sys.stderr)
+    # a bar only on a terminal; in a pipe (CI logs, `| tee`) every line stands alone
+    lines = quiet or not sys.stderr.isatty()
+    bar = tqdm(total=len(todo), desc=f"suite {suite.name}", unit="run", disable=lines, file=sys.stderr)
     finished: list[dict[str, Any]] = []
+    at_once = 1 if launcher == "inprocess" and jobs == 1 else jobs if launcher != "slurm" else len(todo)
+    started = _StartLines(todo, at_once, every=verbose, show=not quiet or verbose)
+    started.first()
 
     def done(summary: dict[str, Any]) -> None:
         finished.append(summary)
         line = f"[{len(finished)}/{len(todo)}] {summary['run_id']} {summary['status']} in {summary['seconds']:.1f} s"
         if summary.get("error"):
             line += f": {summary['error']}"
-        if quiet:
+        if lines:
             print(line, flush=True)
         else:
             bar.write(line, file=sys.stderr)
             bar.update()
+        started.next()
 
     try:
         if launcher == "inprocess" and jobs == 1:
             for spec in todo:
-                done(execute(spec.to_dict(), str(out_root), threads=threads, progress=not quiet, **common))
+                done(execute(spec.to_dict(), str(out_root), threads=threads, progress=not lines, **common))
                 if finished[-1].get(STORAGE_ERROR) is not None:  # the next run would train only to fail writing as well
                     break
         elif launcher in ("inprocess", "local"):
@@ -379,6 +386,30 @@ def run_suite(
         except Exception as err:  # a reference the report can do without; say why it is missing
             say(f"warning: the unbiased attention reference was not measured: {err}")
     return SuiteResult(planned, finished)
+
+
+class _StartLines:
+    """Says when runs start: the first `at_once` (those the launcher starts together) at once, so a user does not
+    wait a whole run for the first line; with `every`, also each later one as a finished run frees its slot (the
+    pool and the local executor take the runs in order)."""
+
+    def __init__(self, todo: list[RunSpec], at_once: int, *, every: bool, show: bool) -> None:
+        self.ids = [s.run_id for s in todo]
+        self.at_once, self.every, self.show = max(1, at_once), every, show
+        self.said = 0
+
+    def first(self) -> None:
+        if not self.show or not self.ids:
+            return
+        self.said = min(self.at_once, len(self.ids))
+        what = ", ".join(self.ids[: self.said])
+        rest = "" if self.every else "; a line as each run finishes (--verbose: as each starts)"
+        print(f"starting {what}{rest}", flush=True)
+
+    def next(self) -> None:
+        if self.show and self.every and self.said < len(self.ids):
+            print(f"starting {self.ids[self.said]}", flush=True)
+            self.said += 1
 
 
 def _note_damaged(path: Path, then: str) -> bool:

@@ -21,6 +21,7 @@ BUILTIN_DATA = "synthetic-boats"
 
 # Train keys that do not change a run's result: left out of its config hash and its label.
 OBSERVATIONAL = ("diagnostics",)
+PRETRAIN_SUITE = "pretrained"  # the suite name of the pre-training runs (benchmark.pretrain), cached apart from suites
 # Train keys that change a result but came after results existed: left out of records and hashes at their default,
 # so every earlier run keeps its id.
 ADDED_LATER = ("precision",)
@@ -119,8 +120,10 @@ class RunSpec:
 
     @functools.cached_property
     def run_id(self) -> str:
-        """Readable and unique: `gain_ext-b78-s1-<first 6 of config_hash>`; two configurations never share a folder."""
-        return f"{self.method}-b{self.budget}-s{self.seed}-{self.config_hash[:6]}"
+        """Readable and unique: `gain_ext-b78-s1-<first 6 of config_hash>`; two configurations never share a folder.
+        A pre-training run (`PRETRAIN_SUITE`, plain classification of the corpus) is `pretrain-b0-s<seed>-<hash>`."""
+        name = "pretrain" if self.suite == PRETRAIN_SUITE else self.method
+        return f"{name}-b{self.budget}-s{self.seed}-{self.config_hash[:6]}"
 
     @property
     def method_label(self) -> str:

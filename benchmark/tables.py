@@ -11,6 +11,7 @@ intervals.
 from __future__ import annotations
 
 import json
+import textwrap
 import zlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -615,6 +616,7 @@ def paper_table(aggregated: pd.DataFrame, excluded: pd.DataFrame | None = None, 
         {name: [col.get(key, "-") for key, _ in PAPER_ROWS] for name, col in cells.items()}, index=index
     )
     table.index.name = "metric"
+    table.attrs["metrics"] = [key for key, _ in PAPER_ROWS]  # the row keys, for the rows' definitions
     seeds = aggregated.groupby("config")["n_seeds"].max()
     notes = [
         "mean over seeds [95% two-level bootstrap interval: seeds, then images within each seed]",
@@ -650,12 +652,49 @@ def grid(rows: list[list[str]], markdown: bool = False) -> list[str]:
     return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
-def format_paper_table(table: pd.DataFrame, markdown: bool = False) -> str:
-    """`paper_table` as fixed-width text with its footnotes, for the terminal (or as Markdown)."""
+TERMINAL_WIDTH = 120  # the text tables' width unless `--wide`
+
+
+def column_blocks(rows: list[list[str]], width: int | None) -> list[list[list[str]]]:
+    """Rows of cells split into blocks of columns, each repeating the first column, so that every line of `grid`
+    fits `width` characters (one block where it fits or `width` is None; a column wider than the rest gets a block
+    of its own)."""
+    if width is None or not rows:
+        return [rows]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    blocks: list[list[int]] = []
+    used = widths[0]
+    for c in range(1, len(widths)):
+        if blocks and used + 2 + widths[c] <= width:
+            blocks[-1].append(c)
+            used += 2 + widths[c]
+        else:
+            blocks.append([c])
+            used = widths[0] + 2 + widths[c]
+    return [[[r[0], *(r[c] for c in block)] for r in rows] for block in blocks] or [rows]
+
+
+def row_definitions(table: pd.DataFrame) -> list[str]:
+    """`label: definition` for each row of a `paper_table` (its definition in `metric_defs`)."""
+    keys = table.attrs.get("metrics", [])
+    if len(keys) != len(table.index):
+        return []
+    return [f"{label}: {DEFINED[key].definition}" for label, key in zip(table.index, keys, strict=True)]
+
+
+def format_paper_table(table: pd.DataFrame, markdown: bool = False, width: int | None = TERMINAL_WIDTH) -> str:
+    """`paper_table` as fixed-width text with its footnotes and what each row measures, for the terminal, in blocks
+    of columns that fit `width` (None: one block however wide); or as Markdown (one table, footnotes only)."""
     head = [table.index.name or "", *table.columns]
     body = [[str(i), *map(str, row)] for i, row in zip(table.index, table.to_numpy(), strict=True)]
-    notes = [f"- {n}" if markdown else n for n in table.attrs.get("footnotes", [])]
-    return "\n".join([*grid([head, *body], markdown), "", *notes])
+    if markdown:
+        return "\n".join([*grid([head, *body], True), "", *(f"- {n}" for n in table.attrs.get("footnotes", []))])
+    lines: list[str] = []
+    for block in column_blocks([head, *body], width):
+        lines += [*grid(block), ""]
+    notes = [*table.attrs.get("footnotes", []), "rows:", *(f"  {d}" for d in row_definitions(table))]
+    wrap = textwrap.TextWrapper(width=width or 10**6, subsequent_indent="    ", break_on_hyphens=False)
+    return "\n".join([*lines, *(w for n in notes for w in (wrap.wrap(n) or [""]))])
 
 
 ROW_METRICS = (

@@ -61,6 +61,8 @@ def test_a_pretrained_run_starts_from_the_cached_pretraining(tmp_path, monkeypat
     data = tmp_path / "data"
     checkpoint = ensure_pretrained(spec(), data)
     assert checkpoint == run_dir(cache_root(data), pretrain_spec(spec()).run_id) / "model.pt"
+    assert checkpoint.parent.name.startswith("pretrain-b0-s"), "the cache names a pre-training, not a Grad-CAM run"
+    assert pretrain_spec(spec()).config_hash[:6] in checkpoint.parent.name
     stamp = checkpoint.stat().st_mtime_ns
     monkeypatch.setattr(benchmark.train, "fit", lambda *args, **kwargs: [])  # no fine-tuning: the start is kept
     with pytest.raises(ValueError, match="starts from the pre-trained checkpoint"):

@@ -253,6 +253,23 @@ def test_cli_run_status_report_and_errors(tmp_path, suite_file, data_root, capsy
     assert "gain_ext (GAIN_ext; uses pixel labels; built-in)" in listed
 
 
+def test_progress_in_a_pipe_is_one_line_per_event(tmp_path, suite_file, data_root, capsys):
+    """Without a terminal (a CI log, `| tee`) there is no progress bar to glue onto the run lines: the first run's
+    start is said at once, and with --verbose every start, each on a line of its own."""
+    out = tmp_path / "o"
+    args = ["run", str(suite_file), "--out", str(out), "--seeds", "0", "--data-root", str(data_root), "--no-report"]
+    assert main([*args, "--verbose", "--set", "timing.enabled=false"]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert "\r" not in printed and "run/s" not in printed and "%|" not in printed, "no bar in a pipe"
+    ids = [s.run_id for s in load(suite_file, ["timing.enabled=false"]).runs() if s.seed == 0]
+    lines = captured.out.splitlines()
+    assert lines.index(f"starting {ids[0]}") < lines.index(f"starting {ids[1]}")
+    assert lines.index(f"starting {ids[1]}") < next(i for i, x in enumerate(lines) if x.startswith("[2/2] "))
+    assert [x.split()[1] for x in lines if x.startswith("[")] == ids
+    assert all(x.endswith(" s") and " complete in " in x for x in lines if x.startswith("["))
+
+
 def test_slurm_launcher_maps_the_suite_resources(tmp_path, suite_file, monkeypatch):
     suite = load(suite_file, ["slurm.partition=gpu", "slurm.gpus_per_node=1", "slurm.account=lab", "slurm.mem_gb=32"])
     monkeypatch.setenv("PATH", "")

@@ -8,17 +8,27 @@ MINIMAL = {"name": "t", "methods": {"gradcam": {}, "gain_ext": {}}}
 
 
 def test_shipped_suites_load_and_expand():
-    quick = load("quick")
-    runs = quick.runs()
+    budgets = load("budgets")
+    runs = budgets.runs()
     assert {r.method for r in runs} == {"gradcam", "gain", "gain_ext"}
     assert sorted({r.budget for r in runs if r.method == "gain_ext"}) == [9, 23, 78, 200, 1464]
     assert {r.budget for r in runs if r.method != "gain_ext"} == {0}
-    assert len(quick.seeds) >= 3 and len(runs) == 9 * len(quick.seeds)
+    assert len(budgets.seeds) >= 3 and len(runs) == 9 * len(budgets.seeds)
     bn = {(r.method, r.budget, r.method_params.get("masked_bn")) for r in runs if r.method != "gradcam"}
     assert {b for m, b, mode in bn if mode == "batch"} == {0, 9, 23, 78, 200, 1464}, "GAIN on batch statistics"
     assert {(m, b) for m, b, mode in bn if mode == "eval"} == {("gain", 0), ("gain_ext", 78)}, "and running ones"
-    assert all(r.suite == "quick" for r in runs)
+    assert all(r.suite == "budgets" for r in runs)
     assert len({r.run_id for r in runs}) == len(runs)
+    # the quick suite: 8 full replicates (the fewest a claim rests on) of the headline configurations
+    quick = load("quick")
+    runs = quick.runs()
+    assert quick.seed_scope == "full" and len(quick.seeds) >= 8
+    assert {r.method_label for r in runs} == {"gradcam", "no_finetune", "gain masked_bn=batch",
+                                              "gain_ext-78 masked_bn=batch",
+                                              "copy_paste-78"}  # fmt: skip
+    assert all(r.model_params["pretrain"]["corpus"] == "biased" for r in runs)
+    verdict = {s.run_id for s in load("verdict").runs()}
+    assert {r.run_id for r in runs} <= verdict, "the verdict suite's biased-corpus runs, id for id"
     smoke = load("smoke")
     assert smoke.train.epochs <= 2 and smoke.dataset_params["n_train"] <= 400
 

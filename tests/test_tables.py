@@ -225,6 +225,13 @@ def test_paper_table_layout_and_cli(root, tmp_path, capsys):
     assert "† the decision is constant" in text
     assert "excluded: 2 runs: 1 incomplete or failed, 1 without predictions" in text
     assert "GAIN_ext-78: gain_ext-78 train.epochs=1, 2 seeds" in text
+    narrow = format_paper_table(table, width=80)
+    assert max(map(len, narrow.splitlines())) <= 80, "blocks of columns and wrapped notes fit the width"
+    headers = [line for line in narrow.splitlines() if line.startswith("metric ")]
+    assert len(headers) > 1 and sum(len(h.split("  ")) - 1 for h in headers) >= len(table.columns)
+    assert all(name in narrow for name in table.columns), "no configuration lost to the split"
+    assert "\n  boat without context: share of the images with the class" in narrow
+    assert len([x for x in format_paper_table(table, width=None).splitlines() if x.startswith("metric ")]) == 1
 
     assert main(["table", str(root), "--csv", str(tmp_path / "csv")]) == 0
     out = capsys.readouterr().out
