@@ -5,9 +5,10 @@ What it keeps:
 
 - **Generated pages and blocks.** `docs/suite-reference.md` is the settings schema's reference. A block between
   `<!-- generated: NAME -->` and `<!-- end generated: SEAL -->` holds the output of NAME: one of `GENERATORS`
-  (`methods`, `metrics`, `paper-table4`, `selection-rules`) or a `gain-bench table DIR ... --markdown` command run
-  on a results folder. SEAL is the first 12 hex digits of the block's SHA-256, so a table edited by hand no longer
-  matches its seal, even where its results folder is not at hand (a fresh clone: `reports/` is not tracked).
+  (`bench-time`, `methods`, `metrics`, `paper-table4`, `selection-rules`) or a `gain-bench table DIR ... --markdown`
+  command run on a results folder. SEAL is the first 12 hex digits of the block's SHA-256, so a table edited by hand
+  no longer matches its seal, even where its results folder is not at hand (a fresh clone: `reports/` is not
+  tracked).
 - **Links.** Every relative link and image of every page resolves to a file, and an anchor to a heading of it.
 - **Commands.** Every `gain-bench ...` command shown in a page's code parses with the command line's own parser, and
   a `gain-bench run` command's suite loads with its `--set`, `--seeds`, `--only` and plugins. A synopsis (a command
@@ -23,6 +24,7 @@ import functools
 import hashlib
 import io
 import itertools
+import json
 import os
 import pickle
 import re
@@ -112,7 +114,26 @@ def paper_table() -> str:
     return "\n".join([*lines, "", f"Source: {PAPER_TABLE4['source']}."]) + "\n"
 
 
+BENCH_TIME = Path(__file__).resolve().parents[1] / "measurements" / "tox-bench.json"  # scripts/time_bench.py
+
+
+def bench_time() -> str:
+    """What `tox -e bench` took from a fresh clone, as `scripts/time_bench.py` measured and recorded it."""
+    if not BENCH_TIME.is_file():
+        return "(not measured yet: `python scripts/time_bench.py`)\n"
+    m = json.loads(BENCH_TIME.read_text())
+    machine = m["machine"]
+    return (
+        f"From a fresh clone on a {machine['cores']}-core machine ({machine['cpu']}), `{m['command']}` took "
+        f"{m['wall_s']:.0f} s to the report at commit `{m['commit']}`, {m['tox_setup_s']:.0f} s of it tox's setup "
+        f"(installing PyTorch, pip's cache warm; minutes more where it is cold) and {m['tox_command_s']:.0f} s the "
+        f"suite's {m['runs']} runs with their data, pre-training and report (`python scripts/time_bench.py`, "
+        f"{m['measured'][:10]}; the log's first lines are in `measurements/tox-bench.json`).\n"
+    )
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
+    "bench-time": bench_time,
     "methods": methods_reference,
     "metrics": metrics_reference,
     "paper-table4": paper_table,
@@ -514,10 +535,44 @@ def block_problem(root: Path, block: Block, tables: bool) -> str | None:
     return f"{block.where} is stale: run `gain-bench docs`" if now is not None and now != block.body else None
 
 
+# The README's screenshot: the first screen of the quick suite's report, made by `scripts/report_screenshots.py
+# REPORT --docs`, which records beside it the commit and the digest of the code that draws that screen.
+SCREENSHOT = Path("docs/report.png")
+SCREENSHOT_RECORD = Path("docs/report.png.json")
+FIRST_SCREEN_CODE = (
+    "benchmark/report/templates/report.html.j2",
+    "benchmark/report/verdict.py",
+    "benchmark/report/build.py",
+)
+
+
+def first_screen_digest(root: Path) -> str:
+    """sha256 (first 12 hex digits) of the files that draw the report's first screen (`FIRST_SCREEN_CODE`)."""
+    digest = hashlib.sha256()
+    for name in FIRST_SCREEN_CODE:
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def screenshot_problems(root: Path) -> list[str]:
+    """The screenshot is stale when the code that draws the report's first screen changed after it was made."""
+    how = "retake it: `python scripts/report_screenshots.py reports/quick/index.html --docs`"
+    if not (root / SCREENSHOT).is_file():
+        return []
+    try:
+        made = json.loads((root / SCREENSHOT_RECORD).read_text())
+    except (OSError, ValueError):
+        return [f"{SCREENSHOT}: no record of what it was made from ({SCREENSHOT_RECORD}); {how}"]
+    if made.get("first_screen_code") != first_screen_digest(root):
+        return [f"{SCREENSHOT} is older than the code that draws the report's first screen (made at commit "
+                f"{str(made.get('commit', '?'))[:12]}; {', '.join(FIRST_SCREEN_CODE)} changed since); {how}"]
+    return []
+
+
 def check(root: Path, tables: bool = False) -> list[str]:
     """Every problem of the documentation under `root`: stale generated pages, blocks whose seal or (`tables`, where
     their results folders are here) whose table no longer matches, broken links, commands that would not run."""
-    problems = []
+    problems = screenshot_problems(root)
     for page, make in GENERATED_PAGES.items():
         if (root / page).read_text() != make():
             problems.append(f"{page} is stale: run `gain-bench docs`")

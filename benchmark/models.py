@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from benchmark.registry import MODELS, register_model
+from benchmark.settings import BN_MODES
 from benchmark.spec import architecture_params, build_model_params
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -173,13 +174,6 @@ def load_imagenet_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]
             f"file there, or set TORCH_HOME to the cache that holds it."
         )
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-BN_MODES = {
-    "eval": "running statistics, not updated",
-    "train": "the pass's batch statistics, which also update the running statistics",
-    "batch": "the pass's batch statistics; the running statistics are left untouched",
-}
 
 
 @contextmanager

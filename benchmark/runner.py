@@ -599,6 +599,7 @@ def measure_throughput(
     `attention_speed_ratio` compare steps taken under the same load, and the baseline's own figures are the medians
     over its pairings. A configuration without a baseline is timed alone, the best of `timing.passes` passes in
     alternating order.
+    A method that takes no training step (`Method.fine_tunes` false) is not timed.
     Written to `<out_root>/throughput.json`; the report prefers it. None when nothing is complete."""
 
     device = device or suite.device
@@ -607,10 +608,12 @@ def measure_throughput(
         spec, _ = pick_run(out_root, specs)
         if spec is None:
             continue
+        method = build_method(spec.method, **spec.method_params)
+        if not method.fine_tunes:  # no training step to time (`no_finetune` evaluates its start as it is)
+            continue
         data = cached_data(spec, data_root)
         classes = data["train"].classes
         model = load_trained(spec, run_dir(out_root, spec.run_id) / "model.pt", len(classes)).to(device)
-        method = build_method(spec.method, **spec.method_params)
         batch = timing_batch(model, method, data["train"], suite.timing, device)
         jobs.append((spec, (model, method, batch, classes.index(spec.audited_class))))
     if not jobs:

@@ -30,6 +30,12 @@ FORBID = ConfigDict(extra="forbid")
 
 # What a seed redraws (`SuiteKeys.seed_scope`; `benchmark.spec.replicate_seeds` says how).
 SEED_SCOPES = ("train", "full")
+# What BatchNorm normalises a pass with (`models.batchnorm_mode`; GAIN's erased pass, `masked_bn`)
+BN_MODES = {
+    "eval": "running statistics, not updated",
+    "train": "the pass's batch statistics, which also update the running statistics",
+    "batch": "the pass's batch statistics, the running statistics left untouched",
+}
 
 # The largest seed: what every random generator a run seeds takes (numpy's legacy seeds are 32-bit).
 MAX_SEED = 2**32 - 1

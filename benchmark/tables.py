@@ -340,6 +340,28 @@ def _configurations(runs: list[Run], names: Names) -> dict[str, list[Run]]:
     return {k: sorted(v, key=lambda r: r.spec["seed"]) for k, v in ordered}
 
 
+def config_names(runs: list[Run], names: Names | None = None) -> dict[str, str]:
+    """One name per configuration, for every table, figure and sentence: the method's display name and budget
+    ("GAIN_ext-78"), plus only those of its label's parameters that tell it apart from the other configurations of
+    that name ("GAIN masked_bn=eval" beside "GAIN masked_bn=batch"; "GAIN" where it is the only one); numbered only
+    where even those agree."""
+    names = _names(runs, names)
+    parts: dict[str, tuple[str, list[str]]] = {}
+    for config, group in _configurations(runs, names).items():
+        spec, label = group[0].spec, group[0].label
+        own = spec["method"] + (f"-{int(spec['budget'])}" if spec["budget"] else "")
+        base = config_name(spec["method"], spec["budget"], display=names.display(spec["method"]))
+        parts[config] = (base, label[len(own) :].split() if label.startswith(own) else [])
+    out: dict[str, str] = {}
+    for config, (base, extras) in parts.items():
+        peers = [e for b, e in parts.values() if b == base]
+        common = set.intersection(*(set(e) for e in peers))
+        name = " ".join([base, *(t for t in extras if t not in common)])
+        clashes = sum(n == name or n.startswith(f"{name} (") for n in out.values())
+        out[config] = f"{name} ({clashes + 1})" if clashes else name
+    return out
+
+
 def _rng(seed: int, *keys: str) -> np.random.Generator:
     return np.random.default_rng([seed, *(zlib.crc32(k.encode()) for k in keys)])
 
@@ -357,6 +379,7 @@ def aggregate_table(
     configuration. Rows in registry order (baseline first, budgets ascending)."""
     rows = []
     names = _names(runs, names)
+    short = config_names(runs, names)
     for config, group in _configurations(runs, names).items():
         first = group[0]
         n_excluded = int((excluded["config"] == config).sum()) if excluded is not None and len(excluded) else 0
@@ -376,6 +399,7 @@ def aggregate_table(
                     "label": first.label,
                     "method": first.spec["method"],
                     "display": names.display(first.spec["method"]),
+                    "name": short[config],
                     "budget": first.spec["budget"],
                     "audited_class": first.classes[first.class_index],
                     "metric": m.name,
@@ -393,6 +417,7 @@ def aggregate_table(
         "label",
         "method",
         "display",
+        "name",
         "budget",
         "audited_class",
         "metric",
@@ -484,6 +509,7 @@ def paired_table(
         raise ValueError(f"family={family!r}: allowed: metric, all")
     names = _names(runs, names)
     configs = _configurations(runs, names)
+    short = config_names(runs, names)
     baselines: dict[str, list[tuple[str, list[Run]]]] = {}
     for key, group in configs.items():
         if group[0].spec["method"] == baseline:
@@ -516,6 +542,7 @@ def paired_table(
                     "label": first.label,
                     "method": first.spec["method"],
                     "display": names.display(first.spec["method"]),
+                    "name": short[config],
                     "budget": first.spec["budget"],
                     "baseline": base_group[0].label,
                     "metric": m.name,
@@ -583,13 +610,13 @@ def replicates_note(row: dict[str, Any]) -> str:
 
 
 def _column_names(aggregated: pd.DataFrame) -> dict[str, str]:
-    """A short paper-style name per configuration ("Grad-CAM", "GAIN_ext-78"), numbered where two would clash."""
-    names: dict[str, str] = {}
-    for config, row in aggregated.drop_duplicates("config").set_index("config").iterrows():
-        name = config_name(row["method"], row["budget"], display=row.get("display"))
-        clashes = sum(n == name or n.startswith(f"{name} (") for n in names.values())
-        names[str(config)] = f"{name} ({clashes + 1})" if clashes else name
-    return names
+    """Each configuration's name, as `aggregate_table` gave it (`config_names`)."""
+    firsts = aggregated.drop_duplicates("config")
+    if "name" in firsts:
+        return dict(zip(firsts["config"].astype(str), firsts["name"].astype(str), strict=True))
+    return {str(c): config_name(m, b, display=d) for c, m, b, d in
+            zip(firsts["config"], firsts["method"], firsts["budget"], firsts.get("display", firsts["method"]),
+                strict=True)}  # fmt: skip
 
 
 def paper_table(aggregated: pd.DataFrame, excluded: pd.DataFrame | None = None, *, digits: int = 3) -> pd.DataFrame:
@@ -598,7 +625,7 @@ def paper_table(aggregated: pd.DataFrame, excluded: pd.DataFrame | None = None, 
     configuration in registry order; cells "mean [low, high]" (two-level bootstrap 95% interval), "†" where some
     seed's decision is constant on that split, "-" where not measured. Footnotes (legend, †, runs without the
     object-only images, exclusions) are in `.attrs["footnotes"]`."""
-    names = _column_names(aggregated)
+    names = _column_names(aggregated)  # the configurations' names (`config_names`)
     classes = aggregated["audited_class"].unique() if len(aggregated) else []
     cls = classes[0] if len(classes) == 1 else "class"
     cells: dict[str, dict[str, str]] = {name: {} for name in names.values()}

@@ -3,15 +3,19 @@
 
     python scripts/report_screenshots.py reports/quick/index.html --out reports/quick/shots
     python scripts/report_screenshots.py reports/smoke/index.html --full-page reports/smoke/index.png   # CI's artefact
+    python scripts/report_screenshots.py reports/quick/index.html --docs   # docs/report.png, the README's screenshot
 
 Needs chromium and chromedriver (Debian: `apt-get install chromium chromium-driver`) and selenium (the `test`
 extra). Writes `<section>-<width>.png` (`first` for the top of the page) for every width and section, or with
-`--full-page FILE` one screenshot of the whole page at 1,280 px.
+`--full-page FILE` one screenshot of the whole page at 1,280 px, or with `--docs` the first screen at 1,280 px as
+`docs/report.png`, recording beside it (`docs/report.png.json`) the commit, the report it shows and the digest of the
+code that draws that screen, so that `gain-bench docs --check` can say when the screenshot has gone stale.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -27,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--widths", default="1400,900", help="comma-separated window widths in px")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated element ids")
     parser.add_argument("--full-page", type=Path, help="one screenshot of the whole page at 1,280 px to this file")
+    parser.add_argument("--docs", action="store_true", help="the first screen at 1,280 px as docs/report.png, recorded")
     return parser.parse_args(argv)
 
 
@@ -59,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             driver.quit()
         print(f"wrote {args.full_page}")
         return 0
+    if args.docs:
+        return write_docs_screenshot(args.report, url)
     out = args.out or args.report.parent / "shots"
     out.mkdir(parents=True, exist_ok=True)
     for width in (int(w) for w in args.widths.split(",") if w.strip()):
@@ -72,6 +79,29 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             driver.quit()
     print(f"wrote {out}")
+    return 0
+
+
+def write_docs_screenshot(report: Path, url: str) -> int:
+    """`docs/report.png` (the first screen at 1,280 px) and its record: what `benchmark.docs.screenshot_problems`
+    checks."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    from benchmark.docs import SCREENSHOT, SCREENSHOT_RECORD, first_screen_digest
+    from benchmark.provenance import git_commit
+
+    commit = git_commit()  # before the screenshot changes a tracked file
+    driver = browser(1280, 800)
+    try:
+        driver.get(url)
+        driver.save_screenshot(str(root / SCREENSHOT))
+    finally:
+        driver.quit()
+    suite = json.loads((report.parent / "suite.json").read_text()).get("raw", {}).get("name", "?")
+    record = {"commit": commit, "first_screen_code": first_screen_digest(root), "suite": suite,
+              "width": 1280, "command": f"python scripts/report_screenshots.py {report} --docs"}  # fmt: skip
+    (root / SCREENSHOT_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {SCREENSHOT} and {SCREENSHOT_RECORD} (commit {record['commit']})")
     return 0
 
 

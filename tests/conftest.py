@@ -20,16 +20,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="benchmark_alias",
         help="alias of --benchmark-only (pytest-benchmark): run only the benchmarks, e.g. `pytest --benchmark`",
     )
+    parser.addoption(
+        "--with-slow",
+        action="store_true",
+        default=False,
+        dest="with_slow",
+        help="also run the tests marked slow (end-to-end suites, subprocesses, SLURM, the browser, fuzzing), which a "
+        "plain `pytest` leaves out; `pytest -m slow` runs them alone",
+    )
 
 
 def _benchmarks_only(config: pytest.Config) -> bool:
     return bool(config.getoption("benchmark_alias", default=False) or config.getoption("benchmark_only", default=False))
 
 
+def _slow_deselected(config: pytest.Config) -> bool:
+    """Whether the tests marked `slow` stay out of this run: they do in a plain `pytest` (the README's command, a
+    few minutes); `pytest -m slow` runs them alone (CI's second step), `--with-slow` or any `-m` expression decides
+    for itself, and a test named by its node id (`file.py::test`) always runs."""
+    if config.getoption("with_slow", default=False) or config.option.markexpr:
+        return False
+    return not any("::" in str(arg) for arg in config.args)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With `--benchmark` (or `--benchmark-only`) the tests that are not benchmarks are deselected, one summary line,
-    instead of skipped one line each, so the benchmarks' tables and ratios are what the run prints."""
+    instead of skipped one line each, so the benchmarks' tables and ratios are what the run prints. Otherwise the
+    tests marked `slow` are deselected unless asked for (`_slow_deselected`)."""
     if not _benchmarks_only(config):
+        if _slow_deselected(config):
+            dropped = [item for item in items if item.get_closest_marker("slow") is not None]
+            if dropped:
+                config.hook.pytest_deselected(items=dropped)
+                items[:] = [item for item in items if item.get_closest_marker("slow") is None]
         return
     keep = [item for item in items if "benchmark" in getattr(item, "fixturenames", ())]
     dropped = [item for item in items if "benchmark" not in getattr(item, "fixturenames", ())]

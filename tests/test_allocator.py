@@ -54,6 +54,7 @@ def _faults_per_step(malloc: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(retain_freed_memory() is None, reason="glibc's malloc settings (Linux with glibc)")
 def test_the_settings_stop_the_per_step_page_faults_of_a_gain_step():
     default, kept = _faults_per_step("default"), _faults_per_step("")

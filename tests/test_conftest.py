@@ -19,6 +19,7 @@ def test_timed(benchmark):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("flags", "passed", "deselected"),
     [([], 2, 0), (["--benchmark"], 1, 1), (["--benchmark-only"], 1, 1)],
@@ -30,6 +31,41 @@ def test_benchmark_flag_is_an_alias_of_benchmark_only(tmp_path, flags, passed, d
     assert "skipped" not in result.stdout.lower(), "no wall of skips"
     if deselected:
         assert f"{deselected} deselected" in result.stdout
+
+
+SLOW_SAMPLE = """
+import pytest
+
+
+def test_fast():
+    pass
+
+
+@pytest.mark.slow
+def test_slow():
+    pass
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("flags", "ran"),
+    [([], {"test_fast"}), (["-m", "slow"], {"test_slow"}), (["--with-slow"], {"test_fast", "test_slow"}),
+     (["-k", "slow or fast"], {"test_fast"})],
+)
+def test_a_plain_run_leaves_the_slow_tests_out_and_ci_can_ask_for_them(tmp_path, flags, ran):
+    result = _pytest(tmp_path, SLOW_SAMPLE, "-v", *flags)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {name for name in ("test_fast", "test_slow") if f"::{name} PASSED" in result.stdout} == ran
+
+
+@pytest.mark.slow
+def test_a_slow_test_named_by_its_node_id_runs(tmp_path):
+    _pytest(tmp_path, SLOW_SAMPLE)
+    named = str(tmp_path / "tests" / "test_sample.py") + "::test_slow"
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", named], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "1 passed" in result.stdout, result.stdout
 
 
 def _pytest(tmp_path, sample: str, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -50,6 +86,7 @@ def _pytest(tmp_path, sample: str, *flags: str) -> subprocess.CompletedProcess[s
     )
 
 
+@pytest.mark.slow
 def test_a_test_that_writes_into_the_working_tree_fails_the_run(tmp_path):
     """The tree the copied conftest watches is `tmp_path/tree`; a test writing a data set there fails the run."""
     writer = (

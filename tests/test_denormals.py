@@ -31,6 +31,7 @@ def test_only_a_flag_set_before_the_thread_pool_starts_reaches_every_thread():
     assert 0.0 < _share("late") < 1.0, "set after the pool started: the calling thread's share only"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_runs_started_from_the_command_line_flush_on_every_thread(tmp_path, jobs):
     """In-process (the command's own process, whose pool also times the suite) and in pool workers, two torch threads

@@ -18,8 +18,9 @@ from benchmark.diagnostics import (
     probe_steps,
 )
 from benchmark.methods import build_method
-from benchmark.models import BN_MODES, batchnorm_mode, build_model
+from benchmark.models import batchnorm_mode, build_model
 from benchmark.report.figures import training_curves
+from benchmark.settings import BN_MODES
 from benchmark.spec import RunSpec, TrainSettings
 from benchmark.train import run
 

@@ -3,6 +3,7 @@ link or anchor, a stale generated page or block, a table edited by hand, a shown
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -18,6 +19,7 @@ from benchmark.tables import build_tables
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_the_repository_docs_pass_the_check():
     assert docs.check(ROOT) == []
 
@@ -260,6 +262,7 @@ def test_every_command_of_a_line_and_of_an_indented_block_is_checked(tmp_path):
     assert "unrecognized arguments: --colour red" in problems[2]
 
 
+@pytest.mark.slow
 def test_a_plugin_a_shown_command_loads_stays_out_of_this_process(tmp_path):
     from benchmark.methods import METHODS
 
@@ -272,3 +275,22 @@ def test_a_plugin_a_shown_command_loads_stays_out_of_this_process(tmp_path):
         "[methods.outside_energy]", "[methods.outside_energie]"))
     problems = docs.check(root)
     assert len(problems) == 1 and "outside_energie" in problems[0], problems
+
+
+def test_the_screenshot_goes_stale_when_the_code_of_the_first_screen_changes(tmp_path):
+    for name in docs.FIRST_SCREEN_CODE:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "docs").mkdir()
+    assert docs.screenshot_problems(tmp_path) == [], "no screenshot, nothing to check"
+    (tmp_path / docs.SCREENSHOT).write_bytes(b"\x89PNG")
+    assert "no record of what it was made from" in docs.screenshot_problems(tmp_path)[0]
+    record = {"commit": "abc123", "first_screen_code": docs.first_screen_digest(tmp_path)}
+    (tmp_path / docs.SCREENSHOT_RECORD).write_text(json.dumps(record))
+    assert docs.screenshot_problems(tmp_path) == []
+    verdict = tmp_path / "benchmark/report/verdict.py"
+    verdict.write_text(verdict.read_text() + "\n# a change to what the verdict says\n")
+    (problem,) = docs.screenshot_problems(tmp_path)
+    assert "older than the code that draws the report's first screen" in problem and "abc123" in problem
+    assert "report_screenshots.py reports/quick/index.html --docs" in problem
+    assert docs.screenshot_problems(ROOT) == [], "the shipped screenshot is current"

@@ -65,6 +65,7 @@ def test_write_atomic_names_the_file_and_leaves_the_old_one(tmp_path, monkeypatc
     assert path.read_text() == "old\n" and not leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_run_that_cannot_write_fails_naming_the_file_and_the_suite_resumes(folder, capsys):
     suite_file, out, data_root = folder
     ids = [s.run_id for s in read_suite(out).runs()]
@@ -97,6 +98,7 @@ def test_a_run_that_cannot_write_fails_naming_the_file_and_the_suite_resumes(fol
     assert not leftovers(out)
 
 
+@pytest.mark.slow
 def test_a_report_that_cannot_write_fails_naming_the_file(folder):
     _, out, data_root = folder
     (out / "index.html").unlink(missing_ok=True)
@@ -110,6 +112,7 @@ def test_a_report_that_cannot_write_fails_naming_the_file(folder):
     assert not page.exists() and not leftovers(out)
 
 
+@pytest.mark.slow
 def test_a_suite_that_cannot_write_its_suite_file_trains_nothing(folder, tmp_path):
     suite_file, _, data_root = folder
     out = tmp_path / "new"
@@ -120,6 +123,7 @@ def test_a_suite_that_cannot_write_its_suite_file_trains_nothing(folder, tmp_pat
     assert sorted(p.name for p in out.iterdir()) == [], "nothing half-written, nothing trained"
 
 
+@pytest.mark.slow
 def test_table_csv_that_cannot_write_leaves_the_earlier_tables_whole(folder, tmp_path, capsys):
     _, out, _ = folder
     tables = tmp_path / "tables"

@@ -1,12 +1,14 @@
 """A first run talks: every phase that takes more than a few seconds says what it does, how much, and where its
 result goes when it starts, and how long it took when it ends (on stderr, so stdout keeps the tables)."""
 
+import pytest
 from tiny import tiny_suite
 
 from benchmark.cli import main
 from benchmark.phases import Counter, phase
 
 
+@pytest.mark.slow
 def test_a_suite_says_each_phase_in_order_on_stderr(tmp_path, capsys):
     path = tmp_path / "talk.toml"
     path.write_text(tiny_suite("talk", ("gradcam", "gain_ext"), reference=True).replace("[model]", "") +

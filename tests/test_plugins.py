@@ -98,6 +98,7 @@ def test_list_shows_where_each_name_comes_from(tmp_path: Path, capsys: pytest.Ca
     assert f"plain_listed (Plain listed; plugin {plugin} (plugin_listed.py@sha256:" in out
 
 
+@pytest.mark.slow
 def test_pool_workers_import_the_suite_plugins(tmp_path: Path) -> None:
     """Spawned workers know nothing of this process's registries: the runs complete only if each worker imports
     the plugin itself."""
@@ -162,6 +163,7 @@ def test_registries_are_the_built_ins_in_their_order() -> None:
     assert {"small_cnn", "resnet18", "resnet50", "vgg16"} <= set(MODELS)
 
 
+@pytest.mark.slow
 def test_a_report_renders_where_the_suite_plugin_is_not_installed(tmp_path: Path) -> None:
     """The results folder is enough: another machine without the plugin renders the report (names and colours from
     the folder), skipping only the post-run steps that need the plugin."""

@@ -8,20 +8,29 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from test_tables import CLASSES, SIZES, _images, _predictions
 from tiny import tiny_suite
 
 from benchmark import runner
+from benchmark.metrics import audit_metrics
+from benchmark.predictions import audited_view, predictions_csv
 from benchmark.report import write_report
+from benchmark.store import run_dir, write_atomic, write_record
 from benchmark.suites import load
+from benchmark.train import new_record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="browser test needs chromium and chromedriver (Debian: apt-get install chromium chromium-driver)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="browser test needs chromium and chromedriver (Debian: apt-get install chromium chromium-driver)",
+    ),
+]
 
 TINY = tiny_suite("browser", ("gradcam", "gain", "gain_ext"))
 
@@ -93,3 +102,66 @@ def test_report_opens_offline_with_every_image_and_the_paper_table(report, brows
     browser.set_window_size(1280, min(int(height) + 100, 16000))
     shot = tmp_path / "index.png"  # tests write only to temporary folders; .ci/run takes the artefact's own
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+# The budgets suite's nine configurations (the widest paper table a shipped suite draws), as a results folder written
+# as the runner writes it, without training.
+WIDE = """
+name = "wide"
+seeds = [0, 1]
+budgets = [9, 23, 78, 200, 1464]
+[data]
+n_train = 160
+n_val = 40
+n_shifted = 20
+n_counterfactual = 20
+[train]
+epochs = 1
+[methods.gradcam]
+[methods.gain]
+masked_bn = "batch"
+[methods.gain_ext]
+masked_bn = "batch"
+[methods.gain_eval]
+method = "gain"
+masked_bn = "eval"
+[methods.gain_ext_eval]
+method = "gain_ext"
+masked_bn = "eval"
+budgets = [78]
+[timing]
+enabled = false
+"""
+
+
+@pytest.fixture(scope="module")
+def wide_report(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("wide")
+    (folder / "wide.toml").write_text(WIDE)
+    suite = load(folder / "wide.toml")
+    out = folder / "out"
+    runner.write_suite_file(suite, out)
+    for spec in suite.runs():
+        rng = np.random.default_rng([spec.seed, spec.budget, len(spec.method)])
+        preds = {role: _predictions(_images(role, n, spec.seed), role, rng, 0.7, False) for role, n in SIZES.items()}
+        record = new_record(spec, "complete", None)
+        record["metrics"] = audit_metrics({r: audited_view(p, 0) for r, p in preds.items()}, 0.5, classes=CLASSES)
+        write_atomic(run_dir(out, spec.run_id) / "predictions.csv", predictions_csv(preds, CLASSES))
+        write_record(run_dir(out, spec.run_id) / "record.json", record)
+    return write_report(out, n_resamples=50)
+
+
+def test_the_widest_paper_table_fits_1280_px_without_scrolling(wide_report, browser):
+    browser.set_window_size(1280, 1000)
+    browser.get(wide_report.resolve().as_uri())
+    table = "document.getElementById('paper-table')"
+    columns = browser.execute_script(f"return {table}.querySelectorAll('thead th').length")
+    assert columns == 10, "the metric and nine configurations"
+    overflow = browser.execute_script(
+        f"const t = {table}, box = t.parentElement; return [t.scrollWidth, box.clientWidth, box.scrollWidth]"
+    )
+    assert overflow[0] <= overflow[1] and overflow[2] <= overflow[1], f"the table scrolls at 1,280 px: {overflow}"
+    page = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert page[0] <= page[1], "nor does the page"
+    names = browser.execute_script(f"return Array.from({table}.querySelectorAll('thead th')).map(t => t.innerText)")
+    assert "GAIN masked_bn=eval" in [n.replace("\n", " ") for n in names], "one name per configuration"

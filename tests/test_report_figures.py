@@ -260,6 +260,7 @@ sys.meta_path.insert(0, _NoTorch())
 """
 
 
+@pytest.mark.slow
 def test_the_analysis_commands_run_without_torch(suite_out, tmp_path):
     """Where torch cannot be imported at all (an analysis-only install), `report`, `status`, `table` and `curves`
     work from the results folder alone, and nothing imports torch on the way."""

@@ -141,6 +141,7 @@ def test_a_locked_run_is_skipped_by_a_second_runner(tmp_path, suite_file, data_r
     assert [p.action for p in runner.plan(suite, out)] == ["run", "skip"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_sigkill_midway_then_resume_leaves_every_run_exactly_once(tmp_path, suite_file, data_root, jobs):
     out = tmp_path / "out"
@@ -207,6 +208,7 @@ def _launch(suite, out, data_root, launcher="inprocess", jobs=1) -> dict[str, di
     return _comparable(_records(out))
 
 
+@pytest.mark.slow
 def test_the_smoke_suite_through_submitit_gives_the_in_process_records(tmp_path, data_root):
     suite = load("smoke", ["seeds=[0]", "timing.enabled=false"])
     in_process = _launch(suite, tmp_path / "inprocess", data_root)
@@ -354,6 +356,7 @@ def test_cli_exit_code_reports_failures_left_from_before(tmp_path, suite_file, d
     assert "failed earlier" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_pool_suite_and_the_next_run_resumes(tmp_path, suite_file, data_root):
     out = tmp_path / "out"
     command = [

@@ -21,7 +21,7 @@ from benchmark import runner
 from benchmark.cli import main
 from benchmark.suites import load
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 CONTROL_PLUGIN = '''
 """Methods whose jobs the tests control: `held` waits while HOLD exists (saying its SLURM task in HOLD.job), and

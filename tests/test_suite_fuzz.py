@@ -41,6 +41,8 @@ from benchmark.registry import REGISTRIES
 from benchmark.settings import SECTIONS
 from benchmark.suites import Suite, SuiteError, from_dict, load
 
+pytestmark = pytest.mark.slow  # fuzzing: many examples, seconds each test (docs/testing.md)
+
 # Hypothesis caches what it reads of the code under its home folder (`./.hypothesis` by default), even without an
 # example database: the temporary folder instead, since tests leave the working tree as it was (conftest.py).
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "gain-bench-hypothesis")

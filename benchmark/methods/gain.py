@@ -15,7 +15,8 @@ import torch
 from benchmark.attention import cam_logits, grad_cam_from, minmax_normalise
 from benchmark.folding import folded_for
 from benchmark.methods.base import HParam, Method, batch_mean_of_image_means, batchnorm_mode, classification_loss
-from benchmark.models import BN_MODES, SplitModel
+from benchmark.models import SplitModel
+from benchmark.settings import BN_MODES
 
 IGNORE = 255
 E_LOSSES = ("mse", "outside_energy")

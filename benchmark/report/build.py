@@ -124,7 +124,10 @@ def _display(method_names: Names, method: str, budget: int) -> str:
 
 
 def _config_name(row: dict[str, Any]) -> str:
-    """ "GAIN_ext-78" and any method parameters, from a table row's method, budget and short label."""
+    """The row's configuration name (`tables.config_names`), or "GAIN_ext-78" and any method parameters from its
+    method, budget and short label where the table carries none."""
+    if isinstance(row.get("name"), str):
+        return row["name"]
     return config_name(row["method"], int(row["budget"]), row["label"], row.get("display"))
 
 

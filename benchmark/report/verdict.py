@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.metric_defs import METRIC, SHIFTED
+from benchmark.settings import BN_MODES
 from benchmark.stats import ALPHA
 from benchmark.tables import BASELINE, NOT_ENOUGH, config_name, replicates_note, significance
 
@@ -43,6 +44,8 @@ def _interval_pct(low: float, high: float) -> str:
 def _names(frame: pd.DataFrame) -> list[str]:
     """Each row's configuration name (`tables.config_name`, with the display name the table carries), its label's
     parameters included where it has one."""
+    if "name" in frame:  # `tables.config_names`: the name every table and figure gives the configuration
+        return [str(n) for n in frame["name"]]
     labels = frame["label"] if "label" in frame else [None] * len(frame)
     display = frame["display"] if "display" in frame else [None] * len(frame)
     return [
@@ -194,6 +197,16 @@ def beats_baseline_sentence(paired: pd.DataFrame, cls: str = "boat", context: st
             + ")"
         )  # fmt: skip
     return f"Beats the baseline on {what} at once: " + "; ".join(parts) + "."
+
+
+def masked_bn_sentence(configs: pd.DataFrame) -> str | None:
+    """One line on GAIN's `masked_bn` where a configuration sets it: what each value the suite ran means."""
+    modes = sorted({t.split("=", 1)[1] for label in configs.get("label", []) for t in str(label).split()
+                    if t.startswith("masked_bn=")})  # fmt: skip
+    if not modes:
+        return None
+    what = "; ".join(f"{m} = {BN_MODES.get(m, m)}" for m in modes)
+    return f"masked_bn is what BatchNorm normalises GAIN's erased pass with: {what} (the public implementations: eval)."
 
 
 def effect(row: dict[str, Any] | None) -> str | None:
@@ -383,6 +396,17 @@ def verdict(
                 f"Significantly better than the baseline on both shifted groups, but not on the AUROC: "
                 f"{', '.join(extra)}."
             )
+    below = aggregated[(aggregated["metric"] == "shifted_auroc") & (aggregated["ci_high"] < 0.5)]
+    below = below[below["method"] != BASELINE]
+    if 0 < len(below) < len(configs) - len(base):  # "every configuration" is said above
+        cells = [f"{n} ({r['mean']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}])"
+                 for n, r in zip(_names(below), below.to_dict("records"), strict=True)]  # fmt: skip
+        summary.append(
+            f"Below chance on the AUROC (its interval under 0.5: it ranks {context}-only images above {cls}s without "
+            f"{context}, so the {context} decides): {', '.join(cells)}."
+        )
+    if sentence := masked_bn_sentence(configs):
+        summary.append(sentence)
     degenerate = aggregated[aggregated["degenerate_seeds"] > 0]
     if len(degenerate):
         names = sorted(set(_names(degenerate)))

@@ -19,6 +19,8 @@ from benchmark.attention import grad_cam, minmax_normalise
 from benchmark.models import build_model
 from benchmark.timing import InterleavedRounds
 
+pytestmark = pytest.mark.slow  # timed against peer libraries: seconds each (docs/testing.md)
+
 BATCH, SIZE, CLASSES = 16, 224, 20
 ROUNDS, WARMUP = 7, 1
 DEVICES = [
