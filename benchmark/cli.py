@@ -252,9 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--set",
         action="append",
-        metavar="SECTION.KEY=VALUE",
-        help="override a setting, e.g. method.alpha=0.3, train.lr=1e-3, data.rho=0.95, "
-        "model.attention_layer=block3 (repeatable)",
+        metavar="KEY=VALUE",
+        help="any key a suite takes, e.g. train.lr=1e-3, data.rho=0.95, model.attention_layer=block3, "
+        'seed_scope="full"; method.KEY for the method\'s own, e.g. method.alpha=0.3 (repeatable)',
     )
     t.add_argument("--out", default="reports/adhoc", help="output root (default: reports/adhoc)")
     t.add_argument("--data-root", type=Path, help="data root (default: $GAIN_BENCH_DATA or ./datasets)")

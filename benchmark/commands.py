@@ -26,8 +26,7 @@ from benchmark.pretrain import start_checkpoint
 from benchmark.registry import METHODS, MODELS, load_plugins
 from benchmark.report import render
 from benchmark.selection import RULES, reported_specs, select_rules, unrecorded_note
-from benchmark.settings import parse_value
-from benchmark.spec import RunSpec, TrainSettings
+from benchmark.spec import RunSpec
 from benchmark.store import COMPLETE, DAMAGED, FAILED, FULL, WriteError, run_state
 from benchmark.suites import available, load
 from benchmark.summary import COLUMNS, format_table, summarise
@@ -47,26 +46,35 @@ def complete_folder(out_root: Path, data_root: Path | None = None) -> None:
             print(f"warning: the gallery was not written: {err}", file=sys.stderr)
 
 
-def apply_overrides(spec_kwargs: dict[str, Any], train: dict[str, Any], overrides: list[str]) -> None:
-    """Apply `section.key=value` overrides (values: `settings.parse_value`); sections: method, model, data, train
-    (the train keys are checked by the settings schema, the others by the entries they belong to)."""
-    sections = {"method": "method_params", "model": "model_params", "data": "dataset_params"}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep or not dot or not name:
-            raise ValueError(
-                f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join([*sections, 'train'])}"
-            )
-        value = parse_value(raw)
-        if section == "train":
-            train[name] = value
-        elif (section, name) == ("data", "mask_control"):  # the run's, not the dataset's (settings.DataKeys)
-            spec_kwargs["mask_control"] = "true" if value is True else value
-        elif section in sections:
-            spec_kwargs.setdefault(sections[section], {})[name] = value
-        else:
-            raise ValueError(f"--set {item!r}: unknown section {section!r}; allowed: {', '.join([*sections, 'train'])}")
+def train_spec(args: argparse.Namespace) -> RunSpec:
+    """The one run `gain-bench train` trains, read through the suite schema: the command's options make a one-run
+    suite (`suites.from_dict`) and `--set` overrides its keys as `gain-bench run --set` does (`train.lr=1e-3`,
+    `model.pretrain.epochs=1`, `seed_scope="full"`), so both commands take the same keys with the same messages.
+    `method.KEY` is the method's own key (`methods.<method>.KEY` in a suite)."""
+    raw: dict[str, Any] = {
+        "name": RunSpec.suite,  # "adhoc"
+        "seeds": [args.seed],
+        "data": {"name": args.data},
+        "model": {"name": args.model},
+        "train": {} if args.epochs is None else {"epochs": args.epochs},
+        "methods": {args.method: {}},
+        "timing": {"enabled": False},
+    }
+    if args.audited_class:
+        raw["audited_class"] = args.audited_class
+    counts = METHODS[args.method].budget_labels if args.method in METHODS else None  # what a budget counts
+    if args.budget or counts:
+        if not args.budget:
+            raise suites.SuiteError(f"--method {args.method} {BUDGET_WORDS.get(counts, counts)}: give how many "
+                                    "images carry them with --budget N, e.g. --budget 78")  # fmt: skip
+        raw["budgets"] = [args.budget]
+    overrides = [f"methods.{args.method}.{item[len('method.') :]}" if item.startswith("method.") else item
+                 for item in args.set or []]  # fmt: skip
+    runs = suites.resolve(raw, "gain-bench train's options", overrides).runs()
+    if len(runs) != 1:  # e.g. --set search.trials=4 or --set seeds=[0,1]
+        raise suites.SuiteError(f"gain-bench train trains one run; these options make {len(runs)}: run them as a "
+                                "suite (gain-bench run FILE)")  # fmt: skip
+    return runs[0]
 
 
 def format_row(run_id: str, metrics: dict[str, Any]) -> str:
@@ -80,14 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     load_plugins(plugin_refs(args.plugin))
     if args.data not in DATASETS:
         DATASETS.entry(args.data)  # the error lists the known datasets
-    spec_kwargs: dict[str, Any] = {"method": args.method, "budget": args.budget, "seed": args.seed, "model": args.model}
-    spec_kwargs |= {"dataset": args.data, "audited_class": args.audited_class or DATASETS[args.data].default_class}
-    train: dict[str, Any] = {}
-    if args.epochs is not None:
-        train["epochs"] = args.epochs
-    apply_overrides(spec_kwargs, train, args.set or [])
-    spec = RunSpec(train=TrainSettings.from_dict(train), **spec_kwargs)
-    run_id = spec.run_id  # resolving it validates the method, model and data keys
+    spec = train_spec(args)
+    run_id = spec.run_id
     where = Path(args.out) / "runs" / run_id
     flush_from_the_start(spec.train.flush_denormal)  # before the data: torch's thread pool inherits it
     try:

@@ -28,14 +28,17 @@ def phase(what: str) -> Iterator[None]:
 
 
 class Counter:
-    """`k/N <unit>` lines at every quarter of `total` (a log stays short; a terminal sees it move)."""
+    """`k/N <unit>` lines at every quarter of `total` once `after` seconds have passed (a log stays short, and a
+    phase of a few seconds says only its start and end; a long one shows that it moves)."""
 
-    def __init__(self, total: int, unit: str) -> None:
+    def __init__(self, total: int, unit: str, after: float = 5.0) -> None:
         self.total, self.unit, self.done, self.next = total, unit, 0, 0.25
+        self.quiet_until = time.perf_counter() + after
 
     def add(self, n: int) -> None:
         self.done += n
         if self.total and self.done / self.total >= self.next - 1e-9:
-            say(f"  {self.done}/{self.total} {self.unit}")
+            if time.perf_counter() >= self.quiet_until:
+                say(f"  {self.done}/{self.total} {self.unit}")
             while self.done / self.total >= self.next - 1e-9:
                 self.next += 0.25

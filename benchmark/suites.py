@@ -285,6 +285,20 @@ def load(
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise SuiteError(f"{path}: not valid TOML ({err})") from None
+    return resolve(raw, str(path), overrides, seeds=seeds, plugins=plugins)
+
+
+def resolve(
+    raw: dict[str, Any],
+    source: str,
+    overrides: list[str] | None = None,
+    *,
+    seeds: list[int] | None = None,
+    plugins: list[str] | None = None,
+) -> Suite:
+    """A suite from its parsed TOML (`source`: its file, or the command that made it), with `--set` `overrides`,
+    then the seeds and plugins the command line gives; an error names the first override that makes it invalid,
+    else the source. `load` reads a file through it, `gain-bench train` its one-run suite."""
     overrides = overrides or []
 
     def suite(overridden: list[str]) -> Suite:
@@ -295,23 +309,23 @@ def load(
         own = full.get("plugins", [])
         if plugins and isinstance(own, list):  # not a list: the validation says what is allowed
             full["plugins"] = [*own, *(p for p in plugins if p not in own)]
-        return _suite(full, str(path))
+        return _suite(full, source)
 
     try:
         return suite(overrides)
     except SuiteError as err:
-        raise SuiteError(f"{_culprit(path, suite, overrides)}: {err}") from None
+        raise SuiteError(f"{_culprit(source, suite, overrides)}: {err}") from None
 
 
-def _culprit(path: Path, suite: Callable[[list[str]], Suite], overrides: list[str]) -> str:
+def _culprit(source: str, suite: Callable[[list[str]], Suite], overrides: list[str]) -> str:
     """Where an invalid suite went wrong: the first `--set` whose value makes `suite` invalid (valid up to it),
     else the file."""
     for i in range(len(overrides)):
         try:
             suite(overrides[:i])
         except SuiteError:
-            return str(path) if i == 0 else f"--set {overrides[i - 1]} (command line, over {path})"
-    return f"--set {overrides[-1]} (command line, over {path})" if overrides else str(path)
+            return source if i == 0 else f"--set {overrides[i - 1]} (command line, over {source})"
+    return f"--set {overrides[-1]} (command line, over {source})" if overrides else source
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -44,9 +44,12 @@ def test_a_phase_says_when_it_stops_and_a_counter_speaks_at_each_quarter(capsys)
             raise KeyboardInterrupt
     except KeyboardInterrupt:
         pass
-    counter = Counter(10, "images")
+    counter = Counter(10, "images", after=0)
     for _ in range(10):
         counter.add(1)
+    quick = Counter(10, "images")  # a phase of a few seconds says only its start and end
+    for _ in range(10):
+        quick.add(1)
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "copying the moon (1 moon) ..." and err[1].startswith("copying the moon: stopped after")
     assert err[2:] == ["  3/10 images", "  5/10 images", "  8/10 images", "  10/10 images"]

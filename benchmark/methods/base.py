@@ -52,6 +52,25 @@ class HParam:
     doc: str = ""
     choices: tuple[Any, ...] | None = None
 
+    def kind_error(self, value: Any) -> str | None:
+        """What a value must be where it is not of the default's kind (a number for a numeric default, a whole
+        number for an integer one, true or false for a flag, a text for a text; a choice among `choices`); None
+        where it is. A default of None allows anything."""
+        default = self.default
+        if self.choices is not None and value not in self.choices:
+            return "one of " + ", ".join(map(repr, self.choices))
+        if isinstance(default, bool):
+            return None if isinstance(value, bool) else "true or false"
+        if isinstance(default, int) or self.integer:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            return None if ok else "a whole number"
+        if isinstance(default, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            return None if ok else "a finite number"
+        if isinstance(default, str):
+            return None if isinstance(value, str) else "a text"
+        return None
+
     @property
     def searched(self) -> bool:
         """Whether a random search draws this hyperparameter (it has a distribution)."""
@@ -120,6 +139,9 @@ class Method:
         if unknown:
             allowed = ", ".join(sorted(self.HPARAMS)) or "none"
             raise ValueError(f"method {self.name!r}: unknown parameter(s) {', '.join(unknown)}; allowed: {allowed}")
+        for key, value in params.items():
+            if (kind := self.HPARAMS[key].kind_error(value)) is not None:
+                raise ValueError(f"method {self.name!r}: {key} = {value!r}: allowed: {kind}")
         self.params: dict[str, Any] = {k: h.default for k, h in self.HPARAMS.items()} | params
         for key in self.ADDED_LATER:
             if key in self.params and self.params[key] == self.HPARAMS[key].default:
