@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmark.claims import FAILS, evaluate, summary_line
+from benchmark.claims import FAILS, INCONCLUSIVE, evaluate, summary_line
 from benchmark.curves import DIAGNOSTICS, LOSS_PARTS
-from benchmark.report import write_report
+from benchmark.report import SUMMARY_FILE, write_report
 from benchmark.results import planned, read_suite, status_lines
 from benchmark.selection import RULES, reported_specs, select_suite, unrecorded_note
 from benchmark.spec import BASELINE, BUILTIN_DATA
@@ -213,6 +213,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"note: the post-run steps were skipped ({err}); rendering the results folder as it is",
                   file=sys.stderr)  # fmt: skip
     path = write_report(args.dir, args.output)  # its errors are main's: bad input exit 2, a full disk exit 1
+    if args.summary:  # stdout carries the Markdown alone, e.g. `>> "$GITHUB_STEP_SUMMARY"`
+        print((path.parent / SUMMARY_FILE).read_text(), end="")
+        print(f"report: {path.resolve()}", file=sys.stderr)
+        return 0
     print(f"report: {path.resolve()}")
     return 0
 
@@ -322,10 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate the claims a findings page declares on its results folder: holds, fails or inconclusive",
         description="Every claim of each page's ```toml claims block (docs/usage.md#claims-checked-against-their-"
         "tables), evaluated on the page's results folder: one line per claim beginning holds, fails or "
-        "inconclusive (with the reason). Exit 1 when a claim fails.",
+        "inconclusive (with the reason). Exit 1 when a claim fails (with --strict, also when one is inconclusive).",
     )
-    cl.add_argument("pages", nargs="+", type=Path, help="findings pages, e.g. findings/verdict.md")
+    cl.add_argument("pages", nargs="+", type=Path,
+                    help="findings pages (findings/verdict.md), or claims files of their own (claims.toml: the block's "
+                    "TOML alone, e.g. a CI gate)")  # fmt: skip
     cl.add_argument("--root", type=Path, default=Path("."), help="the repository (default: the working folder)")
+    cl.add_argument("--folder", type=Path,
+                    help="evaluate on this results folder instead of the one the page names (e.g. a CI job's)")
+    cl.add_argument("--strict", action="store_true", help="exit 1 also when a claim is inconclusive (a CI gate "
+                    "that needs every claim to hold)")  # fmt: skip
     cl.set_defaults(func=cmd_claims)
     sub.add_parser("methods", help="list the methods and their hyperparameters")
     r = sub.add_parser("run", help="run a suite: every method x budget x seed, resumable")
@@ -354,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="torch threads per run (default: all cores / jobs)")
     r.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     r.add_argument("--dry-run", action="store_true", help="list what would run and what is done, run nothing")
+    r.add_argument(
+        "--cache-key",
+        action="store_true",
+        help="print a key of what the runs read from the data root (the built-in data sets and pre-trained starts "
+        "they need) and run nothing: a CI cache of the data root keyed by it (docs/ci.md)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bars; one line per finished run (for CI logs)")
     r.add_argument("--verbose", action="store_true", help="also a line as each run starts")
     r.add_argument("--no-report", action="store_true", help="do not write index.html at the end")
@@ -369,6 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("-o", "--output", type=Path, help="the HTML file (default: DIR/index.html)")
     rp.add_argument(
         "--data-root", type=Path, help="data root for the gallery (default: $GAIN_BENCH_DATA or ./datasets)"
+    )
+    rp.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the report's Markdown summary (summary.md: the verdict per shifted group, each configuration "
+        "against the baseline, failed runs) on stdout, for a pull request or a CI job summary",
     )
     rp.set_defaults(func=cmd_report)
     ls = sub.add_parser("list", help="methods, datasets, models and suites")
@@ -405,12 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_claims(args: argparse.Namespace) -> int:
     failed = False
+    stop = (FAILS, INCONCLUSIVE) if args.strict else (FAILS,)
     for page in args.pages:
-        results = evaluate(page, args.root)
+        results = evaluate(page, args.root, folder=args.folder)
         print(f"{page}: {summary_line(results)}")
         for result in results:
             print(result.line())
-        failed |= any(r.status == FAILS for r in results)
+        failed |= any(r.status in stop for r in results)
     return 1 if failed else 0
 
 

@@ -9,11 +9,13 @@ prints it and exits 2, as for every command."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 from typing import Any
 
 from benchmark import runner, suites
+from benchmark.datasets import synthetic
 from benchmark.datasets.registry import DATASETS
 from benchmark.datasets.synthetic import default_root
 from benchmark.datasets.voc_export import ExportSettings, export
@@ -22,7 +24,7 @@ from benchmark.gallery_maps import write_gallery
 from benchmark.methods.base import BUDGET_WORDS
 from benchmark.phases import phase
 from benchmark.plugins import plugin_refs
-from benchmark.pretrain import start_checkpoint
+from benchmark.pretrain import pretrain_spec, start_checkpoint
 from benchmark.registry import METHODS, MODELS, load_plugins
 from benchmark.report import render
 from benchmark.selection import RULES, reported_specs, select_rules, unrecorded_note
@@ -63,6 +65,8 @@ def train_spec(args: argparse.Namespace) -> RunSpec:
     if args.audited_class:
         raw["audited_class"] = args.audited_class
     counts = METHODS[args.method].budget_labels if args.method in METHODS else None  # what a budget counts
+    if args.budget and not counts:
+        raise suites.SuiteError(f"--method {args.method} uses no pixel labels (nor group labels): leave --budget out")
     if args.budget or counts:
         if not args.budget:
             raise suites.SuiteError(f"--method {args.method} {BUDGET_WORDS.get(counts, counts)}: give how many "
@@ -156,10 +160,28 @@ def suite_of(args: argparse.Namespace) -> tuple[suites.Suite, list[Any]]:
     return suite, runner.parse_filters(args.only or [])
 
 
+def cache_key(suite: suites.Suite) -> str:
+    """16 hex digits that change exactly when what the suite's runs read from the data root changes: the built-in
+    data sets they draw (their config digests, generator version included) and the pre-trained starts they name
+    (their run ids, which hash the pre-training's configuration). A CI cache of the data root keyed by it is reused
+    until one of those changes (docs/ci.md)."""
+    made = set()
+    for spec in suite.runs():
+        if spec.dataset == synthetic.NAME:
+            made.add(f"data:{synthetic.data_config(spec.dataset, spec.dataset_params).digest()}")
+        if spec.model_params.get("init", "scratch") == "pretrained-synthetic":
+            pre = pretrain_spec(spec)
+            made |= {f"data:{synthetic.data_config(pre.dataset, pre.dataset_params).digest()}", f"start:{pre.run_id}"}
+    return hashlib.sha256("\n".join(sorted(made)).encode()).hexdigest()[:16]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         suite, filters = suite_of(args)
         out = Path(args.out) if args.out else Path("reports") / suite.name
+        if args.cache_key:
+            print(cache_key(suite))
+            return 0
         if args.dry_run:
             planned = runner.plan(suite, out, filters=filters, retry_failed=args.retry_failed)
             print("\n".join(_plan_lines(planned)))

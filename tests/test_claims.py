@@ -197,3 +197,20 @@ def test_the_rows_view_gives_full_replicates_the_sign_flip_p_and_the_call(reposi
     assert main(["table", str(repository / "reports" / "train"), "--rows"]) == 0
     out = capsys.readouterr().out
     assert "*" not in out and "sign-flip" not in out, "seeds of scope train: the bootstrap's p, never a star"
+
+
+def test_a_claims_file_of_its_own_gates_a_ci_folder_and_strict_fails_on_inconclusive(repository, tmp_path, capsys):
+    """A user's repository keeps its claims in a .toml file (the block's TOML alone) and evaluates them on the
+    folder its CI job wrote (`--folder`); `--strict` also fails on an inconclusive claim."""
+    block = PAGE.split("```toml claims\n", 1)[1].split("```", 1)[0]
+    holds = block.split("[[claim]]")[0] + "[[claim]]" + block.split("[[claim]]")[1]  # "better" alone
+    gate = tmp_path / "claims.toml"
+    gate.write_text(holds.replace('folder = "{folder}"', 'folder = "reports/nowhere"'))
+    ci_folder = repository / "reports" / "full"
+    assert main(["claims", str(gate), "--folder", str(ci_folder)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("holds        better:")
+    assert main(["claims", str(gate)]) == 0, "its own folder missing: inconclusive, which does not fail..."
+    assert main(["claims", str(gate), "--strict"]) == 1, "...unless --strict"
+    assert "results folder reports/nowhere not here" in capsys.readouterr().out
+    assert main(["claims", str(gate), "--folder", str(ci_folder), "--strict"]) == 0
+    assert [r.claim.id for r in evaluate(gate, folder=ci_folder)] == ["better"]

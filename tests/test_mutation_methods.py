@@ -78,7 +78,7 @@ def test_missing_attribute_is_an_attribute_error_even_before_params_exist():
 def test_gain_refuses_bad_settings_with_their_names():
     with pytest.raises(ValueError, match=r"^method 'gain': masked_bn must be one of eval, train, batch, got 'x'$"):
         GAIN(masked_bn="x")
-    with pytest.raises(ValueError, match=r"^method 'gain_ext': exact_gradient must be true or false$"):
+    with pytest.raises(ValueError, match=r"^method 'gain_ext': exact_gradient must be true or false, got 1$"):
         GAINExt(exact_gradient=1)
     with pytest.raises(ValueError, match=r"^method 'gain_ext': e_loss must be one of mse, outside_energy, got 'l1'$"):
         GAINExt(e_loss="l1")

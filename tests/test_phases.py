@@ -21,7 +21,8 @@ def test_a_suite_says_each_phase_in_order_on_stderr(tmp_path, capsys):
         "suite talk: 4 of 4 runs to train ->",
         "generating the built-in data: 320 images of 48 px under",  # 160 + 40 + 2 x 20 + 4 x 20
         "generating the built-in data: done in",
-        "pre-training small_cnn on the unbiased corpus (160 images of 48 px, 8 epochs; once, cached as",
+        "pre-training small_cnn on the unbiased corpus (160 images of 48 px, 8 epochs; trained once, the start of the "
+        "runs naming it, cached in",
         "pre-training small_cnn on the unbiased corpus: done in",
         "timing each configuration against its baseline (3 paired rounds each) ...",
         "drawing the gallery's attention maps ...",

@@ -229,7 +229,7 @@ def test_cli_train_prints_the_paper_row(tmp_path, data_root, capsys):
         (["--method", "gain", "--set", "train.batch_size=2.5"], "train.batch_size = 2.5: allowed: an integer >= 1"),
         (["--method", "gain", "--set", "data.rh0=0.9"], "unknown data key(s) rh0 for dataset synthetic-boats"),
         (["--method", "gain", "--set", "model.attention_layr=block3"], "unknown model (small_cnn) key(s)"),
-        (["--method", "gain", "--set", "oops"], "expected SECTION.KEY=VALUE"),
+        (["--method", "gain", "--set", "oops"], "expected KEY=VALUE"),
         (["--method", "gain", "--budget", "9"], "uses no pixel labels"),
     ],
 )

@@ -54,11 +54,11 @@ class HParam:
 
     def kind_error(self, value: Any) -> str | None:
         """What a value must be where it is not of the default's kind (a number for a numeric default, a whole
-        number for an integer one, true or false for a flag, a text for a text; a choice among `choices`); None
-        where it is. A default of None allows anything."""
+        number for an integer one, true or false for a flag, a text for a text); None where it is. A default of
+        None, or `choices` (which the method checks itself), allows anything here."""
         default = self.default
-        if self.choices is not None and value not in self.choices:
-            return "one of " + ", ".join(map(repr, self.choices))
+        if self.choices is not None:  # a method says what its choices are in its own words
+            return None
         if isinstance(default, bool):
             return None if isinstance(value, bool) else "true or false"
         if isinstance(default, int) or self.integer:
@@ -141,7 +141,7 @@ class Method:
             raise ValueError(f"method {self.name!r}: unknown parameter(s) {', '.join(unknown)}; allowed: {allowed}")
         for key, value in params.items():
             if (kind := self.HPARAMS[key].kind_error(value)) is not None:
-                raise ValueError(f"method {self.name!r}: {key} = {value!r}: allowed: {kind}")
+                raise ValueError(f"method {self.name!r}: {key} must be {kind}, got {value!r}")
         self.params: dict[str, Any] = {k: h.default for k, h in self.HPARAMS.items()} | params
         for key in self.ADDED_LATER:
             if key in self.params and self.params[key] == self.HPARAMS[key].default:

@@ -63,8 +63,6 @@ class GAIN(Method):
         if self.attention_control not in ATTENTION_CONTROLS:
             raise ValueError(f"method {self.name!r}: attention_control must be one of "
                              f"{', '.join(ATTENTION_CONTROLS)}, got {self.attention_control!r}")
-        if not isinstance(self.params["exact_gradient"], bool):
-            raise ValueError(f"method {self.name!r}: exact_gradient must be true or false")
 
     def exact_variant(self) -> GAIN | None:
         return None if self.exact_gradient else type(self)(**(self.params | {"exact_gradient": True}))

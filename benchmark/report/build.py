@@ -18,7 +18,7 @@ from benchmark.metric_defs import labels
 from benchmark.names import Names
 from benchmark.phases import say
 from benchmark.provenance import git_commit
-from benchmark.report import figures, gallery
+from benchmark.report import figures, gallery, summary
 from benchmark.report.verdict import (
     PAPER_TABLE4,
     beats_baseline_sentence,
@@ -638,9 +638,13 @@ def write_report(
 ) -> Path:
     """Render `<out_root>/index.html` (or `output`), with `results.csv` (per configuration and metric: mean, sd and
     interval), `results_runs.csv` (per run and metric), `results_paired.csv` (against the baseline),
-    `results_correlation.csv` (localisation against robustness) and `results_content_effect.csv` (true against
-    placebo masks) beside it; returns the HTML path."""
+    `results_correlation.csv` (localisation against robustness), `results_content_effect.csv` (true against
+    placebo masks) and `summary.md` (the Markdown summary for a pull request or a CI job) beside it; returns the HTML
+    path."""
     return render(out_root, output, n_resamples=n_resamples)[0]
+
+
+SUMMARY_FILE = "summary.md"  # beside the report: the Markdown a pull request or a CI job shows (`report.summary`)
 
 
 def render(
@@ -659,6 +663,9 @@ def render(
     html = _environment().get_template("report.html.j2").render(**ctx)
     path = Path(output) if output else out_root / "index.html"
     write_atomic(path, html)
+    suite = ctx["suite"]
+    labels = metric_names(suite.audited_class, suite.context)
+    write_atomic(path.parent / SUMMARY_FILE, summary.markdown(ctx, views, path, labels))
     written = (("results.csv", "aggregated"), ("results_runs.csv", "tidy"), ("results_paired.csv", "paired"),
                ("results_correlation.csv", "correlation"),
                ("results_content_effect.csv", "content_effect"))  # fmt: skip

@@ -1,0 +1,54 @@
+"""The CI workflows users copy (examples/ci/) cannot rot: the GitHub workflow's own shell steps run, in order, in a
+fresh clone (`scripts/ci_steps.py`), and the GitLab job runs the same gain-bench commands."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import ci_steps  # noqa: E402
+
+
+def _commands(script: str) -> list[str]:
+    """The gain-bench command lines of a script, without what routes their output (`>> "$GITHUB_..."`, `$(...)`)."""
+    found = re.findall(r"gain-bench [^\n)>]*", script)
+    return [" ".join(c.split()) for c in found]
+
+
+def test_the_gitlab_job_runs_the_github_workflows_gain_bench_commands():
+    env, steps = ci_steps.shell_steps()
+    github = [c for s in steps for c in _commands(s["run"])]
+    job = yaml.safe_load((ROOT / "examples" / "ci" / "gitlab-ci.yml").read_text())["gain-bench-audit"]
+    gitlab = [c for line in job["before_script"] + job["script"] for c in _commands(line)]
+    assert github == gitlab
+    assert {k: v for k, v in env.items() if k != "GAIN_BENCH_DATA"} == {
+        k: v for k, v in job["variables"].items() if k in env and k != "GAIN_BENCH_DATA"
+    }
+
+
+@pytest.mark.slow
+def test_the_github_workflows_own_steps_run_in_order_on_a_fresh_clone(tmp_path):
+    env, steps = ci_steps.shell_steps()
+    assert [s["name"] for s in steps] == [
+        "Key the cache by what makes the data and the pre-trained starts",
+        "Run the suite",
+        "Summary on the run's page",
+        "Gate on your claims",
+    ]
+    checkout = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(checkout)], check=True)
+    done = {s["name"]: s for s in ci_steps.run_steps(checkout, env, steps)}
+    assert all(s["status"] in ("ok", "file") for s in done.values()), [(k, s["status"]) for k, s in done.items()]
+    assert re.fullmatch(r"key=gain-bench-data-[0-9a-f]{16}\n", done["GITHUB_OUTPUT"]["stdout"])
+    summary = done["GITHUB_STEP_SUMMARY"]["stdout"]
+    assert summary.startswith("## gain-bench: ci\n") and "| Grad-CAM (baseline) |" in summary
+    gate = done["Gate on your claims"]["stdout"].splitlines()
+    assert gate[0].endswith("1 claims: 1 hold, 0 fail, 0 inconclusive") and gate[1].startswith("holds")
+    assert (checkout / env["RESULTS"] / "index.html").is_file(), "the artefact"
