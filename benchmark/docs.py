@@ -5,10 +5,10 @@ What it keeps:
 
 - **Generated pages and blocks.** `docs/suite-reference.md` is the settings schema's reference. A block between
   `<!-- generated: NAME -->` and `<!-- end generated: SEAL -->` holds the output of NAME: one of `GENERATORS`
-  (`bench-time`, `methods`, `metrics`, `paper-table4`, `selection-rules`) or a `gain-bench table DIR ... --markdown`
-  command run on a results folder. SEAL is the first 12 hex digits of the block's SHA-256, so a table edited by hand
-  no longer matches its seal, even where its results folder is not at hand (a fresh clone: `reports/` is not
-  tracked).
+  (`bench-time`, `ci-times`, `methods`, `metrics`, `paper-table4`, `selection-rules`; the first two from the
+  measurements their scripts record) or a `gain-bench table DIR ... --markdown` command run on a results folder.
+  SEAL is the first 12 hex digits of the block's SHA-256, so a table edited by hand no longer matches its seal, even
+  where its results folder is not at hand (a fresh clone: `reports/` is not tracked).
 - **Links.** Every relative link and image of every page resolves to a file, and an anchor to a heading of it.
 - **Commands.** Every `gain-bench ...` command shown in a page's code parses with the command line's own parser, and
   a `gain-bench run` command's suite loads with its `--set`, `--seeds`, `--only` and plugins. A synopsis (a command
@@ -132,8 +132,25 @@ def bench_time() -> str:
     )
 
 
+CI_TIMES = BENCH_TIME.parent / "ci-steps.json"  # scripts/ci_steps.py --record
+
+
+def ci_times() -> str:
+    """How long each step of the example GitHub workflow took, as `scripts/ci_steps.py --record` measured it."""
+    if not CI_TIMES.is_file():
+        return "(not measured yet: `python scripts/ci_steps.py --record`)\n"
+    m = json.loads(CI_TIMES.read_text())
+    lines = ["| step | seconds |", "|---|---|"]
+    lines += [f"| {s['name']} | {s['seconds']:.1f} |" for s in m["steps"]]
+    lines += ["", f"The steps after the install, on a {m['cores']}-core machine at commit `{m['commit']}` with an "
+              f"empty data root (`python scripts/ci_steps.py --record`, {m['measured'][:10]}). The install step is "
+              "not timed here: on a hosted runner it is mostly PyTorch's CPU-only wheel, cached by `setup-python`."]
+    return "\n".join(lines) + "\n"
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "bench-time": bench_time,
+    "ci-times": ci_times,
     "methods": methods_reference,
     "metrics": metrics_reference,
     "paper-table4": paper_table,

@@ -52,3 +52,21 @@ def test_the_github_workflows_own_steps_run_in_order_on_a_fresh_clone(tmp_path):
     gate = done["Gate on your claims"]["stdout"].splitlines()
     assert gate[0].endswith("1 claims: 1 hold, 0 fail, 0 inconclusive") and gate[1].startswith("holds")
     assert (checkout / env["RESULTS"] / "index.html").is_file(), "the artefact"
+
+
+def test_the_cache_key_follows_what_the_runs_read_from_the_data_root(capsys):
+    """It changes with the data and the pre-training, not with what only the fine-tuning reads."""
+    from benchmark.cli import main
+
+    def key(*overrides: str) -> str:
+        sets = [a for o in overrides for a in ("--set", o)]
+        assert main(["run", "quick", "--cache-key", *sets]) == 0
+        return capsys.readouterr().out.strip()
+
+    base = key()
+    assert re.fullmatch(r"[0-9a-f]{16}", base)
+    assert key("train.lr=0.01") == base and key("methods.gain.alpha=0.3") == base
+    assert key("data.rho=0.95") != base, "other data"
+    assert key("model.pretrain.rho=0.8") != base, "another pre-training"
+    assert main(["run", "quick", "--cache-key", "--seeds", "0"]) == 0
+    assert capsys.readouterr().out.strip() != base, "fewer replicates draw fewer data sets"
