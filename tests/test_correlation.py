@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
-from test_tables import CLASSES, SIZES, _images, _predictions, fake_run
+from test_tables import CLASSES, fabricated_folder, fake_run
+from tiny import TINY_DATA
 
-from benchmark import runner
 from benchmark.cli import main
 from benchmark.correlation import (
     MIN_CONFIGURATIONS,
@@ -23,11 +23,9 @@ from benchmark.correlation import (
     rank_correlation,
     spearman,
 )
-from benchmark.metrics import audit_metrics
-from benchmark.predictions import audited_view, predictions_csv
+from benchmark.predictions import predictions_csv
 from benchmark.report import render
-from benchmark.store import run_dir, write_atomic, write_record
-from benchmark.suites import load
+from benchmark.store import run_dir, write_atomic
 from benchmark.tables import (
     CORRELATION_COLUMNS,
     build_tables,
@@ -36,7 +34,6 @@ from benchmark.tables import (
     setting_labels,
     tidy_table,
 )
-from benchmark.train import new_record
 
 LOCALISATION_COLUMNS = ("relevance_mass", "pointing_hit", "iou_at_tau")
 
@@ -188,16 +185,11 @@ def test_gain_bench_table_writes_the_correlation_csv(folder, tmp_path, capsys):
     assert "correlation.csv" in capsys.readouterr().out
 
 
-SUITE = """name = "corr"
+SUITE = f"""name = "corr"
 seeds = [0, 1]
 budgets = [9, 23]
 unbiased_reference = false
-[data]
-n_train = 160
-n_val = 40
-n_shifted = 20
-n_counterfactual = 20
-[train]
+{TINY_DATA}[train]
 epochs = 1
 [methods.gradcam]
 [methods.gain]
@@ -211,18 +203,9 @@ def test_the_report_answers_the_question_with_the_table_and_the_scatter(tmp_path
     """A results folder written as the runner writes it (suite.json, records, predictions; no training): the report
     has the section, its generated sentences, the table and a scatter, and writes results_correlation.csv."""
     (tmp_path / "corr.toml").write_text(SUITE)
-    suite = load(tmp_path / "corr.toml")
     out = tmp_path / "out"
-    runner.write_suite_file(suite, out)
     skill = {"gradcam": 0.5, "gain": 0.65, "gain_ext": 0.8}
-    for spec in suite.runs():
-        rng = np.random.default_rng([spec.seed, spec.budget, len(spec.method)])
-        level = skill[spec.method] + spec.budget / 200
-        preds = {role: _predictions(_images(role, n, spec.seed), role, rng, level, False) for role, n in SIZES.items()}
-        record = new_record(spec, "complete", None)
-        record["metrics"] = audit_metrics({r: audited_view(p, 0) for r, p in preds.items()}, 0.5, classes=CLASSES)
-        write_atomic(run_dir(out, spec.run_id) / "predictions.csv", predictions_csv(preds, CLASSES))
-        write_record(run_dir(out, spec.run_id) / "record.json", record)
+    fabricated_folder(tmp_path / "corr.toml", out, lambda spec: skill[spec.method] + spec.budget / 200)
     path, tables = render(out, n_resamples=100)
     html = path.read_text()
     assert 'id="localisation-robustness">Does localisation predict robustness?</h2>' in html

@@ -8,18 +8,13 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from test_tables import CLASSES, SIZES, _images, _predictions
-from tiny import tiny_suite
+from test_tables import fabricated_folder
+from tiny import TINY_DATA, tiny_suite
 
 from benchmark import runner
-from benchmark.metrics import audit_metrics
-from benchmark.predictions import audited_view, predictions_csv
 from benchmark.report import write_report
-from benchmark.store import run_dir, write_atomic, write_record
 from benchmark.suites import load
-from benchmark.train import new_record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -106,16 +101,11 @@ def test_report_opens_offline_with_every_image_and_the_paper_table(report, brows
 
 # The budgets suite's nine configurations (the widest paper table a shipped suite draws), as a results folder written
 # as the runner writes it, without training.
-WIDE = """
+WIDE = f"""
 name = "wide"
 seeds = [0, 1]
 budgets = [9, 23, 78, 200, 1464]
-[data]
-n_train = 160
-n_val = 40
-n_shifted = 20
-n_counterfactual = 20
-[train]
+{TINY_DATA}[train]
 epochs = 1
 [methods.gradcam]
 [methods.gain]
@@ -138,16 +128,8 @@ enabled = false
 def wide_report(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("wide")
     (folder / "wide.toml").write_text(WIDE)
-    suite = load(folder / "wide.toml")
     out = folder / "out"
-    runner.write_suite_file(suite, out)
-    for spec in suite.runs():
-        rng = np.random.default_rng([spec.seed, spec.budget, len(spec.method)])
-        preds = {role: _predictions(_images(role, n, spec.seed), role, rng, 0.7, False) for role, n in SIZES.items()}
-        record = new_record(spec, "complete", None)
-        record["metrics"] = audit_metrics({r: audited_view(p, 0) for r, p in preds.items()}, 0.5, classes=CLASSES)
-        write_atomic(run_dir(out, spec.run_id) / "predictions.csv", predictions_csv(preds, CLASSES))
-        write_record(run_dir(out, spec.run_id) / "record.json", record)
+    fabricated_folder(folder / "wide.toml", out, lambda spec: 0.7)
     return write_report(out, n_resamples=50)
 
 

@@ -5,11 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark import runner
 from benchmark.cli import main
 from benchmark.metrics import audit_metrics
 from benchmark.predictions import audited_view, predictions_csv, read_predictions
 from benchmark.spec import RunSpec, TrainSettings, replicate_seeds
 from benchmark.store import run_dir, write_atomic, write_record
+from benchmark.suites import load
 from benchmark.tables import (
     METRIC,
     aggregate_table,
@@ -93,6 +95,24 @@ def fake_run(
             write_atomic(out / "predictions.csv", predictions_csv(preds, CLASSES))
     write_record(out / "record.json", record)
     return spec, preds
+
+
+def fabricated_folder(suite_file, out, skill, failed=()) -> None:
+    """A results folder written as the runner writes it (`suite.json`, records, predictions), without training:
+    each run of the suite in `suite_file` with predictions drawn at `skill(spec)`; the run ids in `failed` recorded
+    as failed runs (a non-finite loss)."""
+    suite = load(suite_file)
+    runner.write_suite_file(suite, out)
+    for spec in suite.runs():
+        if spec.run_id in failed:
+            write_record(run_dir(out, spec.run_id) / "record.json", new_record(spec, "failed", "non-finite loss"))
+            continue
+        rng = np.random.default_rng([spec.seed, spec.budget, len(spec.method)])
+        preds = {r: _predictions(_images(r, n, spec.seed), r, rng, skill(spec), False) for r, n in SIZES.items()}
+        record = new_record(spec, "complete", None)
+        record["metrics"] = audit_metrics({r: audited_view(p, 0) for r, p in preds.items()}, 0.5, classes=CLASSES)
+        write_atomic(run_dir(out, spec.run_id) / "predictions.csv", predictions_csv(preds, CLASSES))
+        write_record(run_dir(out, spec.run_id) / "record.json", record)
 
 
 @pytest.fixture(scope="module")

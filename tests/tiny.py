@@ -1,5 +1,12 @@
 """The tiny suite the tests train (seconds): 160 training images of 48 px, one epoch."""
 
+TINY_DATA = """[data]
+n_train = 160
+n_val = 40
+n_shifted = 20
+n_counterfactual = 20
+"""
+
 
 def tiny_suite(
     name: str = "tiny",
@@ -16,12 +23,7 @@ def tiny_suite(
 seeds = [0, 1]
 budgets = [9]
 unbiased_reference = {"true" if reference else "false"}
-[data]
-n_train = 160
-n_val = 40
-n_shifted = 20
-n_counterfactual = 20
-[train]
+{TINY_DATA}[train]
 epochs = 1
 batch_size = 32
 {blocks}[timing]
