@@ -43,6 +43,7 @@ from benchmark.tables import (
     format_rank_agreement,
     write_csv,
 )
+from benchmark.versions import format_versions, versions_table
 
 TABLE_VIEWS = ("paper", "rows", "backgrounds", "content", "correlation", "ranks")
 
@@ -159,6 +160,14 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    if args.paired:
+        table = versions_table(args.first, args.second)
+        if table.empty:
+            print(f"gain-bench: no configuration of {args.second} has runs of the same seeds in {args.first}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        print(format_versions(table, args.markdown))
+        return 0
     damaged: list[str] = []
     rows = compare_runs(load_records([args.first], damaged), load_records([args.second], damaged))
     _warn_left_out(damaged)
@@ -318,8 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cu.set_defaults(func=cmd_curves)
     cp = sub.add_parser("compare", help="the same runs made twice: mean and largest |difference| of each metric")
-    cp.add_argument("first", type=Path, help="an output root holding runs/*/record.json")
-    cp.add_argument("second", type=Path, help="another one, holding runs with the same run ids")
+    cp.add_argument("first", type=Path, help="an output root holding runs/*/record.json (e.g. main's)")
+    cp.add_argument("second", type=Path, help="another one, holding runs with the same run ids (e.g. a pull request's)")
+    cp.add_argument("--paired", action="store_true",
+                    help="per configuration both hold and per shifted group, AUROC and val accuracy: second - first "
+                    "over the seeds both have, its interval, the Holm-adjusted sign-flip p and whether it moved beyond "
+                    "the seeds' noise (the same configurations trained by two versions of the code)")  # fmt: skip
+    cp.add_argument("--markdown", action="store_true", help="with --paired: a Markdown table")
     cp.set_defaults(func=cmd_compare)
     cl = sub.add_parser(
         "claims",

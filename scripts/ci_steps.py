@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "examples" / "ci" / "github-actions.yml"
 RECORD = ROOT / "measurements" / "ci-steps.json"
-SKIPPED = ("Install",)  # steps whose name starts so are the runner's, not gain-bench's
+SKIPPED = ("Install", "Against main")  # the runner's own (its PyTorch index; GitHub's API and main's artefact)
 
 
 def shell_steps(workflow: Path = WORKFLOW) -> tuple[dict[str, str], list[dict[str, Any]]]:
