@@ -5,10 +5,10 @@ What it keeps:
 
 - **Generated pages and blocks.** `docs/suite-reference.md` is the settings schema's reference. A block between
   `<!-- generated: NAME -->` and `<!-- end generated: SEAL -->` holds the output of NAME: one of `GENERATORS`
-  (`bench-time`, `ci-times`, `methods`, `metrics`, `paper-table4`, `selection-rules`; the first two from the
-  measurements their scripts record) or a `gain-bench table DIR ... --markdown` command run on a results folder.
-  SEAL is the first 12 hex digits of the block's SHA-256, so a table edited by hand no longer matches its seal, even
-  where its results folder is not at hand (a fresh clone: `reports/` is not tracked).
+  (`bench-time`, `ci-times`, `perf-threshold`, `methods`, `metrics`, `paper-table4`, `selection-rules`; the
+  first three from the measurements their scripts record) or a `gain-bench table DIR ... --markdown` command run
+  on a results folder. SEAL is the first 12 hex digits of the block's SHA-256, so a table edited by hand no longer
+  matches its seal, even where its results folder is not at hand (a fresh clone: `reports/` is not tracked).
 - **Links.** Every relative link and image of every page resolves to a file, and an anchor to a heading of it.
 - **Commands.** Every `gain-bench ...` command shown in a page's code parses with the command line's own parser, and
   a `gain-bench run` command's suite loads with its `--set`, `--seeds`, `--only` and plugins. A synopsis (a command
@@ -148,9 +148,30 @@ def ci_times() -> str:
     return "\n".join(lines) + "\n"
 
 
+PERF_NOISE = BENCH_TIME.parent / "perf-noise.json"  # scripts/perf_noise.py
+WORKFLOW = BENCH_TIME.parents[1] / "examples" / "ci" / "github-actions.yml"
+
+
+def perf_threshold() -> str:
+    """The regression threshold of the example workflow's throughput job, and the noise it is set against."""
+    found = re.search(r"--benchmark-compare-fail=mean:(\d+)%", WORKFLOW.read_text())
+    if found is None or not PERF_NOISE.is_file():
+        return "(not measured yet: `python scripts/perf_noise.py`)\n"
+    m = json.loads(PERF_NOISE.read_text())
+    threshold, noise = int(found[1]), 100 * m["largest_spread"]
+    return (
+        f"Over {m['runs']} runs of the same code (commit `{m['commit']}`) on a {m['cores']}-core machine, a paired "
+        f"benchmark's mean (`-k {m['keywords']}`) moved by up to {noise:.1f}% (`python scripts/perf_noise.py`, "
+        f"{m['measured'][:10]}). The "
+        f"example workflow fails a pull request whose benchmark mean is more than {threshold}% slower than main's "
+        f"(`--benchmark-compare-fail=mean:{threshold}%`), {threshold / noise:.1f} times that noise.\n"
+    )
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "bench-time": bench_time,
     "ci-times": ci_times,
+    "perf-threshold": perf_threshold,
     "methods": methods_reference,
     "metrics": metrics_reference,
     "paper-table4": paper_table,

@@ -3,6 +3,7 @@ fresh clone (`scripts/ci_steps.py`), and the GitLab job runs the same gain-bench
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -72,3 +73,33 @@ def test_the_cache_key_follows_what_the_runs_read_from_the_data_root(capsys):
     assert key("model.pretrain.rho=0.8") != base, "another pre-training"
     assert main(["run", "quick", "--cache-key", "--seeds", "0"]) == 0
     assert capsys.readouterr().out.strip() != base, "fewer replicates draw fewer data sets"
+
+
+TOY_BENCHMARK = """
+import os
+import time
+
+
+def test_step(benchmark):
+    benchmark.pedantic(time.sleep, args=(float(os.environ["STEP_SECONDS"]),), rounds=3, iterations=1)
+"""
+
+
+@pytest.mark.slow
+def test_the_perf_jobs_compare_flags_fail_a_slower_pull_request_and_pass_an_equal_one(tmp_path):
+    """The throughput job's own pytest-benchmark flags: main's saved run, then a pull request twice as slow (fails)
+    and one as fast (passes)."""
+    job = yaml.safe_load((ROOT / "examples" / "ci" / "github-actions.yml").read_text())["jobs"]["perf"]
+    script = next(s["run"] for s in job["steps"] if s.get("name", "").startswith("Micro-benchmarks"))
+    flags = re.search(r'compare="([^"]+)"', script)[1].split()
+    (tmp_path / "test_toy.py").write_text(TOY_BENCHMARK)
+
+    def bench(seconds: float, *extra: str) -> int:
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-only",
+                   "--benchmark-autosave", str(tmp_path / "test_toy.py"), *extra]  # fmt: skip
+        env = {**os.environ, "STEP_SECONDS": str(seconds)}
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, check=False).returncode
+
+    assert bench(0.05) == 0, "main's run, saved under .benchmarks/"
+    assert bench(0.10, *flags) != 0, "twice as slow: beyond the threshold"
+    assert bench(0.05, *flags) == 0, "as fast as the last saved run"
