@@ -103,3 +103,23 @@ def test_the_perf_jobs_compare_flags_fail_a_slower_pull_request_and_pass_an_equa
     assert bench(0.05) == 0, "main's run, saved under .benchmarks/"
     assert bench(0.10, *flags) != 0, "twice as slow: beyond the threshold"
     assert bench(0.05, *flags) == 0, "as fast as the last saved run"
+
+
+@pytest.mark.parametrize(("workflow", "schema"), [("github-actions.yml", "vendor.github-workflows"),
+                                                  ("gitlab-ci.yml", "vendor.gitlab-ci")])  # fmt: skip
+def test_the_example_workflows_are_valid_for_their_ci_and_their_scripts_parse(workflow, schema):
+    """Each file against its CI's published schema (check-jsonschema's vendored copy; actionlint cannot be
+    installed without network), and every shell script in it through `bash -n`."""
+    path = ROOT / "examples" / "ci" / workflow
+    checked = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, str(path)],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    data = yaml.safe_load(path.read_text())
+    jobs = data["jobs"].values() if "jobs" in data else [data["gain-bench-audit"]]
+    scripts = [s["run"] for job in jobs for s in job.get("steps", []) if "run" in s]
+    scripts += [line for job in jobs for key in ("before_script", "script") for line in job.get(key, [])]
+    assert scripts
+    for script in scripts:
+        parsed = subprocess.run(["bash", "-n", "-c", script.replace("${{", "$(: ").replace("}}", ")")],
+                                capture_output=True, text=True, check=False)  # fmt: skip
+        assert parsed.returncode == 0, f"{workflow}: {script!r}: {parsed.stderr}"
