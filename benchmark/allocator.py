@@ -4,9 +4,9 @@ PyTorch's CPU tensors come from `malloc`. Under glibc's defaults a large block i
 kernel when freed, or the heap top is trimmed, so the next step's activations of the same size fault their pages in
 again: on this project's small CNN (batch 64, 48 px) thousands of minor page faults per step, 15-20% of a step, and
 erratic, since glibc's dynamic mmap threshold adapts part of the time. Raising the mmap threshold to its maximum and
-the trim threshold keeps freed blocks in the heap for the next step; the peak resident set is unchanged (measured:
-tests/perf/test_train_step.py, scripts in the closing note of the throughput work). It is what jemalloc or tcmalloc
-preloaded would do for PyTorch on a CPU, without either.
+the trim threshold keeps freed blocks in the heap for the next step; the peak resident set is unchanged (measured
+by tests/perf/test_train_step.py and checked by tests/test_allocator.py). It is what jemalloc or tcmalloc preloaded
+would do for PyTorch on a CPU, without either.
 
 Elsewhere (macOS, musl, Windows) it does nothing, and `GAIN_BENCH_MALLOC=default` in the environment turns it off.
 The settings are process-wide and stay for the life of the process (glibc has no way back short of a new process).

@@ -2,7 +2,8 @@
 direction, whether it is a per-image 0/1 outcome, the record flag that marks a degenerate cell, and for a
 localisation metric the per-image column of `predictions.csv` it is read from.
 
-The per-image computation (`metrics.per_image_localisation`), the prediction columns (`predictions.LOCALISATION`),
+The per-image computation (`metrics.relevance_mass`, `metrics.pointing_game`, `metrics.attention_iou`, called by
+`train.predict`), the prediction columns (`predictions.LOCALISATION`),
 the run-level means in the record (`metrics.summarise`), the tables' groupers (`tables.METRICS`) and every label of
 the report (`labels`) read this table.
 """

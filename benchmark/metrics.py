@@ -281,30 +281,13 @@ def audit_metrics(
     `segmentation_counts`). Decisions are `score >= threshold`. `classes` names the per-class keys (default `class<k>`).
 
     The shifted-group rows are left out when `preds` has no shifted groups (a real dataset without a biased split).
-
-    - `overall`: the mean of the two shifted-group rates (the paper's 50 + 50 images make it the pooled share too).
-    - `shifted_auroc`: AUROC of the logit between class-without-context (positives) and context-without-class
-      (negatives); threshold-free, and 0.5 for a classifier that cannot tell them apart.
-    - `context_attention_share`: mean share of the class map on the context over in-distribution images holding
-      both class and context, beside `context_area_share`, the context's share of those images' pixels (the value
-      a map spread evenly over the image would get); all-zero maps are counted in `context_attention_zero_maps`.
-    - `context_flip_rate`: share of counterfactual pairs whose decision changes when only the context is replaced
-      (lower is better); `object_removal_flip_rate`: share whose decision changes when only the object is removed
-      (higher is better); the mean score changes beside them.
-    - `usual_background_accuracy`, `random_background_accuracy`: accuracy (decision = label) on the counterfactual
-      originals (the object on its usual ground) and on the same scenes with the ground swapped (a random ground);
-      `background_gap`: the first minus the second (lower is better; the Backgrounds Challenge's BG-Gap, Xiao et al.,
-      ICLR 2021); `object_only_accuracy`: accuracy on the same scenes' objects alone on a neutral grey, where `preds`
-      has `cf_object_only` (built-in data from generator version 2 on).
-    - `worst_group_accuracy`: the lowest accuracy of the four `group_accuracies` groups, `worst_group` its name;
-      empty groups are skipped and listed in `empty_groups`. `group_accuracy_<group>` for the two val groups (the
-      shifted two are the rows above).
-    - `val_map`, `val_ap_<class>`: average precision of every class on val (classes without a positive left out).
-    - `relevance_mass`, `pointing_game`, `attention_iou` (at `attention_iou_tau`): means over the
-      `localisation_images` val images holding the audited class with a non-empty mask; all-zero maps count as
-      failures (0) and are counted in `localisation_zero_maps`.
-    - `cam_miou`, `cam_iou_<label>` (at `cam_bg_threshold`): VOC-style mIoU of the CAM segmentation on val (labels
-      absent from both prediction and masks left out).
+    What each metric of the tables measures is declared once, in `metric_defs.METRICS` (docs/statistics.md is
+    generated from it). Beside those, the record holds the diagnostics: `context_attention_share` (the class map's
+    share on the context, with `context_area_share` and `context_attention_zero_maps`), `object_removal_flip_rate`
+    and the mean score changes of the counterfactual pairs, `group_accuracy_<group>`, `worst_group` and
+    `empty_groups`, `val_map` and `val_ap_<class>`, `localisation_images` and `localisation_zero_maps` (all-zero
+    maps count as failures), and `cam_miou` / `cam_iou_<label>` (VOC-style mIoU of the CAM segmentation at
+    `cam_bg_threshold`).
     """
     out: dict[str, float | bool | int | str | list[str]] = {"threshold": threshold}
     val = preds["val"]
