@@ -72,6 +72,14 @@ def config_name(method: str, budget: int, label: str | None = None, display: str
     return Names({method: {"display": display}} if display else {}).config(method, budget, label)
 
 
+def row_name(row: dict[str, Any]) -> str:
+    """A table row's configuration name: the `name` the tables give it (`config_names`), or, in a table that carries
+    none, "GAIN_ext-78" and its label's parameters (`config_name`)."""
+    if isinstance(row.get("name"), str):
+        return row["name"]
+    return config_name(row["method"], int(row["budget"]), row.get("label"), row.get("display"))
+
+
 # Spec keys that make two configurations a method-vs-baseline pair when everything else is equal.
 
 
@@ -362,7 +370,9 @@ def config_names(runs: list[Run], names: Names | None = None) -> dict[str, str]:
     return out
 
 
-def _rng(seed: int, *keys: str) -> np.random.Generator:
+def seeded_rng(seed: int, *keys: str) -> np.random.Generator:
+    """The generator of one comparison: seeded by `seed` and what is compared, so a table's numbers do not depend
+    on the order its rows are computed in."""
     return np.random.default_rng([seed, *(zlib.crc32(k.encode()) for k in keys)])
 
 
@@ -390,7 +400,7 @@ def aggregate_table(
             values = np.array([metric_value(g, m.statistic) for _, g in per_seed])
             mean, sd = seed_mean_sd(values)
             interval = hierarchical_bootstrap(
-                [g for _, g in per_seed], m.statistic, rng=_rng(seed, config, m.name), n_resamples=n_resamples
+                [g for _, g in per_seed], m.statistic, rng=seeded_rng(seed, config, m.name), n_resamples=n_resamples
             )
             degenerate = sum(bool(r.record["metrics"].get(m.degenerate, False)) for r, _ in per_seed if m.degenerate)
             rows.append(
@@ -530,7 +540,7 @@ def paired_table(
             found = seed_pairs(group, base_group, m)
             if not found:
                 continue
-            rng = _rng(seed, config, base_config, m.name)
+            rng = seeded_rng(seed, config, base_config, m.name)
             comparison = compare(found, m, rng=rng, n_resamples=n_resamples)
             sign = 1.0 if m.higher_is_better else -1.0
             poi = probability_of_improvement(sign * comparison.first, sign * comparison.second, rng=rng,
@@ -610,13 +620,8 @@ def replicates_note(row: dict[str, Any]) -> str:
 
 
 def _column_names(aggregated: pd.DataFrame) -> dict[str, str]:
-    """Each configuration's name, as `aggregate_table` gave it (`config_names`)."""
-    firsts = aggregated.drop_duplicates("config")
-    if "name" in firsts:
-        return dict(zip(firsts["config"].astype(str), firsts["name"].astype(str), strict=True))
-    return {str(c): config_name(m, b, display=d) for c, m, b, d in
-            zip(firsts["config"], firsts["method"], firsts["budget"], firsts.get("display", firsts["method"]),
-                strict=True)}  # fmt: skip
+    """Each configuration's name (`row_name`)."""
+    return {str(r["config"]): row_name(r) for r in aggregated.drop_duplicates("config").to_dict("records")}
 
 
 def paper_table(aggregated: pd.DataFrame, excluded: pd.DataFrame | None = None, *, digits: int = 3) -> pd.DataFrame:
@@ -852,7 +857,7 @@ def correlation_table(
                 if seeds:
                     xs.append(np.array([a for a, _ in seeds]))
                     ys.append(np.array([b for _, b in seeds]))
-            rng = _rng(seed, "correlation", key, x, y)
+            rng = seeded_rng(seed, "correlation", key, x, y)
             found = rank_correlation(xs, ys, rng=rng, n_resamples=n_resamples)
             left_out = len(groups) - len(xs)
             x_label, y_label = (f"“{DEFINED[m].label}”" for m in (x, y))
@@ -988,7 +993,7 @@ def content_effect_table(
             found = seed_pairs(true_group, control_group, m)
             if not found:
                 continue
-            rng = _rng(seed, "content", true_config, control_config, m.name)
+            rng = seeded_rng(seed, "content", true_config, control_config, m.name)
             comparison = compare(found, m, rng=rng, n_resamples=n_resamples)
             rows.append(
                 {

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.metric_defs import SHIFTED
-from benchmark.stats import N_RESAMPLES, holm
-from benchmark.tables import METRIC, call, compare, config_names, grid, load_runs, seed_pairs
+from benchmark.stats import ALPHA, MIN_REPLICATES, N_RESAMPLES, holm
+from benchmark.tables import METRIC, call, compare, config_names, grid, load_runs, seed_pairs, seeded_rng
 
 # What a pull request is asked about first: the two shifted groups, the AUROC, and the in-distribution cost.
 VERSION_METRICS = (*SHIFTED, "shifted_auroc", "val_accuracy")
@@ -37,7 +37,6 @@ def versions_table(main: Path, pr: Path, *, n_resamples: int = N_RESAMPLES, seed
             pair[0].append(run)
             pair[1].append(twin)
     rows = []
-    rng = np.random.default_rng(seed)
     for config in (c for c in names if c in by_config):  # the registry's order (`tables.config_names`)
         new, old = by_config[config]
         for metric in VERSION_METRICS:
@@ -45,7 +44,7 @@ def versions_table(main: Path, pr: Path, *, n_resamples: int = N_RESAMPLES, seed
             pairs = seed_pairs(new, old, m)
             if not pairs:
                 continue
-            c = compare(pairs, m, rng=rng, n_resamples=n_resamples)
+            c = compare(pairs, m, rng=seeded_rng(seed, "versions", config, metric), n_resamples=n_resamples)
             rows.append({"config": config, "name": names[config], "metric": metric, "n_seeds": len(pairs),
                          "main": float(np.mean(c.second)), "pr": float(np.mean(c.first)), "difference": c.difference,
                          "ci_low": c.low, "ci_high": c.high, "p_replicates": c.p_replicates,
@@ -55,7 +54,7 @@ def versions_table(main: Path, pr: Path, *, n_resamples: int = N_RESAMPLES, seed
         return pd.DataFrame(columns=COLUMNS)
     table["p_replicates_holm"] = holm(table["p_replicates"].to_numpy())
     table["moved"] = (table["ci_low"] > 0) | (table["ci_high"] < 0)
-    table["call"] = [call(r, needs="a claim")[0] for r in table.to_dict("records")]
+    table["call"] = [call(r)[0] for r in table.to_dict("records")]
     return table[COLUMNS]
 
 
@@ -69,7 +68,7 @@ def format_versions(table: pd.DataFrame, markdown: bool = False) -> str:
     moved = int(table["moved"].sum())
     notes = [
         f"{moved} of {len(table)} moved beyond the seeds' noise (the paired two-level bootstrap interval excludes 0); "
-        "the call beside it is the suite's rule (significant only with at least 8 full replicates, the sign-flip p "
-        "Holm-adjusted over this table below 0.05 and the interval excluding 0)",
+        f"the call beside it is the suite's rule (significant only with at least {MIN_REPLICATES} full replicates, the "
+        f"sign-flip p Holm-adjusted over this table below {ALPHA} and the interval excluding 0)",
     ]
     return "\n".join([*grid([head, *body], markdown), "", *(f"- {n}" if markdown else n for n in notes)])

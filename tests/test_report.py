@@ -1,8 +1,9 @@
 import pandas as pd
 
 from benchmark.registry import display
-from benchmark.report.build import _config_name, metric_names
+from benchmark.report.build import metric_names
 from benchmark.report.verdict import verdict
+from benchmark.tables import row_name as _config_name  # the one fallback of every view
 
 
 def _aggregated(rows):

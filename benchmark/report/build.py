@@ -57,13 +57,13 @@ from benchmark.tables import (
     PAPER_ROWS,
     TRUE_MASKS,
     build_tables,
-    config_name,
     content_effect_table,
     interval_cell,
     load_runs,
     mask_control,
     plural,
     replicates_note,
+    row_name,
 )
 from benchmark.tables import (
     significance as significance_call,
@@ -121,14 +121,6 @@ def _num(value: Any, digits: int = 3) -> str:
 
 def _display(method_names: Names, method: str, budget: int) -> str:
     return method_names.display(method) + (f"-{budget}" if budget else "")
-
-
-def _config_name(row: dict[str, Any]) -> str:
-    """The row's configuration name (`tables.config_names`), or "GAIN_ext-78" and any method parameters from its
-    method, budget and short label where the table carries none."""
-    if isinstance(row.get("name"), str):
-        return row["name"]
-    return config_name(row["method"], int(row["budget"]), row["label"], row.get("display"))
 
 
 def metric_names(cls: str, context: str) -> dict[str, str]:
@@ -433,7 +425,7 @@ def _content_view(table: pd.DataFrame, records: list[dict[str, Any]], names: dic
     classes, the controls the suite ran, and a plain sentence where it has none (or none with a true-mask twin)."""
     controls = sorted({mask_control(r.get("spec", {})) for r in records} - {TRUE_MASKS})
     rows = [] if table.empty else [
-        r | {"name": (f"{r['setting']}: " if r["setting"] else "") + _config_name(r),
+        r | {"name": (f"{r['setting']}: " if r["setting"] else "") + row_name(r),
              "metric_name": names.get(r["metric"], r["metric"]), "effect": effect(r) or "ns"}
         for r in table.to_dict("records")
     ]  # fmt: skip
@@ -558,7 +550,7 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         )
 
     def name(row: dict[str, Any]) -> str:
-        return (f"{row['regime']}: " if sweep else "") + _config_name(row)
+        return (f"{row['regime']}: " if sweep else "") + row_name(row)
 
     significance = [
         r | {"name": name(r), "metric_name": names.get(r["metric"], r["metric"]), "effect": effect(r) or "ns",

@@ -12,7 +12,8 @@ from typing import Any
 import pandas as pd
 
 from benchmark.report.verdict import group_sentence_subjects
-from benchmark.tables import BASELINE, NOT_ENOUGH, significance
+from benchmark.stats import ALPHA, MIN_REPLICATES
+from benchmark.tables import BASELINE, NOT_ENOUGH, interval_cell, row_name, significance
 
 # The columns of the summary's table: the two shifted groups, then the threshold-free separation.
 SUMMARY_METRICS = ("class_without_context", "context_without_class", "shifted_auroc")
@@ -20,9 +21,7 @@ MAX_LINES = 1000  # GitHub's job summary and a pull request comment stay readabl
 
 
 def _cell(row: dict[str, Any] | None) -> str:
-    if row is None:
-        return "–"
-    return f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+    return "–" if row is None else interval_cell(row["mean"], row["ci_low"], row["ci_high"])
 
 
 def _difference(row: dict[str, Any] | None) -> str:
@@ -43,7 +42,7 @@ def regime_table(aggregated: pd.DataFrame, paired: pd.DataFrame, labels: dict[st
     diffs = {(r["config"], r["metric"]): r for r in paired.to_dict("records")} if len(paired) else {}
     for config, group in aggregated.groupby("config", sort=False):
         first = group.iloc[0]
-        name = str(first.get("name", first["label"]))
+        name = row_name(first.to_dict())
         if first["method"] == BASELINE:
             name += " (baseline)"
         row = [name]
@@ -73,8 +72,8 @@ def markdown(ctx: dict[str, Any], views: list[tuple[Any, dict[str, pd.DataFrame]
         if len(tables["aggregated"]):
             lines += ["", *regime_table(tables["aggregated"], tables["paired"], labels)]
     lines += ["", "Mean over seeds [95% two-level bootstrap interval]; against the baseline, the paired difference "
-              "[interval], its replicate-level sign-flip p (Holm-adjusted) and \\* where it is significant (at least 8 "
-              "full replicates, p < 0.05, the interval excluding 0)."]  # fmt: skip
+              "[interval], its replicate-level sign-flip p (Holm-adjusted) and \\* where it is significant (at least "
+              f"{MIN_REPLICATES} full replicates, p < {ALPHA}, the interval excluding 0)."]  # fmt: skip
     problems = [f"failed: `{p.spec.run_id}`: {(p.record or {}).get('error') or 'see its record'}"
                 for p in ctx.get("failed", [])]  # fmt: skip
     problems += [f"left out: {line}" for line in ctx.get("left_out", [])]

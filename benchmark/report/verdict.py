@@ -16,8 +16,8 @@ import pandas as pd
 
 from benchmark.metric_defs import METRIC, SHIFTED
 from benchmark.settings import BN_MODES
-from benchmark.stats import ALPHA
-from benchmark.tables import BASELINE, NOT_ENOUGH, config_name, replicates_note, significance
+from benchmark.stats import ALPHA, MIN_REPLICATES
+from benchmark.tables import BASELINE, NOT_ENOUGH, replicates_note, row_name, significance
 
 # Li et al., "Tell Me Where to Look", CVPR 2018, Table 4 (arXiv v1): VOC 2012-trained, boat accuracy on 50 + 50
 # internet images. Shares, not percentages, to sit beside this suite's numbers.
@@ -42,16 +42,8 @@ def _interval_pct(low: float, high: float) -> str:
 
 
 def _names(frame: pd.DataFrame) -> list[str]:
-    """Each row's configuration name (`tables.config_name`, with the display name the table carries), its label's
-    parameters included where it has one."""
-    if "name" in frame:  # `tables.config_names`: the name every table and figure gives the configuration
-        return [str(n) for n in frame["name"]]
-    labels = frame["label"] if "label" in frame else [None] * len(frame)
-    display = frame["display"] if "display" in frame else [None] * len(frame)
-    return [
-        config_name(m, b, lab, d)
-        for m, b, lab, d in zip(frame["method"], frame["budget"], labels, display, strict=True)
-    ]
+    """Each row's configuration name (`tables.row_name`)."""
+    return [row_name(r) for r in frame.to_dict("records")]
 
 
 def _cell(aggregated: pd.DataFrame, config: str, metric: str) -> dict[str, Any] | None:
@@ -158,8 +150,8 @@ def replicates_sentence(paired: pd.DataFrame) -> str | None:
     scope = "No difference" if len(rows) == len(paired) else "Some differences"
     return (
         f"{scope} from the baseline can be called significant here: {'; '.join(notes)}. The numbers are estimates; "
-        f"a claim needs at least 8 full replicates (seed_scope = \"full\": each seed redraws the data, the budget, "
-        f"the held-out data and the pre-training)."
+        f"a claim needs at least {MIN_REPLICATES} full replicates (seed_scope = \"full\": each seed redraws the data, "
+        f"the budget, the held-out data and the pre-training)."
     )
 
 
