@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmark.provenance import git_commit
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "examples" / "ci" / "github-actions.yml"
 RECORD = ROOT / "measurements" / "ci-steps.json"
@@ -71,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true", help=f"write {RECORD.relative_to(ROOT)}")
     args = parser.parse_args(argv)
     env, steps = shell_steps()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout.strip()  # fmt: skip
+    commit = git_commit()
     with tempfile.TemporaryDirectory(prefix="gain-bench-ci-") as tmp:
         checkout = Path(tmp) / "checkout"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(checkout)], check=True)

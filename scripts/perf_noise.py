@@ -21,6 +21,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmark.provenance import git_commit
+
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "measurements" / "perf-noise.json"
 
@@ -32,8 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < 2:
         parser.error("--runs: at least 2")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout.strip()  # fmt: skip
+    commit = git_commit()
     means: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="gain-bench-perf-") as tmp:
         for i in range(args.runs):

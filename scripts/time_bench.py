@@ -23,23 +23,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the package's provenance, also where tox's interpreter has no gain-bench installed
+from benchmark.provenance import cpu_identity, git_commit  # noqa: E402
+
 OUT = ROOT / "measurements" / "tox-bench.json"
 SUMMARY = re.compile(r"bench: OK \((?P<total>[\d.]+)=setup\[(?P<setup>[\d.]+)\]\+cmd\[(?P<cmd>[\d.]+)\] seconds\)")
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def main() -> int:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout.strip()  # fmt: skip
+    commit = git_commit()  # a fresh clone takes HEAD: "-dirty" says the working tree was not what it timed
     with tempfile.TemporaryDirectory(prefix="gain-bench-fresh-") as tmp:
         clone = Path(tmp) / "gain-bench"
         started = time.perf_counter()
@@ -58,7 +50,7 @@ def main() -> int:
         "command": "python3 -m tox -e bench",
         "commit": commit,
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
+        "machine": {"cpu": cpu_identity(), "cores": os.cpu_count()},
         "wall_s": round(wall, 1),
         "tox_setup_s": float(found["setup"]),
         "tox_command_s": float(found["cmd"]),

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 from test_tables import CLASSES, fabricated_folder, fake_run
-from tiny import TINY_DATA
+from tiny import tiny_suite
 
 from benchmark.cli import main
 from benchmark.correlation import (
@@ -185,18 +185,7 @@ def test_gain_bench_table_writes_the_correlation_csv(folder, tmp_path, capsys):
     assert "correlation.csv" in capsys.readouterr().out
 
 
-SUITE = f"""name = "corr"
-seeds = [0, 1]
-budgets = [9, 23]
-unbiased_reference = false
-{TINY_DATA}[train]
-epochs = 1
-[methods.gradcam]
-[methods.gain]
-[methods.gain_ext]
-[timing]
-enabled = false
-"""
+SUITE = tiny_suite("corr", ("gradcam", "gain", "gain_ext"), timing=False, budgets=(9, 23))
 
 
 def test_the_report_answers_the_question_with_the_table_and_the_scatter(tmp_path):

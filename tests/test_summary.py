@@ -5,24 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 from test_tables import fabricated_folder
-from tiny import TINY_DATA
+from tiny import tiny_suite
 
 from benchmark.cli import main
 from benchmark.suites import load
 
-SUITE = f"""
-name = "pr"
-seeds = [0, 1, 2, 3, 4, 5, 6, 7]
-seed_scope = "full"
-budgets = [9]
-{TINY_DATA}[train]
-epochs = 1
-[methods.gradcam]
-[methods.gain]
-[methods.gain_ext]
-[timing]
-enabled = false
-"""
+SUITE = tiny_suite("pr", ("gradcam", "gain", "gain_ext"), timing=False, seeds=tuple(range(8)), seed_scope="full")
 
 
 def test_the_summary_says_the_verdict_per_group_and_each_configuration_against_the_baseline(tmp_path, capsys):

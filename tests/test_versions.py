@@ -4,21 +4,12 @@ with what moved beyond the seeds' noise."""
 from __future__ import annotations
 
 from test_tables import fabricated_folder
-from tiny import TINY_DATA
+from tiny import tiny_suite
 
 from benchmark.cli import main
 from benchmark.versions import versions_table
 
-SUITE = f"""name = "pr"
-seeds = [0, 1, 2, 3]
-budgets = [9]
-{TINY_DATA}[train]
-epochs = 1
-[methods.gradcam]
-[methods.gain_ext]
-[timing]
-enabled = false
-"""
+SUITE = tiny_suite("pr", ("gradcam", "gain_ext"), timing=False, seeds=(0, 1, 2, 3))
 
 
 def test_what_a_pull_request_moved_and_what_it_left_alone(tmp_path, capsys):

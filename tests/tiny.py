@@ -14,14 +14,18 @@ def tiny_suite(
     *,
     timing: bool = True,
     reference: bool = False,
+    seeds: tuple[int, ...] = (0, 1),
+    budgets: tuple[int, ...] = (9,),
+    seed_scope: str = "train",
 ) -> str:
-    """TOML text of a tiny suite: two seeds, budget 9, the given methods (GAIN's warm-up off so L_am runs); the
-    unbiased attention reference (a pre-training run) only when asked for."""
+    """TOML text of a tiny suite: two seeds and budget 9 unless given, the given methods (GAIN's warm-up off so L_am
+    runs); the unbiased attention reference (a pre-training run) only when asked for."""
     blocks = "".join(f"[methods.{m}]\n" + ("warmup_epochs = 0\n" if m in ("gain", "gain_ext") else "") for m in methods)
     timing_block = "batch_size = 8\nwarmup = 0\niterations = 1\n" if timing else "enabled = false\n"
     return f"""name = "{name}"
-seeds = [0, 1]
-budgets = [9]
+seeds = {list(seeds)}
+budgets = {list(budgets)}
+seed_scope = "{seed_scope}"
 unbiased_reference = {"true" if reference else "false"}
 {TINY_DATA}[train]
 epochs = 1
