@@ -34,6 +34,7 @@ import sys
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 from benchmark import cli
@@ -114,14 +115,25 @@ def paper_table() -> str:
     return "\n".join([*lines, "", f"Source: {PAPER_TABLE4['source']}."]) + "\n"
 
 
-BENCH_TIME = Path(__file__).resolve().parents[1] / "measurements" / "tox-bench.json"  # scripts/time_bench.py
+REPOSITORY = Path(__file__).resolve().parents[1]  # the checkout the package runs from: its measurements/
+MEASUREMENTS = REPOSITORY / "measurements"
+WORKFLOW = REPOSITORY / "examples" / "ci" / "github-actions.yml"
+
+
+def _measured(name: str) -> dict[str, Any] | None:
+    """A measurement a script recorded (`measurements/<name>`), None where it has not run yet."""
+    path = MEASUREMENTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _not_measured(script: str) -> str:
+    return f"(not measured yet: `python {script}`)\n"
 
 
 def bench_time() -> str:
     """What `tox -e bench` took from a fresh clone, as `scripts/time_bench.py` measured and recorded it."""
-    if not BENCH_TIME.is_file():
-        return "(not measured yet: `python scripts/time_bench.py`)\n"
-    m = json.loads(BENCH_TIME.read_text())
+    if (m := _measured("tox-bench.json")) is None:
+        return _not_measured("scripts/time_bench.py")
     machine = m["machine"]
     return (
         f"From a fresh clone on a {machine['cores']}-core machine ({machine['cpu']}), `{m['command']}` took "
@@ -132,14 +144,10 @@ def bench_time() -> str:
     )
 
 
-CI_TIMES = BENCH_TIME.parent / "ci-steps.json"  # scripts/ci_steps.py --record
-
-
 def ci_times() -> str:
     """How long each step of the example GitHub workflow took, as `scripts/ci_steps.py --record` measured it."""
-    if not CI_TIMES.is_file():
-        return "(not measured yet: `python scripts/ci_steps.py --record`)\n"
-    m = json.loads(CI_TIMES.read_text())
+    if (m := _measured("ci-steps.json")) is None:
+        return _not_measured("scripts/ci_steps.py --record")
     lines = ["| step | seconds |", "|---|---|"]
     lines += [f"| {s['name']} | {s['seconds']:.1f} |" for s in m["steps"]]
     lines += ["", f"The steps after the install, on a {m['cores']}-core machine at commit `{m['commit']}` with an "
@@ -148,16 +156,11 @@ def ci_times() -> str:
     return "\n".join(lines) + "\n"
 
 
-PERF_NOISE = BENCH_TIME.parent / "perf-noise.json"  # scripts/perf_noise.py
-WORKFLOW = BENCH_TIME.parents[1] / "examples" / "ci" / "github-actions.yml"
-
-
 def perf_threshold() -> str:
     """The regression threshold of the example workflow's throughput job, and the noise it is set against."""
     found = re.search(r"--benchmark-compare-fail=mean:(\d+)%", WORKFLOW.read_text())
-    if found is None or not PERF_NOISE.is_file():
-        return "(not measured yet: `python scripts/perf_noise.py`)\n"
-    m = json.loads(PERF_NOISE.read_text())
+    if found is None or (m := _measured("perf-noise.json")) is None:
+        return _not_measured("scripts/perf_noise.py")
     threshold, noise = int(found[1]), 100 * m["largest_spread"]
     return (
         f"Over {m['runs']} runs of the same code (commit `{m['commit']}`) on a {m['cores']}-core machine, a paired "
