@@ -69,6 +69,17 @@ METRICS: tuple[Metric, ...] = (
            definition="accuracy on the same scenes' objects alone, sky and ground one flat neutral grey (the "
            "Backgrounds Challenge's only-foreground variant); built-in data from generator version 2 on, absent from "
            "older runs"),
+    Metric("object_swapped_accuracy", "{context} with another object in the {cls}'s place (share called not {cls})",
+           ("cf_object_swapped",), binary=True,
+           definition="share of the counterfactual scenes, on their water, whose boat is replaced by an object of "
+           "another class at its place, size and colours, that are not called the class: a third shifted group, "
+           "which an erased pass cannot imitate (an object stands where the boat was, not a hole); built-in data "
+           "with `data.generator_version = 3`"),
+    Metric("object_swapped_land_accuracy", "land with another object in the {cls}'s place (share called not {cls})",
+           ("cf_object_swapped_land",), binary=True,
+           definition="the same scenes with the replaced object on the land of the random-background split: the "
+           "third group's control without the context, paired with it by scene (built-in data with "
+           "`data.generator_version = 3`)"),
     Metric("relevance_mass", "relevance mass", ("val",), column="relevance_mass",
            definition="share of the class's Grad-CAM energy inside its mask, on val images with the class (Arras et "
            "al., Information Fusion 2022); an all-zero map scores 0"),

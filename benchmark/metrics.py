@@ -254,16 +254,30 @@ BACKGROUNDS = {
 }
 """The background-swap accuracies and the role each reads (the Backgrounds Challenge's variants, Xiao et al., ICLR
 2021): the object on its usual ground, on a random ground, alone on a neutral grey."""
+OBJECT_SWAPS = {
+    "object_swapped_accuracy": "cf_object_swapped",
+    "object_swapped_land_accuracy": "cf_object_swapped_land",
+}
+"""The object-swap accuracies and the role each reads: the boat replaced by another class's object at its place, on
+the water (the third shifted group) and on land (`metric_defs`)."""
+
+
+def split_accuracies(
+    preds: dict[str, dict[str, np.ndarray]], roles: dict[str, str], threshold: float = 0.5
+) -> dict[str, float]:
+    """Accuracy (decision `score >= threshold` equal to the label) on each role of `roles` (metric -> role) that
+    `preds` holds."""
+    return {
+        name: float(np.mean((preds[role]["score"] >= threshold) == (preds[role]["label"] > 0.5)))
+        for name, role in roles.items()
+        if role in preds
+    }
 
 
 def background_accuracies(preds: dict[str, dict[str, np.ndarray]], threshold: float = 0.5) -> dict[str, float]:
-    """Accuracy (decision `score >= threshold` equal to the label) on each background variant in `preds`
-    (`BACKGROUNDS`), and `background_gap`: usual minus random ground, where both are there."""
-    out = {
-        name: float(np.mean((preds[role]["score"] >= threshold) == (preds[role]["label"] > 0.5)))
-        for name, role in BACKGROUNDS.items()
-        if role in preds
-    }
+    """Accuracy on each background variant in `preds` (`BACKGROUNDS`), and `background_gap`: usual minus random
+    ground, where both are there."""
+    out = split_accuracies(preds, BACKGROUNDS, threshold)
     if "usual_background_accuracy" in out and "random_background_accuracy" in out:
         out["background_gap"] = out["usual_background_accuracy"] - out["random_background_accuracy"]
     return out
@@ -305,14 +319,15 @@ def audit_metrics(
     out |= context_attention(val)
     if "cf_original" in preds:
         original = preds["cf_original"]
-        for role in ("cf_context_swapped", "cf_object_removed", *(r for r in ("cf_object_only",) if r in preds)):
+        later = ("cf_object_only", *OBJECT_SWAPS.values())  # from generator versions 2 and 3
+        for role in ("cf_context_swapped", "cf_object_removed", *(r for r in later if r in preds)):
             if not np.array_equal(preds[role]["pair"], original["pair"]):
                 raise ValueError(f"{role}: rows are not aligned by pair with cf_original")
         decision = original["score"] >= threshold
         for name, role in (("context", "cf_context_swapped"), ("object_removal", "cf_object_removed")):
             out[f"{name}_flip_rate"] = float(np.mean((preds[role]["score"] >= threshold) != decision))
             out[f"{name}_score_change"] = float(np.mean(preds[role]["score"] - original["score"]))
-        out |= background_accuracies(preds, threshold)
+        out |= background_accuracies(preds, threshold) | split_accuracies(preds, OBJECT_SWAPS, threshold)
     groups = group_accuracies(preds, threshold)
     present = {g: acc for g, (acc, n) in groups.items() if n}
     out["group_accuracy_class_with_context"] = groups["class_with_context"][0]

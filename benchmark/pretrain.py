@@ -61,7 +61,10 @@ def corpus_config(spec: RunSpec) -> synthetic.SyntheticConfig:
         bias = {"rho": table["rho"], "q": 1.0 - table["rho"]}
     else:
         bias = {"rho": 0.5, "q": 0.5} | ({"boat_fraction": 0.0} if corpus == "without-class" else {})
-    return dataclasses.replace(data, **bias, seed=data.seed + SEED_OFFSET)
+    # The corpus is read for its training split only, which every generator version writes alike: one version for all
+    # keeps one cached pre-training per corpus whatever the evaluation data's version.
+    version = synthetic.GENERATOR_VERSION
+    return dataclasses.replace(data, **bias, seed=data.seed + SEED_OFFSET, generator_version=version)
 
 
 def pretrain_table(spec: RunSpec) -> dict[str, object]:

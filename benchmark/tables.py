@@ -219,6 +219,8 @@ _GROUPS: dict[str, tuple[Grouper, Statistic]] = {
     "random_background_accuracy": (_correct("cf_context_swapped"), batched_mean),
     "background_gap": (_background_gap, batched_mean),
     "object_only_accuracy": (_correct("cf_object_only"), batched_mean),
+    "object_swapped_accuracy": (_correct("cf_object_swapped"), batched_mean),
+    "object_swapped_land_accuracy": (_correct("cf_object_swapped_land"), batched_mean),
 } | {name: (_localisation(column), batched_mean) for name, column in LOCALISATION}
 METRICS: tuple[MetricDef, ...] = tuple(_defined(m.name, *_GROUPS[m.name]) for m in DEFINED_METRICS)
 METRIC = {m.name: m for m in METRICS}
@@ -227,12 +229,22 @@ PAPER_ROWS = (
     ("val_accuracy", "in-distribution val accuracy"),
     ("class_without_context", "{cls} without context"),
     ("context_without_class", "context without {cls}"),
+    ("object_swapped_accuracy", "context, another object in the {cls}'s place"),
     ("overall", "overall"),
     ("shifted_auroc", "AUROC, shifted groups"),
     ("context_flip_rate", "context flip rate (lower is better)"),
     ("background_gap", "background gap, usual − random (lower is better)"),
     ("object_only_accuracy", "objects on a neutral background (accuracy)"),
+    ("object_swapped_land_accuracy", "land, another object in the {cls}'s place"),
 )
+OPTIONAL_METRICS = ("object_swapped_accuracy", "object_swapped_land_accuracy")
+"""Metrics the tables show only where some configuration measured them (built-in data of generator version 3), so a
+folder without them reads as it did before they existed."""
+
+
+def shown(metrics: Collection[str], present: Collection[str]) -> list[str]:
+    """`metrics` less the `OPTIONAL_METRICS` that are not `present`, in order."""
+    return [m for m in metrics if m not in OPTIONAL_METRICS or m in present]
 
 
 def load_runs(
@@ -625,8 +637,9 @@ def _column_names(aggregated: pd.DataFrame) -> dict[str, str]:
 
 
 def paper_table(aggregated: pd.DataFrame, excluded: pd.DataFrame | None = None, *, digits: int = 3) -> pd.DataFrame:
-    """The paper's Table 4 layout: rows in-distribution val accuracy, class without context, context without class,
-    overall, then AUROC, the context flip rate and the background swaps (gap, objects alone); one column per
+    """The paper's Table 4 layout: rows in-distribution val accuracy, class without context, context without class
+    (and the third shifted group where measured, `OPTIONAL_METRICS`), overall, then AUROC, the context flip rate
+    and the background swaps (gap, objects alone, the third group's land control where measured); one column per
     configuration in registry order; cells "mean [low, high]" (two-level bootstrap 95% interval), "†" where some
     seed's decision is constant on that split, "-" where not measured. Footnotes (legend, †, runs without the
     object-only images, exclusions) are in `.attrs["footnotes"]`."""
@@ -643,12 +656,11 @@ def paper_table(aggregated: pd.DataFrame, excluded: pd.DataFrame | None = None, 
             cell += "†"
             marked = True
         cells[names[row["config"]]][row["metric"]] = cell
-    index = [label.format(cls=cls) for _, label in PAPER_ROWS]
-    table = pd.DataFrame(
-        {name: [col.get(key, "-") for key, _ in PAPER_ROWS] for name, col in cells.items()}, index=index
-    )
+    keys = shown([k for k, _ in PAPER_ROWS], {k for col in cells.values() for k in col})
+    index = [label.format(cls=cls) for k, label in PAPER_ROWS if k in keys]
+    table = pd.DataFrame({name: [col.get(key, "-") for key in keys] for name, col in cells.items()}, index=index)
     table.index.name = "metric"
-    table.attrs["metrics"] = [key for key, _ in PAPER_ROWS]  # the row keys, for the rows' definitions
+    table.attrs["metrics"] = keys  # the row keys, for the rows' definitions
     seeds = aggregated.groupby("config")["n_seeds"].max()
     notes = [
         "mean over seeds [95% two-level bootstrap interval: seeds, then images within each seed]",
@@ -733,6 +745,7 @@ ROW_METRICS = (
     ("shifted_auroc", "AUROC"),
     ("class_without_context", "class w/o context"),
     ("context_without_class", "context w/o class"),
+    ("object_swapped_accuracy", "other object on context"),
     ("val_accuracy", "val acc"),
 )
 
@@ -760,6 +773,8 @@ def format_config_rows(
     aggregated, paired = tables["aggregated"], tables["paired"]
     if aggregated.empty:
         return ""
+    keep = shown([key for key, _ in metrics], set(aggregated["metric"]))
+    metrics = tuple((key, label) for key, label in metrics if key in keep)
     rows = [["configuration", "n", *(label for _, label in metrics)]]
     full = False
     names = short_names(list(aggregated.drop_duplicates("config")["label"]))
@@ -879,8 +894,8 @@ def correlation_table(
     return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
 
 
-RANK_METRICS = ("shifted_auroc", "class_without_context", "context_without_class", "worst_group_accuracy",
-                "val_accuracy")
+RANK_METRICS = ("shifted_auroc", "class_without_context", "context_without_class", "object_swapped_accuracy",
+                "worst_group_accuracy", "val_accuracy")
 """The metrics whose rankings of the configurations `rank_agreement_table` compares."""
 RANK_COLUMNS = ["setting", "x", "y", "n_configurations", "tau", "p_value"]
 
@@ -894,10 +909,11 @@ def rank_agreement_table(runs: list[Run], tidy: pd.DataFrame | None = None, name
     means = tidy.groupby(["config", "metric"])["value"].mean()
     settings = _by_setting(runs, names)
     labels = setting_labels(list(settings))
+    metrics = shown(RANK_METRICS, set(tidy["metric"]))
     rows = []
     for key, configs in settings.items():
-        for i, x in enumerate(RANK_METRICS):
-            for y in RANK_METRICS[i + 1:]:
+        for i, x in enumerate(metrics):
+            for y in metrics[i + 1:]:
                 pairs = [(means.get((c, x), np.nan), means.get((c, y), np.nan)) for c in configs]
                 pairs = [(a, b) for a, b in pairs if np.isfinite(a) and np.isfinite(b)]
                 tau, p = (sps.kendalltau(*zip(*pairs, strict=True)) if len(pairs) >= 3 else (np.nan, np.nan))
@@ -911,7 +927,8 @@ def format_rank_agreement(table: pd.DataFrame, markdown: bool = False) -> str:
     if table.empty:
         return "no configurations to rank"
     short = {"shifted_auroc": "AUROC", "class_without_context": "class w/o context",
-             "context_without_class": "context w/o class", "worst_group_accuracy": "worst group",
+             "context_without_class": "context w/o class", "object_swapped_accuracy": "other object on context",
+             "worst_group_accuracy": "worst group",
              "val_accuracy": "val accuracy"}  # fmt: skip
     out = []
     for setting, group in table.groupby("setting", sort=False):

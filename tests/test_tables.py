@@ -42,8 +42,10 @@ def _images(role, n, seed):
     rng = np.random.default_rng([seed, len(role), n])
     boat = {"val": rng.random(n) < 0.5, "class_without_context": np.ones(n, bool)}.get(role, np.zeros(n, bool))
     if role.startswith("cf_"):
-        boat = (np.arange(n) % 2 == 0) & (role != "cf_object_removed")
-    has_context = boat if role == "val" else np.full(n, role in ("context_without_class", "cf_original"))
+        boat = (np.arange(n) % 2 == 0) & (role not in ("cf_object_removed", "cf_object_swapped",
+                                                         "cf_object_swapped_land"))  # fmt: skip
+    watery = ("context_without_class", "cf_original", "cf_object_swapped")
+    has_context = boat if role == "val" else np.full(n, role in watery)
     return {
         "ids": np.asarray([f"{role}_{i:03d}" for i in range(n)]),
         "pair": np.arange(n) if role.startswith("cf_") else np.full(n, -1),

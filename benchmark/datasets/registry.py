@@ -44,7 +44,7 @@ def _synthetic_load(
     if roles is not None:
         return {role: synthetic.load_split(folder, synthetic.ROLES[role]) for role in roles}
     splits = synthetic.load(config, data_root)
-    return {"train": splits["train"]} | {role: splits[name] for role, name in synthetic.ROLES.items()}
+    return {"train": splits["train"]} | {role: splits[name] for role, name in synthetic.roles(config).items()}
 
 
 def _voc_prepare(config: voc.VOCConfig, data_root: Path | None) -> None:

@@ -52,14 +52,17 @@ __all__ = [
     "GENERATOR_VERSION",
     "ROLES",
     "SPLITS",
+    "VERSION_SPLITS",
     "SyntheticConfig",
     "default_root",
     "ensure_generated",
     "load",
     "load_split",
+    "roles",
+    "splits",
 ]
 
-SPLITS: tuple[str, ...] = (
+_SPLITS_1 = (
     "train",
     "val",
     "boat_without_water",
@@ -67,20 +70,26 @@ SPLITS: tuple[str, ...] = (
     "cf_original",
     "cf_context_swapped",
     "cf_object_removed",
-    "cf_object_only",
 )
+# What each generator version writes; every file of an earlier version's splits is byte-identical in a later one.
+# 2 added `cf_object_only`; 3 added `cf_object_swapped` and `cf_object_swapped_land` (the boat replaced, at its
+# place, by an object of another class: on the water, and on the land of `cf_context_swapped`).
+VERSION_SPLITS: dict[int, tuple[str, ...]] = {
+    1: _SPLITS_1,
+    2: (*_SPLITS_1, "cf_object_only"),
+    3: (*_SPLITS_1, "cf_object_only", "cf_object_swapped", "cf_object_swapped_land"),
+}
+SPLITS: tuple[str, ...] = VERSION_SPLITS[max(VERSION_SPLITS)]
+"""Every split some version writes (a folder holds its version's: `splits`)."""
 # The role each evaluation split plays (docs/layout.md, "Contracts") -> its name here.
 ROLES: dict[str, str] = {
     "val": "val",
     "class_without_context": "boat_without_water",
     "context_without_class": "water_without_boat",
-    "cf_original": "cf_original",
-    "cf_context_swapped": "cf_context_swapped",
-    "cf_object_removed": "cf_object_removed",
-    "cf_object_only": "cf_object_only",
+    **{split: split for split in SPLITS if split.startswith("cf_")},
 }
-# 2 added the split `cf_object_only`; every file of the other splits is byte-identical to version 1's.
 GENERATOR_VERSION: int = 2
+"""The default generator version (`data.generator_version`); the version is part of the data folder's digest."""
 NAME = BUILTIN_DATA
 T = TypeVar("T")
 CHUNK = 200
@@ -100,6 +109,9 @@ class SyntheticConfig:
     n_shifted: integer(1, "images per shifted group") = 300
     n_counterfactual: integer(1, "counterfactual pairs") = 300
     seed: integer(0, "generator seed") = 0
+    generator_version: integer(
+        1, "generator version: 2, or 3 for the object-swapped splits (1: before the object-only split)", high=3
+    ) = GENERATOR_VERSION
 
     def __post_init__(self) -> None:
         try:
@@ -110,12 +122,22 @@ class SyntheticConfig:
             object.__setattr__(self, name, float(getattr(self, name)))
 
     def to_dict(self) -> dict[str, object]:
-        return {**dataclasses.asdict(self), "generator_version": GENERATOR_VERSION}
+        return dataclasses.asdict(self)
 
     def digest(self) -> str:
         """12 hex chars of sha256 over the sorted JSON of the fields and the generator version."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def splits(config: SyntheticConfig) -> tuple[str, ...]:
+    """The splits `config`'s generator version writes, in order."""
+    return VERSION_SPLITS[config.generator_version]
+
+
+def roles(config: SyntheticConfig) -> dict[str, str]:
+    """The evaluation roles `config`'s folder holds -> their split names (`ROLES`, less the later versions')."""
+    return {role: split for role, split in ROLES.items() if split in splits(config)}
 
 
 def data_config(dataset: str, params: dict[str, object]) -> SyntheticConfig:
@@ -183,15 +205,16 @@ def scenes(config: SyntheticConfig, split: str, start: int, stop: int) -> list[S
     """Scenes ``start:stop`` of a split; each is seeded by (seed, split, index), so any chunk can be made alone.
 
     Counterfactual scenes are boat-on-water with one other object, then the same scene with the ground swapped
-    for a land type, with the boat removed, or with sky and ground one flat neutral grey (`render.object_only`).
+    for a land type, with the boat removed, with sky and ground one flat neutral grey (`render.object_only`), or
+    with the boat replaced by an object of another class (`_swap_boat`), on the water or on the swapped land.
     The second object keeps the boat-removed image in distribution (one labelled object), never an empty scene
     unlike any training image.
     """
     if split.startswith("cf_"):
         scenes = [_scene(config, "cf_original", i, True, "water", 2) for i in range(start, stop)]
-        if split == "cf_context_swapped":
-            rngs = [_rng(config.seed, split, i) for i in range(start, stop)]
-            return [
+        if split in ("cf_context_swapped", "cf_object_swapped_land"):
+            rngs = [_rng(config.seed, "cf_context_swapped", i) for i in range(start, stop)]
+            scenes = [
                 dataclasses.replace(s, ground=sample_ground(r, str(r.choice(LAND))))
                 for s, r in zip(scenes, rngs, strict=True)
             ]
@@ -199,9 +222,21 @@ def scenes(config: SyntheticConfig, split: str, start: int, stop: int) -> list[S
             return [dataclasses.replace(s, objects=tuple(o for o in s.objects if o.cls != "boat")) for s in scenes]
         if split == "cf_object_only":
             return [object_only(s) for s in scenes]
+        if split in ("cf_object_swapped", "cf_object_swapped_land"):
+            return [_swap_boat(s, _rng(config.seed, "cf_object_swapped", i)) for i, s in enumerate(scenes, start)]
         return scenes
     boat, ground, count = _plan(config, split)
     return [_scene(config, split, i, bool(boat[i]), ground[i], int(count[i])) for i in range(start, stop)]
+
+
+def _swap_boat(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The scene with its boat replaced by an object of a class drawn uniformly from the others: the same place,
+    size, colours, flip and variant, so the object's shape is all that changes (every class draws its colours from
+    one palette). A pair's water and land versions draw the same class (one stream per pair)."""
+    other = str(rng.choice(CLASSES[1:]))
+    return dataclasses.replace(
+        scene, objects=tuple(dataclasses.replace(o, cls=other) if o.cls == "boat" else o for o in scene.objects)
+    )
 
 
 def _voc_palette() -> list[int]:
@@ -298,9 +333,9 @@ def _generate(config: SyntheticConfig, tmp: Path) -> None:
     for sub in ("JPEGImages", "SegmentationClass", "SegmentationContext", "ImageSets/Segmentation"):
         (tmp / sub).mkdir(parents=True)
     (tmp / "config.json").write_text(json.dumps(config.to_dict(), sort_keys=True, indent=2) + "\n")
-    sizes = {split: _split_size(config, split) for split in SPLITS}
+    sizes = {split: _split_size(config, split) for split in splits(config)}
     rows = [row for part in write_chunks(_write_chunk, config, tmp, sizes, CHUNK) for row in part]
-    for split in SPLITS:
+    for split in splits(config):
         ids = "".join(f"{r['id']}\n" for r in rows if r["split"] == split)
         (tmp / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(ids)
     with (tmp / "manifest.csv").open("w", newline="") as f:
@@ -350,7 +385,7 @@ def ensure_generated(config: SyntheticConfig, root: Path | None = None) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     _clear_stale(parent, digest)
     tmp = parent / f".{digest}.tmp-{os.getpid()}-{uuid.uuid4().hex}"
-    total = sum(_split_size(config, split) for split in SPLITS)
+    total = sum(_split_size(config, split) for split in splits(config))
     try:
         with phase(f"generating the built-in data: {total} images of {config.image_size} px under {final} (once)"):
             _generate(config, tmp)
@@ -399,6 +434,12 @@ def load_split(dataset_dir: Path, split: str) -> TensorSplit:
             f"no complete synthetic-boats dataset at {dataset_dir} (expected {dataset_dir / 'COMPLETE'}); "
             "benchmark.datasets.synthetic.ensure_generated() or `gain-bench train` creates it"
         )
+    version = json.loads((dataset_dir / "config.json").read_text()).get("generator_version", 1)
+    if split not in VERSION_SPLITS.get(version, ()):
+        raise ValueError(
+            f"split {split!r} is not in the data at {dataset_dir}: generator version {version} writes "
+            f"{', '.join(VERSION_SPLITS.get(version, ()))}; set data.generator_version = {_first_version(split)} for it"
+        )
     return _load_split(dataset_dir, split, _manifest(dataset_dir))
 
 
@@ -435,7 +476,11 @@ def _load_split(dataset_dir: Path, split: str, manifest: dict[str, dict[str, str
 
 
 def load(config: SyntheticConfig, root: Path | None = None) -> dict[str, TensorSplit]:
-    """Generate the dataset if needed and return every split, keyed by name in ``SPLITS`` order."""
+    """Generate the dataset if needed and return every split of its version, keyed by name in order (`splits`)."""
     dataset_dir = ensure_generated(config, root)
     manifest = _manifest(dataset_dir)
-    return {split: _load_split(dataset_dir, split, manifest) for split in SPLITS}
+    return {split: _load_split(dataset_dir, split, manifest) for split in splits(config)}
+
+
+def _first_version(split: str) -> int:
+    return min(v for v, names in VERSION_SPLITS.items() if split in names)

@@ -54,7 +54,6 @@ from benchmark.store import (
 )
 from benchmark.summary import configuration, curve_table, environments
 from benchmark.tables import (
-    PAPER_ROWS,
     TRUE_MASKS,
     build_tables,
     content_effect_table,
@@ -70,9 +69,9 @@ from benchmark.tables import (
 )
 
 TEMPLATES = Path(__file__).parent / "templates"
-SIGNIFICANCE_METRICS = ("val_accuracy", "class_without_context", "context_without_class", "overall", "shifted_auroc",
-                        "worst_group_accuracy", "context_flip_rate", "background_gap",
-                        "object_only_accuracy")  # fmt: skip
+SIGNIFICANCE_METRICS = ("val_accuracy", "class_without_context", "context_without_class", "object_swapped_accuracy",
+                        "overall", "shifted_auroc", "worst_group_accuracy", "context_flip_rate", "background_gap",
+                        "object_only_accuracy", "object_swapped_land_accuracy")  # fmt: skip
 LOCALISATION_METRICS = (
     ("relevance_mass", "relevance mass (energy in the object mask)"),
     ("pointing_game", "pointing game (hit rate)"),
@@ -366,7 +365,7 @@ def _figures(
 
 def _paper_view(paper: pd.DataFrame, names: dict[str, str]) -> dict[str, Any]:
     paper.index = pd.Index(
-        [names.get(key, label) for (key, _), label in zip(PAPER_ROWS, paper.index, strict=True)], name="metric"
+        [names.get(key, label) for key, label in zip(paper.attrs["metrics"], paper.index, strict=True)], name="metric"
     )
     return {
         "columns": list(paper.columns),

@@ -13,10 +13,11 @@ import pandas as pd
 
 from benchmark.report.verdict import group_sentence_subjects
 from benchmark.stats import ALPHA, MIN_REPLICATES
-from benchmark.tables import BASELINE, NOT_ENOUGH, interval_cell, row_name, significance
+from benchmark.tables import BASELINE, NOT_ENOUGH, interval_cell, row_name, shown, significance
 
-# The columns of the summary's table: the two shifted groups, then the threshold-free separation.
-SUMMARY_METRICS = ("class_without_context", "context_without_class", "shifted_auroc")
+# The columns of the summary's table: the shifted groups (the third where measured), then the threshold-free
+# separation.
+SUMMARY_METRICS = ("class_without_context", "context_without_class", "object_swapped_accuracy", "shifted_auroc")
 MAX_LINES = 1000  # GitHub's job summary and a pull request comment stay readable; longer lists are cut
 
 
@@ -36,8 +37,9 @@ def _difference(row: dict[str, Any] | None) -> str:
 def regime_table(aggregated: pd.DataFrame, paired: pd.DataFrame, labels: dict[str, str]) -> list[str]:
     """One row per configuration: each summary metric's mean [interval] and, against the baseline, the paired
     difference [interval] with the Holm-adjusted sign-flip p (`*` where `tables.significance` calls it)."""
-    head = ["configuration", *(f"{labels.get(m, m)} | vs baseline" for m in SUMMARY_METRICS)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (1 + 2 * len(SUMMARY_METRICS))]
+    metrics = shown(SUMMARY_METRICS, set(aggregated["metric"]))
+    head = ["configuration", *(f"{labels.get(m, m)} | vs baseline" for m in metrics)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (1 + 2 * len(metrics))]
     cells = {(r["config"], r["metric"]): r for r in aggregated.to_dict("records")}
     diffs = {(r["config"], r["metric"]): r for r in paired.to_dict("records")} if len(paired) else {}
     for config, group in aggregated.groupby("config", sort=False):
@@ -46,7 +48,7 @@ def regime_table(aggregated: pd.DataFrame, paired: pd.DataFrame, labels: dict[st
         if first["method"] == BASELINE:
             name += " (baseline)"
         row = [name]
-        for metric in SUMMARY_METRICS:
+        for metric in metrics:
             row += [_cell(cells.get((config, metric))), _difference(diffs.get((config, metric)))]
         lines.append("| " + " | ".join(row) + " |")
     return lines

@@ -301,7 +301,8 @@ def verdict(
     unbiased: float = float("nan"),
 ) -> dict[str, list[str]]:
     """`summary`: first a plain answer per shifted group (which configurations find more {cls}s without {context},
-    which call fewer {context}-only images "{cls}", which do neither, and where there are too few replicates to
+    which call fewer {context}-only images "{cls}", and fewer images of another object in the {cls}'s place where
+    the data has that third group, which do neither, and where there are too few replicates to
     say), then the heading's answer for one configuration (`answer`), the baseline's shortcut, the AUROC and
     in-distribution accuracy; `details`: one sentence per configuration with every difference, interval and
     replicate-level p. `shares`: each configuration's share of the map on the context (mean over seeds),
@@ -314,6 +315,9 @@ def verdict(
         for sentence in (
             _moved(paired, "class_without_context", boats, "significantly more", "significantly fewer"),
             _moved(paired, "context_without_class", water, "significantly fewer", "significantly more"),
+            _moved(paired, "object_swapped_accuracy", f"{context.capitalize()} images with another object in the "
+                   f"{cls}\u2019s place called \u201c{cls}\u201d (the third shifted group)", "significantly fewer",
+                   "significantly more"),
             neither_sentence(paired, cls, context),
             replicates_sentence(paired),
         ):  # fmt: skip
@@ -370,6 +374,7 @@ def verdict(
                 for m, what in (
                     ("class_without_context", f"{cls} without {context}"),
                     ("context_without_class", f"{context} without {cls}"),
+                    ("object_swapped_accuracy", f"another object in the {cls}\u2019s place on {context}"),
                     ("shifted_auroc", "AUROC"),
                     ("val_accuracy", "in-distribution accuracy"),
                 )
