@@ -318,6 +318,14 @@ def anchors(text: str) -> set[str]:
     return out | set(re.findall(r"<[a-z]+[^>]*\b(?:id|name)=[\"']([^\"']+)[\"']", text))
 
 
+def control_problems(page: Path, text: str) -> list[str]:
+    """Control characters in a page (a tab and a line end aside): what a "\\f" or "\\a" written into a Python
+    string leaves of a LaTeX "\\frac" or "\\alpha"."""
+    found = [(n, ch) for n, line in enumerate(text.split("\n"), 1) for ch in line if ord(ch) < 32 and ch not in "\t\r"]
+    return [f"{page}:{n}: control character {ord(ch):#04x} (an escape sequence where a backslash was meant?)"
+            for n, ch in found[:3]]  # fmt: skip
+
+
 def link_problems(root: Path, page: Path, text: str, anchors_of: Callable[[Path], set[str]]) -> list[str]:
     """Relative links, images and reference definitions of a page whose file, or heading (`anchors_of` a file), is
     not there (a link starting with `/` is from the repository's root, as on its web page)."""
@@ -626,6 +634,7 @@ def check(root: Path, tables: bool = False) -> list[str]:
     for page, text in texts.items():
         if unclosed(text):
             problems.append(f"{page}: a generated block without its end marker")
+        problems += control_problems(page, text)
         problems += [p for block in found[page] if (p := block_problem(root, block, tables))]
         problems += link_problems(root, page, text, anchors_of)
         problems += tox_problems(page, text, envs)

@@ -264,7 +264,10 @@ def fit(
             probe_batch(model, train, budget_rows, settings.batch_size, spec.seed, device),
             probe_steps(steps),
         )
-    heldout = heldout_scored(spec)
+    heldout = heldout_scored(spec) or method.needs_heldout
+    if method.needs_heldout and spec.dataset != synthetic.NAME:
+        raise ValueError(f"method {spec.method!r} chooses by the held-out selection splits after every epoch, which "
+                         f"only the built-in data ({synthetic.NAME}) draws; dataset {spec.dataset!r} has none")
     curve: list[dict[str, float]] = []
     bar = tqdm(total=settings.epochs * steps, desc=spec.run_id, disable=not progress, leave=False, file=sys.stderr)
     model.train()
@@ -305,10 +308,13 @@ def fit(
         entry |= {k: float(np.mean(v)) for k, v in probes.items()}
         if scheduler is not None:
             entry["lr"] = float(scheduler.get_last_lr()[0])
+        selection = None
         if heldout:
             heldout_start = time.perf_counter()
-            entry |= heldout_scores(evaluate_selection(model, spec, data_root, device))
+            selection = evaluate_selection(model, spec, data_root, device)
+            entry |= heldout_scores(selection)
             diagnostics_seconds += time.perf_counter() - heldout_start
+        method.epoch_end(model, epoch, selection)
         seconds = time.perf_counter() - epoch_start - diagnostics_seconds
         curve.append(entry | {"seconds": seconds, "diagnostics_seconds": diagnostics_seconds, "steps_images": n_images})
     bar.close()

@@ -51,6 +51,16 @@ def test_links_and_anchors_must_resolve(tmp_path):
     assert len(problems) == 2
 
 
+def test_a_control_character_left_by_an_escape_sequence_is_a_problem(tmp_path):
+    root = _site(tmp_path, "# gain-bench\n", **{"docs/methods.md": "tabs\tand\r\nline ends are fine\n"})
+    assert docs.check(root) == []
+    (root / "docs" / "methods.md").write_text("ok\n$L + \frac{\alpha}{2}$\n")  # "\f" and "\a": escape sequences
+    assert docs.check(root) == [
+        "docs/methods.md:2: control character 0x0c (an escape sequence where a backslash was meant?)",
+        "docs/methods.md:2: control character 0x07 (an escape sequence where a backslash was meant?)",
+    ]
+
+
 def test_headings_give_githubs_anchors():
     text = "# The `run` command: resume!\n## Statistics\n## Statistics\n```\n# not a heading\n```\n"
     assert docs.anchors(text) == {"the-run-command-resume", "statistics", "statistics-1"}

@@ -5,7 +5,7 @@ from benchmark.methods.base import HParam, Method
 from benchmark.methods.counterfactual import CopyPaste, Counterfactual, ObjectRemoval
 from benchmark.methods.dfr import DFR, DFRCounterfactual
 from benchmark.methods.energy import Energy
-from benchmark.methods.forgetting import L2SP, BeforeFineTuning, LinearProbe
+from benchmark.methods.forgetting import L2SP, BeforeFineTuning, EarlyStopping, LinearProbe
 from benchmark.methods.gain import GAIN, GAINExt
 from benchmark.methods.gradcam import GradCAMBaseline
 from benchmark.methods.rrr import RRR
@@ -23,6 +23,7 @@ register_method(DFRCounterfactual, display="DFR (counterfactual)")
 register_method(BeforeFineTuning, display="before fine-tuning", colour="#999999")
 register_method(LinearProbe, display="linear probe")
 register_method(L2SP, display="L2-SP")
+register_method(EarlyStopping, display="early stopping")
 
 
 def build_method(name: str, **params: object) -> Method:

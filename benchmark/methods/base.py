@@ -125,6 +125,9 @@ class Method:
     # Detached per-step measurements `training_loss` may return beside the loss parts (not part of "total"); the
     # training loop averages each over the steps that report it and records it per epoch, under its key.
     DIAGNOSTICS: ClassVar[dict[str, str]] = {}
+    # Whether the training loop scores the held-out selection splits after every epoch for the method (`epoch_end`
+    # gets them), with or without `train.diagnostics`; the built-in data only (a real dataset has none to spare).
+    needs_heldout: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -166,6 +169,11 @@ class Method:
         """The same method whose update is the exact gradient of its total loss, where its own update is not
         (GAIN's constant Grad-CAM weights); None where it already is. The training diagnostics compare the two."""
         return None
+
+    def epoch_end(self, model: SplitModel, epoch: int, heldout: dict[str, dict[str, Any]] | None) -> None:
+        """Called after each epoch of the training loop with `heldout.evaluate`'s scores (every selection rule's
+        metrics on its held-out splits) where the loop computed them (`needs_heldout`, `train.diagnostics`), else
+        None. The default does nothing."""
 
     def after_training(
         self,

@@ -9,15 +9,24 @@ names like any other:
 - `l2sp`: the whole model fine-tuned with `L_cl + (alpha / 2) ||w - w_0||^2`, an L2 pull toward the start's weights
   `w_0` (Li, Grandvalet & Davoine, "Explicit inductive bias for transfer learning with convolutional networks",
   ICML 2018, "L2-SP"; here on every weight, the head included, since the head keeps its classes).
+- `early_stopping`: the baseline's training, and the weights of the epoch whose held-out score under a selection
+  rule (`rule`, default in-distribution-val: no group label) was highest; every epoch's scores in the record.
 """
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from benchmark.methods.base import HParam, Method, classification_loss
+from benchmark.methods.gradcam import GradCAMBaseline
 from benchmark.models import SplitModel
+from benchmark.selection_rules import RULES
+from benchmark.spec import RunSpec
 
 
 class BeforeFineTuning(Method):
@@ -93,3 +102,55 @@ class L2SP(Method):
         cl = classification_loss(model(batch["image"]), batch["labels"])
         sp = torch.stack([(w - w0).pow(2).sum() for w, w0 in zip(weights, self._start, strict=True)]).sum()
         return {"total": cl + 0.5 * self.alpha * sp, "cl": cl, "sp": sp}
+
+
+class EarlyStopping(GradCAMBaseline):
+    """The Grad-CAM baseline's steps, then its weights at the epoch with the highest held-out score under `rule`
+    (`selection_rules.RULES`; ties: the earliest; an epoch whose score is not finite is never chosen, and where none
+    is, the last epoch's weights stay). The held-out splits are scored after every epoch (`needs_heldout`), in eval
+    mode and without a step, so the trajectory is the baseline's step for step; only the weights kept differ."""
+
+    name = "early_stopping"
+    needs_heldout = True
+    HPARAMS = {
+        "rule": HParam(
+            "in-distribution-val",
+            doc="the selection rule whose held-out metric picks the epoch: in-distribution-val (no group label, "
+            "as GAIN uses none), worst-group-val (78 group-labelled held-out images) or oracle (an upper bound)",
+        )
+    }
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        if self.rule not in RULES:
+            raise ValueError(f"method {self.name!r}: rule must be one of {', '.join(RULES)}, got {self.rule!r}")
+        self._best: dict[str, torch.Tensor] | None = None
+        self._scores: list[float] = []
+
+    def epoch_end(self, model: SplitModel, epoch: int, heldout: dict[str, dict[str, Any]] | None) -> None:
+        if heldout is None:
+            raise RuntimeError(f"method {self.name!r}: the training loop gave no held-out scores after epoch {epoch}")
+        score = float(heldout[self.rule][RULES[self.rule].metric])
+        self._scores.append(score)
+        finite = [s for s in self._scores[:-1] if math.isfinite(s)]
+        if math.isfinite(score) and (not finite or score > max(finite)):
+            self._best = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+    def after_training(
+        self,
+        model: SplitModel,
+        train: Any,
+        budget_rows: torch.Tensor,
+        spec: RunSpec,
+        *,
+        data_root: Path | None = None,
+        device: str = "cpu",
+    ) -> dict[str, Any]:
+        """Load the chosen epoch's weights; the record's `after_training` says which epoch, by which rule and
+        metric, and every epoch's score."""
+        finite = [(s, -e) for e, s in enumerate(self._scores) if math.isfinite(s)]
+        epoch = -max(finite)[1] if finite else len(self._scores) - 1
+        if finite and self._best is not None:
+            model.load_state_dict(self._best)
+        return {"rule": self.rule, "metric": RULES[self.rule].metric, "epoch": epoch,
+                "epochs": len(self._scores), "scores": self._scores}  # fmt: skip
