@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import platform
@@ -184,6 +185,17 @@ def run(
             model = model.to(memory_format=torch.channels_last)
         started = time.perf_counter()
         in_training = chosen if method.budget_in_training else chosen[:0]  # dfr: trained as the baseline is
+        if method.fine_tunes:
+
+            def phase(phase_model: SplitModel, phase_method: Method, epochs: int) -> list[dict[str, float]]:
+                settings = dataclasses.replace(spec.train, epochs=epochs, diagnostics=False)
+                phase_spec = dataclasses.replace(spec, train=settings)
+                return fit(phase_model, phase_method, data["train"], chosen[:0], phase_spec, device=device,
+                           progress=False, data_root=data_root)  # fmt: skip
+
+            before = method.before_training(model, data["train"], spec, phase=phase, device=device)
+            if before is not None:  # e.g. jtt's identification model and error set
+                record["before_training"] = before
         record["curve"] = (
             fit(model, method, data["train"], in_training, spec, device=device, progress=progress, data_root=data_root)
             if method.fine_tunes
@@ -204,7 +216,8 @@ def run(
         record["metrics"] = audit_metrics(audited, spec.train.threshold, classes=classes)
         if spec.search:  # a search trial: its scores on the held-out selection splits (benchmark.selection)
             record["selection"] = evaluate_selection(model, spec, data_root, device)
-        images = sum(epoch["steps_images"] for epoch in record["curve"])
+        curves = [*record.get("before_training", {}).get("curve", []), *record["curve"]]  # jtt: both phases
+        images = sum(epoch["steps_images"] for epoch in curves)
         record["timings"]["train_images_per_s"] = images / record["timings"]["train_seconds"] if images else 0.0
         write_atomic(out / "predictions.csv", predictions_csv(preds, classes))
         record[ROWS_KEY] = row_counts(preds)

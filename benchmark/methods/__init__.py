@@ -8,6 +8,7 @@ from benchmark.methods.energy import Energy
 from benchmark.methods.forgetting import L2SP, BeforeFineTuning, EarlyStopping, LinearProbe
 from benchmark.methods.gain import GAIN, GAINExt
 from benchmark.methods.gradcam import GradCAMBaseline
+from benchmark.methods.jtt import JTT
 from benchmark.methods.rrr import RRR
 from benchmark.registry import METHODS, register_method
 
@@ -24,6 +25,7 @@ register_method(BeforeFineTuning, display="before fine-tuning", colour="#999999"
 register_method(LinearProbe, display="linear probe")
 register_method(L2SP, display="L2-SP")
 register_method(EarlyStopping, display="early stopping")
+register_method(JTT, display="JTT")
 
 
 def build_method(name: str, **params: object) -> Method:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -33,6 +34,7 @@ __all__ = [
     "BUDGET_WORDS",
     "HParam",
     "Method",
+    "TrainingPhase",
     "batch_mean_of_image_means",
     "batchnorm_mode",
     "classification_loss",
@@ -170,6 +172,16 @@ class Method:
         (GAIN's constant Grad-CAM weights); None where it already is. The training diagnostics compare the two."""
         return None
 
+    def before_training(
+        self, model: SplitModel, train: Any, spec: RunSpec, *, phase: TrainingPhase, device: str = "cpu"
+    ) -> dict[str, Any] | None:
+        """A step before the training loop (`train.run` calls it right before `fit`, the start in `model`): it may
+        run training phases of its own, `phase(a_model, a_method, epochs)` (the run's training loop on `a_model` with
+        `a_method` for `epochs` epochs, from the run's seed, without the budget, returning its curve), and prepare
+        what its loss reads (`jtt`: the identification model and the up-weights). What it returns is stored as the
+        record's `before_training` entry; None (the default: nothing to do) stores none."""
+        return None
+
     def epoch_end(self, model: SplitModel, epoch: int, heldout: dict[str, dict[str, Any]] | None) -> None:
         """Called after each epoch of the training loop with `heldout.evaluate`'s scores (every selection rule's
         metrics on its held-out splits) where the loop computed them (`needs_heldout`, `train.diagnostics`), else
@@ -195,6 +207,10 @@ class Method:
         """The images a method runs a second pass on (GAIN: the erased images), detached, for the diagnostics'
         BatchNorm statistics; None for a method without such a pass, or while it is off."""
         return None
+
+
+TrainingPhase = Callable[[SplitModel, Method, int], list[dict[str, float]]]
+"""`Method.before_training`'s `phase(model, method, epochs)`: the run's training loop for that many epochs."""
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
