@@ -5,14 +5,19 @@ What it keeps:
 
 - **Generated pages and blocks.** `docs/suite-reference.md` is the settings schema's reference. A block between
   `<!-- generated: NAME -->` and `<!-- end generated: SEAL -->` holds the output of NAME: one of `GENERATORS`
-  (`bench-time`, `ci-times`, `perf-threshold`, `methods`, `metrics`, `paper-table4`, `selection-rules`; the
-  first three from the measurements their scripts record) or a `gain-bench table DIR ... --markdown` command run
-  on a results folder. SEAL is the first 12 hex digits of the block's SHA-256, so a table edited by hand no longer
-  matches its seal, even where its results folder is not at hand (a fresh clone: `reports/` is not tracked).
+  (`bench-time`, `ci-times`, `perf-threshold`, `methods`, `metrics`, `paper-table4`, `paper-segmentation`,
+  `selection-rules`; the first three from the measurements their scripts record) or a `gain-bench table DIR ...
+  --markdown` command run on a results folder. SEAL is the first 12 hex digits of the block's SHA-256, so a table
+  edited by hand no longer matches its seal, even where its results folder is not at hand (a fresh clone: `reports/`
+  is not tracked).
 - **Links.** Every relative link and image of every page resolves to a file, and an anchor to a heading of it.
 - **Commands.** Every `gain-bench ...` command shown in a page's code parses with the command line's own parser, and
   a `gain-bench run` command's suite loads with its `--set`, `--seeds`, `--only` and plugins. A synopsis (a command
   with placeholders such as `DIR`, `M`, `[--set ...]` or `...`) is left alone.
+- **Numbers.** A decimal in the prose of the README's headline, a findings page or a `docs/` page is one its
+  generated blocks print (`number_problems`): results are quoted, not typed; settings go in code spans, and a cited
+  section, arXiv id or software version is not a result (`CITED`). `NUMBERS_NOT_YET` names a page not covered yet,
+  and why. A findings page's claims are evaluated against its results folder where it is here.
 """
 
 from __future__ import annotations
@@ -115,6 +120,23 @@ def paper_table() -> str:
     return "\n".join([*lines, "", f"Source: {PAPER_TABLE4['source']}."]) + "\n"
 
 
+PAPER_SEGMENTATION: dict[str, Any] = {
+    "rows": [("SEC", None, 50.7, 51.7), ("GAIN", None, 55.3, 56.8), ("GAIN_ext", 200, 58.3, 59.6),
+             ("GAIN_ext", 1464, 60.5, 62.1)],
+    "source": "Li et al., CVPR 2018, the weakly-supervised segmentation table: VOC 2012 val / test mIoU from 10K "
+    "image-level labels",
+}  # fmt: skip
+"""The paper's segmentation results that set the suite's larger pixel-label budgets (200, 1464)."""
+
+
+def paper_segmentation() -> str:
+    """The paper's segmentation table (`PAPER_SEGMENTATION`) as Markdown."""
+    lines = ["| method | pixel-labelled images | val mIoU | test mIoU |", "|---|---|---|---|"]
+    lines += [f"| {name} | {n if n else '-'} | {val:.1f} | {test:.1f} |" for name, n, val, test in
+              PAPER_SEGMENTATION["rows"]]  # fmt: skip
+    return "\n".join([*lines, "", f"Source: {PAPER_SEGMENTATION['source']}."]) + "\n"
+
+
 REPOSITORY = Path(__file__).resolve().parents[1]  # the checkout the package runs from: its measurements/
 MEASUREMENTS = REPOSITORY / "measurements"
 WORKFLOW = REPOSITORY / "examples" / "ci" / "github-actions.yml"
@@ -178,6 +200,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "methods": methods_reference,
     "metrics": metrics_reference,
     "paper-table4": paper_table,
+    "paper-segmentation": paper_segmentation,
     "selection-rules": rules_reference,
 }
 
@@ -444,7 +467,14 @@ def _suite_error(root: Path, args: argparse.Namespace, env: dict[str, str]) -> s
 
 
 NUMBER = re.compile(r"(?<![\w.])[+\-−±]?(\d+\.\d+)(?![\w]|\.\d)")
-NUMBERS_FROM_RESULTS = ("README.md", "findings/")  # pages whose prose may quote only numbers their tables print
+NUMBERS_FROM_RESULTS = ("README.md", "findings/", "docs/")  # pages whose prose quotes only numbers their blocks print
+NUMBERS_NOT_YET = {
+    "docs/throughput.md": "its CPU step ratios come from runs whose raw outputs were not kept; re-measured into "
+    "measurements/ and generated, it joins the rule",
+}
+"""Pages the numbers rule does not cover yet, each with the reason (`gain-bench docs --check` says it)."""
+CITED = re.compile(r"\b(?:sec\.|secs\.|arXiv|Python|torch|CUDA|version|v)\s?(?:≥\s?)?\d+(?:\.\d+)+")
+"""A section of a cited work, an arXiv id or a software version: a reference, not a result."""
 HEADLINE = "## The headline"  # the README's section that quotes the findings
 
 
@@ -465,7 +495,7 @@ def number_problems(root: Path, page: Path, text: str, printed: str) -> list[str
                 return []
             return [f"README.md: no {HEADLINE!r} section (the numbers it quotes from the findings are checked there)"]
         text = headline_section(text)
-    typed = sorted({_signed(m.group(0)) for m in NUMBER.finditer(prose(text))} - _quoted(printed))
+    typed = sorted({_signed(m.group(0)) for m in NUMBER.finditer(CITED.sub("", prose(text)))} - _quoted(printed))
     return [f"{page}: {n} is not printed by any of its generated blocks (quote the results, or put a setting in "
             f"`code`)" for n in typed]
 
@@ -639,7 +669,7 @@ def check(root: Path, tables: bool = False) -> list[str]:
         problems += link_problems(root, page, text, anchors_of)
         problems += tox_problems(page, text, envs)
         problems += claim_problems(root, page, text, evaluated)
-        if str(page).startswith(NUMBERS_FROM_RESULTS):
+        if str(page).startswith(NUMBERS_FROM_RESULTS) and str(page) not in NUMBERS_NOT_YET:
             printed = findings if page == Path("README.md") else "\n".join(b.body for b in found[page])
             problems += number_problems(root, page, text, printed)
         shown = shown_files(text)
@@ -653,6 +683,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
         problems = check(root, tables=args.tables)
         for problem in problems:
             print(problem, file=sys.stderr)
+        for page, why in NUMBERS_NOT_YET.items():
+            print(f"docs: note: the numbers rule does not cover {page} yet: {why}", file=sys.stderr)
         print(f"docs: {len(pages(root))} pages checked, {len(problems)} problem(s)")
         return 1 if problems else 0
     changed = refresh(root, tables=args.tables, only=[Path(p) for p in args.pages] or None)

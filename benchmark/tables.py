@@ -1101,6 +1101,7 @@ BACKGROUND_ROW_METRICS = (
     ("random_background_accuracy", "random ground"),
     ("background_gap", "background gap"),
     ("object_only_accuracy", "object only"),
+    ("object_swapped_land_accuracy", "other object on land"),
 )
 
 
