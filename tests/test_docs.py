@@ -195,6 +195,19 @@ def test_a_findings_page_quotes_only_numbers_its_tables_print(tmp_path):
     ]
 
 
+def test_a_docs_page_quotes_no_typed_result_but_may_cite_and_set(tmp_path, capsys):
+    cited = "Python ≥ 3.11, torch 2.11, arXiv 1802.10171, Efron 1993, sec. 3.8, at `rho = 0.99`.\n"
+    root = _site(tmp_path, "# x\n", **{"docs/usage.md": cited, "docs/throughput.md": "GAIN at 2.45× the step.\n"})
+    assert docs.check(root) == [], "citations, versions and settings are not results; throughput.md is not yet covered"
+    (root / "docs" / "usage.md").write_text(cited + "GAIN's AUROC is 0.92 here.\n")
+    assert docs.check(root) == [
+        "docs/usage.md: 0.92 is not printed by any of its generated blocks (quote the results, or put a setting in "
+        "`code`)"
+    ]
+    assert main(["docs", "--check", "--root", str(root)]) == 1
+    assert "the numbers rule does not cover docs/throughput.md yet: its CPU step ratios" in capsys.readouterr().err
+
+
 def test_curves_can_show_chosen_configurations(tmp_path, capsys):
     fake_run(tmp_path, "gradcam", 0, 0.55)
     fake_run(tmp_path, "gain", 0, 0.7)
