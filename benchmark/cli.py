@@ -169,7 +169,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(format_versions(table, args.markdown))
         return 0
     damaged: list[str] = []
-    rows = compare_runs(load_records([args.first], damaged), load_records([args.second], damaged))
+    ignore = tuple(getattr(args, "ignore", []))
+    rows = compare_runs(load_records([args.first], damaged), load_records([args.second], damaged), ignore=ignore)
     _warn_left_out(damaged)
     if not rows:
         print(f"gain-bench: no complete run of {args.first} was made again in {args.second}", file=sys.stderr)
@@ -334,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "over the seeds both have, its interval, the Holm-adjusted sign-flip p and whether it moved beyond "
                     "the seeds' noise (the same configurations trained by two versions of the code)")  # fmt: skip
     cp.add_argument("--markdown", action="store_true", help="with --paired: a Markdown table")
+    cp.add_argument("--except", dest="ignore", action="append", default=[], metavar="KEY",
+                    help="pair runs whose specs agree but for this suite key, e.g. data.generator_version "
+                    "(repeatable): what else the key changed")  # fmt: skip
     cp.set_defaults(func=cmd_compare)
     cl = sub.add_parser(
         "claims",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections import defaultdict
@@ -151,15 +152,39 @@ def format_curves(rows: list[dict[str, Any]], spread: bool = False) -> str:
     return "\n".join(lines)
 
 
-def compare_runs(first: list[dict[str, Any]], second: list[dict[str, Any]], short: bool = True) -> list[dict[str, Any]]:
+SPEC_SECTIONS = {"data": "dataset_params", "model": "model_params", "train": "train", "method": "method_params"}
+"""A suite key's section (`data.seed`) -> where a record's `spec` holds it (`dataset_params`)."""
+
+
+def spec_without(spec: dict[str, Any], keys: tuple[str, ...]) -> str:
+    """A record's spec as a stable string, less its suite's name and the suite keys `keys` (`data.generator_version`,
+    `seed_scope`): what two runs that differ only in those keys share."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in spec.items() if k != "suite"}
+    for key in keys:
+        section, _, name = key.partition(".")
+        if name:
+            out.get(SPEC_SECTIONS.get(section, section), {}).pop(name, None)
+        else:
+            out.pop(section, None)
+    return json.dumps(out, sort_keys=True, default=str)
+
+
+def compare_runs(
+    first: list[dict[str, Any]], second: list[dict[str, Any]], short: bool = True, ignore: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     """The same runs (same `run_id`: same configuration, seed and code) made twice, e.g. under another thread count
-    or on another machine: per configuration, how many runs pair up and, per `COLUMNS` metric, the mean and largest
-    absolute difference between the two makes of a run, and the environments' thread counts."""
-    made = {r["run_id"]: r for r in second if r["status"] == "complete"}
+    or on another machine, or (`ignore`) runs whose specs differ only in those suite keys: per configuration, how
+    many runs pair up and, per `COLUMNS` metric, the mean and largest absolute difference between the two makes of a
+    run, and the environments' thread counts."""
+
+    def match(record: dict[str, Any]) -> str:
+        return spec_without(record["spec"], ignore) if ignore else record["run_id"]
+
+    made = {match(r): r for r in second if r["status"] == "complete"}
     groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
     labels: dict[str, str] = {}
     for record in first:
-        other = made.get(record["run_id"])
+        other = made.get(match(record))
         if record["status"] == "complete" and other is not None:
             key, labels[key] = configuration(record, short)
             groups[key].append((record, other))

@@ -151,3 +151,22 @@ def test_a_run_on_version_3_data_scores_the_third_group(tmp_path: Path) -> None:
     _, *rows = (tmp_path / "out" / "runs" / spec.run_id / "predictions.csv").read_text().splitlines()
     roles = [r.split(",", 1)[0] for r in rows]
     assert roles.count("cf_object_swapped") == roles.count("cf_object_swapped_land") == 8
+
+
+def test_version_3_runs_score_every_other_metric_as_version_2_runs_do(tmp_path: Path, capsys) -> None:
+    params = {"n_train": 64, "n_val": 16, "n_shifted": 8, "n_counterfactual": 8, "image_size": 24}
+    settings = TrainSettings(epochs=1, batch_size=32, diagnostics=False)
+    records = {}
+    for version in (2, 3):
+        spec = RunSpec("gradcam", seed=1, dataset_params=params | {"generator_version": version}, train=settings)
+        records[version] = run(spec, tmp_path / f"v{version}", data_root=tmp_path / "data", progress=False)
+    shared = set(records[2]["metrics"]) & set(records[3]["metrics"])
+    assert {k for k in records[3]["metrics"] if k not in shared} == {"object_swapped_accuracy",
+                                                                     "object_swapped_land_accuracy"}  # fmt: skip
+    same = [json.dumps({k: records[v]["metrics"][k] for k in sorted(shared)}) for v in (2, 3)]
+    assert same[0] == same[1], "every metric both record is equal, bit for bit"
+    assert main(["compare", str(tmp_path / "v2"), str(tmp_path / "v3")]) == 2, "no run id is shared"
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "v2"), str(tmp_path / "v3"), "--except", "data.generator_version"]) == 0
+    (row,) = capsys.readouterr().out.splitlines()[1:]
+    assert row.startswith("gradcam") and row.count("0.000 (0.000)") == 7
