@@ -134,6 +134,8 @@ def test_tables_summary_and_verdict_report_the_third_group_only_where_it_was_mea
     assert main(["report", str(v3), "--summary"]) == 0
     summary = (v3 / "summary.md").read_text()
     assert "| configuration | boat without water" in summary and "another object in the boat's place" in summary
+    assert "- Water images with another object in the boat’s place called “boat” (the third shifted group): " \
+        "significantly fewer for GAIN" in summary, "the summary's verdict per group, the third included"
     html = (v3 / "index.html").read_text()
     assert "the third shifted group): significantly fewer for GAIN" in html
     assert main(["report", str(v2), "--summary"]) == 0

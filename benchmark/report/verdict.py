@@ -121,10 +121,13 @@ def _moved(
     return f"{subject}: " + "; ".join(parts)
 
 
-def group_sentence_subjects(cls: str = "boat", context: str = "water") -> tuple[str, str]:
-    """How the verdict's two per-group sentences begin (`verdict`), for a sweep's one-line answer per regime."""
+def group_sentence_subjects(cls: str = "boat", context: str = "water") -> tuple[str, str, str]:
+    """How the verdict's per-group sentences begin (`verdict`; the third only where the data has the third group),
+    for a sweep's one-line answer per regime and the summary."""
     water = f"{context.capitalize()}-only images called \u201c{cls}\u201d"
-    return f"{cls.capitalize()}s without {context} recognised", water
+    third = (f"{context.capitalize()} images with another object in the {cls}\u2019s place called \u201c{cls}\u201d "
+             "(the third shifted group)")  # fmt: skip
+    return f"{cls.capitalize()}s without {context} recognised", water, third
 
 
 def neither_sentence(paired: pd.DataFrame, cls: str = "boat", context: str = "water") -> str | None:
@@ -310,14 +313,12 @@ def verdict(
     if aggregated.empty:
         return {"summary": ["No complete runs yet: nothing to conclude."], "details": []}
     summary: list[str] = []
-    boats, water = group_sentence_subjects(cls, context)
+    boats, water, third = group_sentence_subjects(cls, context)
     if len(paired):
         for sentence in (
             _moved(paired, "class_without_context", boats, "significantly more", "significantly fewer"),
             _moved(paired, "context_without_class", water, "significantly fewer", "significantly more"),
-            _moved(paired, "object_swapped_accuracy", f"{context.capitalize()} images with another object in the "
-                   f"{cls}\u2019s place called \u201c{cls}\u201d (the third shifted group)", "significantly fewer",
-                   "significantly more"),
+            _moved(paired, "object_swapped_accuracy", third, "significantly fewer", "significantly more"),
             neither_sentence(paired, cls, context),
             replicates_sentence(paired),
         ):  # fmt: skip
