@@ -91,6 +91,9 @@ def cmd_table(args: argparse.Namespace) -> int:
         return 2
     try:
         chosen, chosen_by = _chosen_runs(args.dirs, getattr(args, "rule", None))
+        if only := getattr(args, "method", None):  # the runs of these methods, among those chosen
+            records = [r for r in load_records(args.dirs) if r.get("spec", {}).get("method") in only]
+            chosen = {r["run_id"] for r in records if chosen is None or r["run_id"] in chosen}
         tables = build_tables(args.dirs, run_ids=chosen, baseline=baseline or BASELINE)
     except ValueError as err:
         print(f"gain-bench: error: {err}", file=sys.stderr)
@@ -310,6 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--wide",
         action="store_true",
         help=f"the paper's layout in one block however wide (default: blocks of columns that fit {TERMINAL_WIDTH})",
+    )
+    tb.add_argument(
+        "--method",
+        action="append",
+        metavar="NAME",
+        help="only the runs of this method (repeatable; keep the baseline's to pair against it; Holm's adjustment then "
+        "runs over the configurations shown), e.g. --method gradcam --method jtt",
     )
     tb.add_argument(
         "--rule",

@@ -37,3 +37,15 @@ def test_the_summary_says_the_verdict_per_group_and_each_configuration_against_t
     assert cell in ext and f"p {row['p_replicates_holm']:.3f} **\\***" in ext, "the paired table's own numbers"
     assert "- failed: `gain-b0-s7-" in text and "non-finite loss" in text
     assert len(lines) < 1000
+
+
+def test_the_table_can_show_chosen_methods(tmp_path, capsys):
+    (tmp_path / "pr.toml").write_text(SUITE)
+    out = tmp_path / "out"
+    skill = {"gradcam": 0.55, "gain": 0.56, "gain_ext": 0.95}
+    fabricated_folder(tmp_path / "pr.toml", out, lambda spec: skill[spec.method])
+    capsys.readouterr()
+    assert main(["table", str(out), "--rows", "--method", "gradcam", "--method", "gain_ext"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    rows = [line.split()[0] for line in lines if line and not line.startswith("mean")]
+    assert rows == ["gradcam", "gain_ext-9"], "the chosen methods only, paired with the baseline"
