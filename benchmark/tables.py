@@ -909,7 +909,7 @@ def rank_agreement_table(runs: list[Run], tidy: pd.DataFrame | None = None, name
     means = tidy.groupby(["config", "metric"])["value"].mean()
     settings = _by_setting(runs, names)
     labels = setting_labels(list(settings))
-    metrics = shown(RANK_METRICS, set(tidy["metric"]))
+    metrics = shown(RANK_METRICS, set(tidy.loc[tidy["value"].notna(), "metric"]))  # the measured ones
     rows = []
     for key, configs in settings.items():
         for i, x in enumerate(metrics):
@@ -934,10 +934,11 @@ def format_rank_agreement(table: pd.DataFrame, markdown: bool = False) -> str:
     for setting, group in table.groupby("setting", sort=False):
         tau = {(r["x"], r["y"]): r["tau"] for r in group.to_dict("records")}
         n = int(group["n_configurations"].max())
-        rows = [[f"{setting or 'all'} ({n} configurations)", *(short[m] for m in RANK_METRICS[1:])]]
-        for i, x in enumerate(RANK_METRICS[:-1]):
+        ranked = [m for m in RANK_METRICS if any(m in pair for pair in tau)]  # the metrics the table compared
+        rows = [[f"{setting or 'all'} ({n} configurations)", *(short[m] for m in ranked[1:])]]
+        for i, x in enumerate(ranked[:-1]):
             cells = [short[x]]
-            for j, y in enumerate(RANK_METRICS[1:], start=1):
+            for j, y in enumerate(ranked[1:], start=1):
                 value = tau.get((x, y), np.nan)
                 cells.append("" if j <= i else ("-" if not np.isfinite(value) else f"{value:+.2f}"))
             rows.append(cells)

@@ -22,7 +22,7 @@ from benchmark.datasets.render import render
 from benchmark.datasets.synthetic import SyntheticConfig, ensure_generated, load, load_split
 from benchmark.metrics import audit_metrics
 from benchmark.spec import RunSpec, TrainSettings
-from benchmark.tables import METRIC, build_tables
+from benchmark.tables import METRIC, build_tables, format_rank_agreement
 from benchmark.train import run
 
 TINY = SyntheticConfig(image_size=24, n_train=6, n_val=4, n_shifted=3, n_counterfactual=6)
@@ -126,6 +126,8 @@ def test_tables_summary_and_verdict_report_the_third_group_only_where_it_was_mea
     assert third not in old["paper"].index and "object_swapped_accuracy" not in set(old["aggregated"]["metric"])
     assert list(new["paper"].index).index(third) == list(new["paper"].index).index("context without boat") + 1
     assert new["paper"].index[-1] == "land, another object in the boat's place"
+    assert "other object" not in format_rank_agreement(old["rank_agreement"]), "a v2 folder's ranks as before"
+    assert "other object on context" in format_rank_agreement(new["rank_agreement"])
     row = new["aggregated"].set_index(["method", "metric"]).loc[("gain", "object_swapped_accuracy")]
     assert row["n_seeds"] == 8 and 0.9 < row["mean"] <= 1.0
     paired = new["paired"].set_index(["method", "metric"]).loc[("gain", "object_swapped_accuracy")]
