@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from benchmark.datasets.synthetic import SPLITS, SyntheticConfig, ensure_generated, load_split
+from benchmark.datasets.synthetic import SyntheticConfig, ensure_generated, load_split, splits
 
 SMALL = SyntheticConfig(n_train=64, n_val=16, n_shifted=16, n_counterfactual=16)
 
@@ -18,4 +18,4 @@ def test_generate_small_config(benchmark, tmp_path):
 
     out = benchmark.pedantic(ensure_generated, args=None, setup=fresh_root, rounds=3, warmup_rounds=0, iterations=1)
     assert (out / "COMPLETE").is_file()
-    assert {split: len(load_split(out, split)) for split in SPLITS}["train"] == SMALL.n_train
+    assert {split: len(load_split(out, split)) for split in splits(SMALL)}["train"] == SMALL.n_train
