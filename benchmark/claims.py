@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.metric_defs import METRIC
+from benchmark.spec import SPEC_SECTIONS
 from benchmark.stats import ALPHA, MIN_REPLICATES, N_RESAMPLES, holm
 from benchmark.tables import METRICS, Run, call, compare, load_runs, seed_pairs
 
@@ -153,8 +154,7 @@ def spec_value(spec: dict[str, Any], key: str) -> Any:
     inside them), `train.X`, or a top-level spec key (`budget`, `mask_control`, `seed_scope`); a method parameter by
     its bare name. None where the spec does not hold it."""
     head, _, rest = key.partition(".")
-    node: Any = {"data": spec.get("dataset_params", {}), "model": spec.get("model_params", {}),
-                 "train": spec.get("train", {})}.get(head)  # fmt: skip
+    node: Any = spec.get(SPEC_SECTIONS[head], {}) if head in SPEC_SECTIONS else None
     if node is None or not rest:
         return spec.get(key, spec.get("method_params", {}).get(key))
     for part in rest.split("."):

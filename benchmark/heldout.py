@@ -114,7 +114,8 @@ def worst_group_metrics(
     }
 
 
-def _logits(model: SplitModel, split: TensorSplit, batch_size: int, device: str) -> torch.Tensor:
+def split_logits(model: SplitModel, split: Any, batch_size: int, device: str) -> torch.Tensor:
+    """The model's logits for every row of a split, in row order, without a graph (the caller sets eval mode)."""
     chunks = []
     with torch.no_grad():
         for start in range(0, len(split), batch_size):
@@ -161,7 +162,7 @@ def evaluate(model: SplitModel, spec: RunSpec, data_root: Path | None = None, de
         class_index = next(iter(splits.values())).classes.index(spec.audited_class)
         for role, split in splits.items():
             if role not in computed:
-                computed[role] = _logits(model, split, spec.train.eval_batch_size, device)
+                computed[role] = split_logits(model, split, spec.train.eval_batch_size, device)
         logits = {role: computed[role] for role in rule.roles}
         splits_used = {role: len(split) for role, split in splits.items()}
         if name == "in-distribution-val":

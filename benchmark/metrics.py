@@ -319,8 +319,7 @@ def audit_metrics(
     out |= context_attention(val)
     if "cf_original" in preds:
         original = preds["cf_original"]
-        later = ("cf_object_only", *OBJECT_SWAPS.values())  # from generator versions 2 and 3
-        for role in ("cf_context_swapped", "cf_object_removed", *(r for r in later if r in preds)):
+        for role in (r for r in preds if r.startswith("cf_") and r != "cf_original"):
             if not np.array_equal(preds[role]["pair"], original["pair"]):
                 raise ValueError(f"{role}: rows are not aligned by pair with cf_original")
         decision = original["score"] >= threshold

@@ -192,6 +192,11 @@ def flat_keys(value: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+SPEC_SECTIONS = {"data": "dataset_params", "model": "model_params", "train": "train"}
+"""A suite section (`data.seed`) -> the field of a run's spec (`RunSpec.to_dict()`, a record's `spec`) holding its
+keys."""
+
+
 def configuration_key(spec: dict[str, Any]) -> str:
     """A run's configuration as a stable string: everything in its spec (`RunSpec.to_dict()` or a record's `spec`)
     but the seed and the suite's name, so the seeds of one configuration share it; method, model and data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections import defaultdict
@@ -12,7 +11,7 @@ from typing import Any
 
 from benchmark.names import Names
 from benchmark.results import known_keys, with_keys
-from benchmark.spec import RunSpec, configuration_key, pairing_key
+from benchmark.spec import SPEC_SECTIONS, RunSpec, configuration_key, pairing_key
 from benchmark.store import DamagedFile, read_record
 
 COLUMNS = [
@@ -152,21 +151,17 @@ def format_curves(rows: list[dict[str, Any]], spread: bool = False) -> str:
     return "\n".join(lines)
 
 
-SPEC_SECTIONS = {"data": "dataset_params", "model": "model_params", "train": "train", "method": "method_params"}
-"""A suite key's section (`data.seed`) -> where a record's `spec` holds it (`dataset_params`)."""
-
-
 def spec_without(spec: dict[str, Any], keys: tuple[str, ...]) -> str:
-    """A record's spec as a stable string, less its suite's name and the suite keys `keys` (`data.generator_version`,
+    """A record's configuration (`configuration_key`) and seed, less the suite keys `keys` (`data.generator_version`,
     `seed_scope`): what two runs that differ only in those keys share."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in spec.items() if k != "suite"}
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in spec.items()}
     for key in keys:
         section, _, name = key.partition(".")
-        if name:
-            out.get(SPEC_SECTIONS.get(section, section), {}).pop(name, None)
+        if name and section in SPEC_SECTIONS:
+            out.get(SPEC_SECTIONS[section], {}).pop(name, None)
         else:
-            out.pop(section, None)
-    return json.dumps(out, sort_keys=True, default=str)
+            out.pop(key, None)
+    return f"{configuration_key(out)} seed={spec.get('seed')}"
 
 
 def compare_runs(

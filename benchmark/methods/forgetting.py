@@ -124,7 +124,8 @@ class EarlyStopping(GradCAMBaseline):
         super().__init__(**params)
         if self.rule not in RULES:
             raise ValueError(f"method {self.name!r}: rule must be one of {', '.join(RULES)}, got {self.rule!r}")
-        self._best: dict[str, torch.Tensor] | None = None
+        self._best: dict[str, torch.Tensor] | None = None  # the weights of `_best_epoch`
+        self._best_epoch: int | None = None
         self._scores: list[float] = []
 
     def epoch_end(self, model: SplitModel, epoch: int, heldout: dict[str, dict[str, Any]] | None) -> None:
@@ -132,8 +133,8 @@ class EarlyStopping(GradCAMBaseline):
             raise RuntimeError(f"method {self.name!r}: the training loop gave no held-out scores after epoch {epoch}")
         score = float(heldout[self.rule][RULES[self.rule].metric])
         self._scores.append(score)
-        finite = [s for s in self._scores[:-1] if math.isfinite(s)]
-        if math.isfinite(score) and (not finite or score > max(finite)):
+        if math.isfinite(score) and (self._best_epoch is None or score > self._scores[self._best_epoch]):
+            self._best_epoch = epoch  # strictly better only: ties keep the earliest
             self._best = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
     def after_training(
@@ -148,9 +149,8 @@ class EarlyStopping(GradCAMBaseline):
     ) -> dict[str, Any]:
         """Load the chosen epoch's weights; the record's `after_training` says which epoch, by which rule and
         metric, and every epoch's score."""
-        finite = [(s, -e) for e, s in enumerate(self._scores) if math.isfinite(s)]
-        epoch = -max(finite)[1] if finite else len(self._scores) - 1
-        if finite and self._best is not None:
+        epoch = self._best_epoch if self._best_epoch is not None else len(self._scores) - 1
+        if self._best is not None:
             model.load_state_dict(self._best)
         return {"rule": self.rule, "metric": RULES[self.rule].metric, "epoch": epoch,
                 "epochs": len(self._scores), "scores": self._scores}  # fmt: skip

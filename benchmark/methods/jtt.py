@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from benchmark.heldout import split_logits
 from benchmark.methods.base import HParam, TrainingPhase
 from benchmark.methods.gradcam import GradCAMBaseline
 from benchmark.models import SplitModel
@@ -35,20 +36,15 @@ def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Ten
     return (weights * per_image).sum() / weights.sum()
 
 
-@torch.no_grad()
 def audited_calls(model: SplitModel, train: Any, class_index: int, threshold: float, batch_size: int,
                   device: str) -> torch.Tensor:  # fmt: skip
     """The model's call on the audited class (score >= `threshold`) for every training image, in eval mode and
-    without augmentation, in row order."""
+    without augmentation, in row order (`heldout.split_logits`, as the held-out splits are scored)."""
     was_training = model.training
     model.eval()
-    calls = []
-    for start in range(0, len(train), batch_size):
-        rows = torch.arange(start, min(start + batch_size, len(train)))
-        batch = train.batch(rows, device=device, mean=model.mean, std=model.std)
-        calls.append((torch.sigmoid(model(batch["image"])[:, class_index]) >= threshold).cpu())
+    logits = split_logits(model, train, batch_size, device)
     model.train(was_training)
-    return torch.cat(calls)
+    return torch.sigmoid(logits[:, class_index]) >= threshold
 
 
 class JTT(GradCAMBaseline):
