@@ -34,6 +34,7 @@ import os
 import pickle
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -193,10 +194,97 @@ def perf_threshold() -> str:
     )
 
 
+PAIRED_FIGURES = {  # extra_info key of a paired benchmark -> what its figure is (tests/perf)
+    "speedup_over_pytorch-grad-cam": "gain-bench's Grad-CAM throughput over pytorch-grad-cam's",
+    "speedup_over_captum": "gain-bench's Grad-CAM throughput over captum's `LayerGradCam` + interpolate",
+    "gain_step_ratio": "GAIN step / baseline step",
+    "gain_ext_step_ratio": "GAIN_ext step / baseline step",
+    "floor_step_ratio": "floor step / baseline step",
+    "gain exact_gradient_step_ratio": "`exact_gradient` / GAIN's default step",
+    "gain masked_bn=batch_step_ratio": "`masked_bn = \"batch\"` / GAIN's default step",
+    "gain masked_bn=train_step_ratio": "`masked_bn = \"train\"` / GAIN's default step",
+}
+PAIRED_SETTINGS = {  # a paired benchmark's pytest id -> its model, input and batch
+    "test_gradcam_ratios[cpu]": "ResNet-18, 224 px, batch 16",
+    "test_train_step_ratios[random]": "small CNN, 48 px, batch 64 of random images, a third with two labels",
+    "test_train_step_ratios[built-in]": "small CNN, 48 px, batch 64 of the built-in data, all pixel-labelled",
+    "test_gain_variant_step_ratios": "small CNN, 48 px, the built-in batch",
+}
+
+
+STEP_TARGETS = {"gain_step_ratio": 2.4, "gain_ext_step_ratio": 2.5}
+"""The step ratios (a step's time over the baseline step's) the project holds GAIN and GAIN_ext to on the CPU."""
+
+
+def throughput_cpu() -> str:
+    """The paired micro-benchmarks' ratios over the runs `scripts/perf_noise.py` recorded: each figure's median and
+    range, how many runs met its target, and GAIN's distance to its floor step, with where they ran."""
+    m = _measured("perf-noise.json")
+    if m is None or "extra_info" not in m:
+        return _not_measured("scripts/perf_noise.py")
+    lines = ["| benchmark | figure | median | range over the runs | target: runs at or under it |", "|---|---|---|---|---|"]
+    for name, runs in m["extra_info"].items():
+        setting = PAIRED_SETTINGS.get(name.split("::")[-1], name.split("::")[-1])
+        erased = sorted({r["erased_images"] for r in runs if "erased_images" in r})
+        setting += f", {erased[0]} erased images" if erased else ""
+        figures = {key: [r[key] for r in runs if key in r] for key in PAIRED_FIGURES}
+        if figures["gain_step_ratio"] and figures["floor_step_ratio"]:
+            figures["gain_over_floor"] = [r["gain_step_ratio"] - r["floor_step_ratio"] for r in runs]
+        for key, values in figures.items():
+            if not values or all(v == 1.0 for v in values):  # absent, or the reference itself
+                continue
+            target = STEP_TARGETS.get(key)
+            met = f"≤ {target}×: {sum(v <= target for v in values)} of {len(values)}" if target else ""
+            unit = " baseline steps" if key == "gain_over_floor" else "×"
+            label = PAIRED_FIGURES.get(key, "GAIN step − floor step")
+            lines.append(f"| {setting} | {label} | {statistics.median(values):.2f}{unit} | "
+                         f"{min(values):.2f} to {max(values):.2f}{unit} | {met} |")
+    lines += ["", f"{m['runs']} runs of `pytest tests/perf --benchmark-only -k {m['keywords']}` at commit "
+              f"`{m['commit']}` on a {m['cores']}-core machine, {m.get('threads', m['cores'])} threads "
+              f"(`python scripts/perf_noise.py --runs {m['runs']}`, {m['measured'][:10]}; every run's figures are in "
+              "`measurements/perf-noise.json`)."]
+    return "\n".join(lines) + "\n"
+
+
+PEERS_LINE = re.compile(r"^Grad-CAM .*\(CUDA\).*$", re.MULTILINE)
+
+
+def throughput_gpu() -> str:
+    """The VGG-16 training steps and Grad-CAM inference `scripts/gpu_check.py` timed on a GPU, from the latest
+    `measurements/<date>-<device>/`: images/s and the ratio to the baseline step, per precision and memory format,
+    and the Grad-CAM peers' paired ratios where that folder kept their log."""
+    found = sorted(MEASUREMENTS.glob("*/gpu_check.json"))
+    if not found:
+        return _not_measured("scripts/gpu_check.py")
+    folder = found[-1].parent
+    rows = [r for f in sorted(folder.glob("gpu_check*.json")) for r in json.loads(f.read_text())["rows"]]
+    first = rows[0]
+    same = [r for r in rows if (r["model"], r["batch_size"]) == (first["model"], first["batch_size"])]
+    lines = [f"| {first['model']}, {first['image_size'][0]} px, batch {first['batch_size']} | baseline | GAIN | "
+             "GAIN_ext |", "|---|---|---|---|"]
+    for precision, channels_last in dict.fromkeys((r["precision"], r["channels_last"]) for r in same):
+        cells = {r["method"]: r for r in same if (r["precision"], r["channels_last"]) == (precision, channels_last)}
+        figure = [f"{cells[m]['train_images_per_s']:.0f}" + ("" if m == "gradcam" else
+                  f" ({cells[m]['train_step_ratio_to_gradcam']:.2f}×)") for m in ("gradcam", "gain", "gain_ext")
+                  if m in cells]  # fmt: skip
+        lines.append(f"| {precision}{', channels_last' if channels_last else ''} | " + " | ".join(figure) + " |")
+    attention = [r["attention_images_per_s"] for r in same]
+    lines += ["", f"Training images/s (the step's time over the baseline's in brackets) on one "
+              f"{first['device_name']}, methods interleaved over {first['iterations']} rounds; Grad-CAM inference "
+              f"on the same model {min(attention):.0f} to {max(attention):.0f} images/s "
+              f"(`{folder.relative_to(REPOSITORY)}/`)."]
+    peers = folder / "pytest_cuda_peers.log"
+    if peers.is_file() and (line := PEERS_LINE.search(peers.read_text())):
+        lines += ["", f"The Grad-CAM peers on the same card (`{peers.name}`): {line[0].strip()}."]
+    return "\n".join(lines) + "\n"
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "bench-time": bench_time,
     "ci-times": ci_times,
     "perf-threshold": perf_threshold,
+    "throughput-cpu": throughput_cpu,
+    "throughput-gpu": throughput_gpu,
     "methods": methods_reference,
     "metrics": metrics_reference,
     "paper-table4": paper_table,
@@ -468,10 +556,7 @@ def _suite_error(root: Path, args: argparse.Namespace, env: dict[str, str]) -> s
 
 NUMBER = re.compile(r"(?<![\w.])[+\-−±]?(\d+\.\d+)(?![\w]|\.\d)")
 NUMBERS_FROM_RESULTS = ("README.md", "findings/", "docs/")  # pages whose prose quotes only numbers their blocks print
-NUMBERS_NOT_YET = {
-    "docs/throughput.md": "its CPU step ratios come from runs whose raw outputs were not kept; re-measured into "
-    "measurements/ and generated, it joins the rule",
-}
+NUMBERS_NOT_YET: dict[str, str] = {}
 """Pages the numbers rule does not cover yet, each with the reason (`gain-bench docs --check` says it)."""
 CITED = re.compile(r"\b(?:sec\.|secs\.|arXiv|Python|torch|CUDA|version|v)\s?(?:≥\s?)?\d+(?:\.\d+)+")
 """A section of a cited work, an arXiv id or a software version: a reference, not a result."""

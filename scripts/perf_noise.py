@@ -7,7 +7,8 @@ CI regression check may use must sit well above it (docs/ci.md).
 Runs `pytest tests/perf --benchmark-only -k KEYWORDS` `--runs` times and records, per benchmark, the spread of its
 mean over the runs (largest / smallest - 1) and the largest spread of all. The default keywords select the paired
 benchmarks (`ratios`: the contenders interleaved round by round, each figure a round of all of them), the ones the
-example workflow gates on: a single step's time moves far more with what else the machine does.
+example workflow gates on: a single step's time moves far more with what else the machine does. Each run's
+`extra_info` (the paired ratios themselves) is kept too: docs/throughput.md's CPU table is generated from it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--runs: at least 2")
     commit = git_commit()
     means: dict[str, list[float]] = {}
+    extra: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="gain-bench-perf-") as tmp:
         for i in range(args.runs):
             out = Path(tmp) / f"run{i}.json"
@@ -47,10 +49,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             for bench in json.loads(out.read_text())["benchmarks"]:
                 means.setdefault(bench["fullname"], []).append(bench["stats"]["mean"])
+                extra.setdefault(bench["fullname"], []).append(bench.get("extra_info", {}))
     spread = {name: max(v) / min(v) - 1 for name, v in means.items() if len(v) == args.runs}
     record = {"commit": commit, "cores": os.cpu_count(), "runs": args.runs, "keywords": args.keywords,
               "measured": datetime.now(UTC).isoformat(timespec="seconds"),
-              "largest_spread": max(spread.values()), "spread": dict(sorted(spread.items()))}  # fmt: skip
+              "threads": int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count(),
+              "largest_spread": max(spread.values()), "spread": dict(sorted(spread.items())),
+              "extra_info": dict(sorted(extra.items()))}  # fmt: skip
     RECORD.parent.mkdir(exist_ok=True)
     RECORD.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {RECORD.relative_to(ROOT)}: the largest spread of a benchmark's mean over {args.runs} runs is "

@@ -195,17 +195,48 @@ def test_a_findings_page_quotes_only_numbers_its_tables_print(tmp_path):
     ]
 
 
-def test_a_docs_page_quotes_no_typed_result_but_may_cite_and_set(tmp_path, capsys):
+def test_a_docs_page_quotes_no_typed_result_but_may_cite_and_set(tmp_path):
     cited = "Python ≥ 3.11, torch 2.11, arXiv 1802.10171, Efron 1993, sec. 3.8, at `rho = 0.99`.\n"
     root = _site(tmp_path, "# x\n", **{"docs/usage.md": cited, "docs/throughput.md": "GAIN at 2.45× the step.\n"})
-    assert docs.check(root) == [], "citations, versions and settings are not results; throughput.md is not yet covered"
+    assert docs.NUMBERS_NOT_YET == {}, "every docs page is under the numbers rule"
+    assert docs.check(root) == [
+        "docs/throughput.md: 2.45 is not printed by any of its generated blocks (quote the results, or put a setting "
+        "in `code`)"
+    ]
+    (root / "docs" / "throughput.md").write_text("GAIN's step, timed.\n")
     (root / "docs" / "usage.md").write_text(cited + "GAIN's AUROC is 0.92 here.\n")
     assert docs.check(root) == [
         "docs/usage.md: 0.92 is not printed by any of its generated blocks (quote the results, or put a setting in "
         "`code`)"
     ]
     assert main(["docs", "--check", "--root", str(root)]) == 1
-    assert "the numbers rule does not cover docs/throughput.md yet: its CPU step ratios" in capsys.readouterr().err
+
+
+def test_the_throughput_tables_are_generated_from_the_recorded_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(docs, "MEASUREMENTS", tmp_path)
+    monkeypatch.setattr(docs, "REPOSITORY", tmp_path.parent)
+    assert docs.throughput_cpu() == "(not measured yet: `python scripts/perf_noise.py`)\n"
+    step = "tests/perf/test_train_step.py::test_train_step_ratios[random]"
+    runs = [{"gradcam_step_ratio": 1.0, "gain_step_ratio": g, "gain_ext_step_ratio": e, "floor_step_ratio": f,
+             "erased_images": 81} for g, e, f in [(2.3, 2.6, 2.2), (2.5, 2.4, 2.25), (2.42, 2.45, 2.3)]]
+    record = {"commit": "abc1234", "cores": 2, "threads": 2, "runs": 3, "keywords": "ratios",
+              "measured": "2026-12-06T18:00:00+00:00", "largest_spread": 0.1, "spread": {}, "extra_info": {step: runs}}
+    (tmp_path / "perf-noise.json").write_text(json.dumps(record))
+    table = docs.throughput_cpu()
+    assert "| GAIN step / baseline step | 2.42× | 2.30 to 2.50× | ≤ 2.4×: 1 of 3 |" in table
+    assert "| GAIN_ext step / baseline step | 2.45× | 2.40 to 2.60× | ≤ 2.5×: 2 of 3 |" in table
+    assert "| GAIN step − floor step | 0.12 baseline steps | 0.10 to 0.25 baseline steps |  |" in table
+    assert "baseline step | 1.00×" not in table, "the reference itself is no figure"
+    assert "3 runs of `pytest tests/perf --benchmark-only -k ratios` at commit `abc1234`" in table
+    assert docs.throughput_gpu() == "(not measured yet: `python scripts/gpu_check.py`)\n"
+    row = {"model": "vgg16", "batch_size": 32, "image_size": [224, 224], "precision": "fp32", "channels_last": False,
+           "device_name": "GPU X", "iterations": 30, "attention_images_per_s": 3000.0}
+    rows = [row | {"method": m, "train_images_per_s": v, "train_step_ratio_to_gradcam": r}
+            for m, v, r in [("gradcam", 1000.0, 1.0), ("gain", 400.0, 2.5), ("gain_ext", 390.0, 2.56)]]
+    (tmp_path / "2026-01-01-gpu").mkdir()
+    (tmp_path / "2026-01-01-gpu" / "gpu_check.json").write_text(json.dumps({"rows": rows}))
+    gpu = docs.throughput_gpu()
+    assert "| fp32 | 1000 | 400 (2.50×) | 390 (2.56×) |" in gpu and "on one GPU X," in gpu
 
 
 def test_curves_can_show_chosen_configurations(tmp_path, capsys):
