@@ -222,7 +222,8 @@ def throughput_cpu() -> str:
     m = _measured("perf-noise.json")
     if m is None or "extra_info" not in m:
         return _not_measured("scripts/perf_noise.py")
-    lines = ["| benchmark | figure | median | range over the runs | target: runs at or under it |", "|---|---|---|---|---|"]
+    lines = ["| benchmark | figure | median | range over the runs | target: runs at or under it |",
+             "|---|---|---|---|---|"]
     for name, runs in m["extra_info"].items():
         setting = PAIRED_SETTINGS.get(name.split("::")[-1], name.split("::")[-1])
         erased = sorted({r["erased_images"] for r in runs if "erased_images" in r})
