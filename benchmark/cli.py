@@ -18,7 +18,8 @@ from typing import Any
 from benchmark.claims import FAILS, INCONCLUSIVE, evaluate, summary_line
 from benchmark.curves import DIAGNOSTICS, LOSS_PARTS
 from benchmark.report import SUMMARY_FILE, write_report
-from benchmark.results import planned, read_suite, status_lines
+from benchmark.results import ResultsError, planned, read_suite, status_lines
+from benchmark.rule_ranks import format_rule_ranks, rule_rank_agreement
 from benchmark.selection import RULES, reported_specs, select_suite, unrecorded_note
 from benchmark.spec import BASELINE, BUILTIN_DATA
 from benchmark.store import FULL, SUITE_FILE, WriteError
@@ -45,7 +46,7 @@ from benchmark.tables import (
 )
 from benchmark.versions import format_versions, versions_table
 
-TABLE_VIEWS = ("paper", "rows", "backgrounds", "content", "correlation", "ranks")
+TABLE_VIEWS = ("paper", "rows", "backgrounds", "content", "correlation", "ranks", "rules")
 
 
 def _chosen_runs(dirs: list[Path], rule: str | None = None) -> tuple[set[str] | None, list[str]]:
@@ -72,6 +73,22 @@ def _chosen_runs(dirs: list[Path], rule: str | None = None) -> tuple[set[str] | 
     return set().union(*searched.values()) | others, lines
 
 
+def _rule_ranks(dirs: list[Path], markdown: bool) -> int:
+    """`table --view rules`: the rank agreement across a searched folder's selection rules (`rule_ranks`)."""
+    if len(dirs) != 1:
+        print("gain-bench: error: --view rules reads one searched results folder", file=sys.stderr)
+        return 2
+    try:
+        table, trials = rule_rank_agreement(Path(dirs[0]))
+    except (ValueError, ResultsError) as err:
+        print(f"gain-bench: error: {err}", file=sys.stderr)
+        return 2
+    print(format_rule_ranks(table, trials, markdown))
+    if markdown:
+        print("\n" + provenance_text(provenance(load_records([dirs[0]]))))
+    return 0
+
+
 def _warn_left_out(reasons: Iterable[str]) -> None:
     """One warning line per damaged run file a command left out (`gain-bench run` trains such a run again)."""
     for reason in reasons:
@@ -89,6 +106,8 @@ def cmd_table(args: argparse.Namespace) -> int:
         print("gain-bench: error: --baseline: only with --rows or --view rows|backgrounds (the views that print the "
               "paired difference)", file=sys.stderr)  # fmt: skip
         return 2
+    if view == "rules":
+        return _rule_ranks(args.dirs, getattr(args, "markdown", False))
     try:
         chosen, chosen_by = _chosen_runs(args.dirs, getattr(args, "rule", None))
         if only := getattr(args, "method", None):  # the runs of these methods, among those chosen
@@ -290,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=TABLE_VIEWS,
         help="what to print: paper (the paper's layout, default), rows (as --rows), backgrounds (the shifted groups "
         "beside the background swaps, per configuration), content (true minus shuffled masks, or --control), "
-        "correlation (localisation against robustness), ranks (Kendall tau between the metrics' rankings)",
+        "correlation (localisation against robustness), ranks (Kendall tau between the metrics' rankings), rules (a "
+        "searched folder: Kendall tau across metrics x selection rules)",
     )
     tb.add_argument(
         "--baseline",

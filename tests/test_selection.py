@@ -142,6 +142,14 @@ def test_a_searched_suite_reports_only_the_chosen_trials(tmp_path, data_root, mo
     assert set(pd.read_csv(tmp_path / "wgv" / "tidy.csv")["run_id"]) == by_worst, "--rule reads its choice"
     assert "search trials chosen by worst-group-val (realistic)" in capsys.readouterr().out
 
+    assert main(["table", str(out), "--view", "rules"]) == 0  # one search, every rule: same trial or not, per pair
+    printed = capsys.readouterr().out
+    by_rule = {rule: {g: s.chosen.trial for g, s in selection.select_suite(suite, out, rule).items()}
+               for rule in ("in-distribution-val", "worst-group-val", "oracle")}  # fmt: skip
+    same = sum(by_rule["in-distribution-val"][g] == by_rule["oracle"][g] for g in chosen)
+    assert f"in-distribution-val and oracle chose the same trial in {same} of 2 searched configurations" in printed
+    assert main(["table", str(tmp_path / "csv"), "--view", "rules"]) == 2
+
     first = sorted(records)[0]  # a record from before worst-group-val existed: named, never chosen by it
     old = dict(records[first], selection={k: v for k, v in records[first]["selection"].items()
                                            if k != "worst-group-val"})  # fmt: skip
