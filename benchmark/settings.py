@@ -243,13 +243,17 @@ class SearchSettings(_Checked):
 # Placebo-mask controls (benchmark/datasets/mask_controls.py): what a run does to the audited class's region of each
 # budget image's mask before training. "true" leaves the masks as they are.
 MASK_CONTROLS = ("true", "shuffled", "random", "inverted", "empty")
+# Annotation types (benchmark/datasets/annotations.py): the pixel labels a budget image carries, each derived from its
+# true mask. "mask" is the true mask itself.
+ANNOTATIONS = ("mask", "box", "points", "scribble", "coarse")
 
 
 @dataclass(frozen=True)
 class DataKeys(_Checked):
     """`[data]` keys every dataset takes because the benchmark reads them, not the dataset (they are taken out of the
-    data parameters, so the data and its folder stay the same): the placebo-mask control of the methods that use
-    pixel labels, in `[data]` (every such method entry) or in an entry's `data = { mask_control = "shuffled" }`."""
+    data parameters, so the data and its folder stay the same): the placebo-mask control and the annotation type of
+    the methods that use pixel labels, in `[data]` (every such method entry) or in an entry's
+    `data = { mask_control = "shuffled" }`."""
 
     __pydantic_config__ = FORBID
 
@@ -259,6 +263,15 @@ class DataKeys(_Checked):
                           "(shuffled), a blob of the same area at a random place (random), their complement "
                           "(inverted), or none (empty); docs/methods.md"),
     ] = "true"
+    annotation: Annotated[
+        Literal[ANNOTATIONS],  # type: ignore[valid-type]
+        Field(description="the pixel labels of the budget images, derived from their true masks: the mask itself, "
+                          "each object's box, one clicked pixel per object (points), a stroke through each object "
+                          "(scribble), or the mask grown by `annotation_dilate` pixels (coarse); docs/methods.md"),
+    ] = "mask"
+    annotation_dilate: Annotated[
+        int, Field(ge=1, le=64, description="coarse annotations: how many pixels the mask grows by")
+    ] = 2
 
     SECTION = "data"
 

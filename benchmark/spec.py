@@ -13,7 +13,7 @@ from typing import Any
 
 from benchmark import __version__
 from benchmark.registry import DATASETS, METHODS, MODELS, origins
-from benchmark.settings import MASK_CONTROLS, SEED_SCOPES, TrainSettings
+from benchmark.settings import ANNOTATIONS, MASK_CONTROLS, SEED_SCOPES, TrainSettings
 
 # The built-in biased dataset: every default names it.
 BUILTIN_DATA = "synthetic-boats"
@@ -32,7 +32,9 @@ class RunSpec:
     """One run: dataset, model, method and its parameters, pixel-label budget, seed and training settings; a trial
     of a hyperparameter search also holds `search`: its group, trial index and drawn values (see `benchmark.search`);
     `mask_control` is the placebo-mask control of the budget's masks (`settings.MASK_CONTROLS`, "true": none; see
-    `benchmark.datasets.mask_controls`); `seed_scope` what the seed redraws (`replicate_seeds`)."""
+    `benchmark.datasets.mask_controls`); `seed_scope` what the seed redraws (`replicate_seeds`); `annotation` the
+    annotation type the budget's masks are replaced by, with its setting (`{"type": "coarse", "dilate": 2}`; empty:
+    the true masks; see `benchmark.datasets.annotations`)."""
 
     method: str
     budget: int = 0
@@ -49,10 +51,14 @@ class RunSpec:
     search: dict[str, Any] = field(default_factory=dict)
     mask_control: str = "true"
     seed_scope: str = "train"
+    annotation: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mask_control not in MASK_CONTROLS:
             raise ValueError(f"data.mask_control = {self.mask_control!r}: allowed: {', '.join(MASK_CONTROLS)}")
+        if self.annotation and self.annotation.get("type") not in ANNOTATIONS[1:]:
+            raise ValueError(f"annotation = {self.annotation!r}: its type must be one of {', '.join(ANNOTATIONS[1:])} "
+                             "(the true masks: no annotation entry)")
         if self.seed_scope not in SEED_SCOPES:
             raise ValueError(f"seed_scope = {self.seed_scope!r}: allowed: {', '.join(SEED_SCOPES)}")
 
@@ -67,6 +73,8 @@ class RunSpec:
             del data["mask_control"]
         if self.seed_scope == "train":
             del data["seed_scope"]
+        if not self.annotation:
+            del data["annotation"]
         for key in (*OBSERVATIONAL, *ADDED_LATER):  # at their default, records and hashes stay as before the key
             if data["train"][key] == getattr(TrainSettings, key):
                 del data["train"][key]
@@ -131,7 +139,15 @@ class RunSpec:
         model and training settings are shared."""
         extras = "".join(f" {k}={v}" for k, v in sorted(self.method_params.items()))
         control = f" mask_control={self.mask_control}" if self.mask_control != "true" else ""
-        return self.method + (f"-{self.budget}" if self.budget else "") + extras + control
+        return self.method + (f"-{self.budget}" if self.budget else "") + extras + control + self.annotation_label
+
+    @property
+    def annotation_label(self) -> str:
+        """" annotation=box" (with its setting: " annotation=coarse-2px"), "" for the true masks."""
+        if not self.annotation:
+            return ""
+        dilate = self.annotation.get("dilate")
+        return f" annotation={self.annotation['type']}" + (f"-{dilate}px" if dilate is not None else "")
 
     @property
     def label(self) -> str:
@@ -153,6 +169,8 @@ class RunSpec:
             extras["budget_seed"] = self.budget_seed
         if self.mask_control != "true":
             extras["mask_control"] = self.mask_control
+        if self.annotation:
+            extras["annotation"] = self.annotation_label.split("=", 1)[1]
         if self.seed_scope != "train":  # a full replicate's data and budget seeds follow its seed: their base shows
             extras["seed_scope"] = self.seed_scope
             base = replicate_bases(self.to_dict())
@@ -255,8 +273,9 @@ def replicate_bases(spec: dict[str, Any]) -> dict[str, int | None]:
 # The method every other is compared with, timed against and paired with.
 BASELINE = "gradcam"
 # What a configuration does not share with its baseline: the method, its parameters and budget (with the data keys
-# that choose the budget's images, and the placebo control of the budget's masks), the seed and the suite's name.
-METHOD_KEYS = ("method", "method_params", "budget", "budget_seed", "mask_control", "seed", "suite")
+# that choose the budget's images, the placebo control and the annotation type of the budget's masks), the seed and
+# the suite's name.
+METHOD_KEYS = ("method", "method_params", "budget", "budget_seed", "mask_control", "annotation", "seed", "suite")
 BUDGET_DATA_KEYS = ("pool",)
 
 

@@ -90,6 +90,7 @@ from benchmark.models import build_model, imagenet_weights_path
 from benchmark.plugins import PluginError
 from benchmark.registry import DATASETS, METHODS, load_plugins
 from benchmark.settings import (
+    ANNOTATIONS,
     MASK_CONTROLS,
     SCHEMA,
     SECTIONS,
@@ -137,6 +138,7 @@ class MethodEntry:
     budgets: tuple[int, ...]
     data: dict[str, Any] = field(default_factory=dict)
     mask_control: str = "true"  # the placebo-mask control of its runs (`settings.DataKeys`), already resolved
+    annotation: dict[str, Any] = field(default_factory=dict)  # its runs' annotation type and setting ({}: masks)
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ class Suite:
                 audited_class=self.audited_class,
                 suite=self.name,
                 mask_control=entry.mask_control,
+                annotation=dict(entry.annotation),
                 **self._drawn(seed, {**self.dataset_params, **entry.data}),
             )
             for seed in self.seeds
@@ -489,6 +492,7 @@ def _suite(raw: dict[str, Any], source: str) -> Suite:
             _check(section, raw[section])
     dataset, dataset_params = _named("data", raw.get("data", {}), BUILTIN_DATA)
     mask_control = _mask_control(dataset_params, "data")
+    annotation = _annotation(dataset_params, "data")
     model, model_params = _named("model", raw.get("model", {}), "small_cnn")
     _check("train", raw.get("train", {}))
     train = TrainSettings.from_dict(raw.get("train", {}))
@@ -511,6 +515,8 @@ def _suite(raw: dict[str, Any], source: str) -> Suite:
             raise SuiteError(f"methods.{key}.data = {entry_data!r}: allowed: a table of [data] keys (not name)")
         entry_data = dict(entry_data)
         own_control = _mask_control(entry_data, f"methods.{key}.data") if "mask_control" in entry_data else None
+        own_annotation = (_annotation(entry_data, f"methods.{key}.data")
+                          if {"annotation", "annotation_dilate"} & set(entry_data) else None)  # fmt: skip
         if not isinstance(method, str):
             raise SuiteError(f"methods.{key}.method = {method!r}: allowed: a method's name ({', '.join(METHODS)})")
         if method not in METHODS:
@@ -543,7 +549,18 @@ def _suite(raw: dict[str, Any], source: str) -> Suite:
                 f"masks only after training, to build its refit's counterfactuals, and an empty mask has no object to "
                 f"paste or remove; allowed for it: {allowed}"
             )
-        entries.append(MethodEntry(key, method, params, entry_budgets, entry_data, control))
+        if own_annotation and not METHODS[method].uses_pixel_labels:
+            raise SuiteError(f"methods.{key}.data.annotation = {own_annotation['type']!r}: method {method!r} uses no "
+                             "pixel labels, so it has no masks to annotate; allowed: mask (or leave it out)")
+        labels = own_annotation if own_annotation is not None else (annotation if METHODS[method].uses_pixel_labels
+                                                                    else {})  # fmt: skip
+        if labels and labels["type"] not in METHODS[method].annotations:
+            raise SuiteError(f"methods.{key}: method {method!r} cannot train with {labels['type']!r} annotations: "
+                             f"{METHODS[method].annotation_refusal}")
+        if labels and control != "true":
+            raise SuiteError(f"methods.{key}: mask_control = {control!r} with annotation = {labels['type']!r}: a "
+                             "placebo replaces the true masks, an annotation is derived from them; set one of them")
+        entries.append(MethodEntry(key, method, params, entry_budgets, entry_data, control, labels))
     if mask_control != "true" and not any(METHODS[e.method].uses_pixel_labels for e in entries):
         raise SuiteError(
             f"data.mask_control = {mask_control!r}: no method entry uses pixel labels, so there are no masks to "
@@ -583,6 +600,23 @@ def _mask_control(params: dict[str, Any], where: str) -> str:
     if value not in MASK_CONTROLS:
         raise SuiteError(f"{where}.mask_control = {value!r}: allowed: {', '.join(MASK_CONTROLS)} (docs/methods.md)")
     return str(value)
+
+
+def _annotation(params: dict[str, Any], where: str) -> dict[str, Any]:
+    """Take `annotation` and `annotation_dilate` out of a `[data]` table (`params`, changed in place: the dataset
+    never sees them) and check them (`settings.DataKeys`): the spec's `annotation` ({} for the true masks)."""
+    kind = params.pop("annotation", "mask")
+    dilate = params.pop("annotation_dilate", None)
+    if kind not in ANNOTATIONS:
+        raise SuiteError(f"{where}.annotation = {kind!r}: allowed: {', '.join(ANNOTATIONS)} (docs/methods.md)")
+    if dilate is not None and kind != "coarse":
+        raise SuiteError(f"{where}.annotation_dilate = {dilate!r}: only with annotation = 'coarse' (got {kind!r})")
+    if kind == "coarse":
+        dilate = 2 if dilate is None else dilate
+        if isinstance(dilate, bool) or not isinstance(dilate, int) or not 1 <= dilate <= 64:
+            raise SuiteError(f"{where}.annotation_dilate = {dilate!r}: allowed: an integer from 1 to 64 (pixels)")
+        return {"type": kind, "dilate": dilate}
+    return {} if kind == "mask" else {"type": kind}
 
 
 def _plugins(refs: Any, base: Path | None) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from benchmark import __version__
 from benchmark.allocator import retain_freed_memory
 from benchmark.attention import grad_cam_from, inference_cam
 from benchmark.datasets import registry, synthetic
+from benchmark.datasets.annotations import annotated_split
 from benchmark.datasets.budgets import POOL_NAMES, budget_pool, budget_record, nested_budget, pool_rows, write_manifest
 from benchmark.datasets.files import FileSplit
 from benchmark.datasets.mask_controls import controlled_split
@@ -142,13 +143,24 @@ def run(
     if spec.mask_control != "true" and not method.uses_pixel_labels:
         raise ValueError(f"method {spec.method!r} uses no pixel labels: data.mask_control must be true, got "
                          f"{spec.mask_control!r}")
+    if spec.annotation and not method.uses_pixel_labels:
+        raise ValueError(f"method {spec.method!r} uses no pixel labels: it takes no annotation type, got "
+                         f"{spec.annotation['type']!r}")
+    if spec.annotation and spec.annotation["type"] not in method.annotations:
+        raise ValueError(f"method {spec.method!r} cannot train with {spec.annotation['type']!r} annotations: "
+                         f"{method.annotation_refusal}")
     data = data if data is not None else load_data(spec, data_root)
     if torch.device(device).type == "cuda":  # in-memory splits live on the GPU: batches are built there
         data = {role: s.to(device) if isinstance(s, TensorSplit) else s for role, s in data.items()}
     classes = data["train"].classes
     class_index = _index_of(spec.audited_class, classes, "audited_class")
     chosen, data_info = select_budget(spec, data, class_index, data_root)
-    control = None
+    control = annotation = None
+    if spec.annotation:  # the budget's masks replaced by their annotation, on a copy of the (shared) split
+        train_split, annotation = annotated_split(
+            data["train"], chosen, class_index, spec.annotation, budget_seed=spec.budget_seed
+        )
+        data = {**data, "train": train_split}
     if spec.mask_control != "true":  # a placebo: the budget's masks controlled on a copy of the (shared) split
         train_split, control = controlled_split(
             data["train"], chosen, class_index, spec.mask_control, budget_seed=spec.budget_seed, seed=spec.seed
@@ -169,6 +181,8 @@ def run(
         record["data"] = data_info
     if control is not None:
         record["mask_control"] = control
+    if annotation is not None:
+        record["annotation"] = annotation
     record["replicate"] = spec.replicate()
     try:
         write_record(out / "record.json", record)

@@ -13,11 +13,17 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.models import SplitModel, batchnorm_mode
+from benchmark.settings import ANNOTATIONS
 
 if TYPE_CHECKING:
     from benchmark.spec import RunSpec
 
 BUDGET_PIXEL, BUDGET_GROUP = "pixel", "group"
+# The annotation types that cover a whole object, and why a method that cuts objects out needs one of them.
+WHOLE_OBJECT = tuple(a for a in ANNOTATIONS if a not in ("points", "scribble"))
+CUTS_OUT = ("it cuts each object out of its image by its label, to paste it elsewhere or fill it in; a few clicked "
+            "pixels or a stroke cover too little of the object, so the boat would stay in place under a changed "
+            "label: use mask, box or coarse")
 BUDGET_LABELS: tuple[str | None, ...] = (BUDGET_PIXEL, BUDGET_GROUP, None)
 """What a method's budget counts (`Method.budget_labels`): pixel labels, group labels, or no budget at all."""
 BUDGET_WORDS: dict[str | None, str] = {
@@ -116,6 +122,9 @@ class Method:
     # Whether the training loop sees the budget (`has_mask` rows, `train.mask_batch`); False for a method that uses
     # its budget only in `after_training` (`dfr`, `dfr_counterfactual`), which then trains exactly like `gradcam`.
     budget_in_training: ClassVar[bool] = True
+    # The annotation types (`settings.ANNOTATIONS`) the method can train with, and why it refuses the others.
+    annotations: ClassVar[tuple[str, ...]] = ANNOTATIONS
+    annotation_refusal: ClassVar[str] = ""
     # The smallest budget the method runs at (0: any).
     min_budget: ClassVar[int] = 0
     HPARAMS: ClassVar[dict[str, HParam]] = {}

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from benchmark.methods.base import HParam, Method, classification_loss
+from benchmark.methods.base import CUTS_OUT, WHOLE_OBJECT, HParam, Method, classification_loss
 from benchmark.models import SplitModel
 
 IGNORE = 255
@@ -172,6 +172,8 @@ class Counterfactual(Method):
 
     name = "counterfactual"
     uses_pixel_labels = True
+    annotations = WHOLE_OBJECT
+    annotation_refusal = CUTS_OUT
     KINDS: tuple[str, ...] = ("paste", "removal")
     PASTE_HPARAMS = {
         "blend": HParam(

@@ -40,7 +40,7 @@ from torch import nn
 
 from benchmark.datasets import synthetic
 from benchmark.datasets.tensors import TensorSplit
-from benchmark.methods.base import BUDGET_GROUP, BUDGET_PIXEL, HParam
+from benchmark.methods.base import BUDGET_GROUP, BUDGET_PIXEL, CUTS_OUT, WHOLE_OBJECT, HParam
 from benchmark.methods.counterfactual import budget_objects, paste_objects, remove_objects
 from benchmark.methods.gradcam import GradCAMBaseline
 from benchmark.metrics import GROUPS
@@ -313,6 +313,8 @@ class DFRCounterfactual(DFR):
 
     name = "dfr_counterfactual"
     uses_pixel_labels = True
+    annotations = WHOLE_OBJECT
+    annotation_refusal = CUTS_OUT
     budget_labels = BUDGET_PIXEL
     min_budget = 2  # one original to fit on, one to choose C on
     HPARAMS = {
