@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from benchmark import cli
+from benchmark.label_costs import costs_table
 from benchmark.claims import FAILS, HOLDS, ClaimError, Result, declared, evaluate, has_claims
 from benchmark.commands import suite_of
 from benchmark.methods import METHODS
@@ -284,6 +285,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "bench-time": bench_time,
     "ci-times": ci_times,
     "perf-threshold": perf_threshold,
+    "label-costs": costs_table,
     "throughput-cpu": throughput_cpu,
     "throughput-gpu": throughput_gpu,
     "methods": methods_reference,

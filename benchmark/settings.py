@@ -22,9 +22,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
+from benchmark.label_costs import LABEL_COSTS
 from benchmark.selection_rules import GROUP_VAL_SIZE, RULES
 
-SECTIONS = ("data", "model", "train", "methods", "timing", "slurm", "sweep", "search")
+SECTIONS = ("data", "model", "train", "methods", "timing", "slurm", "sweep", "search", "label_costs")
 FORBID = ConfigDict(extra="forbid")
 
 
@@ -104,6 +105,12 @@ class SuiteKeys(_Checked):
         str, Field(min_length=1, strict=True, description="the class audited (default: the dataset's)",
                    json_schema_extra={"allowed": "a class name"})
     ] = "boat"
+    budget_seconds: Annotated[
+        list[Annotated[float, Field(gt=0, strict=True)]] | None,
+        Field(min_length=1, description="budgets in seconds of annotation time instead of images: each method entry "
+              "gets the images its labels' time buys ([label_costs]; docs/methods.md)",
+              json_schema_extra={"allowed": "a non-empty list of numbers > 0 (instead of budgets)"}),
+    ] = None
     budget_seed: integer(0, "seed of the order in which images enter the pixel-label budget", high=MAX_SEED) = 0
     seed_scope: choice(
         SEED_SCOPES,
@@ -276,12 +283,32 @@ class DataKeys(_Checked):
     SECTION = "data"
 
 
+@dataclass(frozen=True)
+class LabelCosts(_Checked):
+    """`[label_costs]`: seconds of annotation per image of each annotation type and of a group label, which turn a
+    suite's `budget_seconds` into images (`benchmark.label_costs`, where each default's source is given)."""
+
+    __pydantic_config__ = FORBID
+
+    mask: number("a full mask", gt=0) = LABEL_COSTS["mask"].seconds
+    box: number("a box per object", gt=0) = LABEL_COSTS["box"].seconds
+    points: number("a clicked point per object", gt=0) = LABEL_COSTS["points"].seconds
+    scribble: number("a scribble per object", gt=0) = LABEL_COSTS["scribble"].seconds
+    coarse: number("a coarse outline per object", gt=0) = LABEL_COSTS["coarse"].seconds
+    group: number("a group label (is the context there?): what DFR's budget counts", gt=0) = LABEL_COSTS[
+        "group"
+    ].seconds
+
+    SECTION = "label_costs"
+
+
 SCHEMA: dict[str, type] = {
     "": SuiteKeys,
     "train": TrainSettings,
     "timing": TimingSettings,
     "slurm": SlurmSettings,
     "search": SearchSettings,
+    "label_costs": LabelCosts,
 }
 
 

@@ -85,7 +85,9 @@ import torch
 
 from benchmark import search
 from benchmark.datasets.registry import dataset
+from benchmark.label_costs import images_for
 from benchmark.methods import build_method
+from benchmark.methods.base import BUDGET_GROUP
 from benchmark.models import build_model, imagenet_weights_path
 from benchmark.plugins import PluginError
 from benchmark.registry import DATASETS, METHODS, load_plugins
@@ -94,6 +96,7 @@ from benchmark.settings import (
     MASK_CONTROLS,
     SCHEMA,
     SECTIONS,
+    LabelCosts,
     SearchSettings,
     SettingsError,
     SlurmSettings,
@@ -487,9 +490,14 @@ def _suite(raw: dict[str, Any], source: str) -> Suite:
         return dataclasses.replace(base, raw=raw, sweep=_regimes(raw, source), plugins=plugins)
     if "name" not in raw:
         raise SuiteError("missing key name (the suite's output folder name)")
-    for section in ("timing", "slurm", "search"):
+    for section in ("timing", "slurm", "search", "label_costs"):
         if section in raw:
             _check(section, raw[section])
+    seconds = raw.get("budget_seconds")
+    if seconds is not None and "budgets" in raw:
+        raise SuiteError("budgets and budget_seconds both given: budgets count images, budget_seconds annotation "
+                         "time that each method entry turns into images; give one")
+    costs = dataclasses.asdict(LabelCosts(**raw.get("label_costs", {})))
     dataset, dataset_params = _named("data", raw.get("data", {}), BUILTIN_DATA)
     mask_control = _mask_control(dataset_params, "data")
     annotation = _annotation(dataset_params, "data")
@@ -560,6 +568,8 @@ def _suite(raw: dict[str, Any], source: str) -> Suite:
         if labels and control != "true":
             raise SuiteError(f"methods.{key}: mask_control = {control!r} with annotation = {labels['type']!r}: a "
                              "placebo replaces the true masks, an annotation is derived from them; set one of them")
+        if seconds is not None and own is None and not no_budget:
+            entry_budgets = _bought(key, method, seconds, labels, costs, least)
         entries.append(MethodEntry(key, method, params, entry_budgets, entry_data, control, labels))
     if mask_control != "true" and not any(METHODS[e.method].uses_pixel_labels for e in entries):
         raise SuiteError(
@@ -600,6 +610,19 @@ def _mask_control(params: dict[str, Any], where: str) -> str:
     if value not in MASK_CONTROLS:
         raise SuiteError(f"{where}.mask_control = {value!r}: allowed: {', '.join(MASK_CONTROLS)} (docs/methods.md)")
     return str(value)
+
+
+def _bought(key: str, method: str, seconds: list[float], labels: dict[str, Any], costs: dict[str, float],
+            least: int) -> tuple[int, ...]:  # fmt: skip
+    """The budgets (images) of method entry `key` that `seconds` of annotation buy: its annotation type's cost per
+    image (a group label's for a method whose budget counts group labels; `[label_costs]`), whole images."""
+    kind = "group" if METHODS[method].budget_labels == BUDGET_GROUP else labels.get("type", "mask")
+    bought = tuple(dict.fromkeys(images_for(t, costs[kind]) for t in seconds))
+    if min(bought) < least:
+        t = min(seconds)
+        raise SuiteError(f"methods.{key}: budget_seconds {t:g} buys {images_for(t, costs[kind])} image(s) of {kind!r} "
+                         f"labels at {costs[kind]:g} s each; method {method!r} needs at least {least}")
+    return bought
 
 
 def _annotation(params: dict[str, Any], where: str) -> dict[str, Any]:

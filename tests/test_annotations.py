@@ -15,6 +15,7 @@ from tiny import TINY_DATA
 from benchmark.datasets.annotations import annotate, annotated_split, iou, objects, rng_for
 from benchmark.datasets.files import FileSplit, ViewSettings
 from benchmark.datasets.images import ImageItem
+from benchmark.label_costs import LABEL_COSTS, images_for
 from benchmark.methods import METHODS
 from benchmark.runner import cached_data
 from benchmark.settings import ANNOTATIONS
@@ -193,3 +194,34 @@ def test_a_run_records_its_annotation(tmp_path):
     refused = RunSpec.from_dict({**spec.to_dict(), "method": "object_removal", "annotation": {"type": "points"}})
     with pytest.raises(ValueError, match="cannot train with 'points' annotations"):
         run(refused, tmp_path / "out", data_root=data_root, progress=False)
+
+
+def test_budgets_in_seconds_buy_each_entry_the_images_its_labels_time_buys():
+    raw = {"name": "s", "seeds": [0], "budget_seconds": [439.4, 1977.3], "data": {"n_train": 160},
+           "methods": {"gradcam": {}, "gain_ext": {}, "boxes": {"method": "gain_ext", "data": {"annotation": "box"}},
+                       "clicks": {"method": "gain_ext", "data": {"annotation": "points"}}, "dfr": {},
+                       "own": {"method": "gain_ext", "budgets": [5]}}}  # fmt: skip
+    budgets = {e.key: e.budgets for e in from_dict(raw).methods}
+    assert LABEL_COSTS["mask"].seconds == 219.7 and LABEL_COSTS["box"].seconds == 19.5
+    assert LABEL_COSTS["points"].seconds == 2.1 and LABEL_COSTS["group"].seconds == 1.0
+    assert budgets == {"gradcam": (0,), "gain_ext": (2, 9), "boxes": (22, 101), "clicks": (209, 941),
+                       "dfr": (439, 1977), "own": (5,)}, "439.4 / 19.5 = 22.5: whole images only"  # fmt: skip
+    cheaper = from_dict(raw | {"label_costs": {"mask": 100}})
+    assert {e.key: e.budgets for e in cheaper.methods}["gain_ext"] == (4, 19), "the suite's [label_costs] override"
+    assert images_for(3600, 219.7) == 16 and images_for(2 * 219.7, 219.7) == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"budgets": [9]}, "budgets and budget_seconds both given"),
+        ({"budget_seconds": [100]}, "methods.gain_ext: budget_seconds 100 buys 0 image(s) of 'mask' labels at 219.7 s"),
+        ({"budget_seconds": [-1]}, "budget_seconds"),
+        ({"label_costs": {"polygon": 3}}, "polygon"),
+        ({"label_costs": {"box": 0}}, "label_costs.box"),
+    ],
+)
+def test_bad_second_budgets_are_suite_errors(extra, message):
+    raw = {"name": "s", "seeds": [0], "budget_seconds": [2000], "methods": {"gradcam": {}, "gain_ext": {}}} | extra
+    with pytest.raises(SuiteError, match=re.escape(message)):
+        from_dict(raw)
