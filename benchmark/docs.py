@@ -44,9 +44,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from benchmark import cli
-from benchmark.label_costs import costs_table
 from benchmark.claims import FAILS, HOLDS, ClaimError, Result, declared, evaluate, has_claims
 from benchmark.commands import suite_of
+from benchmark.label_costs import costs_table
 from benchmark.methods import METHODS
 from benchmark.methods.base import BUDGET_WORDS
 from benchmark.metric_defs import METRICS
