@@ -98,6 +98,18 @@ class SuiteView:
     sweep: tuple[RegimeView, ...]
     entries: tuple[dict[str, Any], ...]
     components: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    label_costs: dict[str, float] = field(default_factory=dict)  # seconds per image by label kind ({}: unrecorded)
+
+    def label_time(self) -> dict[str, tuple[str, int, float]]:
+        """Run id -> (what its budget's labels are, how many images, their annotation seconds) for every run that
+        pays for labels (`[label_costs]`; `suites.label_kind`), where the folder recorded them."""
+        out = {}
+        for entry in self.entries:
+            kind = entry.get("label_kind")
+            if kind is not None and kind in self.label_costs:
+                budget = int(entry["spec"].get("budget", 0))
+                out[entry["run_id"]] = (kind, budget, budget * float(self.label_costs[kind]))
+        return out
 
     def runs(self) -> list[RunSpec]:
         """Every run of the suite, in the suite's order, with the config hash it runs under."""
@@ -175,6 +187,7 @@ def _suite_view(payload: dict[str, Any]) -> SuiteView:
         ),
         entries=tuple(view["runs"]),
         components=view.get("components", {}),
+        label_costs=dict(view.get("label_costs", {})),
     )
 
 

@@ -70,7 +70,7 @@ from benchmark.store import (
     write_atomic,
     write_record,
 )
-from benchmark.suites import LAUNCHERS, Suite, SuiteError, from_dict
+from benchmark.suites import LAUNCHERS, Suite, SuiteError, from_dict, label_kind
 from benchmark.timing import Contender, TimingSettings, measure, measure_paired
 from benchmark.train import load_data, load_trained, new_record, run, timing_batch
 
@@ -703,6 +703,7 @@ def write_suite_file(suite: Suite, out_root: Path) -> None:
         "context": registry.context_name(suite.dataset, suite.dataset_params),
         "search": asdict(suite.search) if suite.search is not None else None,
         "numeric_axis": suite.numeric_axis(),
+        "label_costs": suite.label_costs,
         "regimes": [
             {"label": r.label, "parts": list(r.parts), "settings": r.settings,
              "run_ids": [s.run_id for s in r.suite.runs()]}
@@ -710,7 +711,7 @@ def write_suite_file(suite: Suite, out_root: Path) -> None:
         ],
         "runs": [
             {"run_id": s.run_id, "config_hash": s.config_hash, "spec": s.to_dict(), "keys": s.keys(),
-             "reference": setting_key(s)}
+             "reference": setting_key(s), "label_kind": label_kind(s.method, s.annotation)}
             for s in specs
         ],
         "components": {kind: {name: labels({kind: name})[kind] for name in names} for kind, names in used.items()},

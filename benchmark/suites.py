@@ -178,6 +178,7 @@ class Suite:
     raw: dict[str, Any] = field(default_factory=dict)
     sweep: tuple[Regime, ...] = ()
     plugins: tuple[str, ...] = ()  # as workers import them: absolute files or module names
+    label_costs: dict[str, float] = field(default_factory=lambda: dataclasses.asdict(LabelCosts()))
 
     def regimes(self) -> tuple[Regime, ...]:
         """The sweep's regimes in axis order; a suite without `[sweep]` is one regime labelled ""."""
@@ -597,6 +598,7 @@ def _suite(raw: dict[str, Any], source: str) -> Suite:
         source=source,
         raw=raw,
         plugins=plugins,
+        label_costs=costs,
     )
     _validate_components(suite)
     return suite
@@ -612,11 +614,20 @@ def _mask_control(params: dict[str, Any], where: str) -> str:
     return str(value)
 
 
+def label_kind(method: str, annotation: dict[str, Any]) -> str | None:
+    """What a run of `method` with `annotation` pays annotators for (a key of `[label_costs]`): its annotation type
+    ("mask" for the true masks), "group" where its budget counts group labels, None where it uses no budget."""
+    counts = METHODS[method].budget_labels
+    if counts is None:
+        return None
+    return "group" if counts == BUDGET_GROUP else annotation.get("type", "mask")
+
+
 def _bought(key: str, method: str, seconds: list[float], labels: dict[str, Any], costs: dict[str, float],
             least: int) -> tuple[int, ...]:  # fmt: skip
-    """The budgets (images) of method entry `key` that `seconds` of annotation buy: its annotation type's cost per
-    image (a group label's for a method whose budget counts group labels; `[label_costs]`), whole images."""
-    kind = "group" if METHODS[method].budget_labels == BUDGET_GROUP else labels.get("type", "mask")
+    """The budgets (images) of method entry `key` that `seconds` of annotation buy: its labels' cost per image
+    (`label_kind`; `[label_costs]`), whole images."""
+    kind = label_kind(method, labels) or "mask"
     bought = tuple(dict.fromkeys(images_for(t, costs[kind]) for t in seconds))
     if min(bought) < least:
         t = min(seconds)

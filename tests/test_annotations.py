@@ -17,7 +17,8 @@ from benchmark.datasets.files import FileSplit, ViewSettings
 from benchmark.datasets.images import ImageItem
 from benchmark.label_costs import LABEL_COSTS, images_for
 from benchmark.methods import METHODS
-from benchmark.runner import cached_data
+from benchmark.results import read_suite
+from benchmark.runner import cached_data, write_suite_file
 from benchmark.settings import ANNOTATIONS
 from benchmark.spec import RunSpec
 from benchmark.suites import SuiteError, from_dict
@@ -225,3 +226,20 @@ def test_bad_second_budgets_are_suite_errors(extra, message):
     raw = {"name": "s", "seeds": [0], "budget_seconds": [2000], "methods": {"gradcam": {}, "gain_ext": {}}} | extra
     with pytest.raises(SuiteError, match=re.escape(message)):
         from_dict(raw)
+
+
+def test_the_results_folder_knows_what_each_runs_labels_cost(tmp_path):
+    raw = {"name": "s", "seeds": [0, 1], "budget_seconds": [439.4], "data": {"n_train": 160},
+           "label_costs": {"box": 20.0},
+           "methods": {"gradcam": {}, "gain_ext": {}, "boxes": {"method": "gain_ext", "data": {"annotation": "box"}},
+                       "dfr": {}}}  # fmt: skip
+    suite = from_dict(raw)
+    write_suite_file(suite, tmp_path)
+    view = read_suite(tmp_path)
+    assert view.label_costs["box"] == 20.0 and view.label_costs["mask"] == 219.7, "the suite's override kept"
+    by_method = {}
+    for spec in suite.runs():
+        by_method.setdefault(spec.method_label, view.label_time().get(spec.run_id))
+    assert by_method == {"gradcam": None, "gain_ext-2": ("mask", 2, pytest.approx(439.4)),
+                         "gain_ext-21 annotation=box": ("box", 21, 420.0),
+                         "dfr-439": ("group", 439, 439.0)}  # fmt: skip
