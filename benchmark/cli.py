@@ -17,7 +17,11 @@ from typing import Any
 
 from benchmark.claims import FAILS, INCONCLUSIVE, evaluate, summary_line
 from benchmark.curves import DIAGNOSTICS, LOSS_PARTS
+from benchmark.metric_defs import labels as metric_labels
+from benchmark.names import Names
 from benchmark.report import SUMMARY_FILE, write_report
+from benchmark.report.build import label_figure
+from benchmark.report.figures import write_png
 from benchmark.results import ResultsError, planned, read_suite, status_lines
 from benchmark.rule_ranks import format_rule_ranks, rule_rank_agreement
 from benchmark.selection import RULES, reported_specs, select_suite, unrecorded_note
@@ -46,7 +50,7 @@ from benchmark.tables import (
 )
 from benchmark.versions import format_versions, versions_table
 
-TABLE_VIEWS = ("paper", "rows", "backgrounds", "content", "correlation", "ranks", "rules")
+TABLE_VIEWS = ("paper", "rows", "backgrounds", "content", "correlation", "ranks", "rules", "labels")
 
 
 def _chosen_runs(dirs: list[Path], rule: str | None = None) -> tuple[set[str] | None, list[str]]:
@@ -71,6 +75,18 @@ def _chosen_runs(dirs: list[Path], rule: str | None = None) -> tuple[set[str] | 
         return None, lines
     others = {d.name for folder in map(Path, dirs) if folder not in searched for d in folder.glob("runs/*")}
     return set().union(*searched.values()) | others, lines
+
+
+def _label_cells(dirs: list[Path], tidy: Any) -> dict[str, str]:
+    """`table --view labels`: per configuration, what its labels are and the annotation time they took
+    ("67 box, 22 min"), from each folder's `suite.json` (`SuiteView.label_time`)."""
+    config_of = dict(zip(tidy["run_id"], tidy["config"], strict=True))
+    cells = {}
+    for folder in map(Path, dirs):
+        if (folder / SUITE_FILE).is_file():
+            for config, (kind, n, seconds) in read_suite(folder).config_label_time(config_of).items():
+                cells[config] = f"{n} {kind}, {seconds / 60:.0f} min"
+    return cells
 
 
 def _rule_ranks(dirs: list[Path], markdown: bool) -> int:
@@ -138,11 +154,27 @@ def cmd_table(args: argparse.Namespace) -> int:
     print({
         "paper": lambda: format_paper_table(tables["paper"], markdown, width),
         "rows": lambda: format_config_rows(tables, markdown=markdown, baseline=baseline),
+        "labels": lambda: format_config_rows(tables, markdown=markdown, baseline=baseline,
+                                             extra=("labels", _label_cells(args.dirs, tables["tidy"]))),
         "backgrounds": lambda: format_config_rows(tables, BACKGROUND_ROW_METRICS, markdown=markdown, baseline=baseline),
         "content": lambda: format_content_effect(tables["content_effect"], markdown, args.control or "shuffled"),
         "correlation": lambda: format_correlation(tables["correlation"], markdown),
         "ranks": lambda: format_rank_agreement(tables["rank_agreement"], markdown),
     }[view]())
+    if plot := getattr(args, "plot", None):  # the annotation-time figure, as a PNG file
+        if view != "labels":
+            print("gain-bench: error: --plot: only with --view labels", file=sys.stderr)
+            return 2
+        dirs = [Path(d) for d in args.dirs if (Path(d) / SUITE_FILE).is_file()]
+        view_of = read_suite(dirs[0]) if dirs else None
+        figure = label_figure(view_of, tables, Names.of_components(view_of.components), metric_labels(
+            view_of.audited_class, view_of.context)) if view_of else None  # fmt: skip
+        if figure is None:
+            print("gain-bench: error: --plot: the runs pay for fewer than two kinds of label (annotation types, group "
+                  "labels): no annotation-time figure to draw", file=sys.stderr)  # fmt: skip
+            return 2
+        write_png(figure, plot)
+        print(f"figure written: {plot}")
     for line in chosen_by:  # the rule that chose every number of a search
         print(("\n" if markdown else "") + line)
     if markdown:
@@ -299,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("table", help="the paper's table: mean [95%% bootstrap interval] over seeds per configuration")
     tb.add_argument("dirs", nargs="+", type=Path, help="output roots holding runs/*/record.json")
     tb.add_argument("--csv", type=Path, metavar="DIR", help="also write the tidy, aggregated, paired and paper tables")
+    tb.add_argument("--plot", type=Path, metavar="FILE.png",
+                    help="with --view labels: also write the shifted groups against annotation time as a PNG")
     tb.add_argument(
         "--rows",
         action="store_true",
@@ -310,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="what to print: paper (the paper's layout, default), rows (as --rows), backgrounds (the shifted groups "
         "beside the background swaps, per configuration), content (true minus shuffled masks, or --control), "
         "correlation (localisation against robustness), ranks (Kendall tau between the metrics' rankings), rules (a "
-        "searched folder: Kendall tau across metrics x selection rules)",
+        "searched folder: Kendall tau across metrics x selection rules), labels (as rows, with each configuration's "
+        "labels and their annotation time)",
     )
     tb.add_argument(
         "--baseline",

@@ -111,6 +111,12 @@ class SuiteView:
                 out[entry["run_id"]] = (kind, budget, budget * float(self.label_costs[kind]))
         return out
 
+    def config_label_time(self, config_of: dict[str, str]) -> dict[str, tuple[str, int, float]]:
+        """Configuration -> `label_time` of its runs (`config_of`: run id -> configuration, as the tables key them;
+        a configuration's runs share its budget and label kind)."""
+        time = self.label_time()
+        return {config: time[run_id] for run_id, config in config_of.items() if run_id in time}
+
     def runs(self) -> list[RunSpec]:
         """Every run of the suite, in the suite's order, with the config hash it runs under."""
         return [RunSpec.from_record(e["spec"], e["config_hash"]) for e in self.entries]

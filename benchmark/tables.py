@@ -764,24 +764,27 @@ def format_config_rows(
     metrics: tuple[tuple[str, str], ...] = ROW_METRICS,
     markdown: bool = False,
     baseline: str | None = None,
+    extra: tuple[str, dict[str, str]] | None = None,
 ) -> str:
     """One line per configuration (its label less the settings every configuration shares, in the aggregated
     table's order) and, per metric, `mean [95% interval]` and the paired difference to its baseline with the
     Holm-adjusted p (`/ +0.09 p0.016`): the paper table turned on its side, for configurations that differ only in
     their parameters or their regime. `baseline` names the paired table's baseline where it is not the default
-    one. Fixed-width text, or Markdown."""
+    one. `extra`: a column (title, configuration -> cell) after the seeds. Fixed-width text, or Markdown."""
     aggregated, paired = tables["aggregated"], tables["paired"]
     if aggregated.empty:
         return ""
     keep = shown([key for key, _ in metrics], set(aggregated["metric"]))
     metrics = tuple((key, label) for key, label in metrics if key in keep)
-    rows = [["configuration", "n", *(label for _, label in metrics)]]
+    rows = [["configuration", "n", *([extra[0]] if extra else []), *(label for _, label in metrics)]]
     full = False
     names = short_names(list(aggregated.drop_duplicates("config")["label"]))
     for config, group in aggregated.groupby("config", sort=False):
         by_metric = group.set_index("metric")
         mine = paired[paired["config"] == config].set_index("metric") if len(paired) else pd.DataFrame()
         cells = [names[group.iloc[0]["label"]], str(int(group["n_seeds"].min()))]
+        if extra:
+            cells.append(extra[1].get(str(config), "-"))
         for key, _ in metrics:
             if key not in by_metric.index:
                 cells.append("-")

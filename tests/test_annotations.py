@@ -7,22 +7,36 @@ import re
 import tomllib
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from test_mask_controls import BOAT, CAR, IGNORE, ROWS, _masks, _split
+from test_tables import _images, _predictions
 from tiny import TINY_DATA
 
+from benchmark.cli import main
 from benchmark.datasets.annotations import annotate, annotated_split, iou, objects, rng_for
 from benchmark.datasets.files import FileSplit, ViewSettings
 from benchmark.datasets.images import ImageItem
 from benchmark.label_costs import LABEL_COSTS, images_for
 from benchmark.methods import METHODS
+from benchmark.metrics import audit_metrics
+from benchmark.names import Names
+from benchmark.predictions import audited_view, predictions_csv
+from benchmark.report import write_report
+from benchmark.report.build import label_figure
 from benchmark.results import read_suite
 from benchmark.runner import cached_data, write_suite_file
 from benchmark.settings import ANNOTATIONS
 from benchmark.spec import RunSpec
+from benchmark.store import run_dir, write_atomic, write_record
 from benchmark.suites import SuiteError, from_dict
-from benchmark.train import run
+from benchmark.train import new_record, run
+
+
+def render_report(root):
+    html = write_report(root, n_resamples=50)
+    return html, None
 
 
 def _one() -> np.ndarray:
@@ -243,3 +257,53 @@ def test_the_results_folder_knows_what_each_runs_labels_cost(tmp_path):
     assert by_method == {"gradcam": None, "gain_ext-2": ("mask", 2, pytest.approx(439.4)),
                          "gain_ext-21 annotation=box": ("box", 21, 420.0),
                          "dfr-439": ("group", 439, 439.0)}  # fmt: skip
+
+
+def _fake_labels_folder(root):
+    """A results folder of a suite with budgets in seconds and two annotation types: suite.json as the runner writes
+    it, and complete runs (records and predictions, test_tables' fakes) for each of its specs."""
+    raw = {"name": "lab", "seeds": [0, 1, 2], "budget_seconds": [439.4, 1318.2], "data": {"n_train": 160},
+           "train": {"epochs": 1}, "unbiased_reference": False,
+           "methods": {"gradcam": {}, "gain": {}, "gain_ext": {},
+                       "boxes": {"method": "gain_ext", "data": {"annotation": "box"}}}}  # fmt: skip
+    suite = from_dict(raw)
+    write_suite_file(suite, root)
+    skill = {"gradcam": 0.6, "gain": 0.65}
+    for spec in suite.runs():
+        rng = np.random.default_rng([spec.seed, spec.budget, len(spec.method)])
+        level = skill.get(spec.method, 0.7 + spec.budget / 2000)
+        sizes = {"val": 60, "class_without_context": 40, "context_without_class": 40}
+        preds = {role: _predictions(_images(role, n, spec.seed), role, rng, level, False) for role, n in sizes.items()}
+        out = run_dir(root, spec.run_id)
+        record = new_record(spec, "complete")
+        record["metrics"] = audit_metrics({r: audited_view(p, 0) for r, p in preds.items()}, 0.5,
+                                          classes=("boat", "car"))  # fmt: skip
+        write_atomic(out / "predictions.csv", predictions_csv(preds, ("boat", "car")))
+        write_record(out / "record.json", record)
+    return suite
+
+
+def test_the_labels_view_and_figure_read_the_annotation_time(tmp_path, capsys):
+    _fake_labels_folder(tmp_path)
+    assert main(["table", str(tmp_path), "--view", "labels", "--plot", str(tmp_path / "labels.png")]) == 0
+    printed = capsys.readouterr().out
+    assert "labels" in printed.splitlines()[0]
+    assert re.search(r"gain_ext-67 annotation=box\s+3\s+67 box, 22 min", printed), "67 x 19.5 s"
+    assert re.search(r"gain_ext-22 annotation=box\s+3\s+22 box, 7 min", printed), "22 x 19.5 s"
+    assert re.search(r"gain_ext-6\s+3\s+6 mask, 22 min", printed) and re.search(r"\ngain\s+3\s+-\s", printed)
+    assert (tmp_path / "labels.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html, _ = render_report(tmp_path)
+    assert 'id="annotation-time"' in html.read_text(), "the report draws it for more than one kind of label"
+    assert main(["table", str(tmp_path), "--view", "rows", "--plot", str(tmp_path / "x.png")]) == 2
+
+
+def test_one_kind_of_label_draws_no_annotation_time_figure(tmp_path, capsys):
+    suite = from_dict({"name": "one", "seeds": [0], "budgets": [9], "data": {"n_train": 160},
+                       "methods": {"gradcam": {}, "gain_ext": {}}})  # fmt: skip
+    write_suite_file(suite, tmp_path)
+    view = read_suite(tmp_path)
+    assert {v[0] for v in view.label_time().values()} == {"mask"}
+    tables = {"tidy": pd.DataFrame({"run_id": [s.run_id for s in suite.runs()],
+                                    "config": [s.method_label for s in suite.runs()]}),
+              "aggregated": pd.DataFrame(columns=["config", "metric"])}  # fmt: skip
+    assert label_figure(view, tables, Names(), {}) is None

@@ -454,6 +454,26 @@ def _content_view(table: pd.DataFrame, records: list[dict[str, Any]], names: dic
     return {"rows": rows, "controls": controls, "sentence": sentence}
 
 
+LABEL_METRICS = ("class_without_context", "context_without_class", "object_swapped_accuracy")
+"""The shifted groups the annotation-time figure draws (each where measured)."""
+
+
+def label_figure(suite: SuiteView, tables: dict[str, pd.DataFrame], method_names: Names,
+                 names: dict[str, str]) -> str | None:  # fmt: skip
+    """The shifted groups against annotation time (`figures.label_curves`), for a suite whose runs pay for more
+    than one kind of label (annotation types, group labels); None otherwise."""
+    tidy = tables["tidy"]
+    if tidy.empty:
+        return None
+    time = suite.config_label_time(dict(zip(tidy["run_id"], tidy["config"], strict=True)))
+    if len({kind for kind, _, _ in time.values()}) < 2:
+        return None
+    measured = set(tables["aggregated"]["metric"])
+    metrics = [(key, names.get(key, key)) for key in LABEL_METRICS if key in measured]
+    labels = {config: (kind, seconds) for config, (kind, _, seconds) in time.items()}
+    return figures.label_curves(tables["aggregated"], metrics, labels, names=method_names)
+
+
 def _sweep_figure(
     suite: SuiteView,
     views: list[tuple[RegimeView, dict[str, pd.DataFrame]]],
@@ -579,6 +599,7 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         tables, records, throughput, out_root, suite.audited_class, context_name, sweep, method_names
     )
     drawn["sweep"] = _sweep_figure(suite, views, names, method_names) if sweep else None
+    drawn["label_curves"] = label_figure(suite, tables, method_names, names) if not sweep else None
     if sweep:  # a control and its true-mask twin may be in two regimes (a sweep over data.mask_control)
         every, _ = load_runs([out_root], run_ids=reported, short=True)
         tables["content_effect"] = content_effect_table(every, n_resamples=n_resamples, names=method_names)

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import matplotlib as mpl
@@ -74,6 +75,11 @@ def png_data_uri(fig: Figure, *, dpi: int = DPI) -> str:
         sys.modules["matplotlib.pyplot"].close(fig)
     fig.clear()
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def write_png(uri: str, path: Path) -> None:
+    """A `png_data_uri` figure written as a PNG file."""
+    Path(path).write_bytes(base64.b64decode(uri.split(",", 1)[1]))
 
 
 @contextmanager
@@ -621,4 +627,75 @@ def correlation_scatter(
             title = "one point per configuration: mean over seeds, 95% CI; darker: larger budget"
             fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=min(len(handles), 6),
                        fontsize=9, title=title, title_fontsize=9)  # fmt: skip
+        return png_data_uri(fig)
+
+
+# ------------------------------------------------------------------------------------------------ annotation time
+
+
+def label_curves(
+    aggregated: pd.DataFrame,
+    metrics: Sequence[tuple[str, str]],
+    labels: dict[str, tuple[str, float]],
+    *,
+    columns: int = 3,
+    names: Names = NO_NAMES,
+) -> str:
+    """One panel per metric `(key, label)`: each configuration that pays for labels as a line over annotation
+    hours (log axis), one line per method and label kind (`labels`: config -> (kind, seconds)), mean over seeds
+    with its 95% interval as a band; the configurations without labels (GAIN, JTT, the baseline) as dashed levels.
+    What a team reads off: at a given annotation time, which label and method find the most boats without water."""
+    metrics = list(metrics)
+    rows = aggregated[aggregated["metric"].isin([k for k, _ in metrics])] if len(aggregated) else aggregated
+    kinds = sorted({kind for kind, _ in labels.values()})
+    hours = sorted({seconds / 3600 for _, seconds in labels.values() if seconds > 0})
+    n_panels = max(len(metrics), 1)
+    ncols = min(n_panels, columns)
+    nrows = math.ceil(n_panels / ncols)
+    dashes = {kind: ("-", "--", ":", "-.", (0, (5, 1)), (0, (1, 1)))[i % 6] for i, kind in enumerate(kinds)}
+    markers = {kind: "osv^Dx"[i % 6] for i, kind in enumerate(kinds)}
+    with style():
+        fig = Figure(figsize=(3.9 * ncols, 3.2 * nrows + 0.7), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        handles: dict[str, Any] = {}
+        for i_ax, (ax, (key, title)) in enumerate(zip(axes, metrics, strict=False)):
+            ax.set_title(title)
+            panel = rows[rows["metric"] == key] if len(rows) else rows
+            if not len(panel) or not hours:
+                _message(ax, f"no results for\n{title}")
+                continue
+            ax.set_xscale("log")
+            ax.set_xlim(hours[0] / 1.5, hours[-1] * 1.5)
+            ax.set_xticks(hours, [f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h" for h in hours])
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xlabel("annotation time")
+            if i_ax % ncols == 0:
+                ax.set_ylabel("mean over seeds, 95% CI")
+            lines: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            for row in panel.to_dict("records"):
+                kind, seconds = labels.get(str(row["config"]), ("", 0.0))
+                if not kind:
+                    colour = method_colour(str(row["method"]), names)
+                    ax.axhspan(row["ci_low"], row["ci_high"], color=colour, alpha=0.08, lw=0)
+                    level = ax.axhline(row["mean"], color=colour, ls="--", lw=1.4)
+                    handles.setdefault(display_name(str(row["method"]), 0, None, names) + " (no labels)", level)
+                    continue
+                lines.setdefault((str(row["method"]), kind), []).append(row | {"hours": seconds / 3600})
+            for (method, kind), points in lines.items():
+                points.sort(key=lambda p: p["hours"])
+                x = np.array([p["hours"] for p in points])
+                colour = method_colour(method, names)
+                ax.fill_between(x, [p["ci_low"] for p in points], [p["ci_high"] for p in points], color=colour,
+                                alpha=0.12, lw=0)  # fmt: skip
+                (line,) = ax.plot(x, [p["mean"] for p in points], color=colour, ls=dashes[kind], marker=markers[kind],
+                                  lw=1.8, ms=5)  # fmt: skip
+                handles.setdefault(f"{display_name(method, 0, None, names)}, {kind}", line)
+            values = panel[["mean", "ci_low", "ci_high"]].to_numpy(float).ravel()
+            if limits := _ylim(values):
+                ax.set_ylim(*limits)
+        for ax in axes[len(metrics) :]:
+            ax.set_visible(False)
+        if handles:
+            fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=min(len(handles), 4),
+                       fontsize=8)  # fmt: skip
         return png_data_uri(fig)
