@@ -666,7 +666,8 @@ def label_curves(
                 continue
             ax.set_xscale("log")
             ax.set_xlim(hours[0] / 1.5, hours[-1] * 1.5)
-            ax.set_xticks(hours, [f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h" for h in hours])
+            ticks = {(f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h"): h for h in reversed(hours)}  # one per label
+            ax.set_xticks(list(ticks.values()), list(ticks))
             ax.xaxis.set_minor_locator(NullLocator())
             ax.set_xlabel("annotation time")
             if i_ax % ncols == 0:
