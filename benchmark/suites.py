@@ -96,6 +96,7 @@ from benchmark.settings import (
     MASK_CONTROLS,
     SCHEMA,
     SECTIONS,
+    DataKeys,
     LabelCosts,
     SearchSettings,
     SettingsError,
@@ -643,10 +644,11 @@ def _annotation(params: dict[str, Any], where: str) -> dict[str, Any]:
     dilate = params.pop("annotation_dilate", None)
     if kind not in ANNOTATIONS:
         raise SuiteError(f"{where}.annotation = {kind!r}: allowed: {', '.join(ANNOTATIONS)} (docs/methods.md)")
-    if dilate is not None and kind != "coarse":
+    default = DataKeys.__dataclass_fields__["annotation_dilate"].default
+    if dilate is not None and dilate != default and kind != "coarse":
         raise SuiteError(f"{where}.annotation_dilate = {dilate!r}: only with annotation = 'coarse' (got {kind!r})")
     if kind == "coarse":
-        dilate = 2 if dilate is None else dilate
+        dilate = default if dilate is None else dilate
         if isinstance(dilate, bool) or not isinstance(dilate, int) or not 1 <= dilate <= 64:
             raise SuiteError(f"{where}.annotation_dilate = {dilate!r}: allowed: an integer from 1 to 64 (pixels)")
         return {"type": kind, "dilate": dilate}

@@ -173,7 +173,7 @@ def test_suites_read_the_annotation_from_data_and_entries():
     ("data", "message"),
     [
         ({"top": {"annotation": "polygon"}}, "data.annotation = 'polygon': allowed: mask, box, points, scribble"),
-        ({"top": {"annotation": "box", "annotation_dilate": 2}}, "only with annotation = 'coarse'"),
+        ({"top": {"annotation": "box", "annotation_dilate": 3}}, "only with annotation = 'coarse'"),
         ({"top": {"annotation": "coarse", "annotation_dilate": 0}}, "allowed: an integer from 1 to 64"),
         ({"gradcam": {"data": {"annotation": "box"}}}, "method 'gradcam' uses no pixel labels"),
         ({"copy_paste": {"data": {"annotation": "points"}}},
