@@ -13,6 +13,8 @@ A page declares its claims in one fenced block whose info string is `toml claims
     metric = "context_without_class"      # a metric of docs/statistics.md, per shifted group where it can be
     direction = ">"                       # a - b > 0 (or "<")
     min_replicates = 8                    # optional: the default is stats.MIN_REPLICATES
+    outcome = "fails"                     # optional, written after the runs: the declared claim failed, and the
+                                          # page keeps it as declared (the check then flags it only if it stops failing)
 
 `evaluate` reads the folder, pairs the two configurations by seed, and gives each claim the mean difference a - b
 with its paired two-level bootstrap interval, the exact sign-flip p over the replicates, Holm-adjusted across the
@@ -40,7 +42,7 @@ from benchmark.tables import METRICS, Run, call, compare, load_runs, seed_pairs
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
 DIRECTIONS = (">", "<")
 FENCE = re.compile(r"^```toml claims[ \t]*\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
-CLAIM_KEYS = ("id", "says", "a", "b", "where", "metric", "direction", "min_replicates")
+CLAIM_KEYS = ("id", "says", "a", "b", "where", "metric", "direction", "min_replicates", "outcome")
 
 
 class ClaimError(ValueError):
@@ -57,6 +59,7 @@ class Claim:
     direction: str
     where: dict[str, Any] = field(default_factory=dict)
     min_replicates: int = MIN_REPLICATES
+    outcome: str | None = None  # "fails": a declared claim that failed, recorded as such after the runs
 
 
 @dataclass(frozen=True)
@@ -81,11 +84,18 @@ class Result:
     p: float = float("nan")
     p_holm: float = float("nan")
 
+    @property
+    def unexpected(self) -> bool:
+        """A failure the page has not recorded (`outcome = "fails"`), or a recorded failure that now holds."""
+        recorded = self.claim.outcome == FAILS
+        return (self.status == FAILS and not recorded) or (self.status == HOLDS and recorded)
+
     def line(self) -> str:
         """`holds   gain-water: GAIN calls ... | a - b on metric: +0.087 [+0.051, +0.120], sign-flip p 0.008
         (Holm 0.031), 8 full replicates`; an inconclusive line ends with its reason."""
         c = self.claim
-        head = f"{self.status:<12} {c.id}: {c.says}"
+        status = f"{self.status} (recorded)" if c.outcome == FAILS and self.status == FAILS else self.status
+        head = f"{status:<12} {c.id}: {c.says}"
         if not np.isfinite(self.difference):
             return f"{head} | {self.reason}"
         where = "".join(f" {k}={v}" for k, v in c.where.items())
@@ -141,6 +151,9 @@ def declared(page: Path, root: Path = Path(".")) -> Declared:
         least = raw.get("min_replicates", MIN_REPLICATES)
         if isinstance(least, bool) or not isinstance(least, int) or least < 2:
             raise ClaimError(f"{where}: min_replicates = {least!r}; allowed: an integer >= 2")
+        if raw.get("outcome", FAILS) != FAILS:
+            raise ClaimError(f"{where}: outcome = {raw['outcome']!r}; allowed: fails (a declared claim that failed, "
+                             "kept as declared)")
         if not isinstance(raw.get("where", {}), dict):
             raise ClaimError(f"{where}: where must be a table of spec keys, e.g. {{ \"model.pretrain.corpus\" = ... }}")
         claims.append(Claim(**raw))

@@ -516,7 +516,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
         print(f"{page}: {summary_line(results)}")
         for result in results:
             print(result.line())
-        failed |= any(r.status in stop for r in results)
+        failed |= any(r.unexpected or (r.status in stop and r.status != FAILS) for r in results)
     return 1 if failed else 0
 
 

@@ -214,3 +214,27 @@ def test_a_claims_file_of_its_own_gates_a_ci_folder_and_strict_fails_on_inconclu
     assert "results folder reports/nowhere not here" in capsys.readouterr().out
     assert main(["claims", str(gate), "--folder", str(ci_folder), "--strict"]) == 0
     assert [r.claim.id for r in evaluate(gate, folder=ci_folder)] == ["better"]
+
+
+def test_a_declared_claim_that_failed_is_kept_with_its_outcome_recorded(repository, capsys):
+    from benchmark.docs import claim_problems
+
+    page = (repository / "findings/full.md").read_text()
+    recorded = page.replace('direction = "<"\n', 'direction = "<"\noutcome = "fails"\n', 1)
+    (repository / "findings/recorded.md").write_text(recorded)
+    results = {r.claim.id: r for r in evaluate(findings("recorded"), repository)}
+    assert results["wrong-way"].status == FAILS and not results["wrong-way"].unexpected
+    assert results["wrong-way"].line().startswith("fails (recorded) wrong-way:")
+    assert claim_problems(repository, Path("findings/recorded.md"), recorded) == [], "a recorded failure is known"
+    assert main(["claims", "findings/recorded.md", "--root", str(repository)]) == 0
+    assert "1 fail" in capsys.readouterr().out, "and still counted as a failure"
+    stale = page.replace('direction = ">"\n', 'direction = ">"\noutcome = "fails"\n', 1)  # "better" holds
+    (repository / "findings/stale.md").write_text(stale)
+    problems = claim_problems(repository, Path("findings/stale.md"), stale)
+    assert len(problems) == 2 and "claim 'better' holds, recorded as failing," in problems[0]
+    assert "claim 'wrong-way' fails on its results folder" in problems[1], "not recorded on this page"
+    assert main(["claims", "findings/stale.md", "--root", str(repository)]) == 1
+    bad = page.replace('direction = ">"\n', 'direction = ">"\noutcome = "holds"\n', 1)
+    (repository / "findings/bad.md").write_text(bad)
+    with pytest.raises(ClaimError, match="outcome = 'holds'; allowed: fails"):
+        evaluate(findings("bad"), repository)
