@@ -187,10 +187,7 @@ class AnnotatedFileSplit(FileSplit):
 
     @classmethod
     def of(cls, split: FileSplit, annotated: dict[int, np.ndarray]) -> AnnotatedFileSplit:
-        new = cls.__new__(cls)
-        new.__dict__.update(split.__dict__)
-        new.annotated = annotated
-        return new
+        return split.derived(cls, annotated=annotated)
 
     def _sample(self, row: int) -> Sample:
         sample = super()._sample(row)

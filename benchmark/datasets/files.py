@@ -55,6 +55,9 @@ def _try_decode(item: ImageItem, n_classes: int) -> Sample | DataError:
         return err
 
 
+Derived = TypeVar("Derived", bound="FileSplit")
+
+
 class FileSplit:
     """A split of `ImageItem`s: labels, ids and flags in memory, pixels read per batch."""
 
@@ -129,6 +132,14 @@ class FileSplit:
             "source": self.source,
             "skipped": len(self.skipped),
         }
+
+    def derived(self, cls: type[Derived], **attrs: Any) -> Derived:
+        """A `cls` (a subclass that changes some rows' samples) sharing this split's state, its decoded cache
+        included, with `attrs` set on it; this split is not changed."""
+        new = cls.__new__(cls)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(attrs)
+        return new
 
     def _sample(self, row: int) -> Sample:
         sample = self._cache.get(row)

@@ -182,12 +182,12 @@ class ControlledFileSplit(FileSplit):
 
     @classmethod
     def of(cls, split: FileSplit, regions: dict[int, np.ndarray], value: int) -> ControlledFileSplit:
-        new = cls.__new__(cls)
-        new.__dict__.update(split.__dict__)
-        new.regions = {row: np.packbits(region) for row, region in regions.items()}  # an eighth of the memory
-        new.shapes = {row: region.shape for row, region in regions.items()}
-        new.value = value
-        return new
+        return split.derived(
+            cls,
+            regions={row: np.packbits(region) for row, region in regions.items()},  # an eighth of the memory
+            shapes={row: region.shape for row, region in regions.items()},
+            value=value,
+        )
 
     def _sample(self, row: int) -> Sample:
         sample = super()._sample(row)
