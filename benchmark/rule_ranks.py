@@ -21,12 +21,9 @@ import scipy.stats as sps
 from benchmark.results import read_suite
 from benchmark.selection import reported_specs, select_rules
 from benchmark.summary import record_keys
-from benchmark.tables import RANK_METRICS, grid, load_runs, setting_labels, tidy_table
+from benchmark.tables import RANK_LABELS, RANK_METRICS, grid, load_runs, setting_labels, tidy_table
 
 RULE_RANK_COLUMNS = ["setting", "x_metric", "x_rule", "y_metric", "y_rule", "n_configurations", "tau", "p_value"]
-SHORT = {"shifted_auroc": "AUROC", "class_without_context": "class w/o context",
-         "context_without_class": "context w/o class", "object_swapped_accuracy": "other object on context",
-         "worst_group_accuracy": "worst group", "val_accuracy": "val accuracy"}  # fmt: skip
 
 
 def rule_means(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -87,14 +84,14 @@ def format_rule_ranks(table: pd.DataFrame, trials: pd.DataFrame, markdown: bool 
         rows = [[f"{setting or 'all'} ({n} configurations)", *(f"{a} / {b}" for a, b in rule_pairs)]]
         for metric, by_metric in same.groupby("x_metric", sort=False):
             tau = {(r["x_rule"], r["y_rule"]): r["tau"] for r in by_metric.to_dict("records")}
-            rows.append([SHORT.get(metric, metric), *(_cell(tau.get(pair, np.nan)) for pair in rule_pairs)])
+            rows.append([RANK_LABELS.get(metric, metric), *(_cell(tau.get(pair, np.nan)) for pair in rule_pairs)])
         out += [*grid(rows, markdown), ""]
         finite = block["tau"][np.isfinite(block["tau"])]
         if len(finite):
             low = block.loc[finite.idxmin()]
+            x, y = (RANK_LABELS.get(low[k], low[k]) for k in ("x_metric", "y_metric"))
             out.append(f"Over all {len(finite)} pairs of (metric, rule) points: median tau {finite.median():+.2f}, "
-                       f"lowest {finite.min():+.2f} ({SHORT.get(low['x_metric'], low['x_metric'])} by {low['x_rule']} "
-                       f"against {SHORT.get(low['y_metric'], low['y_metric'])} by {low['y_rule']}).")  # fmt: skip
+                       f"lowest {finite.min():+.2f} ({x} by {low['x_rule']} against {y} by {low['y_rule']}).")
             out.append("")
     chosen = trials.pivot_table(index="group", columns="rule", values="trial", aggfunc="first")
     for a, b in itertools.combinations(chosen.columns, 2):

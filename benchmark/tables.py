@@ -900,6 +900,10 @@ def correlation_table(
 RANK_METRICS = ("shifted_auroc", "class_without_context", "context_without_class", "object_swapped_accuracy",
                 "worst_group_accuracy", "val_accuracy")
 """The metrics whose rankings of the configurations `rank_agreement_table` compares."""
+RANK_LABELS = {"shifted_auroc": "AUROC", "class_without_context": "class w/o context",
+               "context_without_class": "context w/o class", "object_swapped_accuracy": "other object on context",
+               "worst_group_accuracy": "worst group", "val_accuracy": "val accuracy"}  # fmt: skip
+"""The short name of each of `RANK_METRICS` in the rank-agreement views."""
 RANK_COLUMNS = ["setting", "x", "y", "n_configurations", "tau", "p_value"]
 
 
@@ -929,10 +933,7 @@ def format_rank_agreement(table: pd.DataFrame, markdown: bool = False) -> str:
     """Per setting, Kendall's tau of every pair of metrics' rankings (`rank_agreement_table`) as a matrix."""
     if table.empty:
         return "no configurations to rank"
-    short = {"shifted_auroc": "AUROC", "class_without_context": "class w/o context",
-             "context_without_class": "context w/o class", "object_swapped_accuracy": "other object on context",
-             "worst_group_accuracy": "worst group",
-             "val_accuracy": "val accuracy"}  # fmt: skip
+    short = RANK_LABELS
     out = []
     for setting, group in table.groupby("setting", sort=False):
         tau = {(r["x"], r["y"]): r["tau"] for r in group.to_dict("records")}
