@@ -15,19 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmark.claims import FAILS, INCONCLUSIVE, evaluate, summary_line
-from benchmark.curves import DIAGNOSTICS, LOSS_PARTS
-from benchmark.metric_defs import labels as metric_labels
-from benchmark.names import Names
-from benchmark.report import SUMMARY_FILE, write_report
-from benchmark.report.build import label_figure
-from benchmark.report.figures import write_png
-from benchmark.results import ResultsError, planned, read_suite, status_lines
-from benchmark.rule_ranks import format_rule_ranks, rule_rank_agreement
-from benchmark.selection import RULES, reported_specs, select_suite, unrecorded_note
-from benchmark.spec import BASELINE, BUILTIN_DATA
-from benchmark.store import FULL, SUITE_FILE, WriteError
-from benchmark.summary import (
+from benchmark.analyse.claims import FAILS, INCONCLUSIVE, evaluate, summary_line
+from benchmark.analyse.names import Names
+from benchmark.analyse.report import SUMMARY_FILE, write_report
+from benchmark.analyse.report.build import label_figure
+from benchmark.analyse.report.figures import write_png
+from benchmark.analyse.results import ResultsError, planned, read_suite, status_lines
+from benchmark.analyse.rule_ranks import format_rule_ranks, rule_rank_agreement
+from benchmark.analyse.summary import (
     compare_runs,
     curve_table,
     format_comparison,
@@ -36,7 +31,7 @@ from benchmark.summary import (
     provenance,
     provenance_text,
 )
-from benchmark.tables import (
+from benchmark.analyse.tables import (
     BACKGROUND_ROW_METRICS,
     PLACEBOS,
     TERMINAL_WIDTH,
@@ -48,7 +43,12 @@ from benchmark.tables import (
     format_rank_agreement,
     write_csv,
 )
-from benchmark.versions import format_versions, versions_table
+from benchmark.analyse.versions import format_versions, versions_table
+from benchmark.core.curves import DIAGNOSTICS, LOSS_PARTS
+from benchmark.core.metric_defs import labels as metric_labels
+from benchmark.core.selection import RULES, reported_specs, select_suite, unrecorded_note
+from benchmark.core.spec import BASELINE, BUILTIN_DATA
+from benchmark.core.store import FULL, SUITE_FILE, WriteError
 
 TABLE_VIEWS = ("paper", "rows", "backgrounds", "content", "correlation", "ranks", "rules", "labels")
 

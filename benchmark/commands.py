@@ -14,26 +14,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmark import runner, suites
-from benchmark.datasets import synthetic
-from benchmark.datasets.registry import DATASETS
-from benchmark.datasets.synthetic import default_root
-from benchmark.datasets.voc_export import ExportSettings, export
-from benchmark.denormals import flush_from_the_start
-from benchmark.gallery_maps import write_gallery
-from benchmark.methods.base import BUDGET_WORDS
-from benchmark.phases import phase
-from benchmark.plugins import plugin_refs
-from benchmark.pretrain import pretrain_spec, start_checkpoint
-from benchmark.registry import METHODS, MODELS, load_plugins
-from benchmark.report import render
-from benchmark.selection import RULES, reported_specs, select_rules, unrecorded_note
-from benchmark.spec import RunSpec
-from benchmark.store import COMPLETE, DAMAGED, FAILED, FULL, WriteError, run_state
-from benchmark.suites import available, load
-from benchmark.summary import COLUMNS, format_table, summarise
-from benchmark.tables import format_paper_table
-from benchmark.train import run
+from benchmark.analyse.report import render
+from benchmark.analyse.summary import COLUMNS, format_table, summarise
+from benchmark.analyse.tables import format_paper_table
+from benchmark.core.phases import phase
+from benchmark.core.plugins import plugin_refs
+from benchmark.core.registry import METHODS, MODELS, load_plugins
+from benchmark.core.selection import RULES, reported_specs, select_rules, unrecorded_note
+from benchmark.core.spec import RunSpec
+from benchmark.core.store import COMPLETE, DAMAGED, FAILED, FULL, WriteError, run_state
+from benchmark.execute import runner, suites
+from benchmark.execute.datasets import synthetic
+from benchmark.execute.datasets.registry import DATASETS
+from benchmark.execute.datasets.synthetic import default_root
+from benchmark.execute.datasets.voc_export import ExportSettings, export
+from benchmark.execute.denormals import flush_from_the_start
+from benchmark.execute.gallery_maps import write_gallery
+from benchmark.execute.methods.base import BUDGET_WORDS
+from benchmark.execute.pretrain import pretrain_spec, start_checkpoint
+from benchmark.execute.suites import available, load
+from benchmark.execute.train import run
 
 
 def complete_folder(out_root: Path, data_root: Path | None = None) -> None:
@@ -188,7 +188,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             todo = sum(p.action == "run" for p in planned)
             print(f"{todo} of {len(planned)} runs would run; output: {out}")
             return 0
-        # before any parallel torch operation, so that torch's thread pool inherits the flag (benchmark.denormals)
+        # before any parallel torch operation, so that torch's thread pool inherits the flag
+        # (benchmark.execute.denormals)
         flush_from_the_start(all(spec.train.flush_denormal for spec in suite.runs()))
         result = runner.run_suite(
             suite,

@@ -44,16 +44,16 @@ from typing import Any
 from urllib.parse import unquote
 
 from benchmark import cli
-from benchmark.claims import FAILS, HOLDS, ClaimError, Result, declared, evaluate, has_claims
+from benchmark.analyse.claims import FAILS, HOLDS, ClaimError, Result, declared, evaluate, has_claims
+from benchmark.analyse.report.verdict import PAPER_TABLE4
 from benchmark.commands import suite_of
-from benchmark.label_costs import costs_table
-from benchmark.methods import METHODS
-from benchmark.methods.base import BUDGET_WORDS
-from benchmark.metric_defs import METRICS
-from benchmark.plugins import BUILTIN
-from benchmark.report.verdict import PAPER_TABLE4
-from benchmark.selection_rules import RULES
-from benchmark.settings import reference
+from benchmark.core.label_costs import costs_table
+from benchmark.core.metric_defs import METRICS
+from benchmark.core.plugins import BUILTIN
+from benchmark.core.selection_rules import RULES
+from benchmark.core.settings import reference
+from benchmark.execute.methods import METHODS
+from benchmark.execute.methods.base import BUDGET_WORDS
 
 PAGE_GLOBS = ("README.md", "docs/**/*.md", "findings/**/*.md", "reports/README.md", "datasets/README.md",
               "examples/**/*.md", "measurements/**/*.md")
@@ -707,9 +707,9 @@ def block_problem(root: Path, block: Block, tables: bool) -> str | None:
 SCREENSHOT = Path("docs/report.png")
 SCREENSHOT_RECORD = Path("docs/report.png.json")
 FIRST_SCREEN_CODE = (
-    "benchmark/report/templates/report.html.j2",
-    "benchmark/report/verdict.py",
-    "benchmark/report/build.py",
+    "benchmark/analyse/report/templates/report.html.j2",
+    "benchmark/analyse/report/verdict.py",
+    "benchmark/analyse/report/build.py",
 )
 
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmark.metrics import audit_metrics
-from benchmark.predictions import audited_view
-from benchmark.spec import RunSpec
-from benchmark.store import read_record
-from benchmark.train import load_data, load_trained, predict
+from benchmark.core.predictions import audited_view
+from benchmark.core.spec import RunSpec
+from benchmark.core.store import read_record
+from benchmark.execute.metrics import audit_metrics
+from benchmark.execute.train import load_data, load_trained, predict
 
 METRICS = ("val_accuracy", "class_without_context", "context_without_class", "shifted_auroc")
 

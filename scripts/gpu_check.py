@@ -6,11 +6,12 @@
     python scripts/gpu_check.py --skip-tests --compile  # the same steps torch.compile'd ("+c" after the precision)
 
 Prints the device, runs `pytest -m cuda` (the CUDA-only tests and the GPU benchmarks), then measures the training
-step (and Grad-CAM inference) of gradcam, gain, gain_ext and the floor step (`benchmark.timing.floor_loss`: what a
-GAIN step would cost if everything but its one unavoidable extra pass were free) with
-`benchmark.timing.measure_interleaved` (CUDA-event timing, warm-up, then the steps interleaved round by round,
+step (and Grad-CAM inference) of gradcam, gain, gain_ext and the floor step (`benchmark.execute.timing.floor_loss`:
+what a GAIN step would cost if everything but its one unavoidable extra pass were free) with
+`benchmark.execute.timing.measure_interleaved` (CUDA-event timing, warm-up, then the steps interleaved round by round,
 medians) for each precision, batch size and cuDNN autotuning setting. Each row gives images/s, the ratio of the
-step's time to the baseline's (gradcam) step in the same rounds, the step's FLOPs (`benchmark.timing.step_flops`:
+step's time to the baseline's (gradcam) step in the same rounds, the step's FLOPs
+(`benchmark.execute.timing.step_flops`:
 torch's FLOP counter over forward, Grad-CAM, the added passes and backward), the achieved TFLOPS and the model FLOP
 utilisation: achieved over the card's dense peak for that arithmetic (`PEAK_TFLOPS`; fp32 is compared with the TF32
 peak, since PyTorch runs fp32 convolutions on TF32 tensor cores by default). The table is also written as JSON to
@@ -34,9 +35,9 @@ sys.path.insert(0, str(ROOT))  # this checkout's `benchmark`, whatever is instal
 
 import torch  # noqa: E402
 
-from benchmark.methods import build_method  # noqa: E402
-from benchmark.models import build_model  # noqa: E402
-from benchmark.timing import (  # noqa: E402
+from benchmark.execute.methods import build_method  # noqa: E402
+from benchmark.execute.models import build_model  # noqa: E402
+from benchmark.execute.timing import (  # noqa: E402
     FloorStep,
     TimingSettings,
     device_name,

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))  # this checkout's `benchmark`, whatever is instal
 
 import torch  # noqa: E402
 
-from benchmark.datasets import voc  # noqa: E402
-from benchmark.models import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from benchmark.execute.datasets import voc  # noqa: E402
+from benchmark.execute.models import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

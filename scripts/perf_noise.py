@@ -22,7 +22,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmark.provenance import git_commit
+from benchmark.core.provenance import git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "measurements" / "perf-noise.json"

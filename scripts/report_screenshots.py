@@ -87,8 +87,8 @@ def write_docs_screenshot(report: Path, url: str) -> int:
     checks."""
     root = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(root))
+    from benchmark.core.provenance import git_commit
     from benchmark.docs import SCREENSHOT, SCREENSHOT_RECORD, first_screen_digest
-    from benchmark.provenance import git_commit
 
     commit = git_commit()  # before the screenshot changes a tracked file
     driver = browser(1280, 800)

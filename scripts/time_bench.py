@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the package's provenance, also where tox's interpreter has no gain-bench installed
-from benchmark.provenance import cpu_identity, git_commit  # noqa: E402
+from benchmark.core.provenance import cpu_identity, git_commit  # noqa: E402
 
 OUT = ROOT / "measurements" / "tox-bench.json"
 SUMMARY = re.compile(r"bench: OK \((?P<total>[\d.]+)=setup\[(?P<setup>[\d.]+)\]\+cmd\[(?P<cmd>[\d.]+)\] seconds\)")

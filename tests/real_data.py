@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmark.datasets.synthetic import VOC_PALETTE
-from benchmark.datasets.voc import CLASSES
+from benchmark.execute.datasets.synthetic import VOC_PALETTE
+from benchmark.execute.datasets.voc import CLASSES
 
 W, H = 40, 30
 BOAT, PERSON, CAR = CLASSES.index("boat"), CLASSES.index("person"), CLASSES.index("car")

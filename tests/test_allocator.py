@@ -1,4 +1,5 @@
-"""benchmark/allocator.py: the malloc settings a run trains with, compared with glibc's defaults in fresh processes."""
+"""benchmark/execute/allocator.py: the malloc settings a run trains with, compared with glibc's defaults in fresh
+processes."""
 
 import json
 import os
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 from tiny import tiny_suite
 
-from benchmark.allocator import retain_freed_memory
-from benchmark.suites import load
-from benchmark.train import run
+from benchmark.execute.allocator import retain_freed_memory
+from benchmark.execute.suites import load
+from benchmark.execute.train import run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # is ~0 once the heap is warm, while the defaults fault thousands of pages in every step.)
 FAULTS_PER_STEP = """
 import json, resource, statistics, sys, torch
-from benchmark.allocator import retain_freed_memory
-from benchmark.methods import build_method
-from benchmark.models import build_model
-from benchmark.timing import example_batch
+from benchmark.execute.allocator import retain_freed_memory
+from benchmark.execute.methods import build_method
+from benchmark.execute.models import build_model
+from benchmark.execute.timing import example_batch
 applied = retain_freed_memory()
 torch.manual_seed(0)
 model = build_model("small_cnn", 5).train().to(memory_format=torch.channels_last)

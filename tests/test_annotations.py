@@ -14,24 +14,24 @@ from test_mask_controls import BOAT, CAR, IGNORE, ROWS, _masks, _split
 from test_tables import _images, _predictions
 from tiny import TINY_DATA
 
+from benchmark.analyse.names import Names
+from benchmark.analyse.report import write_report
+from benchmark.analyse.report.build import label_figure
+from benchmark.analyse.results import read_suite
 from benchmark.cli import main
-from benchmark.datasets.annotations import annotate, annotated_split, iou, objects, rng_for
-from benchmark.datasets.files import FileSplit, ViewSettings
-from benchmark.datasets.images import ImageItem
-from benchmark.label_costs import LABEL_COSTS, images_for
-from benchmark.methods import METHODS
-from benchmark.metrics import audit_metrics
-from benchmark.names import Names
-from benchmark.predictions import audited_view, predictions_csv
-from benchmark.report import write_report
-from benchmark.report.build import label_figure
-from benchmark.results import read_suite
-from benchmark.runner import cached_data, write_suite_file
-from benchmark.settings import ANNOTATIONS
-from benchmark.spec import RunSpec
-from benchmark.store import run_dir, write_atomic, write_record
-from benchmark.suites import SuiteError, from_dict
-from benchmark.train import new_record, run
+from benchmark.core.label_costs import LABEL_COSTS, images_for
+from benchmark.core.predictions import audited_view, predictions_csv
+from benchmark.core.settings import ANNOTATIONS
+from benchmark.core.spec import RunSpec
+from benchmark.core.store import run_dir, write_atomic, write_record
+from benchmark.execute.datasets.annotations import annotate, annotated_split, iou, objects, rng_for
+from benchmark.execute.datasets.files import FileSplit, ViewSettings
+from benchmark.execute.datasets.images import ImageItem
+from benchmark.execute.methods import METHODS
+from benchmark.execute.metrics import audit_metrics
+from benchmark.execute.runner import cached_data, write_suite_file
+from benchmark.execute.suites import SuiteError, from_dict
+from benchmark.execute.train import new_record, run
 
 
 def render_report(root):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.attention import (
+from benchmark.execute.attention import (
     gap_linear,
     grad_cam,
     grad_cam_from,
@@ -13,7 +13,7 @@ from benchmark.attention import (
     minmax_normalise,
     upsample_bilinear,
 )
-from benchmark.models import SplitModel, build_model
+from benchmark.execute.models import SplitModel, build_model
 
 
 def _reference_pytorch_grad_cam(model, images, classes):

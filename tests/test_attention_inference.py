@@ -4,8 +4,8 @@ import pytest
 import torch
 from numerics import randomise_batchnorm
 
-from benchmark.attention import grad_cam
-from benchmark.models import build_model
+from benchmark.execute.attention import grad_cam
+from benchmark.execute.models import build_model
 
 
 def _pytorch_grad_cam(model, images, classes):

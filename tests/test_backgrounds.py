@@ -15,11 +15,11 @@ import test_tables
 from PIL import Image
 from test_tables import fake_run
 
-from benchmark.datasets import synthetic
-from benchmark.datasets.render import NEUTRAL_GREY, render
-from benchmark.datasets.synthetic import SyntheticConfig, ensure_generated, load
-from benchmark.metrics import audit_metrics
-from benchmark.tables import METRIC, Run, build_tables, format_paper_table, load_runs, paired_table
+from benchmark.analyse.tables import METRIC, Run, build_tables, format_paper_table, load_runs, paired_table
+from benchmark.execute.datasets import synthetic
+from benchmark.execute.datasets.render import NEUTRAL_GREY, render
+from benchmark.execute.datasets.synthetic import SyntheticConfig, ensure_generated, load
+from benchmark.execute.metrics import audit_metrics
 
 TINY = SyntheticConfig(image_size=24, n_train=6, n_val=4, n_shifted=3, n_counterfactual=4)
 BOAT = synthetic.CLASSES.index("boat")

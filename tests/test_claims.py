@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from test_tables import fake_run
 
-from benchmark.claims import FAILS, HOLDS, INCONCLUSIVE, ClaimError, declared, evaluate
+from benchmark.analyse.claims import FAILS, HOLDS, INCONCLUSIVE, ClaimError, declared, evaluate
+from benchmark.analyse.stats import sign_flip_test
+from benchmark.analyse.tables import NOT_ENOUGH, significance
 from benchmark.cli import main
-from benchmark.stats import sign_flip_test
-from benchmark.tables import NOT_ENOUGH, significance
 
 
 def _by_enumeration(d):

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.methods import build_method
-from benchmark.methods.counterfactual import paste_objects, remove_objects
-from benchmark.methods.rrr import input_gradient_penalty
-from benchmark.models import SplitModel, build_model
-from benchmark.spec import RunSpec, TrainSettings
-from benchmark.train import load_data, run
+from benchmark.core.spec import RunSpec, TrainSettings
+from benchmark.execute.methods import build_method
+from benchmark.execute.methods.counterfactual import paste_objects, remove_objects
+from benchmark.execute.methods.rrr import input_gradient_penalty
+from benchmark.execute.models import SplitModel, build_model
+from benchmark.execute.train import load_data, run
 
 NEW = ("copy_paste", "object_removal", "counterfactual", "rrr", "ext_only", "am_only", "energy")
 MASK_METHODS = ("copy_paste", "object_removal", "counterfactual", "rrr", "ext_only", "energy")

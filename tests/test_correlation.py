@@ -1,6 +1,6 @@
 """Does localisation predict robustness? Spearman's rho across configurations with a hierarchical bootstrap
-(`benchmark.correlation`), its table (`tables.correlation_table`, in `build_tables` and `gain-bench table --csv`) and
-the report's section."""
+(`benchmark.analyse.correlation`), its table (`tables.correlation_table`, in `build_tables` and `gain-bench table
+--csv`) and the report's section."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from scipy import stats as sps
 from test_tables import CLASSES, fabricated_folder, fake_run
 from tiny import tiny_suite
 
-from benchmark.cli import main
-from benchmark.correlation import (
+from benchmark.analyse.correlation import (
     MIN_CONFIGURATIONS,
     PAIRS,
     average_ranks,
@@ -23,10 +22,8 @@ from benchmark.correlation import (
     rank_correlation,
     spearman,
 )
-from benchmark.predictions import predictions_csv
-from benchmark.report import render
-from benchmark.store import run_dir, write_atomic
-from benchmark.tables import (
+from benchmark.analyse.report import render
+from benchmark.analyse.tables import (
     CORRELATION_COLUMNS,
     build_tables,
     correlation_table,
@@ -34,6 +31,9 @@ from benchmark.tables import (
     setting_labels,
     tidy_table,
 )
+from benchmark.cli import main
+from benchmark.core.predictions import predictions_csv
+from benchmark.core.store import run_dir, write_atomic
 
 LOCALISATION_COLUMNS = ("relevance_mass", "pointing_hit", "iou_at_tau")
 

@@ -9,16 +9,16 @@ import torch
 from numerics import assert_close_scaled, randomise_batchnorm
 from tiny import tiny_suite
 
-from benchmark import runner
-from benchmark.attention import grad_cam
-from benchmark.datasets.tensors import TensorSplit
-from benchmark.folding import folded
-from benchmark.methods import build_method
-from benchmark.models import build_model
-from benchmark.report import write_report
-from benchmark.suites import load
-from benchmark.timing import TimingSettings, example_batch, measure
-from benchmark.train import load_checkpoint
+from benchmark.analyse.report import write_report
+from benchmark.execute import runner
+from benchmark.execute.attention import grad_cam
+from benchmark.execute.datasets.tensors import TensorSplit
+from benchmark.execute.folding import folded
+from benchmark.execute.methods import build_method
+from benchmark.execute.models import build_model
+from benchmark.execute.suites import load
+from benchmark.execute.timing import TimingSettings, example_batch, measure
+from benchmark.execute.train import load_checkpoint
 
 pytestmark = [
     pytest.mark.cuda,

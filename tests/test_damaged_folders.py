@@ -19,13 +19,13 @@ from tiny import tiny_suite
 
 import benchmark.cli
 import benchmark.commands
-from benchmark import runner
+from benchmark.analyse.report import render, write_report
+from benchmark.analyse.results import planned, read_suite, status_lines
 from benchmark.cli import main
-from benchmark.predictions import ROWS_KEY, predictions_problem
-from benchmark.report import render, write_report
-from benchmark.results import planned, read_suite, status_lines
-from benchmark.store import read_record
-from benchmark.suites import load
+from benchmark.core.predictions import ROWS_KEY, predictions_problem
+from benchmark.core.store import read_record
+from benchmark.execute import runner
+from benchmark.execute.suites import load
 
 SEEDS = "0,1,2,3"
 

@@ -11,10 +11,10 @@ from real_data import (
     waterbirds_tree,
 )
 
-from benchmark.datasets import registry
-from benchmark.datasets.images import DataError
-from benchmark.datasets.manifest import read_biased_split
-from benchmark.datasets.voc import CLASSES
+from benchmark.execute.datasets import registry
+from benchmark.execute.datasets.images import DataError
+from benchmark.execute.datasets.manifest import read_biased_split
+from benchmark.execute.datasets.voc import CLASSES
 
 SHIFTED = ("class_without_context", "context_without_class")
 

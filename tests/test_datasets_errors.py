@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 from real_data import VAL, palette_png, voc_tree
 
-from benchmark.datasets import registry
-from benchmark.datasets.images import DataError
+from benchmark.execute.datasets import registry
+from benchmark.execute.datasets.images import DataError
 
 BAD_ID = "2008_000102"  # a val image
 

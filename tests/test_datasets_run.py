@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from real_data import BOAT, TRAIN, real_data_root, voc_tree
 
-from benchmark import suites
 from benchmark.cli import main
-from benchmark.metrics import audit_metrics
-from benchmark.predictions import audited_view, read_predictions
-from benchmark.spec import RunSpec, TrainSettings, pairing_key
-from benchmark.train import run
+from benchmark.core.predictions import audited_view, read_predictions
+from benchmark.core.spec import RunSpec, TrainSettings, pairing_key
+from benchmark.execute import suites
+from benchmark.execute.metrics import audit_metrics
+from benchmark.execute.train import run
 
 TINY = ["--set", "data.image_size=32", "--set", "data.workers=1", "--set", "train.batch_size=4", "--quiet"]
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 from real_data import AUG_ONLY, BOAT, CAR, PERSON, TRAIN, VAL, biased_folder, voc_tree
 
-from benchmark.datasets import registry, voc
-from benchmark.datasets.budgets import nested_budget, pool_rows
-from benchmark.datasets.images import DataError
-from benchmark.datasets.transforms import eval_view, train_view
-from benchmark.spec import RunSpec
-from benchmark.train import select_budget
+from benchmark.core.spec import RunSpec
+from benchmark.execute.datasets import registry, voc
+from benchmark.execute.datasets.budgets import nested_budget, pool_rows
+from benchmark.execute.datasets.images import DataError
+from benchmark.execute.datasets.transforms import eval_view, train_view
+from benchmark.execute.train import select_budget
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """`train.flush_denormal` reaches every thread of torch's pool only when set before the pool starts
-(benchmark.denormals): checked in fresh processes, since this one's pool started long ago."""
+(benchmark.execute.denormals): checked in fresh processes, since this one's pool started long ago."""
 
 import json
 import subprocess
@@ -8,11 +8,11 @@ import sys
 import pytest
 from tiny import tiny_suite
 
-from benchmark.store import read_record
+from benchmark.core.store import read_record
 
 PROBE = """
 import sys, torch
-from benchmark.denormals import flush_from_the_start, flushed_share
+from benchmark.execute.denormals import flush_from_the_start, flushed_share
 torch.set_num_threads(2)
 if sys.argv[1] == "late":
     (torch.ones(1 << 20) * 2).sum()  # a parallel operation first: the pool starts unflushed

@@ -11,10 +11,11 @@ import pytest
 import scipy.optimize
 import torch
 
-from benchmark.datasets import synthetic
-from benchmark.heldout import selection_config
-from benchmark.methods import METHODS, build_method
-from benchmark.methods.dfr import (
+from benchmark.core.spec import RunSpec, TrainSettings
+from benchmark.execute.datasets import synthetic
+from benchmark.execute.heldout import selection_config
+from benchmark.execute.methods import METHODS, build_method
+from benchmark.execute.methods.dfr import (
     C_GRID,
     DRAW_ORDER,
     balanced_draw,
@@ -29,10 +30,9 @@ from benchmark.methods.dfr import (
     penultimate,
     pool_config,
 )
-from benchmark.models import build_model
-from benchmark.spec import RunSpec, TrainSettings
-from benchmark.suites import SuiteError, from_dict
-from benchmark.train import load_checkpoint, load_data, run
+from benchmark.execute.models import build_model
+from benchmark.execute.suites import SuiteError, from_dict
+from benchmark.execute.train import load_checkpoint, load_data, run
 
 SMALL = {"n_train": 240, "n_val": 60, "n_shifted": 40, "n_counterfactual": 30}
 ONE_EPOCH = TrainSettings(epochs=1, batch_size=32, diagnostics=False)

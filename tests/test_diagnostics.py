@@ -1,4 +1,4 @@
-"""Training diagnostics (benchmark.diagnostics), the erased pass's BatchNorm modes and GAIN's exact gradient."""
+"""Training diagnostics (benchmark.execute.diagnostics), the erased pass's BatchNorm modes and GAIN's exact gradient."""
 
 import copy
 import json
@@ -8,8 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.analyse.report.figures import training_curves
 from benchmark.cli import main
-from benchmark.diagnostics import (
+from benchmark.core.settings import BN_MODES
+from benchmark.core.spec import RunSpec, TrainSettings
+from benchmark.execute.diagnostics import (
     bn_shift,
     gradient_probe,
     optimizer_direction,
@@ -17,12 +20,9 @@ from benchmark.diagnostics import (
     probe_rows,
     probe_steps,
 )
-from benchmark.methods import build_method
-from benchmark.models import batchnorm_mode, build_model
-from benchmark.report.figures import training_curves
-from benchmark.settings import BN_MODES
-from benchmark.spec import RunSpec, TrainSettings
-from benchmark.train import run
+from benchmark.execute.methods import build_method
+from benchmark.execute.models import batchnorm_mode, build_model
+from benchmark.execute.train import run
 
 SMALL = {"n_train": 160, "n_val": 40, "n_shifted": 20, "n_counterfactual": 20}
 
@@ -335,7 +335,7 @@ def test_a_runs_curve_records_the_diagnostics_and_they_change_no_result(tmp_path
 
 
 def test_the_report_names_configurations_whose_losses_rose():
-    from benchmark.report.build import rising_losses
+    from benchmark.analyse.report.build import rising_losses
 
     def record(method: str, seed: int, totals: list[float], gap: float | None = None, cl=None) -> dict:
         curve = [

@@ -12,9 +12,9 @@ import pytest
 from test_tables import fake_run
 
 from benchmark import docs
+from benchmark.analyse.tables import build_tables
 from benchmark.cli import main
-from benchmark.settings import reference
-from benchmark.tables import build_tables
+from benchmark.core.settings import reference
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -318,7 +318,7 @@ def test_every_command_of_a_line_and_of_an_indented_block_is_checked(tmp_path):
 
 @pytest.mark.slow
 def test_a_plugin_a_shown_command_loads_stays_out_of_this_process(tmp_path):
-    from benchmark.methods import METHODS
+    from benchmark.execute.methods import METHODS
 
     page = "# P\n\n```bash\nPYTHONPATH=examples gain-bench run examples/harbour.toml --jobs 2\n```\n"
     root = _site(tmp_path, "# x\n", **{"docs/p.md": page})
@@ -342,7 +342,7 @@ def test_the_screenshot_goes_stale_when_the_code_of_the_first_screen_changes(tmp
     record = {"commit": "abc123", "first_screen_code": docs.first_screen_digest(tmp_path)}
     (tmp_path / docs.SCREENSHOT_RECORD).write_text(json.dumps(record))
     assert docs.screenshot_problems(tmp_path) == []
-    verdict = tmp_path / "benchmark/report/verdict.py"
+    verdict = tmp_path / "benchmark/analyse/report/verdict.py"
     verdict.write_text(verdict.read_text() + "\n# a change to what the verdict says\n")
     (problem,) = docs.screenshot_problems(tmp_path)
     assert "older than the code that draws the report's first screen" in problem and "abc123" in problem

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.methods import build_method
-from benchmark.methods.energy import energy_loss
-from benchmark.models import SplitModel
+from benchmark.execute.methods import build_method
+from benchmark.execute.methods.energy import energy_loss
+from benchmark.execute.models import SplitModel
 
 
 def linear_model(weight: list[float] | list[list[float]], dtype=torch.float32) -> SplitModel:

@@ -6,11 +6,11 @@ import pytest
 import torch
 from numerics import assert_close_scaled, randomise_batchnorm
 
-import benchmark.methods.gain as gain_module
-from benchmark.folding import folded, folded_for
-from benchmark.methods import build_method
-from benchmark.models import build_model
-from benchmark.timing import example_batch
+import benchmark.execute.methods.gain as gain_module
+from benchmark.execute.folding import folded, folded_for
+from benchmark.execute.methods import build_method
+from benchmark.execute.models import build_model
+from benchmark.execute.timing import example_batch
 
 
 def _outputs_and_grads(model, fn, x):
@@ -198,7 +198,7 @@ def test_folded_conv_bn_has_the_gradients_of_conv_then_batchnorm_to_second_order
     """gradcheck and gradgradcheck in float64 of the folded layer against finite differences, with a gradient to
     the input, the convolution's weight and bias and BatchNorm's affine parameters; and the same values as the two
     layers."""
-    from benchmark.folding import conv_bn
+    from benchmark.execute.folding import conv_bn
 
     class ConvBN(torch.nn.Module):
         def __init__(self) -> None:

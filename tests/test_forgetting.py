@@ -4,11 +4,11 @@ start), and GAIN's attention placebo erases exactly the area T(A) would, elsewhe
 import pytest
 import torch
 
-from benchmark.methods import build_method
-from benchmark.methods.forgetting import last_linear
-from benchmark.methods.gain import random_shift
-from benchmark.models import build_model
-from benchmark.spec import RunSpec
+from benchmark.core.spec import RunSpec
+from benchmark.execute.methods import build_method
+from benchmark.execute.methods.forgetting import last_linear
+from benchmark.execute.methods.gain import random_shift
+from benchmark.execute.models import build_model
 
 
 def _batch(n=8, size=48, seed=0):

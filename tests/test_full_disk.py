@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import test_damaged_folders
 
+from benchmark.analyse.results import planned, read_suite, status_lines
 from benchmark.cli import main
-from benchmark.results import planned, read_suite, status_lines
-from benchmark.store import STORAGE_ERROR, WriteError, read_record, write_atomic
+from benchmark.core.store import STORAGE_ERROR, WriteError, read_record, write_atomic
 
 SEEDS = test_damaged_folders.SEEDS
 folder = test_damaged_folders.folder  # the fixture: a copy of the session's trained folder, to fill the disk with
@@ -32,7 +32,7 @@ import functools, resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 import benchmark.cli, benchmark.commands
-from benchmark.report import render, write_report
+from benchmark.analyse.report import render, write_report
 benchmark.cli.write_report = functools.partial(write_report, n_resamples=50)
 benchmark.commands.render = functools.partial(render, n_resamples=50)
 raise SystemExit(benchmark.cli.main(sys.argv[2:]))

@@ -1,5 +1,6 @@
-"""The gallery's post-run step (`benchmark.gallery_maps`: checkpoints and data in, `gallery.npz` and `gallery.json`
-out) and the report's renderer (`benchmark.report.gallery`), which draws from those two files alone."""
+"""The gallery's post-run step (`benchmark.execute.gallery_maps`: checkpoints and data in, `gallery.npz` and
+`gallery.json`
+out) and the report's renderer (`benchmark.analyse.report.gallery`), which draws from those two files alone."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ import pytest
 import torch
 from tiny import tiny_suite
 
-from benchmark import gallery_maps, runner
-from benchmark.attention import inference_cam, minmax_normalise, upsample_bilinear
-from benchmark.datasets import registry
-from benchmark.datasets.images import DataError
-from benchmark.report import gallery
-from benchmark.store import GALLERY_JSON, GALLERY_NPZ
-from benchmark.suites import load
-from benchmark.train import load_trained
+from benchmark.analyse.report import gallery
+from benchmark.core.store import GALLERY_JSON, GALLERY_NPZ
+from benchmark.execute import gallery_maps, runner
+from benchmark.execute.attention import inference_cam, minmax_normalise, upsample_bilinear
+from benchmark.execute.datasets import registry
+from benchmark.execute.datasets.images import DataError
+from benchmark.execute.suites import load
+from benchmark.execute.train import load_trained
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = (GALLERY_JSON, GALLERY_NPZ)
@@ -150,8 +151,8 @@ def test_other_settings_or_a_damaged_npz_are_computed_again(written, tmp_path):
 
 def test_the_report_draws_it_from_the_folder_alone(written, tmp_path):
     """With every model.pt removed and no data root, in a process where torch and every execute module cannot be
-    imported (the package `benchmark.report` stubbed, so that its `__init__`, i.e. `build`, is not run): the same
-    PNG, and no checkpoint or data file opened (an audit hook sees every open)."""
+    imported (the package `benchmark.analyse.report` stubbed, so that its `__init__`, i.e. `build`, is not run): the
+    same PNG, and no checkpoint or data file opened (an audit hook sees every open)."""
     out, data_root = written
     copy = _copy(out, tmp_path)
     expected = gallery.gallery(copy)
@@ -160,8 +161,7 @@ def test_the_report_draws_it_from_the_folder_alone(written, tmp_path):
         path.unlink()
     code = f"""
 import importlib.abc, sys, types
-BLOCKED = ("torch", "torchvision", "benchmark.gallery_maps", "benchmark.train", "benchmark.models",
-           "benchmark.attention", "benchmark.datasets", "benchmark.runner", "benchmark.suites")
+BLOCKED = ("torch", "torchvision", "benchmark.execute")
 
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -173,11 +173,11 @@ sys.meta_path.insert(0, Block())
 opened = []
 sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" and args else None)
 import benchmark
-report = types.ModuleType("benchmark.report")
-report.__path__ = [{str(ROOT / "benchmark" / "report")!r}]
-sys.modules["benchmark.report"] = report
-from benchmark.report import gallery
-from benchmark.store import GALLERY_JSON, GALLERY_NPZ
+report = types.ModuleType("benchmark.analyse.report")
+report.__path__ = [{str(ROOT / "benchmark" / "analyse" / "report")!r}]
+sys.modules["benchmark.analyse.report"] = report
+from benchmark.analyse.report import gallery
+from benchmark.core.store import GALLERY_JSON, GALLERY_NPZ
 uri = gallery.gallery({str(copy)!r})
 bad = [p for p in opened if p.endswith(".pt") or p.startswith({str(data_root)!r}) or "/runs/" in p]
 print("BAD", bad, "TORCH", "torch" in sys.modules)
@@ -193,7 +193,7 @@ print(uri)
 
 
 def test_importing_the_renderer_imports_no_torch():
-    code = "import sys, benchmark.report.gallery; assert 'torch' not in sys.modules"
+    code = "import sys, benchmark.analyse.report.gallery; assert 'torch' not in sys.modules"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
 

@@ -16,25 +16,31 @@ import torch
 from test_tables import TRAIN, _images, _predictions
 from tiny import tiny_suite
 
-from benchmark import runner
+from benchmark.analyse.report import write_report
+from benchmark.analyse.report.build import _content_view
+from benchmark.analyse.stats import holm
+from benchmark.analyse.tables import (
+    CONTENT_COLUMNS,
+    build_tables,
+    content_effect_table,
+    format_content_effect,
+    load_runs,
+)
 from benchmark.cli import main
-from benchmark.datasets.files import FileSplit, ViewSettings
-from benchmark.datasets.images import ImageItem
-from benchmark.datasets.mask_controls import control_regions, controlled_split, derangement, rng_for
-from benchmark.datasets.tensors import TensorSplit
-from benchmark.methods import METHODS, build_method
-from benchmark.metrics import audit_metrics
-from benchmark.models import build_model
-from benchmark.predictions import audited_view, predictions_csv
-from benchmark.report import write_report
-from benchmark.report.build import _content_view
-from benchmark.settings import MASK_CONTROLS
-from benchmark.spec import RunSpec
-from benchmark.stats import holm
-from benchmark.store import read_record, run_dir, write_atomic, write_record
-from benchmark.suites import SuiteError, from_dict
-from benchmark.tables import CONTENT_COLUMNS, build_tables, content_effect_table, format_content_effect, load_runs
-from benchmark.train import new_record, run
+from benchmark.core.predictions import audited_view, predictions_csv
+from benchmark.core.settings import MASK_CONTROLS
+from benchmark.core.spec import RunSpec
+from benchmark.core.store import read_record, run_dir, write_atomic, write_record
+from benchmark.execute import runner
+from benchmark.execute.datasets.files import FileSplit, ViewSettings
+from benchmark.execute.datasets.images import ImageItem
+from benchmark.execute.datasets.mask_controls import control_regions, controlled_split, derangement, rng_for
+from benchmark.execute.datasets.tensors import TensorSplit
+from benchmark.execute.methods import METHODS, build_method
+from benchmark.execute.metrics import audit_metrics
+from benchmark.execute.models import build_model
+from benchmark.execute.suites import SuiteError, from_dict
+from benchmark.execute.train import new_record, run
 
 BOAT, CAR, IGNORE = 1, 2, 255  # class index + 1 of the audited class (boat) and another (car)
 

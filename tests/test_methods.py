@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.methods import METHODS, build_method
-from benchmark.methods.gain import external_loss
-from benchmark.models import SplitModel, build_model
+from benchmark.execute.methods import METHODS, build_method
+from benchmark.execute.methods.gain import external_loss
+from benchmark.execute.models import SplitModel, build_model
 
 
 def tiny_model() -> SplitModel:
@@ -250,7 +250,7 @@ def test_masked_pass_uses_running_statistics_only_in_eval_mode(mode):
 
 
 def test_outside_energy_variant_by_hand():
-    from benchmark.methods.gain import outside_energy_loss
+    from benchmark.execute.methods.gain import outside_energy_loss
 
     raw = torch.tensor([[[2.0, 1.0], [1.0, 4.0]], [[0.0, 0.0], [0.0, 0.0]]])
     mask = torch.tensor([[[1, 0], [0, 255]], [[1, 1], [0, 0]]])

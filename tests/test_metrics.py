@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.metrics import (
+from benchmark.execute.metrics import (
     GROUPS,
     attention_iou,
     audit_metrics,

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from benchmark.models import MODELS, RESNET_LAYERS, SMALL_CNN_LAYERS, VGG16_LAYERS, build_model
+from benchmark.execute.models import MODELS, RESNET_LAYERS, SMALL_CNN_LAYERS, VGG16_LAYERS, build_model
 
 
 @pytest.mark.parametrize(

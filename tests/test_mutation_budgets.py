@@ -1,5 +1,5 @@
-"""Pixel-label budgets (`benchmark.datasets.budgets`) against hand-made pools: which rows a budget may draw from,
-that budgets are nested prefixes of one seeded order, the manifest's name and text, and what the record says."""
+"""Pixel-label budgets (`benchmark.execute.datasets.budgets`) against hand-made pools: which rows a budget may draw
+from, that budgets are nested prefixes of one seeded order, the manifest's name and text, and what the record says."""
 
 import hashlib
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.datasets.budgets import (
+from benchmark.execute.datasets.budgets import (
     PAPER_BUDGETS,
     POOL_NAMES,
     budget_pool,
@@ -16,7 +16,7 @@ from benchmark.datasets.budgets import (
     pool_rows,
     write_manifest,
 )
-from benchmark.datasets.images import DataError
+from benchmark.execute.datasets.images import DataError
 
 # rows 0..5; class column 1 is the audited one
 LABELS = torch.tensor([[1, 1], [0, 0], [0, 1], [1, 0.6], [0, 0.5], [1, 0.4]], dtype=torch.float32)

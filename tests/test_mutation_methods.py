@@ -10,17 +10,17 @@ import torch
 from test_competitors import scene, small_cnn_scene
 from test_methods import by_hand, tiny_batch, tiny_model
 
-from benchmark.methods import build_method
-from benchmark.methods.base import HParam, Method, batch_mean_of_image_means
-from benchmark.methods.counterfactual import (
+from benchmark.execute.methods import build_method
+from benchmark.execute.methods.base import HParam, Method, batch_mean_of_image_means
+from benchmark.execute.methods.counterfactual import (
     _scale_about_centroid,
     budget_objects,
     gaussian_blur,
     paste_objects,
     remove_objects,
 )
-from benchmark.methods.gain import GAIN, GAINExt, external_loss, outside_energy_loss
-from benchmark.methods.rrr import input_gradient_penalty
+from benchmark.execute.methods.gain import GAIN, GAINExt, external_loss, outside_energy_loss
+from benchmark.execute.methods.rrr import input_gradient_penalty
 
 
 def test_hparam_sample_from_each_distribution():
@@ -352,7 +352,7 @@ def test_integer_hparam_draws_from_its_low_end_up():
 
 
 def test_counterfactuals_hand_every_setting_on(monkeypatch):
-    from benchmark.methods import counterfactual
+    from benchmark.execute.methods import counterfactual
 
     calls = {}
     monkeypatch.setattr(counterfactual, "paste_objects", lambda batch, **kw: calls.setdefault("paste", kw))
@@ -364,7 +364,7 @@ def test_counterfactuals_hand_every_setting_on(monkeypatch):
 
 
 def test_paste_defaults_and_no_resizing_without_jitter(monkeypatch):
-    from benchmark.methods import counterfactual
+    from benchmark.execute.methods import counterfactual
 
     seen = {}
     real_blur, real_scale = counterfactual.gaussian_blur, counterfactual._scale_about_centroid
@@ -401,7 +401,7 @@ def test_scaled_cut_out_is_exactly_the_resampled_source_mask():
     """The documented property of `_scale_about_centroid`: the cut-out after scaling marks exactly the pixels whose
     (nearest-neighbour) source pixel was inside the mask, for any mask and scale; a mask resampled any other way
     (bilinear, then thresholded) marks other pixels at its edges."""
-    from benchmark.methods.counterfactual import _scale_about_centroid
+    from benchmark.execute.methods.counterfactual import _scale_about_centroid
 
     generator = torch.Generator().manual_seed(3)
     cut = torch.rand(8, 12, 12, generator=generator) > 0.6

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import suites
-from benchmark.provenance import cpu_identity
+from benchmark.core.provenance import cpu_identity
+from benchmark.execute import suites
 
 DATA = Path(__file__).parent / "data"
 

@@ -16,14 +16,14 @@ import test_tables
 from test_tables import fabricated_folder
 from tiny import tiny_suite
 
+from benchmark.analyse.tables import METRIC, build_tables, format_rank_agreement
 from benchmark.cli import main
-from benchmark.datasets import synthetic
-from benchmark.datasets.render import render
-from benchmark.datasets.synthetic import SyntheticConfig, ensure_generated, load, load_split
-from benchmark.metrics import audit_metrics
-from benchmark.spec import RunSpec, TrainSettings
-from benchmark.tables import METRIC, build_tables, format_rank_agreement
-from benchmark.train import run
+from benchmark.core.spec import RunSpec, TrainSettings
+from benchmark.execute.datasets import synthetic
+from benchmark.execute.datasets.render import render
+from benchmark.execute.datasets.synthetic import SyntheticConfig, ensure_generated, load, load_split
+from benchmark.execute.metrics import audit_metrics
+from benchmark.execute.train import run
 
 TINY = SyntheticConfig(image_size=24, n_train=6, n_val=4, n_shifted=3, n_counterfactual=6)
 V3 = dataclasses.replace(TINY, generator_version=3)

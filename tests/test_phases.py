@@ -5,7 +5,7 @@ import pytest
 from tiny import tiny_suite
 
 from benchmark.cli import main
-from benchmark.phases import Counter, phase
+from benchmark.core.phases import Counter, phase
 
 
 @pytest.mark.slow

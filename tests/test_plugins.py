@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from tiny import tiny_suite
 
-from benchmark import suites
 from benchmark.cli import main
-from benchmark.plugins import Plugin, PluginError
-from benchmark.registry import METHODS, MODELS, load_plugins
+from benchmark.core.plugins import Plugin, PluginError
+from benchmark.core.registry import METHODS, MODELS, load_plugins
+from benchmark.execute import suites
 
 ROOT = Path(__file__).resolve().parent.parent
 
 PLUGIN = """
-from benchmark.methods.gradcam import GradCAMBaseline
-from benchmark.registry import register_method
+from benchmark.execute.methods.gradcam import GradCAMBaseline
+from benchmark.core.registry import register_method
 
 
 @register_method(display="Plain {tag}", colour="#123456")
@@ -65,7 +65,8 @@ def test_a_file_plugin_registers_with_its_origin_and_enters_the_hash(tmp_path: P
 def test_a_name_clash_is_refused_with_both_origins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     clash = tmp_path / "clash.py"
     clash.write_text(
-        "from benchmark.methods.gradcam import GradCAMBaseline\nfrom benchmark.registry import register_method\n"
+        "from benchmark.execute.methods.gradcam import GradCAMBaseline\n"
+        "from benchmark.core.registry import register_method\n"
         "register_method(type('X', (GradCAMBaseline,), {'name': 'gain'}))\n"
     )
     with pytest.raises(PluginError, match=r"method 'gain' from plugin .*clash.py.* clashes with .* built-in"):
@@ -133,7 +134,7 @@ def test_installed_packages_announce_plugins_through_the_entry_point_group(tmp_p
     (dist / "entry_points.txt").write_text("[gain_bench.plugins]\nlab = lab_plugin\n")
     (dist / "top_level.txt").write_text("lab_plugin\n")
     done = _run(
-        "from benchmark.registry import METHODS; e = METHODS.entry('plain_ep'); print(e.origin.identity)",
+        "from benchmark.core.registry import METHODS; e = METHODS.entry('plain_ep'); print(e.origin.identity)",
         PYTHONPATH=str(tmp_path),
     )
     assert done.returncode == 0, done.stderr
@@ -143,8 +144,8 @@ def test_installed_packages_announce_plugins_through_the_entry_point_group(tmp_p
 def test_the_example_plugin_comes_from_outside_the_package() -> None:
     done = _run(
         """
-        from benchmark import suites
-        from benchmark.registry import DATASETS, METHODS, MODELS
+        from benchmark.execute import suites
+        from benchmark.core.registry import DATASETS, METHODS, MODELS
         suite = suites.load("examples/harbour.toml")
         for registry, name in ((METHODS, "outside_energy"), (MODELS, "shufflenet_small"), (DATASETS, "harbour-csv")):
             entry = registry.entry(name)

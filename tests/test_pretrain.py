@@ -5,16 +5,16 @@ import torch
 from tiny import tiny_suite
 from torch import nn
 
-import benchmark.train
-from benchmark import runner
-from benchmark.datasets.voc_export import ExportSettings, export
-from benchmark.models import IMAGENET_MEAN, IMAGENET_STD, SplitModel, build_model, build_model_params
-from benchmark.pretrain import SEED_OFFSET, cache_root, ensure_pretrained, pretrain_spec, start_checkpoint
-from benchmark.registry import MODELS
-from benchmark.spec import RunSpec, TrainSettings, configuration_key
-from benchmark.store import run_dir
-from benchmark.suites import load
-from benchmark.train import load_start, run
+import benchmark.execute.train
+from benchmark.core.registry import MODELS
+from benchmark.core.spec import RunSpec, TrainSettings, configuration_key
+from benchmark.core.store import run_dir
+from benchmark.execute import runner
+from benchmark.execute.datasets.voc_export import ExportSettings, export
+from benchmark.execute.models import IMAGENET_MEAN, IMAGENET_STD, SplitModel, build_model, build_model_params
+from benchmark.execute.pretrain import SEED_OFFSET, cache_root, ensure_pretrained, pretrain_spec, start_checkpoint
+from benchmark.execute.suites import load
+from benchmark.execute.train import load_start, run
 
 SMALL = {"n_train": 160, "n_val": 40, "n_shifted": 20, "n_counterfactual": 20}
 
@@ -64,7 +64,7 @@ def test_a_pretrained_run_starts_from_the_cached_pretraining(tmp_path, monkeypat
     assert checkpoint.parent.name.startswith("pretrain-b0-s"), "the cache names a pre-training, not a Grad-CAM run"
     assert pretrain_spec(spec()).config_hash[:6] in checkpoint.parent.name
     stamp = checkpoint.stat().st_mtime_ns
-    monkeypatch.setattr(benchmark.train, "fit", lambda *args, **kwargs: [])  # no fine-tuning: the start is kept
+    monkeypatch.setattr(benchmark.execute.train, "fit", lambda *args, **kwargs: [])  # no fine-tuning: the start is kept
     with pytest.raises(ValueError, match="starts from the pre-trained checkpoint"):
         run(spec(seed=1), tmp_path / "out", data_root=data, progress=False)  # the caller resolves the start
     start = start_checkpoint(spec(seed=1), data)

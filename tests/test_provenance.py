@@ -8,8 +8,8 @@ import shutil
 import subprocess
 import sys
 
-from benchmark.provenance import cpu_identity, git_commit
-from benchmark.summary import environments, provenance, provenance_text
+from benchmark.analyse.summary import environments, provenance, provenance_text
+from benchmark.core.provenance import cpu_identity, git_commit
 
 
 def test_the_commit_of_this_checkout():
@@ -26,7 +26,7 @@ def test_outside_a_checkout_of_the_package_the_commit_is_unknown(tmp_path):
                    check=True)
     package = tmp_path / "site" / "benchmark"
     package.mkdir(parents=True)
-    shutil.copy(__import__("benchmark.provenance").provenance.__file__, package / "provenance.py")
+    shutil.copy(__import__("benchmark.core.provenance").core.provenance.__file__, package / "provenance.py")
     out = subprocess.run([sys.executable, "-c", "import provenance; print(provenance.git_commit())"], cwd=package,
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "unknown"
@@ -78,7 +78,7 @@ def test_the_cpu_is_named_with_a_digest_of_its_features():
 def test_every_run_records_its_cpu_and_torchs_kernels_and_a_table_names_them():
     import torch
 
-    from benchmark.train import environment
+    from benchmark.execute.train import environment
 
     env = environment("cpu")
     assert env["cpu"].startswith(cpu_identity()) and env["cpu"].endswith(

@@ -7,14 +7,14 @@ import pytest
 import torch
 from tiny import tiny_suite
 
-from benchmark import runner
-from benchmark.datasets.synthetic import data_config
-from benchmark.heldout import SEED_OFFSET as HELDOUT_OFFSET
-from benchmark.heldout import selection_config
-from benchmark.pretrain import SEED_OFFSET, cache_root, corpus_config, pretrain_spec
-from benchmark.spec import RunSpec, TrainSettings, build_model_params, configuration_key, pairing_key
-from benchmark.store import run_dir
-from benchmark.suites import load
+from benchmark.core.spec import RunSpec, TrainSettings, build_model_params, configuration_key, pairing_key
+from benchmark.core.store import run_dir
+from benchmark.execute import runner
+from benchmark.execute.datasets.synthetic import data_config
+from benchmark.execute.heldout import SEED_OFFSET as HELDOUT_OFFSET
+from benchmark.execute.heldout import selection_config
+from benchmark.execute.pretrain import SEED_OFFSET, cache_root, corpus_config, pretrain_spec
+from benchmark.execute.suites import load
 
 SMALL = {"n_train": 160, "n_val": 40, "n_shifted": 20, "n_counterfactual": 20}
 

@@ -1,9 +1,9 @@
 import pandas as pd
 
-from benchmark.registry import display
-from benchmark.report.build import metric_names
-from benchmark.report.verdict import verdict
-from benchmark.tables import row_name as _config_name  # the one fallback of every view
+from benchmark.analyse.report.build import metric_names
+from benchmark.analyse.report.verdict import verdict
+from benchmark.analyse.tables import row_name as _config_name  # the one fallback of every view
+from benchmark.core.registry import display
 
 
 def _aggregated(rows):
@@ -178,7 +178,7 @@ def test_names_for_the_reader():
 
 
 def test_beating_the_baseline_takes_the_auroc_and_both_groups_each_significant():
-    from benchmark.report.verdict import beaters, beats_baseline_sentence
+    from benchmark.analyse.report.verdict import beaters, beats_baseline_sentence
 
     rows = [
         ("gain_ext", 78, "shifted_auroc", 0.05, 0.02, 0.08, 0.004),

@@ -12,9 +12,9 @@ import pytest
 from test_tables import fabricated_folder
 from tiny import TINY_DATA, tiny_suite
 
-from benchmark import runner
-from benchmark.report import write_report
-from benchmark.suites import load
+from benchmark.analyse.report import write_report
+from benchmark.execute import runner
+from benchmark.execute.suites import load
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

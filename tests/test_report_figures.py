@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from tiny import tiny_suite
 
-from benchmark import gallery_maps, runner
-from benchmark.report import figures, gallery
-from benchmark.suites import load
+from benchmark.analyse.report import figures, gallery
+from benchmark.execute import gallery_maps, runner
+from benchmark.execute.suites import load
 
 TINY = tiny_suite("tiny-gallery", timing=False)
 
@@ -239,7 +239,7 @@ def test_the_report_opens_no_checkpoint_and_no_data_file(suite_out, tmp_path):
 import sys
 opened = []
 sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" and args else None)
-from benchmark.report import write_report
+from benchmark.analyse.report import write_report
 write_report({str(copy)!r}, n_resamples=50)
 bad = [p for p in opened if p.endswith(".pt") or p.startswith({str(data_root)!r})]
 print("BAD", bad)

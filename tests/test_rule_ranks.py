@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from benchmark import rule_ranks
+from benchmark.analyse import rule_ranks
 
 
 def _means(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:

@@ -12,11 +12,11 @@ import pytest
 import torch
 from tiny import tiny_suite
 
-from benchmark import runner
+from benchmark.analyse.report import write_report
 from benchmark.cli import main
-from benchmark.report import write_report
-from benchmark.store import RunLock, read_record
-from benchmark.suites import SuiteError, load
+from benchmark.core.store import RunLock, read_record
+from benchmark.execute import runner
+from benchmark.execute.suites import SuiteError, load
 
 TINY = tiny_suite()
 
@@ -119,7 +119,7 @@ def test_a_locked_run_is_skipped_by_a_second_runner(tmp_path, suite_file, data_r
         [
             sys.executable,
             "-c",
-            "import sys, time; from benchmark.store import RunLock; "
+            "import sys, time; from benchmark.core.store import RunLock; "
             "assert RunLock(sys.argv[1], sys.argv[2]).acquire(); print('held', flush=True); time.sleep(60)",
             str(out),
             spec.run_id,
@@ -295,7 +295,7 @@ def test_report_escapes_text_from_the_suite(tmp_path, data_root):
     suite = load(path, ["seeds=[0]"])
     out = tmp_path / "out"
     runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1, filters={"method": {"gradcam"}})
-    from benchmark.report import write_report
+    from benchmark.analyse.report import write_report
 
     html = write_report(out).read_text()
     assert "<script>" not in html
@@ -304,7 +304,7 @@ def test_report_escapes_text_from_the_suite(tmp_path, data_root):
 
 
 def test_an_interrupted_run_is_not_a_failure_and_runs_again(tmp_path, suite_file, data_root, monkeypatch):
-    import benchmark.train
+    import benchmark.execute.train
 
     suite = load(suite_file, ["seeds=[0]"])
     out = tmp_path / "out"
@@ -312,7 +312,7 @@ def test_an_interrupted_run_is_not_a_failure_and_runs_again(tmp_path, suite_file
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(benchmark.train, "fit", stop)
+    monkeypatch.setattr(benchmark.execute.train, "fit", stop)
     with pytest.raises(KeyboardInterrupt):
         runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)
     record = next(iter(_records(out).values()))
@@ -334,12 +334,12 @@ def test_execute_looks_again_under_the_lock(tmp_path, suite_file, data_root):
 
 
 def test_a_timing_failure_leaves_the_run_complete(tmp_path, suite_file, data_root, monkeypatch):
-    import benchmark.train
+    import benchmark.execute.train
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory while timing")
 
-    monkeypatch.setattr(benchmark.train, "throughput", broken)
+    monkeypatch.setattr(benchmark.execute.train, "throughput", broken)
     suite = load(suite_file, ["seeds=[0]", "methods.gain_ext.budgets=[9]"])
     result = runner.run_suite(suite, tmp_path / "out", quiet=True, data_root=data_root, threads=1)
     assert {f["status"] for f in result.finished} == {"complete"}
@@ -392,10 +392,10 @@ def test_suite_level_timing_pairs_each_configuration_with_its_baseline():
     """Each configuration is timed round by round with the Grad-CAM configuration on the same data and model (its
     ratios come from those rounds); the baseline's figures are medians over its pairings; a configuration with no
     baseline on its data and model is left to the alone-timing."""
-    from benchmark.methods import build_method
-    from benchmark.models import build_model
-    from benchmark.spec import RunSpec
-    from benchmark.timing import TimingSettings, example_batch
+    from benchmark.core.spec import RunSpec
+    from benchmark.execute.methods import build_method
+    from benchmark.execute.models import build_model
+    from benchmark.execute.timing import TimingSettings, example_batch
 
     def job(method, model_params=None):
         spec = RunSpec(method=method, model_params=model_params or {})
@@ -421,7 +421,7 @@ def test_a_search_s_chosen_trials_pair_with_their_baseline_for_timing():
     """Trials differ in the learning rate and weight decay they drew: the suite-level timing pairs them with the
     baseline by the one pairing key the statistics use; settings that change a step (batch, memory format, data,
     model) do not pair."""
-    from benchmark.spec import RunSpec, pairing_key
+    from benchmark.core.spec import RunSpec, pairing_key
 
     runs = load("search").runs()
     chosen = [

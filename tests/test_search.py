@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 
-from benchmark import search
-from benchmark.methods import METHODS, HParam, build_method
-from benchmark.methods.gain import GAINExt
-from benchmark.suites import SuiteError, from_dict, load
+from benchmark.execute import search
+from benchmark.execute.methods import METHODS, HParam, build_method
+from benchmark.execute.methods.gain import GAINExt
+from benchmark.execute.suites import SuiteError, from_dict, load
 
 SEARCHED = {
     "name": "s",

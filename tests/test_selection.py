@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 from tiny import tiny_suite
 
-from benchmark import heldout, runner, selection
+from benchmark.analyse.report import render
 from benchmark.cli import main
-from benchmark.datasets import synthetic
-from benchmark.report import render
-from benchmark.store import read_record
-from benchmark.suites import from_dict, load
+from benchmark.core import selection
+from benchmark.core.store import read_record
+from benchmark.execute import heldout, runner
+from benchmark.execute.datasets import synthetic
+from benchmark.execute.suites import from_dict, load
 
 
 class Poison(dict):
@@ -184,7 +185,7 @@ def test_a_searched_suite_reports_only_the_chosen_trials(tmp_path, data_root, mo
 
 
 def test_rules_are_the_suite_rules():
-    from benchmark.settings import SearchSettings, allowed
+    from benchmark.core.settings import SearchSettings, allowed
 
     assert tuple(selection.RULES) == ("in-distribution-val", "worst-group-val", "oracle")
     assert allowed(SearchSettings, "rule") == "in-distribution-val, worst-group-val, oracle", "exactly these"

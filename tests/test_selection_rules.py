@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import heldout, selection
-from benchmark.datasets import synthetic
-from benchmark.datasets.tensors import TensorSplit
-from benchmark.metrics import GROUPS
-from benchmark.models import build_model
-from benchmark.selection_rules import GROUP_VAL_SIZE, RULES
-from benchmark.settings import SearchSettings, SettingsError
-from benchmark.spec import RunSpec
-from benchmark.suites import from_dict
+from benchmark.core import selection
+from benchmark.core.selection_rules import GROUP_VAL_SIZE, RULES
+from benchmark.core.settings import SearchSettings, SettingsError
+from benchmark.core.spec import RunSpec
+from benchmark.execute import heldout
+from benchmark.execute.datasets import synthetic
+from benchmark.execute.datasets.tensors import TensorSplit
+from benchmark.execute.metrics import GROUPS
+from benchmark.execute.models import build_model
+from benchmark.execute.suites import from_dict
 
 PARAMS = {"image_size": 16, "n_train": 8, "n_val": 48, "n_shifted": 24, "n_counterfactual": 2}
 

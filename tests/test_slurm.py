@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from benchmark import slurm
-from benchmark.settings import SlurmSettings
-from benchmark.suites import SuiteError
+from benchmark.core.settings import SlurmSettings
+from benchmark.execute import slurm
+from benchmark.execute.suites import SuiteError
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from tiny import tiny_suite
 
-from benchmark import runner
 from benchmark.cli import main
-from benchmark.suites import load
+from benchmark.execute import runner
+from benchmark.execute.suites import load
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -30,8 +30,8 @@ import os
 import time
 from pathlib import Path
 
-from benchmark.methods.gradcam import GradCAMBaseline
-from benchmark.registry import register_method
+from benchmark.execute.methods.gradcam import GradCAMBaseline
+from benchmark.core.registry import register_method
 
 HERE = Path(__file__).parent
 

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from benchmark.metrics import auroc
-from benchmark.stats import (
+from benchmark.analyse.stats import (
     batched_auroc,
     batched_mean,
     bootstrap,
@@ -17,6 +16,7 @@ from benchmark.stats import (
     probability_of_improvement,
     seed_mean_sd,
 )
+from benchmark.execute.metrics import auroc
 
 
 def test_seed_mean_sd():

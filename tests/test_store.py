@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from benchmark import store
-from benchmark.store import (
+from benchmark.core import store
+from benchmark.core.store import (
     COMPLETE,
     CONFLICT,
     FAILED,
@@ -27,7 +27,7 @@ from benchmark.store import (
 )
 
 HASH = "abc123"
-# a whole predictions file (the columns `benchmark.predictions` writes), one row
+# a whole predictions file (the columns `benchmark.core.predictions` writes), one row
 PREDICTIONS = (
     "role,id,row,pair,has_context,context_share,object_share,context_area,score_boat\n"
     "val,img0,0,-1,1,0.25,0.5,0.3,0.9\n"
@@ -333,7 +333,7 @@ OTHER = "f" * 64  # a config hash as the runner writes them: 64 hex digits
 
 def test_inspect_run_says_what_is_wrong(tmp_path):
     """The state and the record exactly; the `problem` by its file and its kind (its wording may grow)."""
-    from benchmark.store import DAMAGED, inspect_run
+    from benchmark.core.store import DAMAGED, inspect_run
 
     def at(run_id, config_hash=HASH):
         return tuple(inspect_run(tmp_path, run_id, config_hash))
@@ -366,7 +366,7 @@ def test_inspect_run_says_what_is_wrong(tmp_path):
 
 
 def test_read_json_tells_truncated_from_garbled(tmp_path):
-    from benchmark.store import DamagedFile, read_json
+    from benchmark.core.store import DamagedFile, read_json
 
     path = tmp_path / "x.json"
     cases = {
@@ -392,7 +392,7 @@ def test_read_json_tells_truncated_from_garbled(tmp_path):
 
 
 def test_damaged_suite_level_files_name_themselves(tmp_path):
-    from benchmark.store import DamagedFile, suite_file_hint
+    from benchmark.core.store import DamagedFile, suite_file_hint
 
     path = tmp_path / store.THROUGHPUT_FILE
     for data in ([1], {"rows": {}}, {"rows": [{"x": 1}]}, {"rows": [1]}):
@@ -413,7 +413,7 @@ def test_damaged_suite_level_files_name_themselves(tmp_path):
 def test_write_error_names_the_file_and_the_cause(tmp_path):
     import errno
 
-    from benchmark.store import WriteError, write_error
+    from benchmark.core.store import WriteError, write_error
 
     path = tmp_path / "f"
     full = write_error(path, OSError(errno.ENOSPC, "No space left on device"))
@@ -430,7 +430,7 @@ def test_write_error_names_the_file_and_the_cause(tmp_path):
 def test_write_atomic_and_the_lock_raise_write_errors(tmp_path, monkeypatch):
     import errno
 
-    from benchmark.store import WriteError
+    from benchmark.core.store import WriteError
 
     (tmp_path / "file").write_text("")
     with pytest.raises(WriteError) as err:
@@ -462,13 +462,13 @@ def test_write_atomic_and_the_lock_raise_write_errors(tmp_path, monkeypatch):
 
 
 def test_failed_for_space():
-    from benchmark.store import STORAGE_ERROR, failed_for_space
+    from benchmark.core.store import STORAGE_ERROR, failed_for_space
 
     assert STORAGE_ERROR == "storage_error"
     assert not failed_for_space(None)
     assert not failed_for_space({"status": "complete", STORAGE_ERROR: "x"})
     assert failed_for_space({"status": "failed", STORAGE_ERROR: "runs/r1/model.pt"})
-    assert failed_for_space({"status": "failed", "error": "benchmark.store.WriteError: cannot write x"})
+    assert failed_for_space({"status": "failed", "error": "benchmark.core.store.WriteError: cannot write x"})
     assert not failed_for_space({"status": "failed", "error": "ValueError: boom"})
     assert not failed_for_space({"status": "failed", STORAGE_ERROR: "", "error": ""})
     assert not failed_for_space({"status": "failed"})

@@ -36,10 +36,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from benchmark import runner
-from benchmark.registry import REGISTRIES
-from benchmark.settings import SECTIONS
-from benchmark.suites import Suite, SuiteError, from_dict, load
+from benchmark.core.registry import REGISTRIES
+from benchmark.core.settings import SECTIONS
+from benchmark.execute import runner
+from benchmark.execute.suites import Suite, SuiteError, from_dict, load
 
 pytestmark = pytest.mark.slow  # fuzzing: many examples, seconds each test (docs/testing.md)
 

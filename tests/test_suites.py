@@ -1,8 +1,8 @@
 import pytest
 
-from benchmark import suites
-from benchmark.pretrain import pretrain_spec
-from benchmark.suites import SuiteError, apply_overrides, from_dict, load
+from benchmark.execute import suites
+from benchmark.execute.pretrain import pretrain_spec
+from benchmark.execute.suites import SuiteError, apply_overrides, from_dict, load
 
 MINIMAL = {"name": "t", "methods": {"gradcam": {}, "gain_ext": {}}}
 
@@ -182,13 +182,13 @@ def test_the_learning_rate_check_trains_with_the_search_s_chosen_gain_ext_trial(
 
 
 def test_the_suite_reference_is_generated_from_the_schema():
-    """docs/suite-reference.md is `python -m benchmark.settings`'s output: regenerate it when a key changes."""
+    """docs/suite-reference.md is `python -m benchmark.core.settings`'s output: regenerate it when a key changes."""
     from pathlib import Path
 
-    from benchmark.settings import SCHEMA, reference
+    from benchmark.core.settings import SCHEMA, reference
 
     doc = Path(__file__).resolve().parent.parent / "docs" / "suite-reference.md"
-    assert doc.read_text() == reference(), "run: python -m benchmark.settings > docs/suite-reference.md"
+    assert doc.read_text() == reference(), "run: python -m benchmark.core.settings > docs/suite-reference.md"
     for cls in SCHEMA.values():
         for name in cls.__dataclass_fields__:
             assert f"| `{name}` |" in doc.read_text()

@@ -8,7 +8,7 @@ from test_tables import fabricated_folder
 from tiny import tiny_suite
 
 from benchmark.cli import main
-from benchmark.suites import load
+from benchmark.execute.suites import load
 
 SUITE = tiny_suite("pr", ("gradcam", "gain", "gain_ext"), timing=False, seeds=tuple(range(8)), seed_scope="full")
 

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from tiny import tiny_suite
 
-from benchmark import runner
-from benchmark.reference import REFERENCE_FILE, read_references, setting_key
-from benchmark.report import write_report
-from benchmark.suites import SuiteError, from_dict, load
+from benchmark.analyse.report import write_report
+from benchmark.execute import runner
+from benchmark.execute.reference import REFERENCE_FILE, read_references, setting_key
+from benchmark.execute.suites import SuiteError, from_dict, load
 
 LINKED = [
     {"label": "pre", "model.init": "pretrained-synthetic", "train.lr": 1e-3},
@@ -137,7 +137,7 @@ def test_records_name_the_attention_layer_and_map_size(swept):
 def test_shipped_resolution_sweep_suite_varies_the_map_size():
     import torch
 
-    from benchmark.models import build_model
+    from benchmark.execute.models import build_model
 
     suite = load("resolution-sweep")
     sizes = set()
@@ -152,7 +152,7 @@ def test_shipped_resolution_sweep_suite_varies_the_map_size():
 
 
 def test_a_default_spelled_out_does_not_split_a_configuration():
-    from benchmark.spec import RunSpec, configuration_key
+    from benchmark.core.spec import RunSpec, configuration_key
 
     def key(**kw):
         return configuration_key(RunSpec(**kw).to_dict())

@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.datasets import synthetic
-from benchmark.datasets.render import render
-from benchmark.datasets.synthetic import (
+from benchmark.execute.datasets import synthetic
+from benchmark.execute.datasets.render import render
+from benchmark.execute.datasets.synthetic import (
     CLASSES,
     SPLITS,
     VERSION_SPLITS,
@@ -28,7 +28,7 @@ from benchmark.datasets.synthetic import (
     load,
     load_split,
 )
-from benchmark.datasets.tensors import TensorSplit
+from benchmark.execute.datasets.tensors import TensorSplit
 
 SMALL = SyntheticConfig(n_train=200, n_val=40, n_shifted=30, n_counterfactual=20)
 BOAT = CLASSES.index("boat")

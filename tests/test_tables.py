@@ -5,14 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark import runner
-from benchmark.cli import main
-from benchmark.metrics import audit_metrics
-from benchmark.predictions import audited_view, predictions_csv, read_predictions
-from benchmark.spec import RunSpec, TrainSettings, replicate_seeds
-from benchmark.store import run_dir, write_atomic, write_record
-from benchmark.suites import load
-from benchmark.tables import (
+from benchmark.analyse.tables import (
     METRIC,
     aggregate_table,
     build_tables,
@@ -22,7 +15,14 @@ from benchmark.tables import (
     paper_table,
     tidy_table,
 )
-from benchmark.train import new_record
+from benchmark.cli import main
+from benchmark.core.predictions import audited_view, predictions_csv, read_predictions
+from benchmark.core.spec import RunSpec, TrainSettings, replicate_seeds
+from benchmark.core.store import run_dir, write_atomic, write_record
+from benchmark.execute import runner
+from benchmark.execute.metrics import audit_metrics
+from benchmark.execute.suites import load
+from benchmark.execute.train import new_record
 
 CLASSES = ("boat", "car")
 SIZES = {
@@ -272,7 +272,7 @@ def test_cli_table_without_complete_runs_exits_2(tmp_path, capsys):
 
 
 def test_config_name_keeps_the_parameters_that_tell_configurations_apart():
-    from benchmark.tables import config_name
+    from benchmark.analyse.tables import config_name
 
     assert config_name("gain_ext", 78, display="GAIN_ext") == "GAIN_ext-78"
     assert config_name("gain", 0, "gain masked_bn=eval", "GAIN") == "GAIN masked_bn=eval"

@@ -6,10 +6,10 @@ import sys
 import pytest
 import torch
 
-from benchmark.denormals import denormals_flushed
-from benchmark.methods import build_method
-from benchmark.models import build_model
-from benchmark.timing import TimingSettings, autocast, measure
+from benchmark.execute.denormals import denormals_flushed
+from benchmark.execute.methods import build_method
+from benchmark.execute.models import build_model
+from benchmark.execute.timing import TimingSettings, autocast, measure
 
 
 def _batch(n: int = 4) -> dict[str, torch.Tensor]:
@@ -44,7 +44,7 @@ def test_measure_records_figures_and_context_without_touching_the_model():
             timed = measure(model, build_method("gradcam"), batch, 0, TimingSettings(warmup=0, iterations=1))
         shares[flush] = timed["denormals_flushed"]
     assert 0.0 <= shares[False] < shares[True] <= 1.0, (
-        "the calling thread's share follows the flag (benchmark.denormals)"
+        "the calling thread's share follows the flag (benchmark.execute.denormals)"
     )
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "timing trains a copy"
@@ -112,8 +112,8 @@ def test_cuda_timing_uses_events_and_reports_device_memory(precision):
 
 
 def test_interleaved_measurement_rotates_the_contenders_and_keeps_their_figures_apart():
-    from benchmark.methods.gradcam import GradCAMBaseline
-    from benchmark.timing import measure_interleaved
+    from benchmark.execute.methods.gradcam import GradCAMBaseline
+    from benchmark.execute.timing import measure_interleaved
 
     order: list[str] = []
 
@@ -139,7 +139,7 @@ def test_interleaved_measurement_rotates_the_contenders_and_keeps_their_figures_
 
 
 def test_interleaved_measurement_needs_a_warm_up_round():
-    from benchmark.timing import measure_interleaved
+    from benchmark.execute.timing import measure_interleaved
 
     with pytest.raises(ValueError, match="warmup >= 1"):
         contenders = {"a": (build_model("small_cnn", 5), build_method("gradcam"))}
@@ -151,10 +151,10 @@ def test_timing_applies_and_records_the_training_allocator_settings_in_a_fresh_p
     the malloc settings training runs with, so its figures are comparable with those taken after each run."""
     code = (
         "import torch\n"
-        "from benchmark.allocator import retain_freed_memory\n"
-        "from benchmark.methods import build_method\n"
-        "from benchmark.models import build_model\n"
-        "from benchmark.timing import TimingSettings, example_batch, measure\n"
+        "from benchmark.execute.allocator import retain_freed_memory\n"
+        "from benchmark.execute.methods import build_method\n"
+        "from benchmark.execute.models import build_model\n"
+        "from benchmark.execute.timing import TimingSettings, example_batch, measure\n"
         "assert retain_freed_memory.cache_info().currsize == 0\n"
         "f = measure(build_model('small_cnn', 5), build_method('gradcam'), example_batch(2, 48, 5), 0,\n"
         "            TimingSettings(warmup=0, iterations=1))\n"
@@ -172,7 +172,7 @@ def test_measure_paired_prepares_the_baseline_once_and_pairs_each_contender(monk
     """The baseline's copy is made and warmed up once however many contenders it is paired with (a compiled or large
     baseline would otherwise be copied and compiled again for each), and each contender carries the ratios of its
     own rounds with the baseline."""
-    import benchmark.timing as timing
+    import benchmark.execute.timing as timing
 
     copies = []
     steps = timing._steps

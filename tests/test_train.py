@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.analyse.summary import load_records, summarise
 from benchmark.cli import main
-from benchmark.datasets.budgets import PAPER_BUDGETS, budget_pool, nested_budget
-from benchmark.methods import METHODS
-from benchmark.methods.gradcam import GradCAMBaseline
-from benchmark.metrics import audit_metrics
-from benchmark.models import build_model
-from benchmark.predictions import audited_view, read_predictions
-from benchmark.spec import RunSpec, TrainSettings
-from benchmark.summary import load_records, summarise
-from benchmark.train import load_checkpoint, load_data, predict, run
+from benchmark.core.predictions import audited_view, read_predictions
+from benchmark.core.spec import RunSpec, TrainSettings
+from benchmark.execute.datasets.budgets import PAPER_BUDGETS, budget_pool, nested_budget
+from benchmark.execute.methods import METHODS
+from benchmark.execute.methods.gradcam import GradCAMBaseline
+from benchmark.execute.metrics import audit_metrics
+from benchmark.execute.models import build_model
+from benchmark.execute.train import load_checkpoint, load_data, predict, run
 
 SMALL = {"n_train": 240, "n_val": 60, "n_shifted": 40, "n_counterfactual": 30}
 FAST = TrainSettings(epochs=2, batch_size=32)

@@ -10,8 +10,8 @@ import json
 import pytest
 
 from benchmark.commands import train_spec
-from benchmark.settings import DataKeys, SuiteKeys, TrainSettings
-from benchmark.suites import SuiteError, resolve
+from benchmark.core.settings import DataKeys, SuiteKeys, TrainSettings
+from benchmark.execute.suites import SuiteError, resolve
 
 # Top-level keys that are the one-run suite's own options (--seed, --budget ...) or name no setting of a run.
 NOT_OVERRIDDEN = {"name", "description", "seeds", "budgets", "audited_class", "plugins", "device"}

@@ -6,8 +6,8 @@ from __future__ import annotations
 from test_tables import fabricated_folder
 from tiny import tiny_suite
 
+from benchmark.analyse.versions import versions_table
 from benchmark.cli import main
-from benchmark.versions import versions_table
 
 SUITE = tiny_suite("pr", ("gradcam", "gain_ext"), timing=False, seeds=(0, 1, 2, 3))
 

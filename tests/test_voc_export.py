@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from benchmark import cli
-from benchmark.datasets import synthetic, voc
-from benchmark.datasets.render import render
-from benchmark.datasets.voc_export import VOC_NAMES, ExportSettings, export, image_id
+from benchmark.execute.datasets import synthetic, voc
+from benchmark.execute.datasets.render import render
+from benchmark.execute.datasets.voc_export import VOC_NAMES, ExportSettings, export, image_id
 
 SMALL = ExportSettings(image_size=32, train_aug=120, seg_train=40, val=30, shifted=12)
 

@@ -12,13 +12,24 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmark.datasets import manifest, synthetic
-from benchmark.datasets.files import FileSplit, ViewSettings
-from benchmark.datasets.images import BadImages, ImageItem
-from benchmark.datasets.params import ROOT, FileDataConfig, build, data_path, resolved
-from benchmark.datasets.registry import Dataset
-from benchmark.registry import register_dataset
-from benchmark.settings import boolean, integer, text
+from benchmark.api import (
+    PATH_KEY_DOC,
+    BadImages,
+    Dataset,
+    FileDataConfig,
+    FileSplit,
+    ImageItem,
+    ViewSettings,
+    boolean,
+    build,
+    data_path,
+    integer,
+    manifest,
+    register_dataset,
+    resolved,
+    synthetic,
+    text,
+)
 
 NAME = "harbour-csv"
 CLASSES = synthetic.CLASSES
@@ -26,7 +37,7 @@ CLASSES = synthetic.CLASSES
 
 @dataclass(frozen=True)
 class HarbourConfig(FileDataConfig):
-    root: text("the export's folder", ROOT) = "harbour-csv"
+    root: text("the export's folder", PATH_KEY_DOC) = "harbour-csv"
     image_size: integer(16, "the side of the square model input") = 48
     augment: boolean("random crops and flips in training") = False
     n_train: integer(64, "training images, when `prepare` writes the example export") = 320

@@ -2,9 +2,7 @@
 
 import torch
 
-from benchmark.attention import grad_cam
-from benchmark.methods.base import HParam, Method, classification_loss
-from benchmark.registry import register_method
+from benchmark.api import HParam, Method, classification_loss, grad_cam, register_method
 
 
 @register_method(display="Outside energy", colour="#CC79A7")

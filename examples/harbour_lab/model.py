@@ -3,8 +3,7 @@
 from torch import nn
 from torchvision.models import shufflenet_v2_x0_5
 
-from benchmark.models import SYNTHETIC_MEAN, SYNTHETIC_STD, SplitModel
-from benchmark.registry import register_model
+from benchmark.api import SYNTHETIC_MEAN, SYNTHETIC_STD, SplitModel, register_model
 
 LAYERS = ("stage2", "stage3")
 

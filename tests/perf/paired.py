@@ -1,7 +1,8 @@
 """Paired (interleaved) timing for ratio figures on a noisy machine.
 
 pytest-benchmark times one test after another, so a load change between two tests shifts their ratio. Here every
-round times each contender once, in an order that rotates from round to round (`benchmark.timing.InterleavedRounds`,
+round times each contender once, in an order that rotates from round to round
+(`benchmark.execute.timing.InterleavedRounds`,
 which `measure_interleaved` uses too), and a ratio is taken between the medians over the same rounds. The ratios are
 kept in `RATIOS`, printed at the end of the session (tests/conftest.py) and stored in the benchmark's `extra_info`, so
 they land in the JSON that `tox -e perf` saves.
@@ -9,7 +10,7 @@ they land in the JSON that `tox -e perf` saves.
 
 from __future__ import annotations
 
-from benchmark.timing import InterleavedRounds
+from benchmark.execute.timing import InterleavedRounds
 
 RATIOS: list[str] = []
 

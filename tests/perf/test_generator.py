@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from benchmark.datasets.synthetic import SyntheticConfig, ensure_generated, load_split, splits
+from benchmark.execute.datasets.synthetic import SyntheticConfig, ensure_generated, load_split, splits
 
 SMALL = SyntheticConfig(n_train=64, n_val=16, n_shifted=16, n_counterfactual=16)
 

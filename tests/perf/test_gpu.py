@@ -4,9 +4,9 @@
 import pytest
 import torch
 
-from benchmark.methods import build_method
-from benchmark.models import build_model
-from benchmark.timing import example_batch
+from benchmark.execute.methods import build_method
+from benchmark.execute.models import build_model
+from benchmark.execute.timing import example_batch
 
 pytestmark = [
     pytest.mark.cuda,

@@ -4,7 +4,7 @@ and "gradcam-resnet18-cuda" on a GPU).
 Every row gets the same model (as built, contiguous, eval mode) and input and returns the same output: normalised maps
 at image size (checked against captum's here and by tests/test_attention.py). "gain-bench" is inference, `grad_cam`
 under `torch.no_grad()`: no graph for the features, and on a CPU the batch goes through the convolutions in
-channels_last (see `benchmark.attention.inference_features`). "gain-bench-differentiable" is `grad_cam` with
+channels_last (see `benchmark.execute.attention.inference_features`). "gain-bench-differentiable" is `grad_cam` with
 gradients on, the path GAIN trains through. `test_gradcam_ratios` interleaves the three libraries round by round and
 prints the ratios of their medians (the issue's targets: >= 3x pytorch-grad-cam, >= 1.2x captum, on the CPU).
 Compare the rows with `pytest tests/perf --benchmark`.
@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from paired import ratios_to, report
 
-from benchmark.attention import grad_cam, minmax_normalise
-from benchmark.models import build_model
-from benchmark.timing import InterleavedRounds
+from benchmark.execute.attention import grad_cam, minmax_normalise
+from benchmark.execute.models import build_model
+from benchmark.execute.timing import InterleavedRounds
 
 pytestmark = pytest.mark.slow  # timed against peer libraries: seconds each (docs/testing.md)
 

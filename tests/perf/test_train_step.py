@@ -1,7 +1,7 @@
 """Cost of one training step per method on the same model and batch (groups "train-step" and "train-step-paired").
 
 The small CNN in channels_last, as training runs it (`TrainSettings.channels_last`, flushed denormals, the allocator
-settings of `benchmark.allocator`), batch 64 at 48 px. GAIN adds Grad-CAM on the feature map and a second
+settings of `benchmark.execute.allocator`), batch 64 at 48 px. GAIN adds Grad-CAM on the feature map and a second
 forward/backward on the erased images, one per (image, ground-truth class) pair, including the gradient to those
 images, so its cost grows with the labels per image. Two batches:
 
@@ -25,12 +25,12 @@ import pytest
 import torch
 from paired import ratios_to, report
 
-from benchmark.allocator import retain_freed_memory
-from benchmark.datasets.synthetic import SyntheticConfig, ensure_generated, load_split
-from benchmark.denormals import denormals_flushed
-from benchmark.methods import build_method
-from benchmark.models import build_model
-from benchmark.timing import InterleavedRounds, floor_loss
+from benchmark.execute.allocator import retain_freed_memory
+from benchmark.execute.datasets.synthetic import SyntheticConfig, ensure_generated, load_split
+from benchmark.execute.denormals import denormals_flushed
+from benchmark.execute.methods import build_method
+from benchmark.execute.models import build_model
+from benchmark.execute.timing import InterleavedRounds, floor_loss
 
 BATCH, SIZE, CLASSES = 64, 48, 5
 METHODS = ("gradcam", "gain", "gain_ext")
@@ -67,8 +67,9 @@ def built_in_batch(tmp_path_factory) -> dict[str, torch.Tensor]:
 
 def _stepper(method: str, batch: dict[str, torch.Tensor] | None = None, **params):
     """One training step of `method` on its own model (same seed, so the same weights) and optimizer, in the
-    process settings `benchmark.train.run` trains with (the allocator's; denormals flushed in this thread during the
-    step, while torch's pool threads keep what they had when pytest's process started them, `benchmark.denormals`);
+    process settings `benchmark.execute.train.run` trains with (the allocator's; denormals flushed in this thread
+    during the step, while torch's pool threads keep what they had when pytest's process started them,
+    `benchmark.execute.denormals`);
     `method = "floor"` is the floor step of the module docstring."""
     retain_freed_memory()
     torch.manual_seed(0)
