@@ -2,7 +2,7 @@
 stays where it is when the package's modules move (docs/plugins.md, docs/extending.md; `examples/harbour_lab` uses
 nothing else). Each name is the package's own object, re-exported; a test checks every one resolves."""
 
-from benchmark.core.registry import register_dataset, register_method, register_model
+from benchmark.core.registry import register_dataset, register_method, register_metric, register_model
 from benchmark.core.settings import SettingsError, boolean, choice, integer, number, text
 from benchmark.execute.attention import grad_cam
 from benchmark.execute.datasets import manifest, synthetic
@@ -39,6 +39,7 @@ __all__ = [
     "number",
     "register_dataset",
     "register_method",
+    "register_metric",
     "register_model",
     "resolved",
     "synthetic",

@@ -41,6 +41,7 @@ from benchmark.analyse.tables import (
     format_correlation,
     format_paper_table,
     format_rank_agreement,
+    localisation_rows,
     write_csv,
 )
 from benchmark.analyse.versions import format_versions, versions_table
@@ -50,7 +51,7 @@ from benchmark.core.selection import RULES, reported_specs, select_suite, unreco
 from benchmark.core.spec import BASELINE, BUILTIN_DATA
 from benchmark.core.store import FULL, SUITE_FILE, WriteError
 
-TABLE_VIEWS = ("paper", "rows", "backgrounds", "content", "correlation", "ranks", "rules", "labels")
+TABLE_VIEWS = ("paper", "rows", "backgrounds", "localisation", "content", "correlation", "ranks", "rules", "labels")
 
 
 def _chosen_runs(dirs: list[Path], rule: str | None = None) -> tuple[set[str] | None, list[str]]:
@@ -157,6 +158,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         "labels": lambda: format_config_rows(tables, markdown=markdown, baseline=baseline,
                                              extra=("labels", _label_cells(args.dirs, tables["tidy"]))),
         "backgrounds": lambda: format_config_rows(tables, BACKGROUND_ROW_METRICS, markdown=markdown, baseline=baseline),
+        "localisation": lambda: format_config_rows(tables, localisation_rows(), markdown=markdown, baseline=baseline),
         "content": lambda: format_content_effect(tables["content_effect"], markdown, args.control or "shuffled"),
         "correlation": lambda: format_correlation(tables["correlation"], markdown),
         "ranks": lambda: format_rank_agreement(tables["rank_agreement"], markdown),
@@ -342,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--view",
         choices=TABLE_VIEWS,
         help="what to print: paper (the paper's layout, default), rows (as --rows), backgrounds (the shifted groups "
-        "beside the background swaps, per configuration), content (true minus shuffled masks, or --control), "
+        "beside the background swaps, per configuration), localisation (every localisation metric, a plugin's "
+        "included, per configuration), content (true minus shuffled masks, or --control), "
         "correlation (localisation against robustness), ranks (Kendall tau between the metrics' rankings), rules (a "
         "searched folder: Kendall tau across metrics x selection rules), labels (as rows, with each configuration's "
         "labels and their annotation time)",

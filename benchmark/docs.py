@@ -48,7 +48,7 @@ from benchmark.analyse.claims import FAILS, HOLDS, ClaimError, Result, declared,
 from benchmark.analyse.report.verdict import PAPER_TABLE4
 from benchmark.commands import suite_of
 from benchmark.core.label_costs import costs_table
-from benchmark.core.metric_defs import METRICS
+from benchmark.core.metric_defs import metrics
 from benchmark.core.plugins import BUILTIN
 from benchmark.core.selection_rules import RULES
 from benchmark.core.settings import reference
@@ -94,7 +94,7 @@ def methods_reference() -> str:
 def metrics_reference() -> str:
     """Every metric the tables and the report show: its definition, the splits it reads, its direction and test."""
     lines = ["| metric | label in the report | definition | splits read | better | per image |", "|---" * 6 + "|"]
-    for m in METRICS:
+    for m in metrics():
         column = f" `{m.column}`" if m.column else ""
         per_image = f"0/1{column} (McNemar)" if m.binary else column.strip() or "—"
         label = m.label.format(cls="boat", context="water")

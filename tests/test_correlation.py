@@ -16,9 +16,9 @@ from tiny import tiny_suite
 
 from benchmark.analyse.correlation import (
     MIN_CONFIGURATIONS,
-    PAIRS,
     average_ranks,
     link_sentence,
+    pairs,
     rank_correlation,
     spearman,
 )
@@ -152,7 +152,7 @@ def test_the_table_correlates_configurations_and_counts_those_left_out(folder):
     runs, _ = load_runs([folder])
     table = correlation_table(runs, n_resamples=300)
     assert list(table.columns) == CORRELATION_COLUMNS
-    assert list(zip(table["x"], table["y"], strict=True)) == list(PAIRS)
+    assert list(zip(table["x"], table["y"], strict=True)) == list(pairs())
     assert (table["setting"] == "").all(), "one setting: no label"
     assert (table["n_configurations"] == 6).all() and (table["left_out"] == 1).all()
     assert ((table["ci_low"] <= table["rho"]) & (table["rho"] <= table["ci_high"])).all()
@@ -181,7 +181,7 @@ def test_too_few_configurations_in_the_table(tmp_path):
 def test_gain_bench_table_writes_the_correlation_csv(folder, tmp_path, capsys):
     assert main(["table", str(folder), "--csv", str(tmp_path / "csv")]) == 0
     written = pd.read_csv(tmp_path / "csv" / "correlation.csv", keep_default_na=False)
-    assert list(written.columns) == CORRELATION_COLUMNS and len(written) == len(PAIRS)
+    assert list(written.columns) == CORRELATION_COLUMNS and len(written) == len(pairs())
     assert "correlation.csv" in capsys.readouterr().out
 
 

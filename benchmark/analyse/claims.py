@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from benchmark.analyse.stats import ALPHA, MIN_REPLICATES, N_RESAMPLES, holm
-from benchmark.analyse.tables import METRICS, Run, call, compare, load_runs, seed_pairs
+from benchmark.analyse.tables import METRIC as TABLE_METRIC
+from benchmark.analyse.tables import Run, call, compare, load_runs, seed_pairs
 from benchmark.core.metric_defs import METRIC
 from benchmark.core.spec import SPEC_SECTIONS
 
@@ -199,7 +200,7 @@ def _measure(claim: Claim, runs: list[Run], n_resamples: int) -> Result:
     if not a or not b:
         result.reason = why or why_b
         return result
-    metric = next(m for m in METRICS if m.name == claim.metric)
+    metric = TABLE_METRIC[claim.metric]
     pairs = seed_pairs(a, b, metric)
     if not pairs:
         result.reason = f"no seed where both {claim.a!r} and {claim.b!r} have {claim.metric}"

@@ -23,15 +23,21 @@ from typing import NamedTuple
 import numpy as np
 
 from benchmark.analyse.stats import N_RESAMPLES, bootstrap_p
+from benchmark.core import metric_defs
+from benchmark.core.metric_defs import LOCALISATION_KIND
 
 MIN_CONFIGURATIONS = 4
 """Fewest configurations a correlation is computed for: with 3 points Spearman's rho takes only the values ±1 and
 ±0.5, and a perfect ordering arises by chance one time in 6 (two-sided p 1/3), so it cannot show a link."""
 
-LOCALISATION_METRICS = ("relevance_mass", "pointing_game")
-ROBUSTNESS_METRICS = ("shifted_auroc", "worst_group_accuracy")
-PAIRS: tuple[tuple[str, str], ...] = tuple((x, y) for y in ROBUSTNESS_METRICS for x in LOCALISATION_METRICS)
-"""(localisation metric x, robustness metric y): the pairs the report and `tables.correlation_table` show."""
+
+
+def pairs() -> tuple[tuple[str, str], ...]:
+    """(localisation metric x, robustness metric y) for every metric `metric_defs` marks `correlated`: the pairs
+    the report and `tables.correlation_table` show, robustness metrics outer."""
+    axes = [m for m in metric_defs.metrics() if m.correlated]
+    x = [m.name for m in axes if m.kind == LOCALISATION_KIND]
+    return tuple((a, m.name) for m in axes if m.kind != LOCALISATION_KIND for a in x)
 
 
 class RankCorrelation(NamedTuple):

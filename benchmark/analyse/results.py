@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark.core import metric_defs
 from benchmark.core.selection_rules import GROUP_VAL_SIZE
 from benchmark.core.spec import RunSpec
 from benchmark.core.store import (
@@ -169,6 +170,7 @@ def read_suite(out_root: Path) -> SuiteView:
 
 def _suite_view(payload: dict[str, Any]) -> SuiteView:
     view = payload["view"]
+    metric_defs.declare(view.get("metrics", ()))  # a plugin's metrics, known here without the plugin
     search = view.get("search")
     for entry in view["runs"]:
         _ = entry["run_id"], entry["config_hash"], entry["spec"]["method"], entry["keys"]["configuration"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import textwrap
 import zlib
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from benchmark.analyse.correlation import PAIRS, link_sentence, rank_correlation
+from benchmark.analyse.correlation import link_sentence, pairs, rank_correlation
 from benchmark.analyse.names import Names
 from benchmark.analyse.results import known_keys, with_keys
 from benchmark.analyse.stats import (
@@ -43,9 +43,9 @@ from benchmark.analyse.stats import (
     sign_flip_test,
 )
 from benchmark.analyse.summary import configuration, record_keys
-from benchmark.core.metric_defs import LOCALISATION
+from benchmark.core import metric_defs
 from benchmark.core.metric_defs import METRIC as DEFINED
-from benchmark.core.metric_defs import METRICS as DEFINED_METRICS
+from benchmark.core.metric_defs import Metric, short_label
 from benchmark.core.predictions import read_predictions
 from benchmark.core.settings import MASK_CONTROLS
 from benchmark.core.spec import BASELINE, flat_keys
@@ -114,7 +114,7 @@ Grouper = Callable[[Run], tuple[np.ndarray, ...] | None]
 
 @dataclass(frozen=True)
 class MetricDef:
-    """A metric of `metric_defs.METRICS` with how to get its per-image groups from a run and how to score them."""
+    """A metric of `metric_defs` with how to get its per-image groups from a run and how to score them."""
 
     name: str
     roles: tuple[str, ...]
@@ -125,9 +125,6 @@ class MetricDef:
     degenerate: str | None = None  # record flag that marks the cell
 
 
-def _defined(name: str, groups: Grouper, statistic: Statistic = batched_mean) -> MetricDef:
-    m = DEFINED[name]
-    return MetricDef(m.name, m.roles, groups, statistic, m.higher_is_better, m.binary, m.degenerate)
 
 
 def _has(run: Run, *roles: str) -> bool:
@@ -221,9 +218,43 @@ _GROUPS: dict[str, tuple[Grouper, Statistic]] = {
     "object_only_accuracy": (_correct("cf_object_only"), batched_mean),
     "object_swapped_accuracy": (_correct("cf_object_swapped"), batched_mean),
     "object_swapped_land_accuracy": (_correct("cf_object_swapped_land"), batched_mean),
-} | {name: (_localisation(column), batched_mean) for name, column in LOCALISATION}
-METRICS: tuple[MetricDef, ...] = tuple(_defined(m.name, *_GROUPS[m.name]) for m in DEFINED_METRICS)
-METRIC = {m.name: m for m in METRICS}
+}
+"""How each robustness metric of `metric_defs` is read from a run's predictions; a localisation metric is the mean of
+its per-image column (`_localisation`), so a plugin's needs nothing here."""
+
+
+def _table_metric(m: Metric) -> MetricDef:
+    if m.name in _GROUPS:
+        groups, statistic = _GROUPS[m.name]
+    elif m.column:
+        groups, statistic = _localisation(m.column), batched_mean
+    else:
+        raise ValueError(f"metric {m.name!r} is neither read by tables._GROUPS nor a localisation metric (a "
+                         "per-image `column`): the tables cannot compute it")  # fmt: skip
+    return MetricDef(m.name, m.roles, groups, statistic, m.higher_is_better, m.binary, m.degenerate)
+
+
+class _Metrics(Mapping[str, MetricDef]):
+    """Name -> `MetricDef` of every metric `metric_defs` knows at the time of reading (a plugin's, or one a
+    results folder declared, included), in declaration order."""
+
+    def _all(self) -> dict[str, MetricDef]:
+        return {m.name: _table_metric(m) for m in metric_defs.metrics()}
+
+    def __getitem__(self, name: str) -> MetricDef:
+        return _table_metric(DEFINED[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(DEFINED))
+
+    def __len__(self) -> int:
+        return len(DEFINED)
+
+    def values(self) -> list[MetricDef]:  # type: ignore[override]
+        return list(self._all().values())
+
+
+METRIC = _Metrics()
 
 PAPER_ROWS = (
     ("val_accuracy", "in-distribution val accuracy"),
@@ -316,13 +347,13 @@ def metric_value(groups: tuple[np.ndarray, ...], statistic: Statistic) -> float:
 
 
 def tidy_table(runs: list[Run]) -> pd.DataFrame:
-    """One row per run x metric: the `METRICS` recomputed from the predictions (role = the splits they read), then
-    every other numeric metric of the record (role `record`, e.g. `val_map`, `cam_miou`)."""
+    """One row per run x metric: the metrics (`METRIC`) recomputed from the predictions (role = the splits they
+    read), then every other numeric metric of the record (role `record`, e.g. `val_map`, `cam_miou`)."""
     rows = []
     for run in runs:
         base = _run_columns(run)
         metrics = run.record["metrics"]
-        for m in METRICS:
+        for m in METRIC.values():
             groups = m.groups(run)
             if groups is None:
                 continue
@@ -405,7 +436,7 @@ def aggregate_table(
     for config, group in _configurations(runs, names).items():
         first = group[0]
         n_excluded = int((excluded["config"] == config).sum()) if excluded is not None and len(excluded) else 0
-        for m in METRICS:
+        for m in METRIC.values():
             per_seed = [(r, g) for r in group if (g := m.groups(r)) is not None]
             if not per_seed:
                 continue
@@ -548,7 +579,7 @@ def paired_table(
                 f"({', '.join(g[0].label for _, g in candidates)}); a baseline must be one configuration"
             )
         ((base_config, base_group),) = candidates
-        for m in METRICS:
+        for m in METRIC.values():
             found = seed_pairs(group, base_group, m)
             if not found:
                 continue
@@ -750,6 +781,12 @@ ROW_METRICS = (
 )
 
 
+def localisation_rows() -> tuple[tuple[str, str], ...]:
+    """(metric, short label) of every localisation metric, a plugin's included: `gain-bench table --view
+    localisation`."""
+    return tuple((m.name, short_label(m.name)) for m in metric_defs.localisation())
+
+
 def short_names(labels: list[str]) -> dict[str, str]:
     """Each configuration label less the settings every label shares (its first token, the method, always kept)."""
     tokens = {label: str(label).split() for label in labels}
@@ -850,7 +887,7 @@ def correlation_table(
     names: Names | None = None,
 ) -> pd.DataFrame:
     """Does localisation predict robustness? Per setting (the configurations that share a baseline: same data,
-    model and training settings; a sweep's regimes are different settings) and per pair `correlation.PAIRS`
+    model and training settings; a sweep's regimes are different settings) and per pair `correlation.pairs()`
     (relevance mass or pointing game against shifted-group AUROC or worst-group accuracy): Spearman's rho across
     the setting's configurations (every method and budget, the baseline included), each at its mean over the seeds
     that have both metrics (the per-run values of `tidy_table`), with the hierarchical bootstrap interval and p of
@@ -863,7 +900,7 @@ def correlation_table(
     rows = []
     for key, configs in settings.items():
         groups = list(configs.values())
-        for x, y in PAIRS:
+        for x, y in pairs():
             xs, ys = [], []
             for group in groups:
                 seeds = [
@@ -900,10 +937,8 @@ def correlation_table(
 RANK_METRICS = ("shifted_auroc", "class_without_context", "context_without_class", "object_swapped_accuracy",
                 "worst_group_accuracy", "val_accuracy")
 """The metrics whose rankings of the configurations `rank_agreement_table` compares."""
-RANK_LABELS = {"shifted_auroc": "AUROC", "class_without_context": "class w/o context",
-               "context_without_class": "context w/o class", "object_swapped_accuracy": "other object on context",
-               "worst_group_accuracy": "worst group", "val_accuracy": "val accuracy"}  # fmt: skip
-"""The short name of each of `RANK_METRICS` in the rank-agreement views."""
+RANK_LABELS = {m: short_label(m) for m in RANK_METRICS}
+"""The short name of each of `RANK_METRICS` in the rank-agreement views (`metric_defs`' `short`)."""
 RANK_COLUMNS = ["setting", "x", "y", "n_configurations", "tau", "p_value"]
 
 
@@ -1009,7 +1044,7 @@ def content_effect_table(
     rows = []
     for true_config, true_group, control_config, control_group in found_pairs:
         first, control = true_group[0], mask_control(control_group[0].spec)
-        for m in METRICS:
+        for m in METRIC.values():
             if m.name not in metrics:
                 continue
             found = seed_pairs(true_group, control_group, m)
@@ -1089,15 +1124,6 @@ def write_csv(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
     return paths
 
 
-# Short column names of the text views (the report's labels otherwise, from metric_defs).
-METRIC_LABELS = {
-    "shifted_auroc": "AUROC",
-    "worst_group_accuracy": "worst group",
-    "overall": "overall",
-    "relevance_mass": "relevance mass",
-    "pointing_game": "pointing game",
-}
-
 # The `--rows` columns of `gain-bench table --view backgrounds`: the shifted groups beside the background swaps.
 BACKGROUND_ROW_METRICS = (
     ("shifted_auroc", "AUROC"),
@@ -1119,7 +1145,7 @@ def format_content_effect(table: pd.DataFrame, markdown: bool = False, control: 
     if effect.empty:
         return f'no configuration has a twin with {control} masks (data.mask_control = "{control}"): no comparison'
     metrics = list(dict.fromkeys(effect["metric"]))
-    head = ["configuration", "n", *(METRIC_LABELS.get(m, m) for m in metrics)]
+    head = ["configuration", "n", *(short_label(m) for m in metrics)]
     rows = [head]
     names = short_names(list(effect.drop_duplicates("config")["label"]))
     for _config, group in effect.groupby("config", sort=False):
@@ -1146,7 +1172,7 @@ def format_correlation(table: pd.DataFrame, markdown: bool = False) -> str:
     for _, r in table.iterrows():
         rho = "-" if not np.isfinite(r["rho"]) else f"{r['rho']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
         p = "-" if not np.isfinite(r["p_value"]) else f"{r['p_value']:.3f}"
-        rows.append([str(r["setting"]) or "all", METRIC_LABELS.get(r["x"], r["x"]), METRIC_LABELS.get(r["y"], r["y"]),
+        rows.append([str(r["setting"]) or "all", short_label(r["x"]), short_label(r["y"]),
                      str(int(r["n_configurations"])), rho, p])
     note = ("Spearman rank correlation across configurations (each at its mean over seeds); interval: configurations, "
             "then seeds within them, resampled")

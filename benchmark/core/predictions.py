@@ -14,19 +14,23 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.core.metric_defs import LOCALISATION as LOCALISATION_METRICS
+from benchmark.core.metric_defs import localisation
 
 FLOAT = "{:.9g}"
-LOCALISATION = tuple(column for _, column in LOCALISATION_METRICS)
-"""Per-image localisation metrics of the audited class's map (NaN where the image has no object mask)."""
+
+
+def localisation_columns() -> tuple[str, ...]:
+    """Per-image localisation metrics of the audited class's map (NaN where the image has no object mask): the
+    columns of `metric_defs.localisation()`, a plugin's included."""
+    return tuple(m.column for m in localisation() if m.column)
 
 
 def predictions_csv(preds: dict[str, dict[str, np.ndarray]], classes: tuple[str, ...]) -> str:
     """One row per evaluated image: role, id, pair, context flag, labels, logits and scores of every class, the
     audited class's attention share on the context and on the object, the context's area share, the localisation
-    metrics (`LOCALISATION`) where computed, and the per-label CAM segmentation counts `cam_inter_<label>` /
+    metrics (`localisation_columns`) where computed, and the per-label CAM segmentation counts `cam_inter_<label>` /
     `cam_union_<label>` (labels `background`, *classes) where computed."""
-    local = [k for k in LOCALISATION if any(k in p for p in preds.values())]
+    local = [k for k in localisation_columns() if any(k in p for p in preds.values())]
     cam = any("cam_intersection" in p for p in preds.values())
     labels = ("background", *classes)
     buffer = io.StringIO()
@@ -170,7 +174,7 @@ def read_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], tupl
                 for k in ("context_share", "object_share", "context_area")
             },
         }
-        for k in LOCALISATION:
+        for k in localisation_columns():
             if k in rows[0] and all(r[k] != "" for r in part):
                 out[role][k] = np.asarray([float(r[k]) for r in part], np.float32)
         labels = ("background", *classes)
@@ -183,7 +187,7 @@ def read_predictions(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], tupl
 def audited_view(p: dict[str, np.ndarray], class_index: int) -> dict[str, np.ndarray]:
     """The per-image arrays of the audited class that `metrics.audit_metrics` reads (plus every class's scores and
     labels for mAP, and whatever localisation and CAM columns the role has)."""
-    optional = (*LOCALISATION, "cam_intersection", "cam_union")
+    optional = (*localisation_columns(), "cam_intersection", "cam_union")
     return {
         "score": p["scores"][:, class_index],
         "logit": p["logits"][:, class_index],

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from benchmark.core import metric_defs
+from benchmark.core.metric_defs import Metric, MetricError
 from benchmark.core.plugins import (
     BUILTIN,
     Origin,
@@ -174,6 +176,38 @@ def register_dataset(dataset: T) -> T:
     return dataset
 
 
+def register_metric(
+    fn: Callable[..., T] | None = None,
+    *,
+    name: str | None = None,
+    label: str | None = None,
+    higher_is_better: bool = True,
+    binary: bool = False,
+    chance: float | None = None,
+    definition: str = "",
+    short: str = "",
+    correlated: bool = False,
+) -> Any:
+    """Register a per-image localisation metric `fn(maps, region, valid) -> [N]` (the audited class's Grad-CAM maps
+    `[N,H,W]` in [0, 1], its mask and the pixels not ignored, both `[N,H,W]` bool; NaN for an image without the
+    class) under `name` (default: the function's name), which is also its column of `predictions.csv`. Every run
+    this process trains then writes it per image, the record holds its mean over the val images with the class, and
+    the tables, the report and `gain-bench table` show it. A name taken by another origin is a RegistryError."""
+
+    def add(f: Callable[..., T]) -> Callable[..., T]:
+        key = name or f.__name__
+        metric = Metric(key, label or key.replace("_", " "), ("val",), higher_is_better=higher_is_better,
+                        binary=binary, column=key, chance=chance, definition=definition, short=short or label or key,
+                        correlated=correlated, per_image=f)  # fmt: skip
+        try:
+            metric_defs.register(metric, str(current_origin()))
+        except MetricError as err:
+            raise RegistryError(str(err)) from None
+        return f
+
+    return add(fn) if fn is not None else add
+
+
 _LOADED = False
 
 
@@ -204,6 +238,7 @@ def _load(plugin: Plugin) -> Plugin:
     except PluginError:
         for registry in REGISTRIES.values():
             registry.unregister(plugin.origin)
+        metric_defs.unregister(str(plugin.origin))
         raise
     return plugin
 

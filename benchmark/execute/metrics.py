@@ -8,14 +8,18 @@ The attention-localisation metrics are batched torch functions over maps `[N,H,W
 same shape, so `train.predict` computes them on the device beside the maps; `valid` (optional) marks the pixels that
 count (e.g. not 255 = ignore in a VOC mask). Every one scores an all-zero map (a map that points nowhere) as a
 failure (0), never as a success and never as "undefined"; NaN means there is no object to localise (empty mask).
+Which of them a run computes, and under which column, is `metric_defs` (`localisation_columns`).
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
-from benchmark.core.metric_defs import LOCALISATION
+from benchmark.core.metric_defs import Metric, localisation
 
 
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -51,6 +55,23 @@ def _valid(region: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     return torch.ones_like(region, dtype=torch.bool) if valid is None else valid.to(torch.bool)
 
 
+def per_image(metric: Metric) -> Callable[..., torch.Tensor]:
+    """A localisation metric's per-image function (`Metric.per_image`: the function, or where a built-in's lives)."""
+    fn = metric.per_image
+    if isinstance(fn, str):
+        module, _, name = fn.partition(":")
+        fn = getattr(importlib.import_module(module), name)
+    if not callable(fn):
+        raise TypeError(f"metric {metric.name!r} has no per-image function")
+    return fn
+
+
+def localisation_columns(maps: torch.Tensor, region: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every localisation metric's column for a batch of maps, `[N]` each (`metric_defs.localisation()`, a
+    plugin's included): what `train.predict` writes per image."""
+    return {m.column: per_image(m)(maps, region, valid) for m in localisation() if m.column}
+
+
 def relevance_mass(maps: torch.Tensor, region: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Relevance mass accuracy: the share of each map's energy that lies inside the object mask, `[N]`.
 
@@ -84,7 +105,7 @@ def pointing_game(maps: torch.Tensor, region: torch.Tensor, valid: torch.Tensor 
 
 
 def attention_iou(
-    maps: torch.Tensor, region: torch.Tensor, tau: float = IOU_TAU, valid: torch.Tensor | None = None
+    maps: torch.Tensor, region: torch.Tensor, valid: torch.Tensor | None = None, *, tau: float = IOU_TAU
 ) -> torch.Tensor:
     """IoU between the map thresholded at `map >= tau` and the object mask, `[N]`.
 
@@ -343,8 +364,9 @@ def audit_metrics(
         out["localisation_images"] = int(located.sum())
         out["localisation_zero_maps"] = int(np.isnan(val["context_share"][located]).sum())
         out["attention_iou_tau"] = IOU_TAU
-        for key, column in LOCALISATION:
-            out[key] = float(np.mean(val[column][located])) if located.any() else float("nan")
+        for m in localisation():
+            if m.column in val:
+                out[m.name] = float(np.mean(val[m.column][located])) if located.any() else float("nan")
     if "cam_intersection" in val:
         names = classes or tuple(f"class{k}" for k in range(val["cam_intersection"].shape[1] - 1))
         out["cam_bg_threshold"] = CAM_BG_THRESHOLD

@@ -27,6 +27,7 @@ import submitit
 import torch
 from tqdm.auto import tqdm
 
+from benchmark.core import metric_defs
 from benchmark.core.phases import phase, say
 from benchmark.core.plugins import PluginError
 from benchmark.core.registry import labels, load_plugins
@@ -716,6 +717,8 @@ def write_suite_file(suite: Suite, out_root: Path) -> None:
         ],
         "components": {kind: {name: labels({kind: name})[kind] for name in names} for kind, names in used.items()},
     }
+    if declared := metric_defs.declared():  # the plugins' metrics, for an analysis that does not import them
+        view["metrics"] = declared
     payload = suite.to_dict() | {"view": view, "written": datetime.now(UTC).isoformat(timespec="seconds")}
     write_atomic(Path(out_root) / SUITE_FILE, json.dumps(payload, indent=2, default=str) + "\n")  # file order kept
 

@@ -43,13 +43,10 @@ from benchmark.execute.diagnostics import gradient_probe, heldout_scored, heldou
 from benchmark.execute.heldout import evaluate as evaluate_selection
 from benchmark.execute.methods import Method, build_method
 from benchmark.execute.metrics import (
-    IOU_TAU,
-    attention_iou,
     audit_metrics,
     cam_segmentation,
-    pointing_game,
+    localisation_columns,
     region_share,
-    relevance_mass,
     segmentation_counts,
 )
 from benchmark.execute.models import SplitModel, build_model
@@ -422,9 +419,7 @@ def predict(
                 "context_share": region_share(maps, context > 0),
                 "object_share": region_share(maps, obj),
                 "context_area": (context > 0).flatten(1).float().mean(1),
-                "relevance_mass": relevance_mass(maps, obj, valid),
-                "pointing_hit": pointing_game(maps, obj, valid),
-                "iou_at_tau": attention_iou(maps, obj, IOU_TAU, valid),
+                **localisation_columns(maps, obj, valid),
             }
             if role == "val":
                 found["cam_intersection"], found["cam_union"] = _cam_counts(features, logits, batch, model.head)

@@ -50,6 +50,7 @@ from benchmark.analyse.tables import (
 from benchmark.analyse.tables import (
     significance as significance_call,
 )
+from benchmark.core import metric_defs
 from benchmark.core.metric_defs import labels
 from benchmark.core.phases import say
 from benchmark.core.provenance import git_commit
@@ -72,11 +73,6 @@ TEMPLATES = Path(__file__).parent / "templates"
 SIGNIFICANCE_METRICS = ("val_accuracy", "class_without_context", "context_without_class", "object_swapped_accuracy",
                         "overall", "shifted_auroc", "worst_group_accuracy", "context_flip_rate", "background_gap",
                         "object_only_accuracy", "object_swapped_land_accuracy")  # fmt: skip
-LOCALISATION_METRICS = (
-    ("relevance_mass", "relevance mass (energy in the object mask)"),
-    ("pointing_game", "pointing game (hit rate)"),
-    ("attention_iou", "IoU of the map at τ = 0.5"),
-)
 SWEEP_METRICS = ("shifted_auroc", "class_without_context", "context_without_class", "val_accuracy")
 CURVE_METRICS = (
     "val_accuracy", "class_without_context", "context_without_class", "shifted_auroc", "context_flip_rate",
@@ -578,12 +574,13 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
     ]
     aggregated = tables["aggregated"]
     localisation = []
+    localised = [m.name for m in metric_defs.localisation()]  # a plugin's, or one the folder declared, included
     if len(aggregated):
         for config, group in aggregated.groupby("config", sort=False):
             by_metric = group.set_index("metric")
             first = group.iloc[0].to_dict()
             row = {"config": first["label"], "name": name(first)}
-            for key, _ in LOCALISATION_METRICS:
+            for key in localised:
                 row[key] = by_metric.loc[key].to_dict() if key in by_metric.index else None
             row |= run_level.get(str(config), {})
             row["unbiased_share"] = reference_share(references, reference_of.get(str(config)))
@@ -617,7 +614,7 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         "significance": significance,
         "effects": _effects(significance, names),
         "localisation": localisation,
-        "localisation_metrics": LOCALISATION_METRICS,
+        "localisation_metrics": [(key, names[key]) for key in localised],
         "content": _content_view(tables["content_effect"], records, names),
         "attention_layer": attention,
         "failed": [p for p in runs if p.state == FAILED],

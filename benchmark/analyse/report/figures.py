@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
-from benchmark.analyse.correlation import MIN_CONFIGURATIONS, PAIRS
+from benchmark.analyse.correlation import MIN_CONFIGURATIONS, pairs
 from benchmark.analyse.names import Names
 from benchmark.analyse.tables import BASELINE, plural
 from benchmark.core.curves import BOOKKEEPING, DIAGNOSTICS, LOSS_PARTS
@@ -564,7 +564,7 @@ def correlation_scatter(
     correlation: pd.DataFrame,
     labels: dict[str, str],
     *,
-    pairs: Sequence[tuple[str, str]] = PAIRS,
+    shown: Sequence[tuple[str, str]] | None = None,
     names: Names = NO_NAMES,
 ) -> str:
     """Localisation against robustness: one panel per pair `(x, y)` (columns: the localisation metrics, rows: the
@@ -573,10 +573,10 @@ def correlation_scatter(
     panel titled with Spearman's rho, its interval and the number of configurations from `correlation`
     (`tables.correlation_table`), or why there is none. `aggregated` is `tables.aggregate_table`'s frame; `labels`
     the metrics' names."""
-    pairs = list(pairs)
+    wanted = list(pairs() if shown is None else shown)
     if aggregated.empty:
         return empty_figure("no complete runs to correlate")
-    xs, ys = list(dict.fromkeys(x for x, _ in pairs)), list(dict.fromkeys(y for _, y in pairs))
+    xs, ys = list(dict.fromkeys(x for x, _ in wanted)), list(dict.fromkeys(y for _, y in wanted))
     configs = aggregated.drop_duplicates("config")[["config", "method", "budget"]]
     order = sorted(configs.itertuples(index=False), key=lambda c: (names.rank(c.method), int(c.budget), c.config))
     colours = dict(zip([c.config for c in order], config_colours([(c.method, int(c.budget)) for c in order], names),
@@ -590,7 +590,7 @@ def correlation_scatter(
             ax = axes[r, c]
             ax.set_xlabel(labels.get(x, x))
             ax.set_ylabel(labels.get(y, y))
-            if (x, y) not in pairs:
+            if (x, y) not in wanted:
                 ax.set_visible(False)
                 continue
             have = [p for p in order if x in by_metric and y in by_metric
