@@ -118,7 +118,7 @@ BUILT_IN: tuple[Metric, ...] = (
            per_image="benchmark.execute.metrics:pointing_game",
            definition="share of val images with the class whose Grad-CAM maximum lies on its mask, no tolerance "
            "margin (Zhang et al., IJCV 2018); an all-zero map misses"),
-    Metric("attention_iou", "attention IoU", ("val",), column="iou_at_tau",
+    Metric("attention_iou", "attention IoU", ("val",), column="iou_at_tau", short="attention IoU",
            per_image="benchmark.execute.metrics:attention_iou",
            definition="IoU of the Grad-CAM map thresholded at `attention_iou_tau` (0.5) with the class's mask, on "
            "val images with the class; an all-zero map scores 0"),

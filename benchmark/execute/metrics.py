@@ -307,22 +307,13 @@ def background_accuracies(preds: dict[str, dict[str, np.ndarray]], threshold: fl
 def audit_metrics(
     preds: dict[str, dict[str, np.ndarray]], threshold: float = 0.5, *, classes: tuple[str, ...] | None = None
 ) -> dict[str, float | bool | int | str | list[str]]:
-    """The paper's four rows and the bias diagnostics from per-split arrays of the audited class.
-
-    Each role in `preds` holds `score` (sigmoid of the audited class's logit), `logit`, `label` (0/1), `has_context`
-    (0/1), `context_share` (share of the class map on context pixels, NaN for an all-zero map), `context_area` and
-    `pair`; optionally `relevance_mass`, `pointing_hit`, `iou_at_tau` (per image, see the functions of those names),
-    `scores_all` / `labels_all` (`[N,K]`, every class) and `cam_intersection` / `cam_union` (`[N,K+1]`, see
-    `segmentation_counts`). Decisions are `score >= threshold`. `classes` names the per-class keys (default `class<k>`).
-
-    The shifted-group rows are left out when `preds` has no shifted groups (a real dataset without a biased split).
-    What each metric of the tables measures is declared once, in `metric_defs.METRICS` (docs/statistics.md is
-    generated from it). Beside those, the record holds the diagnostics: `context_attention_share` (the class map's
-    share on the context, with `context_area_share` and `context_attention_zero_maps`), `object_removal_flip_rate`
-    and the mean score changes of the counterfactual pairs, `group_accuracy_<group>`, `worst_group` and
-    `empty_groups`, `val_map` and `val_ap_<class>`, `localisation_images` and `localisation_zero_maps` (all-zero
-    maps count as failures), and `cam_miou` / `cam_iou_<label>` (VOC-style mIoU of the CAM segmentation at
-    `cam_bg_threshold`).
+    """The record's metrics (those of `metric_defs`, defined there) and its bias diagnostics, from per-split arrays of
+    the audited class (`predictions.audited_view`: `score`, `logit`, `label`, `has_context`, `context_share`,
+    `context_area`, `pair`, and where computed the localisation columns, `scores_all`/`labels_all` and the CAM
+    counts). Decisions are `score >= threshold`; `classes` names the per-class keys (default `class<k>`). The
+    shifted-group rows are left out for data without a biased split. Diagnostics beside the metrics: the map's share
+    on the context, the counterfactual pairs' flip rates and score changes, the four group accuracies, mAP and AP per
+    class, the localisation counts, and the CAM segmentation's mIoU at `cam_bg_threshold`.
     """
     out: dict[str, float | bool | int | str | list[str]] = {"threshold": threshold}
     val = preds["val"]

@@ -391,9 +391,10 @@ def predict(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per-image scores for every class and the audited class's attention on context and object, for every role.
 
-    Also per image, against the audited class's mask (255 = ignored): `relevance_mass`, `pointing_hit` and
-    `iou_at_tau` (NaN without object pixels); on `val`, the CAM segmentation from the maps of each image's
-    ground-truth classes as per-label intersection/union counts (`cam_intersection`, `cam_union`, `[N,K+1]`).
+    Also per image, against the audited class's mask (255 = ignored), every localisation metric's column
+    (`metrics.localisation_columns`: NaN without object pixels); on `val`, the CAM segmentation from the maps of
+    each image's ground-truth classes as per-label intersection/union counts (`cam_intersection`, `cam_union`,
+    `[N,K+1]`).
     """
     was_training = model.training
     model.eval()
