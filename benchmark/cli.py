@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmark.analyse.cells import TERMINAL_WIDTH
 from benchmark.analyse.claims import FAILS, INCONCLUSIVE, evaluate, summary_line
 from benchmark.analyse.names import Names
 from benchmark.analyse.report import SUMMARY_FILE, write_report
@@ -22,6 +23,7 @@ from benchmark.analyse.report.build import label_figure
 from benchmark.analyse.report.figures import write_png
 from benchmark.analyse.results import ResultsError, planned, read_suite, status_lines
 from benchmark.analyse.rule_ranks import format_rule_ranks, rule_rank_agreement
+from benchmark.analyse.runs import PLACEBOS
 from benchmark.analyse.summary import (
     compare_runs,
     curve_table,
@@ -31,18 +33,15 @@ from benchmark.analyse.summary import (
     provenance,
     provenance_text,
 )
-from benchmark.analyse.tables import (
+from benchmark.analyse.tables import build_tables, write_csv
+from benchmark.analyse.text import (
     BACKGROUND_ROW_METRICS,
-    PLACEBOS,
-    TERMINAL_WIDTH,
-    build_tables,
     format_config_rows,
     format_content_effect,
     format_correlation,
     format_paper_table,
     format_rank_agreement,
     localisation_rows,
-    write_csv,
 )
 from benchmark.analyse.versions import format_versions, versions_table
 from benchmark.core.curves import DIAGNOSTICS, LOSS_PARTS

@@ -16,7 +16,7 @@ from typing import Any
 
 from benchmark.analyse.report import render
 from benchmark.analyse.summary import COLUMNS, format_table, summarise
-from benchmark.analyse.tables import format_paper_table
+from benchmark.analyse.text import format_paper_table
 from benchmark.core.phases import phase
 from benchmark.core.plugins import plugin_refs
 from benchmark.core.registry import METHODS, MODELS, load_plugins

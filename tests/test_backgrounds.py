@@ -15,7 +15,11 @@ import test_tables
 from PIL import Image
 from test_tables import fake_run
 
-from benchmark.analyse.tables import METRIC, Run, build_tables, format_paper_table, load_runs, paired_table
+from benchmark.analyse.metric_groups import METRIC
+from benchmark.analyse.paired import paired_table
+from benchmark.analyse.runs import Run, load_runs
+from benchmark.analyse.tables import build_tables
+from benchmark.analyse.text import format_paper_table
 from benchmark.execute.datasets import synthetic
 from benchmark.execute.datasets.render import NEUTRAL_GREY, render
 from benchmark.execute.datasets.synthetic import SyntheticConfig, ensure_generated, load

@@ -10,8 +10,8 @@ import pytest
 from test_tables import fake_run
 
 from benchmark.analyse.claims import FAILS, HOLDS, INCONCLUSIVE, ClaimError, declared, evaluate
+from benchmark.analyse.paired import NOT_ENOUGH, significance
 from benchmark.analyse.stats import sign_flip_test
-from benchmark.analyse.tables import NOT_ENOUGH, significance
 from benchmark.cli import main
 
 

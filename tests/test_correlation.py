@@ -1,5 +1,5 @@
 """Does localisation predict robustness? Spearman's rho across configurations with a hierarchical bootstrap
-(`benchmark.analyse.correlation`), its table (`tables.correlation_table`, in `build_tables` and `gain-bench table
+(`benchmark.analyse.correlation`), its table (`studies.correlation_table`, in `build_tables` and `gain-bench table
 --csv`) and the report's section."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from scipy import stats as sps
 from test_tables import CLASSES, fabricated_folder, fake_run
 from tiny import tiny_suite
 
+from benchmark.analyse.aggregate import tidy_table
 from benchmark.analyse.correlation import (
     MIN_CONFIGURATIONS,
     average_ranks,
@@ -23,14 +24,9 @@ from benchmark.analyse.correlation import (
     spearman,
 )
 from benchmark.analyse.report import render
-from benchmark.analyse.tables import (
-    CORRELATION_COLUMNS,
-    build_tables,
-    correlation_table,
-    load_runs,
-    setting_labels,
-    tidy_table,
-)
+from benchmark.analyse.runs import load_runs, setting_labels
+from benchmark.analyse.studies import CORRELATION_COLUMNS, correlation_table
+from benchmark.analyse.tables import build_tables
 from benchmark.cli import main
 from benchmark.core.predictions import predictions_csv
 from benchmark.core.store import run_dir, write_atomic

@@ -18,14 +18,11 @@ from tiny import tiny_suite
 
 from benchmark.analyse.report import write_report
 from benchmark.analyse.report.build import _content_view
+from benchmark.analyse.runs import load_runs
 from benchmark.analyse.stats import holm
-from benchmark.analyse.tables import (
-    CONTENT_COLUMNS,
-    build_tables,
-    content_effect_table,
-    format_content_effect,
-    load_runs,
-)
+from benchmark.analyse.studies import CONTENT_COLUMNS, content_effect_table
+from benchmark.analyse.tables import build_tables
+from benchmark.analyse.text import format_content_effect
 from benchmark.cli import main
 from benchmark.core.predictions import audited_view, predictions_csv
 from benchmark.core.settings import MASK_CONTROLS

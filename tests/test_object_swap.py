@@ -16,7 +16,9 @@ import test_tables
 from test_tables import fabricated_folder
 from tiny import tiny_suite
 
-from benchmark.analyse.tables import METRIC, build_tables, format_rank_agreement
+from benchmark.analyse.metric_groups import METRIC
+from benchmark.analyse.tables import build_tables
+from benchmark.analyse.text import format_rank_agreement
 from benchmark.cli import main
 from benchmark.core.spec import RunSpec, TrainSettings
 from benchmark.execute.datasets import synthetic

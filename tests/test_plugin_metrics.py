@@ -18,7 +18,7 @@ import torch
 from tiny import tiny_suite
 
 from benchmark import docs
-from benchmark.analyse import tables
+from benchmark.analyse import metric_groups
 from benchmark.analyse.correlation import pairs
 from benchmark.cli import main
 from benchmark.core import metric_defs, predictions
@@ -64,7 +64,7 @@ def test_a_plugin_metric_reaches_every_consumer_from_its_one_definition(tmp_path
     assert metric.origin == str(plugin.origin) and metric.origin.startswith("plugin ")
     assert metric.kind == "localisation" and metric.column == "peak_one" and metric.roles == ("val",)
     assert "peak_one" in predictions.localisation_columns()
-    assert tables.METRIC["peak_one"].roles == ("val",) and "peak_one" in tables.METRIC
+    assert metric_groups.METRIC["peak_one"].roles == ("val",) and "peak_one" in metric_groups.METRIC
     assert metric_defs.short_label("peak_one") == "peak one"
     assert metric_defs.labels("boat", "water")["peak_one"] == "map peak one"
     assert "| `peak_one` | map peak one | the largest value of the class map |" in docs.metrics_reference()
@@ -96,7 +96,7 @@ def test_a_declaration_makes_the_metric_known_without_its_function(metric_table:
     metric_defs.declare([declaration])
     metric = metric_defs.METRIC["spread"]
     assert metric.per_image is None and not metric.higher_is_better and metric.roles == ("val",)
-    assert not tables.METRIC["spread"].higher_is_better
+    assert not metric_groups.METRIC["spread"].higher_is_better
     metric_defs.declare([declaration | {"label": "something else"}])
     assert metric_defs.METRIC["spread"].label == "spread", "a known metric keeps its definition"
 

@@ -2,7 +2,7 @@ import pandas as pd
 
 from benchmark.analyse.report.build import metric_names
 from benchmark.analyse.report.verdict import verdict
-from benchmark.analyse.tables import row_name as _config_name  # the one fallback of every view
+from benchmark.analyse.runs import row_name as _config_name  # the one fallback of every view
 from benchmark.core.registry import display
 
 
@@ -34,7 +34,7 @@ def _aggregated(rows):
 
 
 def _paired(rows, n_seeds=8, full=True):
-    """Paired rows as `tables.paired_table` gives them; `p` stands for both the bootstrap's and the replicate-level
+    """Paired rows as `paired.paired_table` gives them; `p` stands for both the bootstrap's and the replicate-level
     test's Holm-adjusted p; 8 full replicates unless said."""
     return pd.DataFrame(
         [

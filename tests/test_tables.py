@@ -5,16 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.analyse.tables import (
-    METRIC,
-    aggregate_table,
-    build_tables,
-    format_paper_table,
-    load_runs,
-    paired_table,
-    paper_table,
-    tidy_table,
-)
+from benchmark.analyse.aggregate import aggregate_table, paper_table, tidy_table
+from benchmark.analyse.metric_groups import METRIC
+from benchmark.analyse.paired import paired_table
+from benchmark.analyse.runs import load_runs
+from benchmark.analyse.tables import build_tables
+from benchmark.analyse.text import format_paper_table
 from benchmark.cli import main
 from benchmark.core.predictions import audited_view, predictions_csv, read_predictions
 from benchmark.core.spec import RunSpec, TrainSettings, replicate_seeds
@@ -272,7 +268,7 @@ def test_cli_table_without_complete_runs_exits_2(tmp_path, capsys):
 
 
 def test_config_name_keeps_the_parameters_that_tell_configurations_apart():
-    from benchmark.analyse.tables import config_name
+    from benchmark.analyse.runs import config_name
 
     assert config_name("gain_ext", 78, display="GAIN_ext") == "GAIN_ext-78"
     assert config_name("gain", 0, "gain masked_bn=eval", "GAIN") == "GAIN masked_bn=eval"

@@ -21,7 +21,7 @@ with its paired two-level bootstrap interval, the exact sign-flip p over the rep
 page's claims, and a status: `holds` (at least `min_replicates` full replicates, Holm p < 0.05 and the interval on
 the claimed side of 0), `fails` (the same evidence on the other side), else `inconclusive` with the reason (the
 folder or a configuration missing, too few or no full replicates, the interval across 0, p too large). The rule
-is `tables.call`'s, so the report, the tables and the claims never disagree on what is significant.
+is `paired.call`'s, so the report, the tables and the claims never disagree on what is significant.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.analyse.metric_groups import METRIC as TABLE_METRIC
+from benchmark.analyse.paired import call, compare, seed_pairs
+from benchmark.analyse.runs import Run, load_runs
 from benchmark.analyse.stats import ALPHA, MIN_REPLICATES, N_RESAMPLES, holm
-from benchmark.analyse.tables import METRIC as TABLE_METRIC
-from benchmark.analyse.tables import Run, call, compare, load_runs, seed_pairs
 from benchmark.core.metric_defs import METRIC
 from benchmark.core.spec import SPEC_SECTIONS
 
@@ -213,7 +214,7 @@ def _measure(claim: Claim, runs: list[Run], n_resamples: int) -> Result:
 
 
 def _judge(result: Result) -> None:
-    """The status from the numbers, after Holm's adjustment: `tables.call`'s rule (the report's and the tables'),
+    """The status from the numbers, after Holm's adjustment: `paired.call`'s rule (the report's and the tables'),
     with the claim's own number of replicates; significant on the claimed side holds, on the other fails."""
     if not np.isfinite(result.difference):
         return

@@ -34,7 +34,7 @@ MIN_CONFIGURATIONS = 4
 
 def pairs() -> tuple[tuple[str, str], ...]:
     """(localisation metric x, robustness metric y) for every metric `metric_defs` marks `correlated`: the pairs
-    the report and `tables.correlation_table` show, robustness metrics outer."""
+    the report and `studies.correlation_table` show, robustness metrics outer."""
     axes = [m for m in metric_defs.metrics() if m.correlated]
     x = [m.name for m in axes if m.kind == LOCALISATION_KIND]
     return tuple((a, m.name) for m in axes if m.kind != LOCALISATION_KIND for a in x)

@@ -2,11 +2,11 @@
 
 One search is read with every selection rule its records hold (`selection.select_rules`); under each rule, each
 searched configuration (a search group: method entry, budget and regime) is its chosen trial's mean over the seeds,
-per metric of `tables.RANK_METRICS`. Kendall's tau-b (`scipy.stats.kendalltau`) is taken between the rankings of the
+per metric of `studies.RANK_METRICS`. Kendall's tau-b (`scipy.stats.kendalltau`) is taken between the rankings of the
 configurations at every pair of (metric, rule) points, within each regime of a sweep. `format_rule_ranks` prints
 the same metric across rules (does the rule reorder the configurations?), then the spread over every pair of points,
 and how often the rules chose the same trial. `gain-bench table DIR --view rules` shows it;
-`tables.rank_agreement_table` is the one-rule view (metrics against metrics).
+`studies.rank_agreement_table` is the one-rule view (metrics against metrics).
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ import numpy as np
 import pandas as pd
 import scipy.stats as sps
 
+from benchmark.analyse.aggregate import tidy_table
+from benchmark.analyse.cells import grid
 from benchmark.analyse.results import read_suite
+from benchmark.analyse.runs import load_runs, setting_labels
+from benchmark.analyse.studies import RANK_LABELS, RANK_METRICS
 from benchmark.analyse.summary import record_keys
-from benchmark.analyse.tables import RANK_LABELS, RANK_METRICS, grid, load_runs, setting_labels, tidy_table
 from benchmark.core.selection import reported_specs, select_rules
 
 RULE_RANK_COLUMNS = ["setting", "x_metric", "x_rule", "y_metric", "y_rule", "n_configurations", "tau", "p_value"]

@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.analyse.cells import grid
+from benchmark.analyse.metric_groups import METRIC
+from benchmark.analyse.paired import call, compare, seed_pairs
+from benchmark.analyse.runs import config_names, load_runs, seeded_rng
 from benchmark.analyse.stats import ALPHA, MIN_REPLICATES, N_RESAMPLES, holm
-from benchmark.analyse.tables import METRIC, call, compare, config_names, grid, load_runs, seed_pairs, seeded_rng
 from benchmark.core.metric_defs import SHIFTED
 
 # What a pull request is asked about first: the two shifted groups, the AUROC, and the in-distribution cost.
@@ -37,7 +40,7 @@ def versions_table(main: Path, pr: Path, *, n_resamples: int = N_RESAMPLES, seed
             pair[0].append(run)
             pair[1].append(twin)
     rows = []
-    for config in (c for c in names if c in by_config):  # the registry's order (`tables.config_names`)
+    for config in (c for c in names if c in by_config):  # the registry's order (`runs.config_names`)
         new, old = by_config[config]
         for metric in VERSION_METRICS:
             m = METRIC[metric]

@@ -14,7 +14,10 @@ import jinja2
 import pandas as pd
 
 from benchmark import __version__
+from benchmark.analyse.cells import interval_cell, plural
 from benchmark.analyse.names import Names
+from benchmark.analyse.paired import replicates_note
+from benchmark.analyse.paired import significance as significance_call
 from benchmark.analyse.report import figures, gallery, summary
 from benchmark.analyse.report.verdict import (
     PAPER_TABLE4,
@@ -35,21 +38,10 @@ from benchmark.analyse.results import (
     read_throughput,
     reference_share,
 )
+from benchmark.analyse.runs import TRUE_MASKS, load_runs, mask_control, row_name
+from benchmark.analyse.studies import content_effect_table
 from benchmark.analyse.summary import configuration, curve_table, environments
-from benchmark.analyse.tables import (
-    TRUE_MASKS,
-    build_tables,
-    content_effect_table,
-    interval_cell,
-    load_runs,
-    mask_control,
-    plural,
-    replicates_note,
-    row_name,
-)
-from benchmark.analyse.tables import (
-    significance as significance_call,
-)
+from benchmark.analyse.tables import build_tables
 from benchmark.core import metric_defs
 from benchmark.core.metric_defs import labels
 from benchmark.core.phases import say
@@ -99,7 +91,7 @@ def _environment() -> jinja2.Environment:
 
 
 def _interval(cell: dict[str, Any] | None, digits: int = 3) -> str:
-    """An aggregated cell (mean, ci_low, ci_high) as `tables.interval_cell` writes it; "–" where there is none."""
+    """An aggregated cell (mean, ci_low, ci_high) as `cells.interval_cell` writes it; "–" where there is none."""
     keys = ("mean", "ci_low", "ci_high")
     if not cell or not all(isinstance(cell.get(k), int | float) and math.isfinite(cell[k]) for k in keys):
         return "–"
@@ -399,7 +391,7 @@ def _merged(views: list[tuple[RegimeView, dict[str, pd.DataFrame]]]) -> dict[str
 def _correlation_view(
     tables: dict[str, pd.DataFrame], names: dict[str, str], method_names: Names
 ) -> dict[str, Any] | None:
-    """One regime's answer to "does localisation predict robustness?": the rows of `tables.correlation_table` with
+    """One regime's answer to "does localisation predict robustness?": the rows of `studies.correlation_table` with
     the metrics' names, and the scatter of its configurations (`figures.correlation_scatter`)."""
     correlation = tables.get("correlation")
     if correlation is None or correlation.empty or tables["aggregated"].empty:
@@ -416,7 +408,7 @@ def _correlation_view(
 
 
 def _content_view(table: pd.DataFrame, records: list[dict[str, Any]], names: dict[str, str]) -> dict[str, Any]:
-    """"Does the masks' content matter?": the rows of `tables.content_effect_table` with their names and effect
+    """"Does the masks' content matter?": the rows of `studies.content_effect_table` with their names and effect
     classes, the controls the suite ran, and a plain sentence where it has none (or none with a true-mask twin)."""
     controls = sorted({mask_control(r.get("spec", {})) for r in records} - {TRUE_MASKS})
     rows = [] if table.empty else [

@@ -30,11 +30,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
+from benchmark.analyse.cells import plural
 from benchmark.analyse.correlation import MIN_CONFIGURATIONS, pairs
 from benchmark.analyse.names import Names
-from benchmark.analyse.tables import BASELINE, plural
 from benchmark.core.curves import BOOKKEEPING, DIAGNOSTICS, LOSS_PARTS
 from benchmark.core.metric_defs import METRIC
+from benchmark.core.spec import BASELINE
 
 DPI = 100
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies.
@@ -173,7 +174,7 @@ def budget_curves(
     budget (log axis, ticks at the budgets run) with its 95% interval as a band, and the budget-free methods
     (Grad-CAM, GAIN) as dashed levels with light bands, so one reads off where supervision starts to pay.
 
-    `aggregated` is `tables.aggregate_table`'s frame (columns config, method, budget, metric, mean, ci_low,
+    `aggregated` is `aggregate.aggregate_table`'s frame (columns config, method, budget, metric, mean, ci_low,
     ci_high; `degenerate_seeds` optional). A metric without rows gets a panel that says so.
     """
     metrics = list(metrics)
@@ -546,7 +547,7 @@ def sweep_curves(
 
 
 def _correlation_title(rows: pd.DataFrame) -> str:
-    """A panel's title from its rows of `tables.correlation_table`: rho and its interval, or why there is none."""
+    """A panel's title from its rows of `studies.correlation_table`: rho and its interval, or why there is none."""
     if len(rows) != 1:
         return "ρ per setting: see the table"
     r = rows.iloc[0]
@@ -571,7 +572,7 @@ def correlation_scatter(
     robustness metrics), one point per configuration at its mean over seeds with its 95% interval on both axes as
     thin error bars, coloured by method (budgets as shades of it, as in every figure; the baseline a square), each
     panel titled with Spearman's rho, its interval and the number of configurations from `correlation`
-    (`tables.correlation_table`), or why there is none. `aggregated` is `tables.aggregate_table`'s frame; `labels`
+    (`studies.correlation_table`), or why there is none. `aggregated` is `aggregate.aggregate_table`'s frame; `labels`
     the metrics' names."""
     wanted = list(pairs() if shown is None else shown)
     if aggregated.empty:

@@ -11,9 +11,13 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.analyse.cells import interval_cell
+from benchmark.analyse.metric_groups import shown
+from benchmark.analyse.paired import NOT_ENOUGH, significance
 from benchmark.analyse.report.verdict import group_sentence_subjects
+from benchmark.analyse.runs import row_name
 from benchmark.analyse.stats import ALPHA, MIN_REPLICATES
-from benchmark.analyse.tables import BASELINE, NOT_ENOUGH, interval_cell, row_name, shown, significance
+from benchmark.core.spec import BASELINE
 
 # The columns of the summary's table: the shifted groups (the third where measured), then the threshold-free
 # separation.
@@ -36,7 +40,7 @@ def _difference(row: dict[str, Any] | None) -> str:
 
 def regime_table(aggregated: pd.DataFrame, paired: pd.DataFrame, labels: dict[str, str]) -> list[str]:
     """One row per configuration: each summary metric's mean [interval] and, against the baseline, the paired
-    difference [interval] with the Holm-adjusted sign-flip p (`*` where `tables.significance` calls it)."""
+    difference [interval] with the Holm-adjusted sign-flip p (`*` where `paired.significance` calls it)."""
     metrics = shown(SUMMARY_METRICS, set(aggregated["metric"]))
     head = ["configuration", *(f"{labels.get(m, m)} | vs baseline" for m in metrics)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (1 + 2 * len(metrics))]

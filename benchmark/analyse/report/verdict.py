@@ -2,7 +2,7 @@
 
 Every sentence is built from the aggregated and paired tables (intervals from the two-level bootstrap; the
 replicate-level exact sign-flip test, Holm-adjusted across the configurations compared on a metric). A difference is
-called significant only as `tables.significance` allows: at least `MIN_REPLICATES` full replicates, the adjusted p
+called significant only as `paired.significance` allows: at least `MIN_REPLICATES` full replicates, the adjusted p
 below `ALPHA` and the interval excluding 0; with fewer, or with seeds that redraw only the fine-tuning, the sentence
 says "not enough replicates" instead. The verdict opens with a plain answer per shifted group, never with the AUROC.
 """
@@ -14,10 +14,12 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.analyse.paired import NOT_ENOUGH, replicates_note, significance
+from benchmark.analyse.runs import row_name
 from benchmark.analyse.stats import ALPHA, MIN_REPLICATES
-from benchmark.analyse.tables import BASELINE, NOT_ENOUGH, replicates_note, row_name, significance
 from benchmark.core.metric_defs import METRIC, SHIFTED
 from benchmark.core.settings import BN_MODES
+from benchmark.core.spec import BASELINE
 
 # Li et al., "Tell Me Where to Look", CVPR 2018, Table 4 (arXiv v1): VOC 2012-trained, boat accuracy on 50 + 50
 # internet images. Shares, not percentages, to sit beside this suite's numbers.
@@ -42,7 +44,7 @@ def _interval_pct(low: float, high: float) -> str:
 
 
 def _names(frame: pd.DataFrame) -> list[str]:
-    """Each row's configuration name (`tables.row_name`)."""
+    """Each row's configuration name (`runs.row_name`)."""
     return [row_name(r) for r in frame.to_dict("records")]
 
 
@@ -52,7 +54,7 @@ def _cell(aggregated: pd.DataFrame, config: str, metric: str) -> dict[str, Any] 
 
 
 def _call(row: dict[str, Any]) -> str:
-    """"significant", "not significant" or "not enough replicates" (`tables.significance`)."""
+    """"significant", "not significant" or "not enough replicates" (`paired.significance`)."""
     return significance(row, ALPHA)
 
 
@@ -163,7 +165,7 @@ HEADLINE = ("shifted_auroc", "class_without_context", "context_without_class")
 
 def beaters(paired: pd.DataFrame) -> list[dict[str, Any]]:
     """The configurations that beat the baseline on all of the threshold-free AUROC and both shifted groups, each
-    significantly (`tables.significance`, difference > 0); each with its three paired rows."""
+    significantly (`paired.significance`, difference > 0); each with its three paired rows."""
     out = []
     for _, group in paired.groupby("config", sort=False):
         rows = {r["metric"]: r for r in group.to_dict("records")}
@@ -205,7 +207,7 @@ def masked_bn_sentence(configs: pd.DataFrame) -> str | None:
 
 
 def effect(row: dict[str, Any] | None) -> str | None:
-    """"better" or "worse" where a paired difference is significant (`tables.significance`), in the metric's
+    """"better" or "worse" where a paired difference is significant (`paired.significance`), in the metric's
     direction (the row's `higher_is_better`, else the metric table's), "ns" where it is not, "few" where there are
     too few replicates to say; None without one."""
     if row is None or not all(isinstance(row.get(k), int | float) and math.isfinite(row[k]) for k in
