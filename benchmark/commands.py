@@ -23,7 +23,7 @@ from benchmark.core.registry import METHODS, MODELS, load_plugins
 from benchmark.core.selection import RULES, reported_specs, select_rules, unrecorded_note
 from benchmark.core.spec import RunSpec
 from benchmark.core.store import COMPLETE, DAMAGED, FAILED, FULL, WriteError, run_state
-from benchmark.execute import runner, suites
+from benchmark.execute import post_run, runner, suite_file, suites
 from benchmark.execute.datasets import synthetic
 from benchmark.execute.datasets.registry import DATASETS
 from benchmark.execute.datasets.synthetic import default_root
@@ -39,11 +39,11 @@ from benchmark.execute.train import run
 def complete_folder(out_root: Path, data_root: Path | None = None) -> None:
     """The post-run steps for a results folder (as `gain-bench run` takes them after its runs): `suite.json`
     rewritten with the run list the analysis reads, and the gallery's maps computed from the checkpoints."""
-    suite = runner.read_suite_file(out_root)
-    runner.write_suite_file(suite, out_root)
+    suite = suite_file.read_suite_file(out_root)
+    suite_file.write_suite_file(suite, out_root)
     if not suite.sweep:
         try:
-            write_gallery(out_root, runner.gallery_picks(suite, out_root), data_root)
+            write_gallery(out_root, post_run.gallery_picks(suite, out_root), data_root)
         except (ValueError, OSError) as err:  # e.g. real data not at hand: the report says the gallery is missing
             print(f"warning: the gallery was not written: {err}", file=sys.stderr)
 

@@ -29,7 +29,8 @@ from benchmark.execute.datasets.files import FileSplit, ViewSettings
 from benchmark.execute.datasets.images import ImageItem
 from benchmark.execute.methods import METHODS
 from benchmark.execute.metrics import audit_metrics
-from benchmark.execute.runner import cached_data, write_suite_file
+from benchmark.execute.run_data import cached_data
+from benchmark.execute.suite_file import write_suite_file
 from benchmark.execute.suites import SuiteError, from_dict
 from benchmark.execute.train import new_record, run
 

@@ -18,7 +18,7 @@ from tiny import tiny_suite
 
 from benchmark.analyse.report import gallery
 from benchmark.core.store import GALLERY_JSON, GALLERY_NPZ
-from benchmark.execute import gallery_maps, runner
+from benchmark.execute import gallery_maps, post_run, runner, suite_file
 from benchmark.execute.attention import inference_cam, minmax_normalise, upsample_bilinear
 from benchmark.execute.datasets import registry
 from benchmark.execute.datasets.images import DataError
@@ -54,7 +54,7 @@ def written(trained, tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _picks(out: Path) -> list:
-    return runner.gallery_picks(runner.read_suite_file(out), out)
+    return post_run.gallery_picks(suite_file.read_suite_file(out), out)
 
 
 def _copy(out: Path, tmp_path: Path) -> Path:

@@ -28,7 +28,7 @@ from benchmark.core.predictions import audited_view, predictions_csv
 from benchmark.core.settings import MASK_CONTROLS
 from benchmark.core.spec import RunSpec
 from benchmark.core.store import read_record, run_dir, write_atomic, write_record
-from benchmark.execute import runner
+from benchmark.execute import run_data, runner
 from benchmark.execute.datasets.files import FileSplit, ViewSettings
 from benchmark.execute.datasets.images import ImageItem
 from benchmark.execute.datasets.mask_controls import control_regions, controlled_split, derangement, rng_for
@@ -334,7 +334,7 @@ def test_a_suite_with_shuffled_masks_records_its_control_and_reports_its_content
     out, data_root = tmp_path / "out", tmp_path / "data"
     result = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)
     assert [f["status"] for f in result.finished] == ["complete"] * 6
-    shared = runner.cached_data(suite.runs()[0], data_root)["train"]
+    shared = run_data.cached_data(suite.runs()[0], data_root)["train"]
     before = shared.masks.clone()
     records = {p.parent.name: read_record(p) for p in out.glob("runs/*/record.json")}
     controlled = [r for r in records.values() if r["spec"].get("mask_control") == "shuffled"]
@@ -345,7 +345,8 @@ def test_a_suite_with_shuffled_masks_records_its_control_and_reports_its_content
         assert control["seed"] == record["spec"]["seed"] and control["budget_seed"] == 0
         assert " mask_control=shuffled " in record["label"]
     spec = next(s for s in suite.runs() if s.mask_control == "shuffled")
-    again = run(spec, tmp_path / "again", data_root=data_root, progress=False, data=runner.cached_data(spec, data_root))
+    shared_data = run_data.cached_data(spec, data_root)
+    again = run(spec, tmp_path / "again", data_root=data_root, progress=False, data=shared_data)
     assert again["mask_control"] == records[spec.run_id]["mask_control"], "seeded: the same placebo again"
     assert torch.equal(shared.masks, before), "the runner's shared split is never changed"
     html = write_report(out, n_resamples=50).read_text()

@@ -9,7 +9,7 @@ from tiny import tiny_suite
 
 from benchmark.core.spec import RunSpec, TrainSettings, build_model_params, configuration_key, pairing_key
 from benchmark.core.store import run_dir
-from benchmark.execute import runner
+from benchmark.execute import post_run, runner
 from benchmark.execute.datasets.synthetic import data_config
 from benchmark.execute.heldout import SEED_OFFSET as HELDOUT_OFFSET
 from benchmark.execute.heldout import selection_config
@@ -110,5 +110,5 @@ def test_a_full_replicate_suite_records_its_own_draws_and_before_finetuning_is_t
         assert all(torch.equal(saved[k], start[k]) for k in start), "no step taken: the start as it is"
         pre = json.loads((run_dir(cache_root(data), before["pretrained_from"]) / "record.json").read_text())
         assert pre["spec"]["seed"] == seed and pre["spec"]["dataset_params"]["rho"] == 0.9
-    timed = runner.measure_throughput(suite, tmp_path / "out", data_root=data)
+    timed = post_run.measure_throughput(suite, tmp_path / "out", data_root=data)
     assert timed is not None and {r["method"] for r in timed["rows"]} == {"gradcam"}, "no step of no_finetune to time"

@@ -12,7 +12,7 @@ from PIL import Image
 from tiny import tiny_suite
 
 from benchmark.analyse.report import figures, gallery
-from benchmark.execute import gallery_maps, runner
+from benchmark.execute import gallery_maps, post_run, runner, suite_file
 from benchmark.execute.suites import load
 
 TINY = tiny_suite("tiny-gallery", timing=False)
@@ -113,7 +113,7 @@ def test_every_cost_is_the_baseline_figure_it_names_over_the_rows_own():
 
 
 def test_a_paired_timing_keeps_its_rounds_cost_and_names_the_baseline_speed_in_those_rounds():
-    """Rows timed round by round with the baseline (runner.measure_throughput) carry the ratio of those rounds; the
+    """Rows timed round by round with the baseline (post_run.measure_throughput) carry the ratio of those rounds; the
     baseline figure beside it is the baseline's speed in the same rounds (here 800, not its own row's 1000), so the
     table's and the chart's numbers agree with each other."""
     paired = [
@@ -167,7 +167,7 @@ def suite_out(tmp_path_factory):
 def _gallery(out, data_root, **kwargs):
     """The post-run step computes the gallery into the folder (afresh); the report's side reads it back."""
     (out / "gallery.json").unlink(missing_ok=True)
-    gallery_maps.write_gallery(out, runner.gallery_picks(runner.read_suite_file(out), out), data_root, **kwargs)
+    gallery_maps.write_gallery(out, post_run.gallery_picks(suite_file.read_suite_file(out), out), data_root, **kwargs)
     return gallery.read_gallery(out)
 
 
@@ -224,7 +224,7 @@ def test_the_report_draws_the_gallery_from_the_folder_alone(suite_out, tmp_path)
     for path in copy.glob("runs/*/model.pt"):
         path.unlink()
     assert gallery.gallery(copy) == before
-    last = gallery_maps.write_gallery(copy, runner.gallery_picks(runner.read_suite_file(copy), copy), data_root)
+    last = gallery_maps.write_gallery(copy, post_run.gallery_picks(suite_file.read_suite_file(copy), copy), data_root)
     assert last is None and gallery.gallery(copy) is None, "no checkpoint left: the stale gallery goes too"
 
 

@@ -15,7 +15,7 @@ from tiny import tiny_suite
 from benchmark.analyse.report import write_report
 from benchmark.cli import main
 from benchmark.core.store import RunLock, read_record
-from benchmark.execute import runner
+from benchmark.execute import post_run, run_data, runner
 from benchmark.execute.suites import SuiteError, load
 
 TINY = tiny_suite()
@@ -46,8 +46,8 @@ def test_suite_runs_once_and_resumes_without_retraining(tmp_path, suite_file, da
         flushed_while_timing.append(bool(torch.tensor([1e-40]) * 1.0 == 0))
         return real_measure_paired(*args, **kwargs)
 
-    real_measure_paired = runner.measure_paired
-    monkeypatch.setattr(runner, "measure_paired", measure_paired)
+    real_measure_paired = post_run.measure_paired
+    monkeypatch.setattr(post_run, "measure_paired", measure_paired)
     result = runner.run_suite(suite, out, quiet=True, data_root=data_root, threads=1)
     assert [f["status"] for f in result.finished] == ["complete"] * 4
     assert flushed_while_timing == [True], "the suite-level timing flushes denormals as training did"
@@ -58,10 +58,10 @@ def test_suite_runs_once_and_resumes_without_retraining(tmp_path, suite_file, da
     throughput = first[suite.runs()[0].run_id]["timings"]["throughput"]
     assert throughput["train_images_per_s"] > 0 and throughput["batch_size"] == 8 and throughput["precision"] == "fp32"
     assert json.loads((out / "suite.json").read_text())["raw"]["name"] == "tiny"
-    timed = runner.read_throughput(out, suite)
+    timed = post_run.read_throughput(out, suite)
     assert [r["run_id"] for r in timed] == [s.run_id for s in suite.runs() if s.seed == 0], "lowest seed per config"
     assert all(r["train_images_per_s"] > 0 and r["batch_size"] == 8 and r["flush_denormal"] is True for r in timed)
-    timed_labels = runner.cached_data(suite.runs()[0], data_root)["train"].batch(torch.arange(8))["labels"]
+    timed_labels = run_data.cached_data(suite.runs()[0], data_root)["train"].batch(torch.arange(8))["labels"]
     assert all(r["label_pairs"] == int((timed_labels > 0.5).sum()) for r in timed), "pairs of the 8 timed images"
     html = write_report(out, n_resamples=50).read_text()
     assert "labels per image" in html and f"<td>{timed[0]['label_pairs'] / 8:.2f}</td>" in html
@@ -404,7 +404,7 @@ def test_suite_level_timing_pairs_each_configuration_with_its_baseline():
 
     jobs = [job("gradcam"), job("gain"), job("gain_ext"), job("gain", {"widths": [8, 16, 32, 32]})]
     settings = TimingSettings(batch_size=4, warmup=1, iterations=2, passes=2)
-    figures = runner._paired_figures(jobs, settings)
+    figures = post_run._paired_figures(jobs, settings)
     base_id, gain_id, ext_id, orphan_id = (spec.run_id for spec, _ in jobs)
     assert set(figures) == {base_id, gain_id, ext_id} and orphan_id not in figures, "no baseline on its model"
     assert figures[base_id]["train_cost_ratio"] == 1.0 and "configuration (2)" in figures[base_id]["timing"]

@@ -38,7 +38,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from benchmark.core.registry import REGISTRIES
 from benchmark.core.settings import SECTIONS
-from benchmark.execute import runner
+from benchmark.execute import runner, suite_file
 from benchmark.execute.suites import Suite, SuiteError, from_dict, load
 
 pytestmark = pytest.mark.slow  # fuzzing: many examples, seconds each test (docs/testing.md)
@@ -249,8 +249,8 @@ def expand(suite: Suite, folder: Path) -> None:
         assert spec.run_id and spec.keys() and spec.label
     suite.numeric_axis()
     runner.plan(suite, folder)
-    runner.write_suite_file(suite, folder)
-    runner.read_suite_file(folder)
+    suite_file.write_suite_file(suite, folder)
+    suite_file.read_suite_file(folder)
 
 
 @pytest.fixture(scope="module")

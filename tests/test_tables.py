@@ -15,7 +15,6 @@ from benchmark.cli import main
 from benchmark.core.predictions import audited_view, predictions_csv, read_predictions
 from benchmark.core.spec import RunSpec, TrainSettings, replicate_seeds
 from benchmark.core.store import run_dir, write_atomic, write_record
-from benchmark.execute import runner
 from benchmark.execute.metrics import audit_metrics
 from benchmark.execute.suites import load
 from benchmark.execute.train import new_record
@@ -100,7 +99,7 @@ def fabricated_folder(suite_file, out, skill, failed=()) -> None:
     each run of the suite in `suite_file` with predictions drawn at `skill(spec)`; the run ids in `failed` recorded
     as failed runs (a non-finite loss)."""
     suite = load(suite_file)
-    runner.write_suite_file(suite, out)
+    suite_file.write_suite_file(suite, out)
     for spec in suite.runs():
         if spec.run_id in failed:
             write_record(run_dir(out, spec.run_id) / "record.json", new_record(spec, "failed", "non-finite loss"))

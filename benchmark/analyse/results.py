@@ -1,6 +1,6 @@
 """The results reader: a suite results folder as the analysis sees it, from its files alone.
 
-`suite.json` (written by the runner before any run, `runner.write_suite_file`) lists every run of the suite with
+`suite.json` (written by the runner before any run, `suite_file.write_suite_file`) lists every run of the suite with
 its config hash, spec and keys, the sweep's regimes, the search settings, the audited context and the names and
 colours of the methods; `runs/<run_id>/record.json` says what became of each run. Nothing here resolves a spec,
 looks up a registry, imports a plugin or torch, or opens a checkpoint or a data set: a report renders on any

@@ -2,7 +2,7 @@
 computed where the checkpoints and the data are and written into the results folder (`gallery.json` and
 `gallery.npz`), so that the report (`benchmark.analyse.report.gallery`) draws it from the folder alone, without torch.
 
-Rows are the suite's configurations (one run each: the lowest complete seed with a checkpoint, `runner.pick_run`),
+Rows are the suite's configurations (one run each: the lowest complete seed with a checkpoint, `post_run.pick_run`),
 columns the same images for every row: `per_group` each of "boat without water", "water without boat" and
 in-distribution val images of a boat on water. Per cell the image, the audited class's score and its Grad-CAM map
 at the map's own resolution (the attention layer's, min-max normalised per image): the report upsamples it to the
@@ -232,7 +232,7 @@ def write_gallery(
     `out_root`, each atomically; return the JSON's path.
 
     `picked` holds per configuration of the report its first spec, its representative run or None, and why not
-    (`runner.gallery_picks`: `runner.pick_run` on each of `runner.configurations(suite, out_root)`). Nothing is
+    (`post_run.gallery_picks`: `post_run.pick_run` on each of `post_run.configurations(suite, out_root)`). Nothing is
     computed again while the files there were computed from the same runs (run ids and config hashes), `per_group`
     and `seed`. None, with any earlier gallery files removed, when no configuration has a run with a checkpoint or
     the data has nothing to compare on. Data that cannot be loaded raises a DataError naming the data root.

@@ -1,14 +1,9 @@
-"""Execute a suite's runs: in this process, in a local process pool (`jobs`), or as submitit jobs (SLURM, or
-submitit's local executor, which exercises the same code path without a cluster).
-
-Every run goes through `execute`, wherever it runs: take the run's lock (skip if another runner holds it), look at
-the folder again (skip if it is complete by now), train and record. Finished runs are never touched again unless
-their configuration changes (a new `run_id`) or they failed and `retry_failed` is set.
-"""
+"""Running a suite: which runs are left to do (`plan`), one run in this process with its failure recorded
+(`execute`), and the launchers that run them (`run_suite`: in process, a pool of spawned workers, or submitit
+locally or on SLURM), then the post-run steps (`post_run`) and `suite.json` (`suite_file`)."""
 
 from __future__ import annotations
 
-import functools
 import json
 import multiprocessing
 import os
@@ -18,7 +13,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,12 +22,10 @@ import submitit
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.core import metric_defs
 from benchmark.core.phases import phase, say
 from benchmark.core.plugins import PluginError
-from benchmark.core.registry import labels, load_plugins
-from benchmark.core.selection import reported_specs
-from benchmark.core.spec import BASELINE, RunSpec, configuration_key, pairing_key
+from benchmark.core.registry import load_plugins
+from benchmark.core.spec import RunSpec
 from benchmark.core.store import (
     COMPLETE,
     CONFLICT,
@@ -49,31 +42,30 @@ from benchmark.core.store import (
     WriteError,
     failed_for_space,
     inspect_run,
-    pick_complete,
     read_json,
     read_record,
     read_references,
     run_dir,
     run_state,
-    suite_file_hint,
     throughput_rows,
     trains_again,
-    write_atomic,
     write_record,
 )
 from benchmark.execute import slurm
 from benchmark.execute.datasets import registry
-from benchmark.execute.denormals import denormals_flushed, flush_from_the_start
+from benchmark.execute.denormals import flush_from_the_start
 from benchmark.execute.diagnostics import heldout_scored
 from benchmark.execute.gallery_maps import write_gallery
 from benchmark.execute.heldout import ensure_data
-from benchmark.execute.methods import build_method
 from benchmark.execute.models import imagenet_weights_path
+from benchmark.execute.post_run import gallery_picks, measure_throughput, read_throughput
 from benchmark.execute.pretrain import ensure_pretrained, pretrain_spec, start_checkpoint
-from benchmark.execute.reference import setting_key, write_references
-from benchmark.execute.suites import LAUNCHERS, Suite, SuiteError, from_dict, label_kind
-from benchmark.execute.timing import Contender, TimingSettings, measure, measure_paired
-from benchmark.execute.train import load_data, load_trained, new_record, run, timing_batch
+from benchmark.execute.reference import write_references
+from benchmark.execute.run_data import cached_data
+from benchmark.execute.suite_file import write_suite_file
+from benchmark.execute.suites import LAUNCHERS, Suite, SuiteError
+from benchmark.execute.timing import TimingSettings
+from benchmark.execute.train import new_record, run
 
 FILTER_KEYS = ("method", "budget", "seed", "trial")
 
@@ -142,19 +134,6 @@ def plan(
             }[state]
         planned.append(Planned(spec, state, action, reason, record))
     return planned
-
-
-def cached_data(spec: RunSpec, data_root: Path | str | None) -> dict[str, Any]:
-    """`spec`'s splits, loaded once per process and shared by its runs (they never modify them); runs that differ
-    only in the budget's pool share one copy."""
-    params = {k: v for k, v in spec.dataset_params.items() if k != "pool"}
-    return _cached_data(spec.dataset, json.dumps(params, sort_keys=True), str(data_root) if data_root else None)
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_data(dataset: str, params_json: str, data_root: str | None) -> dict[str, Any]:
-    spec = RunSpec(method="gradcam", dataset=dataset, dataset_params=json.loads(params_json))
-    return load_data(spec, Path(data_root) if data_root else None)
 
 
 def execute(
@@ -567,119 +546,6 @@ def _job_error(job: Any, err: Exception) -> str:
     return f"job {job.job_id}: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
 
 
-def configurations(suite: Suite, out_root: Path | None = None) -> list[list[RunSpec]]:
-    """The suite's configurations in its order, each as its runs by ascending seed; given the results folder, only
-    those a report shows (of a hyperparameter search, the chosen trials: `selection.reported_specs`)."""
-
-    groups: dict[str, list[RunSpec]] = {}
-    for spec in suite.runs() if out_root is None else reported_specs(suite, Path(out_root)):
-        groups.setdefault(configuration_key(spec.to_dict()), []).append(spec)
-    return [sorted(g, key=lambda s: s.seed) for g in groups.values()]
-
-
-def gallery_picks(suite: Suite, out_root: Path) -> list[tuple[RunSpec, RunSpec | None, str]]:
-    """Per configuration of the report: its first spec, its representative run (`pick_run`) and why there is none."""
-    return [(specs[0], *pick_run(out_root, specs)) for specs in configurations(suite, out_root)]
-
-
-def pick_run(out_root: Path, specs: list[RunSpec]) -> tuple[RunSpec | None, str]:
-    """A configuration's representative: its lowest-seed complete run with a checkpoint, or None and why not."""
-    index, reason = pick_complete(out_root, [(s.run_id, s.config_hash) for s in specs])
-    return (specs[index] if index is not None else None), reason
-
-
-def measure_throughput(
-    suite: Suite, out_root: Path, *, data_root: Path | None = None, device: str | None = None
-) -> dict[str, Any] | None:
-    """Time every configuration's trained model once more, in this process, after the suite's runs (the figures in
-    each run's record were taken while other runs may have shared the cores), with denormals flushed as its training
-    was (`train.flush_denormal`; each row records the flag and the share it reached, `benchmark.execute.denormals`).
-    Each configuration is timed round by round with its baseline (the Grad-CAM configuration on the same data, model and
-    training settings: `spec.pairing_key`, as the statistics pair them), `timing.passes` x
-    `timing.iterations` rounds, two models in memory at a time: its `train_cost_ratio` and
-    `attention_speed_ratio` compare steps taken under the same load, and the baseline's own figures are the medians
-    over its pairings. A configuration without a baseline is timed alone, the best of `timing.passes` passes in
-    alternating order.
-    A method that takes no training step (`Method.fine_tunes` false) is not timed.
-    Written to `<out_root>/throughput.json`; the report prefers it. None when nothing is complete."""
-
-    device = device or suite.device
-    jobs: list[tuple[RunSpec, Contender]] = []
-    for specs in configurations(suite, out_root):
-        spec, _ = pick_run(out_root, specs)
-        if spec is None:
-            continue
-        method = build_method(spec.method, **spec.method_params)
-        if not method.fine_tunes:  # no training step to time (`no_finetune` evaluates its start as it is)
-            continue
-        data = cached_data(spec, data_root)
-        classes = data["train"].classes
-        model = load_trained(spec, run_dir(out_root, spec.run_id) / "model.pt", len(classes)).to(device)
-        batch = timing_batch(model, method, data["train"], suite.timing, device)
-        jobs.append((spec, (model, method, batch, classes.index(spec.audited_class))))
-    if not jobs:
-        return None
-    figures = _paired_figures(jobs, suite.timing)
-    alone = [job for job in jobs if job[0].run_id not in figures]
-    figures |= _best_of_passes(alone, suite.timing)
-    rows = [
-        {"config": spec.method_label, "method": spec.method, "budget": spec.budget, "run_id": spec.run_id,
-         **figures[spec.run_id], "flush_denormal": spec.train.flush_denormal}
-        for spec, _ in jobs
-    ]  # fmt: skip
-    payload = {
-        "measured": datetime.now(UTC).isoformat(timespec="seconds"),
-        "how": f"after the suite, in one process: each configuration timed round by round with its baseline "
-        f"({suite.timing.passes * suite.timing.iterations} rounds, medians); without a baseline, "
-        f"{suite.timing.passes} pass(es) in alternating order, each figure the best of its passes",
-        "rows": rows,
-    }
-    write_atomic(Path(out_root) / THROUGHPUT_FILE, json.dumps(payload, indent=2) + "\n")
-    return payload
-
-
-def _paired_figures(jobs: list[tuple[RunSpec, Contender]], settings: TimingSettings) -> dict[str, dict[str, Any]]:
-    """Figures per run id for every configuration that has a baseline with the same shared settings, each timed
-    round by round against that baseline (`timing.measure_paired`); the baseline's figures are the medians over its
-    pairings. A baseline with nothing to pair is left out (timed alone by the caller)."""
-    groups: dict[str, list[tuple[RunSpec, Contender]]] = {}
-    for spec, job in jobs:
-        groups.setdefault(pairing_key(spec.to_dict()), []).append((spec, job))
-    rounds = replace(settings, warmup=max(settings.warmup, 1), iterations=settings.iterations * settings.passes)
-    out: dict[str, dict[str, Any]] = {}
-    for group in groups.values():
-        base = next(((spec, job) for spec, job in group if spec.method == BASELINE), None)
-        others = {spec.run_id: job for spec, job in group if spec.method != BASELINE}
-        if base is None or not others:
-            continue
-        with denormals_flushed(base[0].train.flush_denormal):  # the group shares its training settings
-            out[base[0].run_id], paired = measure_paired(base[1], others, rounds)
-        out |= paired
-    return out
-
-
-def _best_of_passes(jobs: list[tuple[RunSpec, Contender]], settings: TimingSettings) -> dict[str, dict[str, Any]]:
-    """Each configuration timed alone, `settings.passes` passes in alternating order, each figure its best pass."""
-    best: dict[str, dict[str, Any]] = {}
-    for order in [jobs if i % 2 == 0 else jobs[::-1] for i in range(settings.passes)]:
-        for spec, (model, method, batch, class_index) in order:
-            with denormals_flushed(spec.train.flush_denormal):
-                figures = measure(model, method, batch, class_index, settings)
-            kept = best.get(spec.run_id)
-            for key, seconds in (("train_images_per_s", "train_step_seconds"),
-                                 ("attention_images_per_s", "attention_batch_seconds")):  # fmt: skip
-                if kept is None or figures[key] > kept[key]:
-                    kept = (kept or figures) | {key: figures[key], seconds: figures[seconds]}
-            best[spec.run_id] = kept | {"peak_memory_mb": figures["peak_memory_mb"]}
-    return best
-
-
-def read_throughput(out_root: Path, suite: Suite) -> list[dict[str, Any]] | None:
-    """The suite-level timings if they were taken on the runs the suite holds now, else None."""
-    current = {s.run_id for specs in configurations(suite, out_root) if (s := pick_run(out_root, specs)[0]) is not None}
-    return throughput_rows(out_root, current)
-
-
 def make_executor(suite: Suite, launcher: str, folder: Path) -> Any:
     """A submitit executor: SLURM with the suite's `[slurm]` resources, or submitit's local executor."""
     if launcher == "slurm":
@@ -687,52 +553,3 @@ def make_executor(suite: Suite, launcher: str, folder: Path) -> Any:
     executor = submitit.LocalExecutor(folder=folder)
     executor.update_parameters(timeout_min=7 * 24 * 60)  # a local run has no queue limit; [slurm] is for SLURM
     return executor
-
-
-def write_suite_file(suite: Suite, out_root: Path) -> None:
-    """`<out_root>/suite.json`: the resolved suite, and under `view` everything the analysis needs to know of it
-    without the registries: every run (id, config hash, spec, configuration and pairing keys, reference key), the
-    sweep's regimes, the search settings, the audited context, and the names and colours of its components."""
-    specs = suite.runs()
-    used = {kind: sorted({getattr(s, kind) for s in specs}) for kind in ("method", "model", "dataset")}
-    view = {
-        "description": suite.description,
-        "seeds": list(suite.seeds),
-        "audited_class": suite.audited_class,
-        "dataset": suite.dataset,
-        "dataset_params": suite.dataset_params,
-        "context": registry.context_name(suite.dataset, suite.dataset_params),
-        "search": asdict(suite.search) if suite.search is not None else None,
-        "numeric_axis": suite.numeric_axis(),
-        "label_costs": suite.label_costs,
-        "regimes": [
-            {"label": r.label, "parts": list(r.parts), "settings": r.settings,
-             "run_ids": [s.run_id for s in r.suite.runs()]}
-            for r in suite.sweep
-        ],
-        "runs": [
-            {"run_id": s.run_id, "config_hash": s.config_hash, "spec": s.to_dict(), "keys": s.keys(),
-             "reference": setting_key(s), "label_kind": label_kind(s.method, s.annotation)}
-            for s in specs
-        ],
-        "components": {kind: {name: labels({kind: name})[kind] for name in names} for kind, names in used.items()},
-    }
-    if declared := metric_defs.declared():  # the plugins' metrics, for an analysis that does not import them
-        view["metrics"] = declared
-    payload = suite.to_dict() | {"view": view, "written": datetime.now(UTC).isoformat(timespec="seconds")}
-    write_atomic(Path(out_root) / SUITE_FILE, json.dumps(payload, indent=2, default=str) + "\n")  # file order kept
-
-
-def read_suite_file(out_root: Path) -> Suite:
-    """The suite a results folder was run with, from its `suite.json`."""
-    path = Path(out_root) / SUITE_FILE
-    if not path.is_file():
-        raise SuiteError(f"{path} not found: not a suite results folder (run `gain-bench run SUITE` first)")
-    try:
-        payload = read_json(path)
-        return from_dict(payload["raw"], source=payload.get("source", ""))
-    except DamagedFile as err:
-        raise SuiteError(f"{err}: {suite_file_hint(out_root)}") from None
-    except (KeyError, TypeError, AttributeError) as err:
-        what = f"{type(err).__name__} {err}"
-        raise SuiteError(f"{path}: garbled (not a suite file: {what}): {suite_file_hint(out_root)}") from None

@@ -382,7 +382,7 @@ def with_costs(rows: list[dict[str, Any]], *, baseline: str = BASELINE) -> list[
     """Each row with, per throughput key, its cost (time per image over the baseline's) and the baseline's images/s
     that cost is measured against, so that cost = baseline images/s / images/s holds in every row, table and chart.
 
-    A row timed round by round with its baseline (`runner.measure_throughput`: `train_cost_ratio` and
+    A row timed round by round with its baseline (`post_run.measure_throughput`: `train_cost_ratio` and
     `attention_speed_ratio` of those rounds) keeps its paired ratio, and its baseline figure is the baseline's speed in
     those same rounds (`paired` True), which differs from the baseline's own row (the median over all its pairings).
     Otherwise the cost is against the baseline row (`paired` False); None where a figure or the baseline is missing.

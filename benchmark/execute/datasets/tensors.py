@@ -34,7 +34,7 @@ class TensorSplit:
         """The split with its pixels (images, masks, context masks; masks stored as uint8 there, an eighth of the
         memory) on `device`, so a GPU run builds its batches where it trains instead of copying each one over; the
         labels and the rest stay where they are (small, and read on the host). The copy is kept, so the runs of a
-        suite that share this split (`runner.cached_data`) move it once."""
+        suite that share this split (`run_data.cached_data`) move it once."""
         device = torch.device(device)
         if self.images.device == device:
             return self
