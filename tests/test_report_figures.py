@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from tiny import tiny_suite
 
-from benchmark.analyse.report import figures, gallery
+from benchmark.analyse.report import costs, figures, gallery
 from benchmark.execute import gallery_maps, post_run, runner, suite_file
 from benchmark.execute.suites import load
 
@@ -98,16 +98,16 @@ ROWS = [
 
 
 def _costs(rows, key="train_images_per_s"):
-    cost, against = figures.COSTS[key]
-    return [(r[cost], r[against]) for r in figures.with_costs(rows)]
+    cost, against = costs.COSTS[key]
+    return [(r[cost], r[against]) for r in costs.with_costs(rows)]
 
 
 def test_every_cost_is_the_baseline_figure_it_names_over_the_rows_own():
     assert _costs(ROWS) == [(1.0, 1000.0), (2.5, 1000.0), (4.0, 1000.0)]
     assert _costs(ROWS, "attention_images_per_s") == [(1.0, 4000.0), (1.0, 4000.0), (None, None)]
     assert _costs(ROWS[1:]) == [(None, None), (None, None)], "no baseline, no cost"
-    for row in figures.with_costs(ROWS):
-        for key, (cost, against) in figures.COSTS.items():
+    for row in costs.with_costs(ROWS):
+        for key, (cost, against) in costs.COSTS.items():
             if row[cost] is not None:
                 assert row[cost] == pytest.approx(row[against] / row[key]), "cost = baseline images/s / images/s"
 
@@ -120,7 +120,7 @@ def test_a_paired_timing_keeps_its_rounds_cost_and_names_the_baseline_speed_in_t
         row | {"train_cost_ratio": cost, "attention_speed_ratio": speed}
         for row, cost, speed in zip(ROWS[:2], (1.0, 2.0), (1.0, 0.8), strict=True)
     ]
-    rows = figures.with_costs(paired)
+    rows = costs.with_costs(paired)
     assert [(r["train_cost_ratio"], r["baseline_train_images_per_s"]) for r in rows] == [(1.0, 1000.0), (2.0, 800.0)]
     assert rows[1]["attention_cost_ratio"] == pytest.approx(1.25)
     assert rows[1]["baseline_attention_images_per_s"] == pytest.approx(5000.0)

@@ -18,7 +18,7 @@ from benchmark.analyse.cells import interval_cell, plural
 from benchmark.analyse.names import Names
 from benchmark.analyse.paired import replicates_note
 from benchmark.analyse.paired import significance as significance_call
-from benchmark.analyse.report import figures, gallery, summary
+from benchmark.analyse.report import costs, figures, gallery, summary
 from benchmark.analyse.report.verdict import (
     PAPER_TABLE4,
     beats_baseline_sentence,
@@ -134,9 +134,9 @@ MEMORY_KINDS = {
 
 
 def _throughput_view(rows: list[dict[str, Any]], method_names: Names) -> dict[str, Any]:
-    """The throughput table's rows (`figures.with_costs`: one cost per row, against the baseline figure it names,
+    """The throughput table's rows (`costs.with_costs`: one cost per row, against the baseline figure it names,
     the chart's too) under the report's configuration names, and the settings they share, said once."""
-    rows = sorted(figures.with_costs(rows), key=lambda r: (method_names.rank(r["method"]), int(r.get("budget", 0))))
+    rows = sorted(costs.with_costs(rows), key=lambda r: (method_names.rank(r["method"]), int(r.get("budget", 0))))
     for row in rows:
         label = str(row["config"])
         row["name"] = method_names.display(row["method"]) + label[len(row["method"]) :]

@@ -4,6 +4,8 @@ Figures are drawn on matplotlib `Figure` objects with an explicit Agg canvas (no
 change, nothing left open), styled by seaborn inside a local `rc_context`, and saved without a timestamp so the same
 input gives the same bytes. Every method keeps one colour-blind-safe colour (Okabe & Ito) across all figures;
 configurations of one method (its budgets) are shades of that colour, darker for larger budgets.
+
+The throughput table's cost arithmetic is `costs`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import base64
 import io
 import json
 import math
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,11 +34,14 @@ from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 from benchmark.analyse.cells import plural
 from benchmark.analyse.correlation import MIN_CONFIGURATIONS, pairs
 from benchmark.analyse.names import Names
+from benchmark.analyse.report.costs import COSTS, THROUGHPUT_KEYS, row_budget, row_method, with_costs
 from benchmark.core.curves import BOOKKEEPING, DIAGNOSTICS, LOSS_PARTS
 from benchmark.core.metric_defs import METRIC
 from benchmark.core.spec import BASELINE
 
 DPI = 100
+
+
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies.
 PAPER_BUDGETS = (9, 23, 78, 200, 1464)
 
@@ -113,9 +117,6 @@ def empty_figure(text: str, *, size: tuple[float, float] = (6.0, 1.2)) -> str:
         ax.set_axis_off()
         ax.text(0.5, 0.5, text, ha="center", va="center", color="0.35")
         return png_data_uri(fig)
-
-
-# --------------------------------------------------------------------------------------------------------- budgets
 
 
 @dataclass
@@ -255,9 +256,6 @@ def budget_curves(
         return png_data_uri(fig)
 
 
-# ------------------------------------------------------------------------------------------------- training curves
-
-
 def _config_of(record: dict[str, Any]) -> tuple[str, str, int, dict[str, Any]]:
     """(key, method, budget, method params) of a run's configuration: its spec without the seed and suite."""
     spec = record["spec"]
@@ -349,69 +347,6 @@ def training_curves(
         return png_data_uri(fig)
 
 
-# ------------------------------------------------------------------------------------------------------ throughput
-
-THROUGHPUT_KEYS = (
-    ("train_images_per_s", "training step (images/s)"),
-    ("attention_images_per_s", "attention maps (images/s)"),
-)
-
-
-def _row_method(row: dict[str, Any]) -> str:
-    if row.get("method"):
-        return str(row["method"])
-    match = re.match(r"[^\s-]+", str(row.get("config", "")))
-    return match.group(0) if match else ""
-
-
-def _row_budget(row: dict[str, Any]) -> int:
-    if "budget" in row:
-        return int(row["budget"])
-    match = re.match(r"[^\s-]+-(\d+)", str(row.get("config", "")))
-    return int(match.group(1)) if match else 0
-
-
-# throughput key -> (the cost key: time per image over the baseline's, the baseline's images/s it is measured against)
-COSTS = {
-    "train_images_per_s": ("train_cost_ratio", "baseline_train_images_per_s"),
-    "attention_images_per_s": ("attention_cost_ratio", "baseline_attention_images_per_s"),
-}
-
-
-def with_costs(rows: list[dict[str, Any]], *, baseline: str = BASELINE) -> list[dict[str, Any]]:
-    """Each row with, per throughput key, its cost (time per image over the baseline's) and the baseline's images/s
-    that cost is measured against, so that cost = baseline images/s / images/s holds in every row, table and chart.
-
-    A row timed round by round with its baseline (`post_run.measure_throughput`: `train_cost_ratio` and
-    `attention_speed_ratio` of those rounds) keeps its paired ratio, and its baseline figure is the baseline's speed in
-    those same rounds (`paired` True), which differs from the baseline's own row (the median over all its pairings).
-    Otherwise the cost is against the baseline row (`paired` False); None where a figure or the baseline is missing.
-    """
-    base = next((r for r in rows if _row_method(r) == baseline), None)
-    out = []
-    for row in rows:
-        row = dict(row)
-        paired = isinstance(row.get("train_cost_ratio"), int | float) and isinstance(
-            row.get("attention_speed_ratio"), int | float
-        )
-        if paired:
-            row["attention_cost_ratio"] = 1.0 / row["attention_speed_ratio"] if row["attention_speed_ratio"] else None
-        for key, (cost, against) in COSTS.items():
-            value = row.get(key)
-            if not isinstance(value, int | float) or value <= 0:
-                row[cost] = row[against] = None
-            elif paired:
-                row[against] = value * row[cost] if row[cost] else None
-            else:
-                reference = base.get(key) if base else None
-                ok = isinstance(reference, int | float) and reference > 0
-                row[against] = float(reference) if ok else None
-                row[cost] = float(reference) / float(value) if ok else None
-        row["paired"] = paired and _row_method(row) != baseline
-        out.append(row)
-    return out
-
-
 def _setting_note(rows: list[dict[str, Any]]) -> str:
     parts = []
     for key, fmt in (("device", "{}"), ("precision", "{}"), ("batch_size", "batch {}"), ("threads", "threads")):
@@ -433,11 +368,11 @@ def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE, na
     """
     if not rows:
         return empty_figure("no throughput measured")
-    rows = sorted(with_costs(rows, baseline=baseline), key=lambda r: (names.rank(_row_method(r)), _row_budget(r)))
-    colours = config_colours([(_row_method(r), _row_budget(r)) for r in rows], names)
+    rows = sorted(with_costs(rows, baseline=baseline), key=lambda r: (names.rank(row_method(r)), row_budget(r)))
+    colours = config_colours([(row_method(r), row_budget(r)) for r in rows], names)
     labels = [str(r.get("config", "?")) for r in rows]
     labels = [
-        display_name(_row_method(r), 0, names=names) + label[len(_row_method(r)) :]
+        display_name(row_method(r), 0, names=names) + label[len(row_method(r)) :]
         for r, label in zip(rows, labels, strict=True)
     ]
     y = np.arange(len(rows))
@@ -451,7 +386,7 @@ def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE, na
             top = np.nanmax(values) if np.isfinite(values).any() else 1.0
             for yi, row in zip(y, rows, strict=True):
                 against = row.get(against_key)
-                if against is not None and _row_method(row) != baseline:
+                if against is not None and row_method(row) != baseline:
                     ax.plot([against, against], [yi - 0.42, yi + 0.42], color="0.1", lw=1.6)
                     top = max(top, against)
             for yi, row, value in zip(y, rows, values, strict=True):
@@ -468,7 +403,7 @@ def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE, na
         axes[0].set_yticks(y, labels)
         axes[0].invert_yaxis()
         note = _setting_note(rows)
-        has_base = any(_row_method(r) == baseline for r in rows)
+        has_base = any(row_method(r) == baseline for r in rows)
         paired = any(r["paired"] for r in rows)
         if not has_base and not paired:
             ratio_note = "no baseline run: no costs"
@@ -477,9 +412,6 @@ def throughput_chart(rows: list[dict[str, Any]], *, baseline: str = BASELINE, na
             ratio_note = f"cost = time per image over the baseline's; tick: {against}"
         fig.suptitle(" · ".join(filter(None, [note, ratio_note])), fontsize=9, color="0.3")
         return png_data_uri(fig)
-
-
-# --------------------------------------------------------------------------------------------------------- sweeps
 
 
 def sweep_curves(
@@ -541,9 +473,6 @@ def sweep_curves(
                 handles.values(), handles.keys(), loc="outside lower center", ncols=min(len(handles), 6), fontsize=9
             )
         return png_data_uri(fig)
-
-
-# ------------------------------------------------------------------------------------- localisation and robustness
 
 
 def _correlation_title(rows: pd.DataFrame) -> str:
@@ -629,9 +558,6 @@ def correlation_scatter(
             fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=min(len(handles), 6),
                        fontsize=9, title=title, title_fontsize=9)  # fmt: skip
         return png_data_uri(fig)
-
-
-# ------------------------------------------------------------------------------------------------ annotation time
 
 
 def label_curves(
