@@ -335,7 +335,7 @@ def test_a_runs_curve_records_the_diagnostics_and_they_change_no_result(tmp_path
 
 
 def test_the_report_names_configurations_whose_losses_rose():
-    from benchmark.analyse.report.build import rising_losses
+    from benchmark.analyse.losses import rising_losses
 
     def record(method: str, seed: int, totals: list[float], gap: float | None = None, cl=None) -> dict:
         curve = [

@@ -17,7 +17,7 @@ from test_tables import TRAIN, _images, _predictions
 from tiny import tiny_suite
 
 from benchmark.analyse.report import write_report
-from benchmark.analyse.report.build import _content_view
+from benchmark.analyse.report.views import content_view
 from benchmark.analyse.runs import load_runs
 from benchmark.analyse.stats import holm
 from benchmark.analyse.studies import CONTENT_COLUMNS, content_effect_table
@@ -268,7 +268,7 @@ def test_the_content_effect_pairs_true_and_shuffled_by_seed_with_the_right_sign_
     tables = build_tables([tmp_path], n_resamples=200, short=True)
     pd.testing.assert_frame_equal(tables["content_effect"], table)
     assert "gain_ext-9 mask_control=shuffled" in set(tables["paired"]["label"]), "compared with the baseline too"
-    view = _content_view(table, [r.record for r in runs], {"shifted_auroc": "AUROC"})
+    view = content_view(table, [r.record for r in runs], {"shifted_auroc": "AUROC"})
     assert view["sentence"] == ("4 content-effect tests (true minus shuffled masks): not enough replicates to call "
                                 'any (3 seeds that redraw the fine-tuning only (seed_scope = "train"), not full '
                                 "replicates)"), "3 seeds of one world: never called significant"
@@ -321,9 +321,9 @@ def test_the_content_view_holds_the_true_masks_against_the_placebo_asked_for(tmp
 
 def test_an_empty_content_effect_says_so():
     empty = pd.DataFrame(columns=CONTENT_COLUMNS)
-    assert "has no placebo-mask control runs" in _content_view(empty, [], {})["sentence"]
+    assert "has no placebo-mask control runs" in content_view(empty, [], {})["sentence"]
     records = [{"spec": {"method": "gain_ext", "mask_control": "random"}}]
-    assert "no control run has a complete true-mask twin" in _content_view(empty, records, {})["sentence"]
+    assert "no control run has a complete true-mask twin" in content_view(empty, records, {})["sentence"]
 
 
 def test_a_suite_with_shuffled_masks_records_its_control_and_reports_its_content_effect(tmp_path):

@@ -1,7 +1,7 @@
 import pandas as pd
 
-from benchmark.analyse.report.build import metric_names
 from benchmark.analyse.report.verdict import verdict
+from benchmark.analyse.report.views import metric_names
 from benchmark.analyse.runs import row_name as _config_name  # the one fallback of every view
 from benchmark.core.registry import display
 

@@ -16,6 +16,7 @@ from benchmark.core.predictions import audited_view, predictions_csv, read_predi
 from benchmark.core.spec import RunSpec, TrainSettings, replicate_seeds
 from benchmark.core.store import run_dir, write_atomic, write_record
 from benchmark.execute.metrics import audit_metrics
+from benchmark.execute.suite_file import write_suite_file
 from benchmark.execute.suites import load
 from benchmark.execute.train import new_record
 
@@ -99,7 +100,7 @@ def fabricated_folder(suite_file, out, skill, failed=()) -> None:
     each run of the suite in `suite_file` with predictions drawn at `skill(spec)`; the run ids in `failed` recorded
     as failed runs (a non-finite loss)."""
     suite = load(suite_file)
-    suite_file.write_suite_file(suite, out)
+    write_suite_file(suite, out)
     for spec in suite.runs():
         if spec.run_id in failed:
             write_record(run_dir(out, spec.run_id) / "record.json", new_record(spec, "failed", "non-finite loss"))

@@ -1,9 +1,8 @@
-"""Collect a suite results folder (its `suite.json`, run records and predictions) into the report's context and
-render one self-contained HTML page with `results.csv` (and the run-level and paired tables) beside it."""
+"""The HTML report of a results folder: `context` reads the folder (tables, records, figures, the views of
+`views`), `render` writes `index.html` (one self-contained file, figures inline) and `summary.md` beside it."""
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 from datetime import UTC, datetime
@@ -15,18 +14,33 @@ import pandas as pd
 
 from benchmark import __version__
 from benchmark.analyse.cells import interval_cell, plural
+from benchmark.analyse.losses import rising_losses
 from benchmark.analyse.names import Names
-from benchmark.analyse.paired import replicates_note
 from benchmark.analyse.paired import significance as significance_call
-from benchmark.analyse.report import costs, figures, gallery, summary
+from benchmark.analyse.report import figures, gallery, summary
 from benchmark.analyse.report.verdict import (
     PAPER_TABLE4,
     beats_baseline_sentence,
     effect,
     group_sentence_subjects,
     p_text,
-    signed_points,
     verdict,
+)
+from benchmark.analyse.report.views import (
+    SIGNIFICANCE_METRICS,
+    content_view,
+    correlation_view,
+    effects,
+    environment_view,
+    merged_tables,
+    metric_names,
+    other_rules,
+    paper_view,
+    record_throughput,
+    run_level_means,
+    search_summary,
+    tables_by_regime,
+    throughput_view,
 )
 from benchmark.analyse.results import (
     RERUN,
@@ -38,16 +52,14 @@ from benchmark.analyse.results import (
     read_throughput,
     reference_share,
 )
-from benchmark.analyse.runs import TRUE_MASKS, load_runs, mask_control, row_name
+from benchmark.analyse.runs import load_runs, row_name
 from benchmark.analyse.studies import content_effect_table
-from benchmark.analyse.summary import configuration, curve_table, environments
-from benchmark.analyse.tables import build_tables
+from benchmark.analyse.summary import configuration, environments
 from benchmark.core import metric_defs
 from benchmark.core.metric_defs import labels
 from benchmark.core.phases import say
 from benchmark.core.provenance import git_commit
-from benchmark.core.selection import RULES, Selection, reported_specs, select_rules, trials_table, unrecorded_note
-from benchmark.core.spec import RunSpec
+from benchmark.core.selection import reported_specs, select_rules, trials_table
 from benchmark.core.store import (
     COMPLETE,
     CONFLICT,
@@ -62,10 +74,11 @@ from benchmark.core.store import (
 )
 
 TEMPLATES = Path(__file__).parent / "templates"
-SIGNIFICANCE_METRICS = ("val_accuracy", "class_without_context", "context_without_class", "object_swapped_accuracy",
-                        "overall", "shifted_auroc", "worst_group_accuracy", "context_flip_rate", "background_gap",
-                        "object_only_accuracy", "object_swapped_land_accuracy")  # fmt: skip
+
+
 SWEEP_METRICS = ("shifted_auroc", "class_without_context", "context_without_class", "val_accuracy")
+
+
 CURVE_METRICS = (
     "val_accuracy", "class_without_context", "context_without_class", "shifted_auroc", "context_flip_rate",
     "relevance_mass",
@@ -106,218 +119,6 @@ def _num(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _display(method_names: Names, method: str, budget: int) -> str:
-    return method_names.display(method) + (f"-{budget}" if budget else "")
-
-
-def metric_names(cls: str, context: str) -> dict[str, str]:
-    """Readable metric names for the audited class and its context (`metric_defs.labels`)."""
-    return labels(cls, context)
-
-
-def _throughput(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per configuration: its lowest seed's figures, taken right after that run trained."""
-    rows: dict[str, dict[str, Any]] = {}
-    for r in sorted(records, key=lambda r: r["spec"]["seed"]):
-        t = r.get("timings", {}).get("throughput")
-        spec = RunSpec.from_dict(r["spec"])
-        if t and spec.method_label not in rows:
-            rows[spec.method_label] = {"config": spec.method_label, "method": spec.method, "budget": spec.budget, **t}
-    return list(rows.values())
-
-
-MEMORY_KINDS = {
-    "process_peak_rss": "the process's peak resident memory so far (CPU; it includes what the process held before)",
-    "cuda_max_allocated": "the peak of CUDA memory allocated",
-    "cuda_max_allocated_own": "the peak of CUDA memory allocated, less what was allocated before this configuration",
-}
-
-
-def _throughput_view(rows: list[dict[str, Any]], method_names: Names) -> dict[str, Any]:
-    """The throughput table's rows (`costs.with_costs`: one cost per row, against the baseline figure it names,
-    the chart's too) under the report's configuration names, and the settings they share, said once."""
-    rows = sorted(costs.with_costs(rows), key=lambda r: (method_names.rank(r["method"]), int(r.get("budget", 0))))
-    for row in rows:
-        label = str(row["config"])
-        row["name"] = method_names.display(row["method"]) + label[len(row["method"]) :]
-    shared = {}
-    for key in ("device_name", "device", "precision", "batch_size", "image_size", "threads"):
-        values = {json.dumps(r.get(key)) for r in rows}
-        if len(values) == 1 and rows[0].get(key) is not None:
-            shared[key] = rows[0][key]
-    kinds = sorted({str(r.get("memory_kind")) for r in rows if r.get("memory_kind")})
-    return {
-        "rows": rows,
-        "shared": shared,
-        "memory": "; ".join(MEMORY_KINDS.get(k, k) for k in kinds),
-        "paired": any(r["paired"] for r in rows),
-    }
-
-
-def _effects(significance: list[dict[str, Any]], names: dict[str, str]) -> dict[str, Any]:
-    """The significance table at a glance: one row per configuration, one cell per metric, the difference in points
-    (hundredths for AUROC) coloured by `verdict.effect`, the interval and p in the cell's title."""
-    metrics = [m for m in SIGNIFICANCE_METRICS if any(r["metric"] == m for r in significance)]
-    rows: dict[str, dict[str, Any]] = {}
-    for r in significance:
-        rows.setdefault(r["name"], {})[r["metric"]] = r
-    out = []
-    for name, by_metric in rows.items():
-        cells = []
-        for metric in metrics:
-            r = by_metric.get(metric)
-            if r is None or not isinstance(r.get("difference"), int | float) or not math.isfinite(r["difference"]):
-                cells.append({"text": "–", "kind": "ns", "title": ""})
-                continue
-            title = (f"{r['difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], sign-flip Holm p "
-                     f"{p_text(r['p_replicates_holm'])} over {r['n_seeds']} seeds, {significance_call(r)}")  # fmt: skip
-            cells.append({"text": signed_points(r["difference"], zero="±0"), "kind": r["effect"], "title": title})
-        out.append({"name": name, "cells": cells})
-    return {"metrics": [(m, names.get(m, m)) for m in metrics], "rows": out}
-
-
-def _environment_view(environment: dict[str, Any]) -> dict[str, Any]:
-    """The runs' environment (`summary.environments`: every value each key took) as the report lists it: the CUDA
-    version only where a run used CUDA, and torch's threads named for what they are (each run's; the timing section
-    gives its own)."""
-    view = dict(environment)
-    if not str(view.get("device", "")).startswith("cuda"):
-        view.pop("cuda", None)
-    if "threads" in view:
-        view["torch threads per run"] = view.pop("threads")
-    return view
-
-
-def _run_level(records: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """Mean over seeds of record-level metrics that have no per-image form (CAM mIoU, context attention share),
-    keyed by configuration (the aggregated table's `config`)."""
-    out: dict[str, dict[str, list[float]]] = {}
-    for r in records:
-        config = configuration(r)[0]
-        for key in keys:
-            value = r.get("metrics", {}).get(key)
-            if isinstance(value, int | float) and math.isfinite(value):
-                out.setdefault(config, {}).setdefault(key, []).append(value)
-    return {config: {k: sum(v) / len(v) for k, v in d.items()} for config, d in out.items()}
-
-
-def _search_summary(
-    suite: Any, selections: dict[str, Selection], method_names: Names, others: list[dict[str, Any]] | None = None
-) -> dict[str, Any] | None:
-    """The search as the report states it: the rule, the trials every method entry got, and per (method entry,
-    budget) the chosen trial, its selection score and hyperparameters; `others`: the same search read with the
-    other rules its records hold (`_other_rules`)."""
-    if suite.search is None:
-        return None
-    rule = RULES[suite.search.rule]
-    return {
-        **_rule_view(suite, rule.name, selections, method_names),
-        "trials": suite.search.trials,
-        "seed": suite.search.seed,
-        "group_val_size": suite.search.group_val_size,
-        "searched": ", ".join(suite.search.keys)
-        if suite.search.keys
-        else "lr, weight_decay and each method hyperparameter with a declared distribution (but those its entry sets)",
-        "others": others or [],
-    }
-
-
-def _rule_view(suite: Any, rule_name: str, selections: dict[str, Selection], method_names: Names) -> dict[str, Any]:
-    """One rule's reading of the search: its definition and, per (method entry, budget), the trial it chose."""
-    rule = RULES[rule_name]
-    regime_of = {run_id: r.label for r in suite.regimes() for run_id in r.run_ids} if suite.sweep else {}
-    groups = []
-    for selection in selections.values():
-        chosen, first = selection.chosen, selection.trials[0]
-        regime = regime_of.get(first.run_ids[0], "")
-        groups.append(
-            {
-                "name": (f"{regime}: " if regime else "") + _display(method_names, first.method, first.budget),
-                "entry": first.entry,
-                "trials": len(selection.trials),
-                "eligible": sum(t.score is not None for t in selection.trials),
-                "final": selection.final,
-                "chosen": chosen.trial if chosen else None,
-                "score": chosen.score if chosen else None,
-                "hparams": ", ".join(f"{k}={v}" for k, v in chosen.hparams.items()) if chosen else "",
-            }
-        )
-    return {
-        "rule": rule.name,
-        "metric": rule.metric,
-        "doc": rule.doc,
-        "upper_bound": rule.upper_bound,
-        "groups": groups,
-        "unrecorded": unrecorded_note(rule.name, selections),
-    }
-
-
-def _other_rules(
-    suite: SuiteView,
-    out_root: Path,
-    by_rule: dict[str, dict[str, Selection]],
-    skip: set[str],
-    n_resamples: int,
-    method_names: Names,
-    names: dict[str, str],
-) -> list[dict[str, Any]]:
-    """The search read with every rule its records hold beside the suite's own: per rule, the trials it chose and
-    the paper's table of their runs (per regime), so each number says which rule chose it. `skip`: run ids left out
-    (damaged or conflicting)."""
-    out = []
-    for rule, selections in list(by_rule.items())[1:]:
-        chosen = {s.run_id for s in reported_specs(suite, out_root, selections)} - skip
-        papers = [
-            {"label": regime.label, "paper": _paper_view(tables["paper"], names)}
-            for regime, tables in _regime_tables(suite, out_root, chosen, n_resamples, method_names)
-            if len(tables["aggregated"])
-        ]
-        out.append(_rule_view(suite, rule, selections, method_names) | {"papers": papers})
-    return out
-
-
-RISE = 1.25  # a configuration's losses "rose" when its last epoch's mean total loss is this many times its lowest
-
-
-def rising_losses(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Configurations whose mean total loss (over seeds) at the last epoch is at least `RISE` times, and 0.01 above,
-    the lowest of the epochs before it that optimised the same loss (once the attention losses are on, only those
-    epochs: switching a loss on raises the total by design), with the largest mean gap between `L_cl` under running
-    and under batch statistics (`cl_running - cl_batch`, the diagnostics) where the runs measured it: a sign that a
-    loss evaluated under one normalisation was lowered by the difference between the two."""
-    out = []
-    rows = curve_table(records, ["total", "cl", "cl_batch", "cl_running"])
-    by_config: dict[str, dict[str, list]] = {}
-    for row in rows:
-        by_config.setdefault(row["config"], {})[row["key"]] = [c[0] if c else None for c in row["epochs"]]
-    for config, curves in by_config.items():
-        total, cl = curves.get("total", []), curves.get("cl", [])
-        if len(total) < 2 or None in total:
-            continue
-        guided = [len(cl) == len(total) and cl[i] is not None and t - cl[i] > 1e-9 for i, t in enumerate(total)]
-        same_loss = [i for i in range(len(total) - 1) if guided[i] == guided[-1]]
-        if not same_loss:
-            continue
-        lowest = min(same_loss, key=lambda i: total[i])
-        if total[-1] >= RISE * total[lowest] and total[-1] - total[lowest] >= 0.01:
-            gaps = [
-                r - b
-                for r, b in zip(curves.get("cl_running", []), curves.get("cl_batch", []), strict=False)
-                if r is not None and b is not None
-            ]
-            out.append(
-                {
-                    "config": config,
-                    "lowest": total[lowest],
-                    "lowest_epoch": lowest + 1,
-                    "last": total[-1],
-                    "epochs": len(total),
-                    "mode_gap": max(gaps) if gaps else None,
-                }
-            )
-    return out
-
-
 def _curve_metrics(cls: str, context: str) -> list[tuple[str, str]]:
     names = labels(cls, context)
     return [(key, names[key]) for key in CURVE_METRICS]
@@ -349,97 +150,6 @@ def _figures(
         "gallery": drawn,
         "gallery_missing": missing,
     }
-
-
-def _paper_view(paper: pd.DataFrame, names: dict[str, str]) -> dict[str, Any]:
-    paper.index = pd.Index(
-        [names.get(key, label) for key, label in zip(paper.attrs["metrics"], paper.index, strict=True)], name="metric"
-    )
-    return {
-        "columns": list(paper.columns),
-        "rows": [(index, list(row)) for index, row in zip(paper.index, paper.to_numpy(), strict=True)],
-        "footnotes": paper.attrs.get("footnotes", []),
-    }
-
-
-def _regime_tables(
-    suite: SuiteView, out_root: Path, run_ids: set[str], n_resamples: int, method_names: Names
-) -> list[tuple[RegimeView, dict[str, pd.DataFrame]]]:
-    """The tables of each regime of the suite on its own runs: a method is compared with its own regime's baseline
-    and Holm's adjustment runs over one regime's comparisons (one suite without `[sweep]` is one regime)."""
-    out = []
-    for regime in suite.regimes():
-        ids = set(regime.run_ids) & run_ids
-        tables = build_tables([out_root], run_ids=ids, short=True, n_resamples=n_resamples, names=method_names)
-        out.append((regime, tables))
-    return out
-
-
-def _merged(views: list[tuple[RegimeView, dict[str, pd.DataFrame]]]) -> dict[str, pd.DataFrame]:
-    """One table per kind over every regime, with a leading `regime` column (for the CSV files and the sections that
-    list every configuration)."""
-    if len(views) == 1 and not views[0][0].label:
-        return views[0][1]
-    merged: dict[str, pd.DataFrame] = {"paper": views[0][1]["paper"]}
-    for key in ("tidy", "aggregated", "paired", "correlation", "excluded"):
-        frames = [tables[key].assign(regime=regime.label) for regime, tables in views]
-        frame = pd.concat(frames, ignore_index=True)
-        merged[key] = frame[["regime", *[c for c in frame.columns if c != "regime"]]]
-    return merged
-
-
-def _correlation_view(
-    tables: dict[str, pd.DataFrame], names: dict[str, str], method_names: Names
-) -> dict[str, Any] | None:
-    """One regime's answer to "does localisation predict robustness?": the rows of `studies.correlation_table` with
-    the metrics' names, and the scatter of its configurations (`figures.correlation_scatter`)."""
-    correlation = tables.get("correlation")
-    if correlation is None or correlation.empty or tables["aggregated"].empty:
-        return None
-    rows = [
-        r | {"x_name": names.get(r["x"], r["x"]), "y_name": names.get(r["y"], r["y"])}
-        for r in correlation.to_dict("records")
-    ]
-    return {
-        "rows": rows,
-        "several_settings": correlation["setting"].nunique() > 1,
-        "figure": figures.correlation_scatter(tables["aggregated"], correlation, names, names=method_names),
-    }
-
-
-def _content_view(table: pd.DataFrame, records: list[dict[str, Any]], names: dict[str, str]) -> dict[str, Any]:
-    """"Does the masks' content matter?": the rows of `studies.content_effect_table` with their names and effect
-    classes, the controls the suite ran, and a plain sentence where it has none (or none with a true-mask twin)."""
-    controls = sorted({mask_control(r.get("spec", {})) for r in records} - {TRUE_MASKS})
-    rows = [] if table.empty else [
-        r | {"name": (f"{r['setting']}: " if r["setting"] else "") + row_name(r),
-             "metric_name": names.get(r["metric"], r["metric"]), "effect": effect(r) or "ns"}
-        for r in table.to_dict("records")
-    ]  # fmt: skip
-    if rows:
-        shuffled = [r for r in rows if r["control"] == "shuffled"]
-        found = sum(r["effect"] in ("better", "worse") for r in shuffled)
-        few = [r for r in shuffled if r["effect"] == "few"]
-        if not shuffled:
-            sentence = "No shuffled-mask control: the rows compare the true masks with the other controls"
-        elif len(few) == len(shuffled):
-            sentence = (f"{plural(len(shuffled), 'content-effect test')} (true minus shuffled masks): not enough "
-                        f"replicates to call any ({replicates_note(few[0])})")  # fmt: skip
-        else:
-            sentence = (f"{found} of {plural(len(shuffled), 'content-effect test')} (true minus shuffled masks) "
-                        "significant after Holm's adjustment")  # fmt: skip
-            sentence += f"; {len(few)} with too few replicates" if few else ""
-    elif controls:
-        sentence = (
-            f"The suite ran placebo-mask controls ({', '.join(controls)}), but no control run has a complete "
-            "true-mask twin (the same configuration and seed with the true masks) yet"
-        )
-    else:
-        sentence = (
-            'This suite has no placebo-mask control runs: set data.mask_control = "shuffled" (in [data] or a method '
-            "entry's data) to test whether the masks' content matters"
-        )
-    return {"rows": rows, "controls": controls, "sentence": sentence}
 
 
 LABEL_METRICS = ("class_without_context", "context_without_class", "object_swapped_accuracy")
@@ -506,14 +216,14 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
     left_out += [f"{name}: {reason}" for name, reason in folder_problems(out_root)]
     no_checkpoint = [p for p in runs if p.state == COMPLETE and p.problem]
     method_names = Names.of_components(suite.components).merged(Names.of_records(records))
-    views = _regime_tables(suite, out_root, reported, n_resamples, method_names)
+    views = tables_by_regime(suite, out_root, reported, n_resamples, method_names)
     sweep = bool(suite.sweep)
-    tables = _merged(views)
+    tables = merged_tables(views)
     tables["trials"] = pd.concat([trials_table(s) for s in by_rule.values()] or [pd.DataFrame()], ignore_index=True)
     paired = tables["paired"]
     context_name = suite.context
     names = metric_names(suite.audited_class, context_name)
-    run_level = _run_level(records, ("context_attention_share", "context_area_share", "cam_miou"))
+    run_level = run_level_means(records, ("context_attention_share", "context_area_share", "cam_miou"))
     try:
         references = read_references(out_root)
     except DamagedFile:  # in `left_out` (folder_problems)
@@ -550,8 +260,8 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
                 "label": regime.label,
                 "beats": answer,
                 "budget_curves": curves,
-                "paper": _paper_view(regime_tables["paper"], names),
-                "correlation": _correlation_view(regime_tables, names, method_names),
+                "paper": paper_view(regime_tables["paper"], names),
+                "correlation": correlation_view(regime_tables, names, method_names),
                 "verdict": regime_verdict,
             }
         )
@@ -581,8 +291,8 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         measured = read_throughput(out_root, suite, reported_runs)
     except DamagedFile:  # in `left_out` (folder_problems)
         measured = None
-    throughput = measured if measured else _throughput([r for r in records if r["status"] == "complete"])
-    environment = _environment_view(environments(records))
+    throughput = measured if measured else record_throughput([r for r in records if r["status"] == "complete"])
+    environment = environment_view(environments(records))
     attention = next((r["attention"] for r in records if r.get("attention")), None)
     drawn = _figures(
         tables, records, throughput, out_root, suite.audited_class, context_name, sweep, method_names
@@ -594,8 +304,8 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         tables["content_effect"] = content_effect_table(every, n_resamples=n_resamples, names=method_names)
     return {
         "suite": suite,
-        "search": _search_summary(
-            suite, selections, method_names, _other_rules(suite, out_root, by_rule, unreadable, n_resamples,
+        "search": search_summary(
+            suite, selections, method_names, other_rules(suite, out_root, by_rule, unreadable, n_resamples,
                                                           method_names, names)
         ),
         "counts": counts,
@@ -604,10 +314,10 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         "sweep": sweep,
         "paper_voc": PAPER_TABLE4,
         "significance": significance,
-        "effects": _effects(significance, names),
+        "effects": effects(significance, names),
         "localisation": localisation,
         "localisation_metrics": [(key, names[key]) for key in localised],
-        "content": _content_view(tables["content_effect"], records, names),
+        "content": content_view(tables["content_effect"], records, names),
         "attention_layer": attention,
         "failed": [p for p in runs if p.state == FAILED],
         "missing": [p for p in runs if p.state in (MISSING, RUNNING)],
@@ -615,7 +325,7 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
         "no_checkpoint": no_checkpoint,
         "no_checkpoint_note": NO_CHECKPOINT,
         "excluded": tables["excluded"].to_dict("records"),
-        "throughput": _throughput_view(throughput, method_names) if throughput else None,
+        "throughput": throughput_view(throughput, method_names) if throughput else None,
         "throughput_after_suite": measured is not None,
         "figures": drawn,
         "rising_losses": rising_losses([r for r in records if r["status"] == "complete"]),
@@ -630,7 +340,7 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
             "python": platform.python_version(),
         },
         "_tables": tables,
-        "_regime_tables": views,
+        "regime_tables": views,
     }
 
 
@@ -659,7 +369,7 @@ def render(
     for p in ctx["no_checkpoint"]:
         say(f"note: run {p.spec.run_id}: {p.problem}; {NO_CHECKPOINT}")
     tables = ctx.pop("_tables")
-    views = ctx.pop("_regime_tables")
+    views = ctx.pop("regime_tables")
     tables["regime_papers"] = [(regime.label, t["paper"]) for regime, t in views]  # type: ignore[assignment]
     html = _environment().get_template("report.html.j2").render(**ctx)
     path = Path(output) if output else out_root / "index.html"
