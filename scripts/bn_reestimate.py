@@ -24,8 +24,10 @@ from torch import nn
 from benchmark.core.predictions import audited_view
 from benchmark.core.spec import RunSpec
 from benchmark.core.store import read_record
+from benchmark.execute.checkpoints import load_trained
 from benchmark.execute.metrics import audit_metrics
-from benchmark.execute.train import load_data, load_trained, predict
+from benchmark.execute.prediction import predict
+from benchmark.execute.train import load_data
 
 METRICS = ("val_accuracy", "class_without_context", "context_without_class", "shifted_auroc")
 

@@ -30,9 +30,10 @@ from benchmark.execute.datasets.images import ImageItem
 from benchmark.execute.methods import METHODS
 from benchmark.execute.metrics import audit_metrics
 from benchmark.execute.run_data import cached_data
+from benchmark.execute.run_record import new_record
 from benchmark.execute.suite_file import write_suite_file
 from benchmark.execute.suites import SuiteError, from_dict
-from benchmark.execute.train import new_record, run
+from benchmark.execute.train import run
 
 
 def render_report(root):

@@ -12,13 +12,13 @@ from tiny import tiny_suite
 from benchmark.analyse.report import write_report
 from benchmark.execute import runner
 from benchmark.execute.attention import grad_cam
+from benchmark.execute.checkpoints import load_checkpoint
 from benchmark.execute.datasets.tensors import TensorSplit
 from benchmark.execute.folding import folded
 from benchmark.execute.methods import build_method
 from benchmark.execute.models import build_model
 from benchmark.execute.suites import load
 from benchmark.execute.timing import TimingSettings, example_batch, measure
-from benchmark.execute.train import load_checkpoint
 
 pytestmark = [
     pytest.mark.cuda,

@@ -12,6 +12,7 @@ import scipy.optimize
 import torch
 
 from benchmark.core.spec import RunSpec, TrainSettings
+from benchmark.execute.checkpoints import load_checkpoint
 from benchmark.execute.datasets import synthetic
 from benchmark.execute.heldout import selection_config
 from benchmark.execute.methods import METHODS, build_method
@@ -32,7 +33,7 @@ from benchmark.execute.methods.dfr import (
 )
 from benchmark.execute.models import build_model
 from benchmark.execute.suites import SuiteError, from_dict
-from benchmark.execute.train import load_checkpoint, load_data, run
+from benchmark.execute.train import load_data, run
 
 SMALL = {"n_train": 240, "n_val": 60, "n_shifted": 40, "n_counterfactual": 30}
 ONE_EPOCH = TrainSettings(epochs=1, batch_size=32, diagnostics=False)

@@ -16,10 +16,11 @@ from real_data import real_data_root
 from benchmark.cli import main
 from benchmark.core.selection_rules import RULES
 from benchmark.core.spec import RunSpec, TrainSettings
+from benchmark.execute.checkpoints import load_checkpoint
 from benchmark.execute.heldout import evaluate
 from benchmark.execute.methods import build_method
 from benchmark.execute.models import build_model
-from benchmark.execute.train import load_checkpoint, run
+from benchmark.execute.train import run
 
 DATA = {"n_train": 96, "n_val": 24, "n_shifted": 12, "n_counterfactual": 8, "image_size": 24}
 

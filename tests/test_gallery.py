@@ -20,10 +20,10 @@ from benchmark.analyse.report import gallery
 from benchmark.core.store import GALLERY_JSON, GALLERY_NPZ
 from benchmark.execute import gallery_maps, post_run, runner, suite_file
 from benchmark.execute.attention import inference_cam, minmax_normalise, upsample_bilinear
+from benchmark.execute.checkpoints import load_trained
 from benchmark.execute.datasets import registry
 from benchmark.execute.datasets.images import DataError
 from benchmark.execute.suites import load
-from benchmark.execute.train import load_trained
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = (GALLERY_JSON, GALLERY_NPZ)

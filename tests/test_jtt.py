@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from benchmark.core.spec import RunSpec, TrainSettings
+from benchmark.execute.checkpoints import load_checkpoint
 from benchmark.execute.datasets.synthetic import SyntheticConfig, load
 from benchmark.execute.methods import METHODS, build_method
 from benchmark.execute.methods.jtt import audited_calls, upweights, weighted_loss
 from benchmark.execute.models import build_model
-from benchmark.execute.train import load_checkpoint, run
+from benchmark.execute.train import run
 
 DATA = {"n_train": 96, "n_val": 24, "n_shifted": 12, "n_counterfactual": 8, "image_size": 24}
 

@@ -36,8 +36,9 @@ from benchmark.execute.datasets.tensors import TensorSplit
 from benchmark.execute.methods import METHODS, build_method
 from benchmark.execute.metrics import audit_metrics
 from benchmark.execute.models import build_model
+from benchmark.execute.run_record import new_record
 from benchmark.execute.suites import SuiteError, from_dict
-from benchmark.execute.train import new_record, run
+from benchmark.execute.train import run
 
 BOAT, CAR, IGNORE = 1, 2, 255  # class index + 1 of the audited class (boat) and another (car)
 

@@ -10,11 +10,12 @@ from benchmark.core.registry import MODELS
 from benchmark.core.spec import RunSpec, TrainSettings, configuration_key
 from benchmark.core.store import run_dir
 from benchmark.execute import runner
+from benchmark.execute.checkpoints import load_start
 from benchmark.execute.datasets.voc_export import ExportSettings, export
 from benchmark.execute.models import IMAGENET_MEAN, IMAGENET_STD, SplitModel, build_model, build_model_params
 from benchmark.execute.pretrain import SEED_OFFSET, cache_root, ensure_pretrained, pretrain_spec, start_checkpoint
 from benchmark.execute.suites import load
-from benchmark.execute.train import load_start, run
+from benchmark.execute.train import run
 
 SMALL = {"n_train": 160, "n_val": 40, "n_shifted": 20, "n_counterfactual": 20}
 

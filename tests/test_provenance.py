@@ -78,7 +78,7 @@ def test_the_cpu_is_named_with_a_digest_of_its_features():
 def test_every_run_records_its_cpu_and_torchs_kernels_and_a_table_names_them():
     import torch
 
-    from benchmark.execute.train import environment
+    from benchmark.execute.run_record import environment
 
     env = environment("cpu")
     assert env["cpu"].startswith(cpu_identity()) and env["cpu"].endswith(

@@ -16,9 +16,9 @@ from benchmark.core.predictions import audited_view, predictions_csv, read_predi
 from benchmark.core.spec import RunSpec, TrainSettings, replicate_seeds
 from benchmark.core.store import run_dir, write_atomic, write_record
 from benchmark.execute.metrics import audit_metrics
+from benchmark.execute.run_record import new_record
 from benchmark.execute.suite_file import write_suite_file
 from benchmark.execute.suites import load
-from benchmark.execute.train import new_record
 
 CLASSES = ("boat", "car")
 SIZES = {
@@ -51,7 +51,7 @@ def _images(role, n, seed):
 
 
 def _predictions(images, role, rng, skill, constant):
-    """Per-image outputs as `train.predict` makes them; `skill` is how often the boat decision is right."""
+    """Per-image outputs as `prediction.predict` makes them; `skill` is how often the boat decision is right."""
     n = len(images["ids"])
     boat = images["labels"][:, 0] > 0.5
     right = rng.random(n) < skill

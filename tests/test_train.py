@@ -8,12 +8,14 @@ from benchmark.analyse.summary import load_records, summarise
 from benchmark.cli import main
 from benchmark.core.predictions import audited_view, read_predictions
 from benchmark.core.spec import RunSpec, TrainSettings
+from benchmark.execute.checkpoints import load_checkpoint
 from benchmark.execute.datasets.budgets import PAPER_BUDGETS, budget_pool, nested_budget
 from benchmark.execute.methods import METHODS
 from benchmark.execute.methods.gradcam import GradCAMBaseline
 from benchmark.execute.metrics import audit_metrics
 from benchmark.execute.models import build_model
-from benchmark.execute.train import load_checkpoint, load_data, predict, run
+from benchmark.execute.prediction import predict
+from benchmark.execute.train import load_data, run
 
 SMALL = {"n_train": 240, "n_val": 60, "n_shifted": 40, "n_counterfactual": 30}
 FAST = TrainSettings(epochs=2, batch_size=32)

@@ -45,12 +45,12 @@ from benchmark.core.store import (
     write_atomic,
 )
 from benchmark.execute.attention import grad_cam_from, inference_cam
+from benchmark.execute.checkpoints import load_trained
 from benchmark.execute.datasets import registry
 from benchmark.execute.datasets.images import DataError
 from benchmark.execute.datasets.synthetic import default_root
 from benchmark.execute.datasets.tensors import TensorSplit
 from benchmark.execute.models import SplitModel
-from benchmark.execute.train import load_trained
 
 # (role, header); the header's {cls}/{ctx} are the audited class and its context.
 GROUPS = (
@@ -113,8 +113,8 @@ def _name(spec: RunSpec, seed: bool = False) -> str:
 def _maps(
     model: SplitModel, split: TensorSplit, rows: list[int], class_index: int, device: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and Grad-CAM maps of the audited class for `rows`, in eval mode as `train.predict` takes them; the maps
-    at the attention layer's resolution (`grad_cam_from` without a size: no upsampling), min-max normalised."""
+    """Scores and Grad-CAM maps of the audited class for `rows`, in eval mode as `prediction.predict` takes them; the
+    maps at the attention layer's resolution (`grad_cam_from` without a size: no upsampling), min-max normalised."""
     batch = split.batch(torch.tensor(rows, dtype=torch.long), mean=model.mean, std=model.std, device=device)
     classes = torch.full((len(rows),), class_index, device=batch["image"].device)
     features, logits, _ = inference_cam(model, batch["image"], classes)

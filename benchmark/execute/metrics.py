@@ -5,8 +5,8 @@ Names follow the paper's Table 4 but stay generic: with class "boat" and context
 boat" (share predicted not boat).
 
 The attention-localisation metrics are batched torch functions over maps `[N,H,W]` in [0, 1] and boolean masks of the
-same shape, so `train.predict` computes them on the device beside the maps; `valid` (optional) marks the pixels that
-count (e.g. not 255 = ignore in a VOC mask). Every one scores an all-zero map (a map that points nowhere) as a
+same shape, so `prediction.predict` computes them on the device beside the maps; `valid` (optional) marks the pixels
+that count (e.g. not 255 = ignore in a VOC mask). Every one scores an all-zero map (a map that points nowhere) as a
 failure (0), never as a success and never as "undefined"; NaN means there is no object to localise (empty mask).
 Which of them a run computes, and under which column, is `metric_defs` (`localisation_columns`).
 """
@@ -68,7 +68,7 @@ def per_image(metric: Metric) -> Callable[..., torch.Tensor]:
 
 def localisation_columns(maps: torch.Tensor, region: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every localisation metric's column for a batch of maps, `[N]` each (`metric_defs.localisation()`, a
-    plugin's included): what `train.predict` writes per image."""
+    plugin's included): what `prediction.predict` writes per image."""
     return {m.column: per_image(m)(maps, region, valid) for m in localisation() if m.column}
 
 

@@ -19,12 +19,13 @@ from benchmark.core.store import (
     throughput_rows,
     write_atomic,
 )
+from benchmark.execute.checkpoints import load_trained
 from benchmark.execute.denormals import denormals_flushed
 from benchmark.execute.methods import build_method
+from benchmark.execute.prediction import timing_batch
 from benchmark.execute.run_data import cached_data
 from benchmark.execute.suites import Suite
 from benchmark.execute.timing import Contender, TimingSettings, measure, measure_paired
-from benchmark.execute.train import load_trained, timing_batch
 
 
 def configurations(suite: Suite, out_root: Path | None = None) -> list[list[RunSpec]]:

@@ -13,7 +13,7 @@ once, then reused by every run that names it.
 
 Any model can start so, the torchvision backbones too, and so can a run on other data (the VOC-format export of
 the generator, a plugin's dataset): the corpus is then drawn at that data's image size, and a classifier layer whose
-shape differs (other classes) starts fresh, as a new head on ImageNet weights does (`train.load_start`).
+shape differs (other classes) starts fresh, as a new head on ImageNet weights does (`checkpoints.load_start`).
 """
 
 from __future__ import annotations

@@ -15,10 +15,12 @@ from typing import Any
 from benchmark.core.predictions import audited_view
 from benchmark.core.spec import RunSpec, configuration_key
 from benchmark.core.store import REFERENCE_FILE, read_references, write_atomic
+from benchmark.execute.checkpoints import load_trained
 from benchmark.execute.datasets import synthetic
 from benchmark.execute.metrics import context_attention
+from benchmark.execute.prediction import predict
 from benchmark.execute.pretrain import ensure_pretrained, pretrain_spec
-from benchmark.execute.train import load_data, load_trained, predict
+from benchmark.execute.train import load_data
 
 
 def setting_key(spec: RunSpec) -> str:

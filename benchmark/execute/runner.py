@@ -62,10 +62,11 @@ from benchmark.execute.post_run import gallery_picks, measure_throughput, read_t
 from benchmark.execute.pretrain import ensure_pretrained, pretrain_spec, start_checkpoint
 from benchmark.execute.reference import write_references
 from benchmark.execute.run_data import cached_data
+from benchmark.execute.run_record import new_record
 from benchmark.execute.suite_file import write_suite_file
 from benchmark.execute.suites import LAUNCHERS, Suite, SuiteError
 from benchmark.execute.timing import TimingSettings
-from benchmark.execute.train import new_record, run
+from benchmark.execute.train import run
 
 FILTER_KEYS = ("method", "budget", "seed", "trial")
 

@@ -1,15 +1,15 @@
-"""One run: train a method on the pixel-label budget, evaluate on every split, write the record and predictions."""
+"""One run, start to end (`run`): its data and pixel-label budget, the model and method, the training loop (`fit`)
+with its non-finite-loss check, the held-out scores, then prediction, metrics, timings and the record, written
+atomically into the run's folder."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
 import math
-import platform
 import sys
 import time
 import traceback
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +17,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmark import __version__
 from benchmark.core.predictions import ROWS_KEY, audited_view, predictions_csv, row_counts
-from benchmark.core.provenance import cpu_identity, git_commit
-from benchmark.core.registry import labels
-from benchmark.core.spec import RunSpec, TrainSettings, architecture_params
-from benchmark.core.store import RECORD_SCHEMA, run_dir, write_atomic, write_record
+from benchmark.core.spec import RunSpec, TrainSettings
+from benchmark.core.store import run_dir, write_atomic, write_record
 from benchmark.execute.allocator import retain_freed_memory
-from benchmark.execute.attention import grad_cam_from, inference_cam
+from benchmark.execute.checkpoints import load_start
 from benchmark.execute.datasets import registry, synthetic
 from benchmark.execute.datasets.annotations import annotated_split
 from benchmark.execute.datasets.budgets import (
@@ -44,25 +41,18 @@ from benchmark.execute.heldout import evaluate as evaluate_selection
 from benchmark.execute.methods import Method, build_method
 from benchmark.execute.metrics import (
     audit_metrics,
-    cam_segmentation,
-    localisation_columns,
-    region_share,
-    segmentation_counts,
 )
 from benchmark.execute.models import SplitModel, build_model
-from benchmark.execute.timing import TimingSettings, autocast, measure
+from benchmark.execute.prediction import Split, attention_info, predict, throughput
+from benchmark.execute.run_record import NonFiniteLoss, _now, environment, new_record
+from benchmark.execute.timing import TimingSettings, autocast
 
-Split = TensorSplit | FileSplit
 AUGMENT_SEED = 0xA06  # offset of the augmentation generator's seed from the run's
 
 
 LOSS_READ_EVERY = 16
 """Steps whose losses are read from the device at once: one host synchronisation per 16 steps instead of one per
 step, so a GPU is fed the next batches while it computes. A non-finite loss still fails the run, naming its step."""
-
-
-class NonFiniteLoss(RuntimeError):
-    """A loss part became NaN or infinite; the run stops and records this reason."""
 
 
 def load_data(spec: RunSpec, data_root: Path | None = None) -> dict[str, Split]:
@@ -384,179 +374,6 @@ class _StepLosses:
 
     def means(self) -> dict[str, float]:
         return {k: v / self.counts[k] for k, v in self.sums.items()}
-
-
-def predict(
-    model: SplitModel, data: dict[str, Split], class_index: int, spec: RunSpec, device: str = "cpu"
-) -> dict[str, dict[str, np.ndarray]]:
-    """Per-image scores for every class and the audited class's attention on context and object, for every role.
-
-    Also per image, against the audited class's mask (255 = ignored), every localisation metric's column
-    (`metrics.localisation_columns`: NaN without object pixels); on `val`, the CAM segmentation from the maps of
-    each image's ground-truth classes as per-label intersection/union counts (`cam_intersection`, `cam_union`,
-    `[N,K+1]`).
-    """
-    was_training = model.training
-    model.eval()
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for role, split in data.items():
-        if role == "train":
-            continue
-        chunks: dict[str, list[torch.Tensor]] = {}
-        for start in range(0, len(split), spec.train.eval_batch_size):
-            rows = torch.arange(start, min(start + spec.train.eval_batch_size, len(split)))
-            batch = split.batch(rows, device=device, mean=model.mean, std=model.std)
-            classes = torch.full((rows.numel(),), class_index, device=device)
-            with autocast(torch.device(device), spec.train.precision):
-                features, logits, maps = inference_cam(model, batch["image"], classes)
-            logits, maps = logits.float(), maps.float()
-            context = batch.get("context", torch.zeros_like(batch["mask"]))
-            if not bool(torch.isfinite(logits).all()):
-                raise NonFiniteLoss(f"non-finite logits on {role} after training: the weights diverged")
-            mask = batch["mask"]
-            obj, valid = mask == class_index + 1, mask != 255
-            found = {
-                "logits": logits.detach(),
-                "context_share": region_share(maps, context > 0),
-                "object_share": region_share(maps, obj),
-                "context_area": (context > 0).flatten(1).float().mean(1),
-                **localisation_columns(maps, obj, valid),
-            }
-            if role == "val":
-                found["cam_intersection"], found["cam_union"] = _cam_counts(features, logits, batch, model.head)
-            for key, value in found.items():
-                chunks.setdefault(key, []).append(value.cpu())
-        arrays = {k: torch.cat(v).numpy() for k, v in chunks.items()}
-        arrays["scores"] = torch.sigmoid(torch.from_numpy(arrays["logits"])).numpy()
-        arrays.update(
-            labels=split.labels.numpy(),
-            has_context=split.has_context.numpy().astype(np.int8),
-            pair=split.pair.numpy(),
-            ids=np.asarray(split.ids),
-        )
-        out[role] = arrays
-    model.train(was_training)
-    return out
-
-
-def throughput(
-    model: SplitModel, method: Method, train: Split, class_index: int, settings: TimingSettings, device: str
-) -> dict[str, Any]:
-    """`timing.measure` on the first `settings.batch_size` training images (all counted as pixel-labelled for a
-    method that uses pixel labels)."""
-    return measure(model, method, timing_batch(model, method, train, settings, device), class_index, settings)
-
-
-def timing_batch(
-    model: SplitModel, method: Method, train: Split, settings: TimingSettings, device: str
-) -> dict[str, torch.Tensor]:
-    """The first `settings.batch_size` training images as one batch, every one pixel-labelled for a method that uses
-    pixel labels (the dearest case)."""
-    rows = torch.arange(min(settings.batch_size, len(train)))
-    has_mask = torch.full((rows.numel(),), method.uses_pixel_labels)
-    return train.batch(rows, has_mask=has_mask, device=device, mean=model.mean, std=model.std)
-
-
-def _cam_counts(
-    features: torch.Tensor, logits: torch.Tensor, batch: dict[str, torch.Tensor], head: torch.nn.Module
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Intersection/union counts per image and label of the CAM segmentation from the ground-truth classes' maps."""
-    image, cls = (batch["labels"] > 0.5).nonzero(as_tuple=True)
-    size = batch["image"].shape[-2:]
-    with torch.enable_grad():
-        maps = grad_cam_from(features, logits, cls, image_index=image, size=size, head=head).detach()
-    pred = cam_segmentation(maps, cls, image, features.shape[0])
-    return segmentation_counts(pred, batch["mask"], logits.shape[1] + 1)
-
-
-def attention_info(model: SplitModel, split: Split) -> dict[str, Any]:
-    """The layer the attention maps are taken from and their size on this data (`block4` of the small CNN on 48 px
-    images: 6 x 6), recorded so that a report can say how coarse the maps were."""
-    image = split.batch(torch.arange(1), mean=model.mean, std=model.std)["image"]
-    was_training = model.training
-    with torch.no_grad():
-        size = model.eval().features(image).shape[-2:]  # eval: batch-norm statistics stay as they are
-    model.train(was_training)
-    return {
-        "layer": model.attention_layer,
-        "map_size": [int(size[0]), int(size[1])],
-        "image_size": [int(image.shape[-2]), int(image.shape[-1])],
-    }
-
-
-def new_record(spec: RunSpec, status: str, error: str | None = None) -> dict[str, Any]:
-    """A run record's common fields (schema-versioned), before anything is measured."""
-    return {
-        "schema": RECORD_SCHEMA,
-        "run_id": spec.run_id,
-        "config_hash": spec.config_hash,
-        "spec": spec.to_dict(),
-        "label": spec.label,
-        "status": status,
-        "error": error,
-        "curve": [],
-        "metrics": {},
-        "timings": {},
-        "components": labels({"method": spec.method, "model": spec.model, "dataset": spec.dataset}),
-        "keys": spec.keys(),
-    }
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def load_trained(spec: RunSpec, checkpoint: Path, n_classes: int) -> SplitModel:
-    """A finished run's model from its `model.pt`, in eval mode and in the memory format it trained in. ImageNet
-    weights are not looked up: the checkpoint holds every weight."""
-    params = {k: v for k, v in architecture_params(spec.model_params).items() if k != "weights"}  # in the file
-    model = load_checkpoint(checkpoint, build_model(spec.model, n_classes, **params)).eval()
-    return model.to(memory_format=torch.channels_last) if spec.train.channels_last else model
-
-
-def load_start(path: Path, model: SplitModel, n_classes: int) -> list[str]:
-    """Load a pre-trained start into `model`. Tensors whose shape differs only because the pre-training data had
-    other classes (leading dimension `n_classes` here: the classifier's last layer) keep their fresh initialisation,
-    as a new head on ImageNet weights does; returns their names. Any other difference is a ValueError."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    own = model.state_dict()
-    fresh = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
-    odd = [k for k in fresh if own[k].shape[0] != n_classes or own[k].shape[1:] != state[k].shape[1:]]
-    if odd:
-        raise ValueError(
-            f"{path}: the pre-trained model does not fit this one ({', '.join(odd)}: "
-            f"{tuple(state[odd[0]].shape)} there, {tuple(own[odd[0]].shape)} here)"
-        )
-    model.load_state_dict({k: own[k] if k in fresh else v for k, v in state.items()})
-    return fresh
-
-
-def load_checkpoint(path: Path, model: SplitModel) -> SplitModel:
-    """Load a run's `model.pt` state dict safely (`weights_only=True`: no pickled code is executed)."""
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model
-
-
-def environment(device: str) -> dict[str, Any]:
-    return {
-        "gain_bench": __version__,
-        "git_commit": git_commit(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": device,
-        "threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu": f"{cpu_identity()}, torch kernels {torch.backends.cpu.get_cpu_capability()}",
-    } | (  # the CUDA facts only where CUDA ran
-        {
-            "cuda": torch.version.cuda,
-            "device_name": torch.cuda.get_device_name(device),
-            "cudnn_benchmark": torch.backends.cudnn.benchmark,
-        }
-        if torch.device(device).type == "cuda"
-        else {}
-    )
 
 
 def _check_finite(values: dict[str, float], epoch: int, step: int) -> None:
