@@ -478,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
         "against the baseline, failed runs) on stdout, for a pull request or a CI job summary",
     )
     rp.set_defaults(func=cmd_report)
-    ls = sub.add_parser("list", help="methods, datasets, models and suites")
+    ls = sub.add_parser("list", help="methods, datasets, models, metrics and suites")
     _plugin_option(ls)
     ex = sub.add_parser(
         "export-voc",

@@ -17,6 +17,7 @@ from typing import Any
 from benchmark.analyse.report import render
 from benchmark.analyse.summary import COLUMNS, format_table, summarise
 from benchmark.analyse.text import format_paper_table
+from benchmark.core import metric_defs
 from benchmark.core.phases import phase
 from benchmark.core.plugins import plugin_refs
 from benchmark.core.registry import METHODS, MODELS, load_plugins
@@ -292,6 +293,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("models:")
     for entry in MODELS.entries():
         print(f"  {entry.name} ({entry.origin})")
+    print("metrics:")
+    for m in metric_defs.metrics():
+        print(f"  {m.name} ({m.kind}; {m.origin})")
     print("suites:")
     for name in available():
         try:

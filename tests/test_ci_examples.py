@@ -97,7 +97,7 @@ def test_the_perf_jobs_compare_flags_fail_a_slower_pull_request_and_pass_an_equa
     def bench(seconds: float, *extra: str) -> int:
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-only",
                    "--benchmark-autosave", str(tmp_path / "test_toy.py"), *extra]  # fmt: skip
-        env = {**os.environ, "STEP_SECONDS": str(seconds)}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")} | {"STEP_SECONDS": str(seconds)}
         return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, check=False).returncode
 
     assert bench(0.05) == 0, "main's run, saved under .benchmarks/"

@@ -1,6 +1,7 @@
 """`pytest --benchmark` is an alias of `--benchmark-only` that deselects the other tests, one summary line instead of
 a line per skipped test (tests/conftest.py); and a test run that changes the working tree fails."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,7 @@ def _pytest(tmp_path, sample: str, *flags: str) -> subprocess.CompletedProcess[s
         capture_output=True,
         text=True,
         timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},  # not a worker of ours
     )
 
 

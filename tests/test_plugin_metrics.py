@@ -77,6 +77,15 @@ def test_a_plugin_metric_reaches_every_consumer_from_its_one_definition(tmp_path
     assert metric_defs.declared() == [metric.declaration()] and "per_image" not in metric.declaration()
 
 
+def test_list_names_every_metric_with_its_origin(tmp_path: Path, metric_table: None,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    plugin = _plugin(tmp_path, "listed")
+    assert main(["list", "--plugin", str(plugin)]) == 0
+    out = capsys.readouterr().out
+    assert "  pointing_game (localisation; built-in)" in out and "  shifted_auroc (robustness; built-in)" in out
+    assert f"  peak_listed (localisation; plugin {plugin} (metric_listed.py@sha256:" in out
+
+
 def test_a_metric_name_or_column_taken_is_refused_and_a_failed_plugin_leaves_none(
     tmp_path: Path, metric_table: None
 ) -> None:

@@ -21,7 +21,8 @@ from benchmark.cli import main
 from benchmark.execute import runner
 from benchmark.execute.suites import load
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+# one cluster of one node: under `pytest -n`, these run one after another on one worker (`--dist loadgroup`)
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 CONTROL_PLUGIN = '''
 """Methods whose jobs the tests control: `held` waits while HOLD exists (saying its SLURM task in HOLD.job), and

@@ -1,6 +1,11 @@
-"""Running a suite: which runs are left to do (`plan`), one run in this process with its failure recorded
-(`execute`), and the launchers that run them (`run_suite`: in process, a pool of spawned workers, or submitit
-locally or on SLURM), then the post-run steps (`post_run`) and `suite.json` (`suite_file`)."""
+"""Execute a suite's runs: in this process, in a local process pool (`jobs`), or as submitit jobs (SLURM, or
+submitit's local executor, which exercises the same code path without a cluster).
+
+Every run goes through `execute`, wherever it runs: take the run's lock (skip if another runner holds it), look at
+the folder again (skip if it is complete by now), train and record. Finished runs are never touched again unless
+their configuration changes (a new `run_id`) or they failed and `retry_failed` is set. Beside it: `suite_file`
+(`suite.json`), `run_data` (the data a run loads) and `post_run` (the steps after the runs).
+"""
 
 from __future__ import annotations
 
