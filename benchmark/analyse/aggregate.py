@@ -9,7 +9,16 @@ import pandas as pd
 from benchmark.analyse.cells import interval_cell, plural
 from benchmark.analyse.metric_groups import METRIC, metric_value, shown
 from benchmark.analyse.names import Names
-from benchmark.analyse.runs import Run, _configurations, _names, _run_columns, config_names, row_name, seeded_rng
+from benchmark.analyse.runs import (
+    Run,
+    by_configuration,
+    config_columns,
+    config_names,
+    method_names_of,
+    row_name,
+    run_columns,
+    seeded_rng,
+)
 from benchmark.analyse.stats import (
     N_RESAMPLES,
     hierarchical_bootstrap,
@@ -35,7 +44,7 @@ def tidy_table(runs: list[Run]) -> pd.DataFrame:
     read), then every other numeric metric of the record (role `record`, e.g. `val_map`, `cam_miou`)."""
     rows = []
     for run in runs:
-        base = _run_columns(run)
+        base = run_columns(run)
         metrics = run.record["metrics"]
         for m in METRIC.values():
             groups = m.groups(run)
@@ -64,9 +73,9 @@ def aggregate_table(
     of seeds whose decision is degenerate on the metric's split, and the number of excluded runs of the
     configuration. Rows in registry order (baseline first, budgets ascending)."""
     rows = []
-    names = _names(runs, names)
+    names = method_names_of(runs, names)
     short = config_names(runs, names)
-    for config, group in _configurations(runs, names).items():
+    for config, group in by_configuration(runs, names).items():
         first = group[0]
         n_excluded = int((excluded["config"] == config).sum()) if excluded is not None and len(excluded) else 0
         for m in METRIC.values():
@@ -80,13 +89,8 @@ def aggregate_table(
             )
             degenerate = sum(bool(r.record["metrics"].get(m.degenerate, False)) for r, _ in per_seed if m.degenerate)
             rows.append(
-                {
-                    "config": config,
-                    "label": first.label,
-                    "method": first.spec["method"],
-                    "display": names.display(first.spec["method"]),
-                    "name": short[config],
-                    "budget": first.spec["budget"],
+                config_columns(config, first, names, short)
+                | {
                     "audited_class": first.classes[first.class_index],
                     "metric": m.name,
                     "n_seeds": len(per_seed),

@@ -10,7 +10,7 @@ import pandas as pd
 
 from benchmark.analyse.metric_groups import METRIC, MetricDef, metric_value
 from benchmark.analyse.names import Names
-from benchmark.analyse.runs import Run, _configurations, _names, config_names, seeded_rng
+from benchmark.analyse.runs import Run, by_configuration, config_columns, config_names, method_names_of, seeded_rng
 from benchmark.analyse.stats import (
     ALPHA,
     MIN_REPLICATES,
@@ -100,8 +100,8 @@ def paired_table(
     """
     if family not in ("metric", "all"):
         raise ValueError(f"family={family!r}: allowed: metric, all")
-    names = _names(runs, names)
-    configs = _configurations(runs, names)
+    names = method_names_of(runs, names)
+    configs = by_configuration(runs, names)
     short = config_names(runs, names)
     baselines: dict[str, list[tuple[str, list[Run]]]] = {}
     for key, group in configs.items():
@@ -130,13 +130,8 @@ def paired_table(
                                              n_resamples=n_resamples)  # fmt: skip
             mcnemar = [mcnemar_exact(f[2][0], f[3][0])[2] for f in found] if m.binary else []
             rows.append(
-                {
-                    "config": config,
-                    "label": first.label,
-                    "method": first.spec["method"],
-                    "display": names.display(first.spec["method"]),
-                    "name": short[config],
-                    "budget": first.spec["budget"],
+                config_columns(config, first, names, short)
+                | {
                     "baseline": base_group[0].label,
                     "metric": m.name,
                     "higher_is_better": m.higher_is_better,

@@ -114,7 +114,7 @@ def load_runs(
     return runs, pd.DataFrame(excluded, columns=["run_id", "config", "label", "path", "kind", "reason"])
 
 
-def _run_columns(run: Run) -> dict[str, Any]:
+def run_columns(run: Run) -> dict[str, Any]:
     spec = run.spec
     return {
         "run_id": run.record["run_id"],
@@ -126,12 +126,12 @@ def _run_columns(run: Run) -> dict[str, Any]:
     }
 
 
-def _names(runs: list[Run], names: Names | None) -> Names:
+def method_names_of(runs: list[Run], names: Names | None) -> Names:
     found = Names.of_records(r.record for r in runs)
     return names.merged(found) if names is not None else found
 
 
-def _configurations(runs: list[Run], names: Names) -> dict[str, list[Run]]:
+def by_configuration(runs: list[Run], names: Names) -> dict[str, list[Run]]:
     """Configurations in the registry's order of methods (baseline first), budgets ascending, the true masks before
     their placebo-mask controls (so a report's verdict is about a true-mask configuration)."""
     groups: dict[str, list[Run]] = {}
@@ -154,9 +154,9 @@ def config_names(runs: list[Run], names: Names | None = None) -> dict[str, str]:
     ("GAIN_ext-78"), plus only those of its label's parameters that tell it apart from the other configurations of
     that name ("GAIN masked_bn=eval" beside "GAIN masked_bn=batch"; "GAIN" where it is the only one); numbered only
     where even those agree."""
-    names = _names(runs, names)
+    names = method_names_of(runs, names)
     parts: dict[str, tuple[str, list[str]]] = {}
-    for config, group in _configurations(runs, names).items():
+    for config, group in by_configuration(runs, names).items():
         spec, label = group[0].spec, group[0].label
         own = spec["method"] + (f"-{int(spec['budget'])}" if spec["budget"] else "")
         base = config_name(spec["method"], spec["budget"], display=names.display(spec["method"]))
@@ -169,6 +169,14 @@ def config_names(runs: list[Run], names: Names | None = None) -> dict[str, str]:
         clashes = sum(n == name or n.startswith(f"{name} (") for n in out.values())
         out[config] = f"{name} ({clashes + 1})" if clashes else name
     return out
+
+
+def config_columns(config: str, first: Run, names: Names, short: dict[str, str]) -> dict[str, Any]:
+    """The columns that name a configuration in a table's row: its key, label, method (with its display name), its
+    one name (`config_names`) and budget, from its first run."""
+    method = first.spec["method"]
+    return {"config": config, "label": first.label, "method": method, "display": names.display(method),
+            "name": short[config], "budget": first.spec["budget"]}  # fmt: skip
 
 
 def seeded_rng(seed: int, *keys: str) -> np.random.Generator:
@@ -204,11 +212,11 @@ def setting_labels(keys: list[str]) -> dict[str, str]:
     return labels
 
 
-def _by_setting(runs: list[Run], names: Names | None) -> dict[str, dict[str, list[Run]]]:
+def by_setting(runs: list[Run], names: Names | None) -> dict[str, dict[str, list[Run]]]:
     """The configurations (key: their runs) of each setting, by pairing key (what the configurations compared with
     one baseline share; a sweep's regimes are different settings), in the runs' order."""
     settings: dict[str, dict[str, list[Run]]] = {}
-    for config, group in _configurations(runs, _names(runs, names)).items():
+    for config, group in by_configuration(runs, method_names_of(runs, names)).items():
         settings.setdefault(record_keys(group[0].record)["pairing"], {})[config] = group
     return settings
 

@@ -17,10 +17,10 @@ from benchmark.analyse.paired import compare, seed_pairs
 from benchmark.analyse.runs import (
     TRUE_MASKS,
     Run,
-    _by_setting,
-    _configurations,
-    _names,
+    by_configuration,
+    by_setting,
     mask_control,
+    method_names_of,
     seeded_rng,
     setting_labels,
 )
@@ -53,7 +53,7 @@ def correlation_table(
     and counted (`left_out`); fewer than `correlation.MIN_CONFIGURATIONS` give no rho. `result` says it in words."""
     tidy = tidy_table(runs) if tidy is None else tidy
     value = {(r, m): v for r, m, v in tidy[["run_id", "metric", "value"]].itertuples(index=False)}
-    settings = _by_setting(runs, names)
+    settings = by_setting(runs, names)
     labels = setting_labels(list(settings))
     rows = []
     for key, configs in settings.items():
@@ -111,7 +111,7 @@ def rank_agreement_table(runs: list[Run], tidy: pd.DataFrame | None = None, name
     the configurations alike; 0: unrelated; below 0: reversed. Oriented so that higher is better for every metric."""
     tidy = tidy_table(runs) if tidy is None else tidy
     means = tidy.groupby(["config", "metric"])["value"].mean()
-    settings = _by_setting(runs, names)
+    settings = by_setting(runs, names)
     labels = setting_labels(list(settings))
     metrics = shown(RANK_METRICS, set(tidy.loc[tidy["value"].notna(), "metric"]))  # the measured ones
     rows = []
@@ -165,8 +165,8 @@ def content_effect_table(
     Holm-adjusted over every test of the same control (the content effect is the `shuffled` family: true minus
     shuffled masks). `setting` names what a sweep's regimes differ in (as `correlation_table`). Empty (with its
     columns) where no configuration has a control."""
-    names = _names(runs, names)
-    configs = _configurations(runs, names)
+    names = method_names_of(runs, names)
+    configs = by_configuration(runs, names)
     families: dict[str, list[tuple[str, list[Run]]]] = {}
     for config, group in configs.items():
         families.setdefault(_without_control(config), []).append((config, group))

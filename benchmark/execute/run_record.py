@@ -39,7 +39,7 @@ def new_record(spec: RunSpec, status: str, error: str | None = None) -> dict[str
     }
 
 
-def _now() -> str:
+def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 

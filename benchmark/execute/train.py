@@ -44,7 +44,7 @@ from benchmark.execute.metrics import (
 )
 from benchmark.execute.models import SplitModel, build_model
 from benchmark.execute.prediction import Split, attention_info, predict, throughput
-from benchmark.execute.run_record import NonFiniteLoss, _now, environment, new_record
+from benchmark.execute.run_record import NonFiniteLoss, environment, new_record, now_iso
 from benchmark.execute.timing import TimingSettings, autocast
 
 AUGMENT_SEED = 0xA06  # offset of the augmentation generator's seed from the run's
@@ -171,7 +171,7 @@ def run(
     torch.set_flush_denormal(spec.train.flush_denormal)
     host = {"allocator": allocator, "denormals_flushed": flushed_share()}
     record = new_record(spec, "running") | {"environment": environment(device) | host}
-    record["started"] = _now()
+    record["started"] = now_iso()
     if data_info is not None:
         record["data"] = data_info
     if control is not None:
@@ -253,7 +253,7 @@ def run(
         raise
     finally:
         torch.set_flush_denormal(False)
-        record["finished"] = _now()
+        record["finished"] = now_iso()
         write_record(out / "record.json", record)
     return record
 
