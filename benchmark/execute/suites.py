@@ -1,71 +1,9 @@
 """Suites: a TOML file names the data, model, training settings, methods, budgets and seeds; `Suite.runs()` expands
-it into one `RunSpec` per method, pixel-label budget and seed.
-
-A suite file looks like this (every section but `[methods]` may be left out; unknown keys are errors)::
-
-    name = "quick"                 # output folder: reports/<name>/
-    description = "..."
-    seeds = [0, 1, 2]
-    budgets = [9, 23, 78, 200, 1464]   # for methods with a labelled budget (pixel or group labels); the others
-                                       # run once per seed
-    audited_class = "boat"
-    budget_seed = 0
-    device = "cpu"
-    unbiased_reference = true      # measure where a model pre-trained on unbiased data looks (built-in data)
-
-    [data]                         # `name` plus the dataset's own keys
-    name = "synthetic-boats"
-    [model]                        # `name` plus the model's own keys
-    name = "small_cnn"
-    [train]                        # TrainSettings keys
-    epochs = 8
-    [methods.gradcam]              # one table per method entry; the key is its name in the suite
-    [methods.gain_ext]
-    alpha = 1.0                    # the method's hyperparameters
-    budgets = [78, 1464]           # optional: this entry's own budgets
-    [methods.gain_ext_energy]
-    method = "gain_ext"            # optional: the registry name when the key is not one
-    e_loss = "outside_energy"
-    [methods.gain_ext_seg]
-    method = "gain_ext"
-    budgets = [200, 1464]
-    data = { pool = "pixel" }      # optional: data keys of this entry's runs only (merged over [data])
-    [methods.gain_ext_placebo]
-    method = "gain_ext"
-    data = { mask_control = "shuffled" }   # a placebo-mask control (datasets/mask_controls.py); in [data]: every
-                                           # entry that uses pixel labels. Held by the run spec, not the dataset
-    [timing]                       # throughput measured after each run (recorded, not part of the result hash)
-    enabled = true
-    [slurm]                        # resources for `--launcher slurm`
-    partition = "gpu"
-    [sweep]                        # optional: regimes, crossed with every method, budget and seed
-    "data.rho" = [0.9, 0.95, 0.99, 1.0]              # an axis over one data / model / train key
-    init = [                                          # a linked axis: each value sets several keys at once
-        { label = "pretrained", "model.init" = "pretrained-synthetic", "train.lr" = 1e-3 },
-        { label = "scratch", "model.init" = "scratch", "train.lr" = 3e-3 },
-    ]
-    [search]                       # optional: an equal random hyperparameter search (benchmark/execute/search.py)
-    trials = 6                     # every method entry gets these many configurations (trial 0 = the defaults)
-    rule = "in-distribution-val"   # or "worst-group-val", or "oracle" (an upper bound): the headline's choice
-    group_val_size = 78            # worst-group-val's group-labelled validation images (20/20/19/19)
-    seed = 0                       # seed of the draws
-    keys = ["lr", "alpha"]         # optional: only these names are searched (default: every declared distribution)
-
-A `[sweep]` makes the suite the product of its axes: one regime per combination (e.g. `rho=0.9 init=pretrained`),
-each the suite with those keys set, validated like the file, and its runs those of that regime. Only `data.*`
-(not `data.name`), `model.*` and `train.*` keys are swept; a run's folder name carries its config hash, so the
-regimes share one results folder and a regime's runs are the same runs as a suite that sets those keys itself.
-
-With `[search]`, each (method entry, budget) runs `trials` configurations x the seeds: the shared training settings
-`lr` and `weight_decay` and the method's hyperparameters that declare a distribution are drawn per trial, except
-those the entry sets itself (fixed in every trial; an entry left with nothing to draw runs trial 0 only). The
-report and the paper-layout table show only the trial chosen by the rule per (method entry, budget);
-`results_trials.csv` lists every trial with its selection score under every rule the records hold, and the report
-and `gain-bench table --rule` read the same search with each of them. Without `[search]` the runs, their ids and their
-config hashes are exactly what they were before searches existed.
-
-Overrides (`--set train.epochs=2`, `--set methods.gain.alpha=0.3`, `--set seeds=[0,1]`) are applied to the parsed
-TOML before validation, so an override is checked exactly like the file.
+it into one `RunSpec` per method entry, pixel-label budget and seed (and regime of a `[sweep]`, trial of a
+`[search]`). Every key is checked against the settings schema (`benchmark.core.settings`); `--set` overrides are
+applied to the parsed TOML before that check, so an override is checked exactly like the file. The format is
+docs/usage.md; every key with its type and default, docs/suite-reference.md. A regime of a `[sweep]` runs the same
+runs (ids and config hashes) as a suite that sets its keys itself, so regimes share one results folder.
 """
 
 from __future__ import annotations
