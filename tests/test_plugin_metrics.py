@@ -110,6 +110,14 @@ def test_a_declaration_makes_the_metric_known_without_its_function(metric_table:
     assert metric_defs.METRIC["spread"].label == "spread", "a known metric keeps its definition"
 
 
+def test_a_metric_the_tables_cannot_read_is_a_clear_error_not_a_key_error(metric_table: None) -> None:
+    metric_defs.declare([{"name": "no_column", "label": "no column"}])
+    assert "no_column" not in metric_defs.METRIC, "a declaration without a column is not a plugin's metric"
+    metric_defs.METRIC["by_hand"] = metric_defs.Metric("by_hand", "by hand", ("val",))
+    with pytest.raises(ValueError, match=r"metric 'by_hand' is neither read by metric_groups._GROUPS nor a localisation"):
+        metric_groups.METRIC["by_hand"]
+
+
 def test_the_example_map_entropy(metric_table: None) -> None:
     """harbour_lab's metric (docs/plugins.md): 0 for a map on one pixel, 1 for an even or an all-zero map, NaN
     without the class."""

@@ -31,12 +31,14 @@ from benchmark.core.store import (
     THROUGHPUT_FILE,
     DamagedFile,
     inspect_run,
-    pick_complete,
     read_gallery_files,
     read_json,
     read_references,
     suite_file_hint,
     throughput_rows,
+)
+from benchmark.core.store import (
+    representatives as store_representatives,
 )
 
 RERUN = "`gain-bench run` trains it again"
@@ -281,14 +283,9 @@ def status_lines(suite: SuiteView, out_root: Path, runs: list[PlannedRun]) -> li
 
 
 def representatives(suite: SuiteView, out_root: Path, specs: list[RunSpec] | None = None) -> set[str]:
-    """The run id of each configuration's representative (`store.pick_complete`): what the suite-level timings
-    and the gallery were taken on."""
-    out = set()
-    for group in suite.configurations(specs):
-        index, _ = pick_complete(out_root, [(s.run_id, s.config_hash) for s in group])
-        if index is not None:
-            out.add(group[index].run_id)
-    return out
+    """`store.representatives` of the folder's configurations (of `specs`, default every run)."""
+    groups = ([(s.run_id, s.config_hash) for s in group] for group in suite.configurations(specs))
+    return store_representatives(out_root, groups)
 
 
 def read_throughput(out_root: Path, suite: SuiteView, specs: list[RunSpec] | None = None) -> list[dict] | None:

@@ -169,8 +169,8 @@ def declare(declarations: Iterable[dict[str, Any]]) -> None:
     """Make the metrics a results folder declares (`declared` of the process that ran it) known to the analysis,
     without their functions: a metric already known keeps its definition."""
     names = {f.name for f in fields(Metric)} - {"per_image"}
-    for d in declarations:
-        if d.get("name") and d["name"] not in METRIC:
+    for d in declarations:  # a plugin's metric is a localisation metric: a declaration without a column is not one
+        if d.get("name") and d.get("column") and d["name"] not in METRIC:
             known = {k: v for k, v in d.items() if k in names}
             METRIC[d["name"]] = Metric(**known | {"roles": tuple(known.get("roles", ("val",)))})
 

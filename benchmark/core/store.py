@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -291,6 +292,17 @@ def throughput_rows(out_root: Path, current: set[str]) -> list[dict[str, Any]] |
     if not isinstance(rows, list) or not all(isinstance(r, dict) and "run_id" in r for r in rows):
         raise DamagedFile(f"{path}: garbled (no list of timed runs under 'rows')")
     return rows if {r["run_id"] for r in rows} == current else None
+
+
+def representatives(out_root: Path, groups: Iterable[list[tuple[str, str]]]) -> set[str]:
+    """The run id of each configuration's representative (`pick_complete`), given each configuration's
+    `(run_id, config_hash)` runs by ascending seed: what the suite-level timings and the gallery are taken on."""
+    chosen = set()
+    for runs in groups:
+        index, _ = pick_complete(out_root, runs)
+        if index is not None:
+            chosen.add(runs[index][0])
+    return chosen
 
 
 def pick_complete(out_root: Path, runs: list[tuple[str, str]]) -> tuple[int | None, str]:

@@ -15,6 +15,7 @@ from benchmark.core.spec import BASELINE, RunSpec, configuration_key, pairing_ke
 from benchmark.core.store import (
     THROUGHPUT_FILE,
     pick_complete,
+    representatives,
     run_dir,
     throughput_rows,
     write_atomic,
@@ -137,5 +138,5 @@ def _best_of_passes(jobs: list[tuple[RunSpec, Contender]], settings: TimingSetti
 
 def read_throughput(out_root: Path, suite: Suite) -> list[dict[str, Any]] | None:
     """The suite-level timings if they were taken on the runs the suite holds now, else None."""
-    current = {s.run_id for specs in configurations(suite, out_root) if (s := pick_run(out_root, specs)[0]) is not None}
-    return throughput_rows(out_root, current)
+    groups = ([(s.run_id, s.config_hash) for s in specs] for specs in configurations(suite, out_root))
+    return throughput_rows(out_root, representatives(out_root, groups))
