@@ -130,6 +130,18 @@ def _seeded() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def metric_table() -> Iterator[None]:
+    """Every test leaves the process's metric table as it found it: a metric a test's plugin registered, or a
+    results folder declared, would otherwise reach every later test's runs and tables on that worker."""
+    from benchmark.core import metric_defs
+
+    saved = dict(metric_defs.METRIC)
+    yield
+    metric_defs.METRIC.clear()
+    metric_defs.METRIC.update(saved)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     """The paired ratio figures of tests/perf (see tests/perf/paired.py), when any benchmark computed them."""
     import sys

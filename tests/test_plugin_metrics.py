@@ -10,7 +10,6 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from benchmark.analyse.correlation import pairs
 from benchmark.cli import main
 from benchmark.core import metric_defs, predictions
 from benchmark.core.plugins import PluginError
-from benchmark.core.registry import load_plugins
+from benchmark.core.registry import RegistryError, load_plugins, register_metric
 from benchmark.execute.metrics import localisation_columns
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,15 +39,6 @@ def peak_{tag}(maps, region, valid):
     has_object = (region & valid).flatten(1).any(1)
     return torch.where(has_object, peak, torch.full_like(peak, float("nan")))
 '''
-
-
-@pytest.fixture
-def metric_table() -> Iterator[None]:
-    """The process's metric table as it was: a plugin's metric would otherwise reach every later test's runs."""
-    saved = dict(metric_defs.METRIC)
-    yield
-    metric_defs.METRIC.clear()
-    metric_defs.METRIC.update(saved)
 
 
 def _plugin(folder: Path, tag: str, body: str = PLUGIN) -> Path:
@@ -99,6 +89,39 @@ def test_a_metric_name_or_column_taken_is_refused_and_a_failed_plugin_leaves_non
     assert "peak_broken" not in metric_defs.METRIC
 
 
+def test_registering_a_built_in_name_is_refused_from_any_origin(metric_table: None) -> None:
+    """Even outside a plugin's import (origin built-in, as a direct `import` of a plugin module gives), a built-in
+    metric's name or column is never replaced: its results would move."""
+    for name in ("pointing_game", "pointing_hit"):
+        with pytest.raises(RegistryError, match="clashes with metric 'pointing_game' from built-in"):
+            register_metric(lambda maps, region, valid: maps.flatten(1).amax(1), name=name)
+    assert metric_defs.METRIC["pointing_game"].column == "pointing_hit" and metric_defs.METRIC["pointing_game"].binary
+
+
+def test_a_folders_declaration_is_read_never_computed_written_or_listed(tmp_path: Path, metric_table: None) -> None:
+    """What one results folder declared stays analysis: no run here computes it, no suite.json written here
+    carries it, the docs list leaves it out, and another folder's report and correlation study do not show it."""
+    metric_defs.declare([{"name": "spread", "label": "spread", "column": "spread", "correlated": True,
+                          "origin": "plugin lab (lab==1.0)"}])  # fmt: skip
+    assert "spread" in metric_defs.METRIC and "spread" not in {m.name for m in metric_defs.computed()}
+    assert metric_defs.declared() == [] and "`spread`" not in docs.metrics_reference()
+    maps = torch.rand(2, 4, 4)
+    assert "spread" not in localisation_columns(maps, maps > 0.5, torch.ones_like(maps, dtype=torch.bool))
+    other_folder = {"relevance_mass", "shifted_auroc"}
+    assert "spread" not in {m.name for m in metric_defs.localisation(other_folder)}
+    assert all("spread" not in pair for pair in pairs(other_folder))
+    assert ("spread", "shifted_auroc") in pairs(other_folder | {"spread"})
+    load_plugins([str(_plugin(tmp_path, "spread", PLUGIN.replace("def peak_{tag}", "def spread")))])
+    assert metric_defs.METRIC["spread"].per_image is not None, "the plugin itself replaces what a folder declared"
+
+
+def test_a_failing_metric_fails_the_run_naming_it(tmp_path: Path, metric_table: None) -> None:
+    load_plugins([str(_plugin(tmp_path, "bad", PLUGIN.replace("peak = maps", "peak = 1 / 0 * maps")))])
+    maps = torch.rand(2, 4, 4)
+    with pytest.raises(RuntimeError, match=r"metric 'peak_bad' \(plugin .*metric_bad.py.*\) failed: ZeroDivisionError"):
+        localisation_columns(maps, maps > 0.5, torch.ones_like(maps, dtype=torch.bool))
+
+
 def test_a_declaration_makes_the_metric_known_without_its_function(metric_table: None) -> None:
     declaration = {"name": "spread", "label": "spread", "roles": ["val"], "column": "spread", "short": "spread",
                    "higher_is_better": False, "origin": "plugin lab (lab==1.0)", "unknown_key_of_a_later_version": 1}
@@ -114,7 +137,7 @@ def test_a_metric_the_tables_cannot_read_is_a_clear_error_not_a_key_error(metric
     metric_defs.declare([{"name": "no_column", "label": "no column"}])
     assert "no_column" not in metric_defs.METRIC, "a declaration without a column is not a plugin's metric"
     metric_defs.METRIC["by_hand"] = metric_defs.Metric("by_hand", "by hand", ("val",))
-    with pytest.raises(ValueError, match=r"metric 'by_hand' is neither read by metric_groups._GROUPS nor a localisation"):
+    with pytest.raises(ValueError, match=r"'by_hand' is neither read by metric_groups._GROUPS nor a localisation"):
         metric_groups.METRIC["by_hand"]
 
 

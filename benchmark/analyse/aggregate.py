@@ -1,5 +1,13 @@
 """The tidy table (one row per run and metric, recomputed from the predictions), each configuration's mean with its
-two-level bootstrap interval (`aggregate_table`), and the paper's layout of it (`paper_table`)."""
+two-level bootstrap interval (`aggregate_table`), and the paper's layout of it (`paper_table`: Table 4 of GAIN,
+with intervals).
+
+Every interval is recomputed from the per-image predictions, not from the record's numbers, so it holds both the
+seed-to-seed and the test-set variation (`stats.hierarchical_bootstrap`). Each bootstrap draws from a generator
+seeded by (`seed`, configuration, metric) (`runs.seeded_rng`), so adding a configuration or a metric never changes
+the others' intervals. The runs left out (incomplete, failed, without predictions, duplicates) are `runs.load_runs`'
+`excluded` table.
+"""
 
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ def correlation_table(
     rows = []
     for key, configs in settings.items():
         groups = list(configs.values())
-        for x, y in pairs():
+        for x, y in pairs(set(tidy["metric"])):
             xs, ys = [], []
             for group in groups:
                 seeds = [

@@ -12,14 +12,15 @@ the runner writes its declaration into `suite.json`, so that the analysis knows 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+from benchmark.core.plugins import BUILTIN
 
 SHIFTED = ("class_without_context", "context_without_class")
 
 
-BUILTIN = "built-in"
 LOCALISATION_KIND, ROBUSTNESS_KIND = "localisation", "robustness"
 
 
@@ -133,10 +134,19 @@ def metrics() -> tuple[Metric, ...]:
     return tuple(METRIC.values())
 
 
-def localisation() -> tuple[Metric, ...]:
+def localisation(measured: Collection[str] | None = None) -> tuple[Metric, ...]:
     """The localisation metrics: a run's value is the mean of its per-image column over the val images with the
-    class (`predictions.csv`)."""
-    return tuple(m for m in METRIC.values() if m.column)
+    class (`predictions.csv`). Given the metrics a folder `measured`, the built-ins and those of the others it
+    measured (a metric another folder declared is not this one's)."""
+    return tuple(
+        m for m in METRIC.values() if m.column and (measured is None or m.origin == BUILTIN or m.name in measured)
+    )
+
+
+def computed() -> tuple[Metric, ...]:
+    """The localisation metrics a run computes here: the built-ins and those plugins registered with their function
+    (not those a results folder only declared)."""
+    return tuple(m for m in localisation() if m.per_image is not None)
 
 
 def register(metric: Metric, origin: str) -> Metric:
@@ -147,7 +157,10 @@ def register(metric: Metric, origin: str) -> Metric:
                           "predictions.csv and its `per_image` function")  # fmt: skip
     metric = replace(metric, origin=origin, roles=tuple(metric.roles) or ("val",))
     for other in METRIC.values():
-        if other.origin != origin and {other.name, other.column} & {metric.name, metric.column}:
+        replaces = other.name == metric.name and other.origin != BUILTIN and (
+            other.origin == origin or other.per_image is None  # a re-imported plugin, or what a folder declared
+        )
+        if not replaces and {other.name, other.column} & {metric.name, metric.column}:
             raise MetricError(f"metric {metric.name!r} (column {metric.column!r}) from {origin} clashes with metric "
                               f"{other.name!r} from {other.origin}; rename one of them")  # fmt: skip
     METRIC[metric.name] = metric
@@ -162,7 +175,7 @@ def unregister(origin: str) -> None:
 
 def declared() -> list[dict[str, Any]]:
     """The declarations of the metrics plugins added (what the runner writes into `suite.json`)."""
-    return [m.declaration() for m in METRIC.values() if m.origin != BUILTIN]
+    return [m.declaration() for m in computed() if m.origin != BUILTIN]
 
 
 def declare(declarations: Iterable[dict[str, Any]]) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from benchmark.core.metric_defs import Metric, localisation
+from benchmark.core.metric_defs import Metric, computed, localisation
 
 
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -67,9 +67,15 @@ def per_image(metric: Metric) -> Callable[..., torch.Tensor]:
 
 
 def localisation_columns(maps: torch.Tensor, region: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every localisation metric's column for a batch of maps, `[N]` each (`metric_defs.localisation()`, a
-    plugin's included): what `prediction.predict` writes per image."""
-    return {m.column: per_image(m)(maps, region, valid) for m in localisation() if m.column}
+    """Every localisation metric's column for a batch of maps, `[N]` each (`metric_defs.computed()`, a plugin's
+    included): what `prediction.predict` writes per image. A metric whose function fails fails the run, naming it."""
+    columns = {}
+    for m in computed():
+        try:
+            columns[m.column] = per_image(m)(maps, region, valid)
+        except Exception as err:
+            raise RuntimeError(f"metric {m.name!r} ({m.origin}) failed: {type(err).__name__}: {err}") from err
+    return columns
 
 
 def relevance_mass(maps: torch.Tensor, region: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

@@ -276,7 +276,7 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
     ]
     aggregated = tables["aggregated"]
     localisation = []
-    localised = [m.name for m in metric_defs.localisation()]  # a plugin's, or one the folder declared, included
+    localised = [m.name for m in metric_defs.localisation(set(aggregated["metric"]) if len(aggregated) else set())]
     if len(aggregated):
         for config, group in aggregated.groupby("config", sort=False):
             by_metric = group.set_index("metric")

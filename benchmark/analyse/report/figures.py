@@ -503,7 +503,7 @@ def correlation_scatter(
     panel titled with Spearman's rho, its interval and the number of configurations from `correlation`
     (`studies.correlation_table`), or why there is none. `aggregated` is `aggregate.aggregate_table`'s frame; `labels`
     the metrics' names."""
-    wanted = list(pairs() if shown is None else shown)
+    wanted = list(pairs(set(aggregated.get("metric", ()))) if shown is None else shown)
     if aggregated.empty:
         return empty_figure("no complete runs to correlate")
     xs, ys = list(dict.fromkeys(x for x, _ in wanted)), list(dict.fromkeys(y for _, y in wanted))
