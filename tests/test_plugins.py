@@ -91,6 +91,14 @@ def test_a_plugin_that_fails_to_import_names_itself_and_leaves_nothing(
     assert "no module of that name" in capsys.readouterr().err
 
 
+def test_a_plugin_written_against_the_old_module_paths_is_told_where_they_went(tmp_path: Path) -> None:
+    old = tmp_path / "old_paths.py"
+    old.write_text("from benchmark.registry import register_method\n")
+    with pytest.raises(PluginError, match=r"No module named 'benchmark.registry'.* imports what it needs from "
+                                          r"benchmark.api"):  # fmt: skip
+        load_plugins([str(old)])
+
+
 def test_list_shows_where_each_name_comes_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plugin = _plugin(tmp_path, "listed")
     assert main(["list", "--plugin", str(plugin)]) == 0

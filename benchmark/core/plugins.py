@@ -142,7 +142,12 @@ def import_plugin(plugin: Plugin) -> None:
             else:
                 importlib.import_module(plugin.module)
     except Exception as err:
-        raise PluginError(f"plugin {plugin.ref!r} failed to import: {type(err).__name__}: {err}") from err
+        hint = ""
+        missing = getattr(err, "name", None) or ""
+        if isinstance(err, ModuleNotFoundError) and missing.startswith("benchmark."):
+            hint = (" (gain-bench's modules live in benchmark/core, execute and analyse now: a plugin imports what it "
+                    "needs from benchmark.api, docs/plugins.md)")  # fmt: skip
+        raise PluginError(f"plugin {plugin.ref!r} failed to import: {type(err).__name__}: {err}{hint}") from err
 
 
 def entry_point_plugins() -> list[Plugin]:
