@@ -94,7 +94,7 @@ def methods_reference() -> str:
 def metrics_reference() -> str:
     """Every metric the tables and the report show: its definition, the splits it reads, its direction and test."""
     lines = ["| metric | label in the report | definition | splits read | better | per image |", "|---" * 6 + "|"]
-    for m in (m for m in metrics() if m.origin == BUILTIN or m.per_image is not None):  # not a folder's declaration
+    for m in (m for m in metrics() if not m.declared_only):
         column = f" `{m.column}`" if m.column else ""
         per_image = f"0/1{column} (McNemar)" if m.binary else column.strip() or "—"
         label = m.label.format(cls="boat", context="water")

@@ -131,7 +131,7 @@ def _seeded() -> None:
 
 
 @pytest.fixture(autouse=True)
-def metric_table() -> Iterator[None]:
+def _metric_table() -> Iterator[None]:
     """Every test leaves the process's metric table as it found it: a metric a test's plugin registered, or a
     results folder declared, would otherwise reach every later test's runs and tables on that worker."""
     from benchmark.core import metric_defs

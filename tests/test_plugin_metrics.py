@@ -47,7 +47,7 @@ def _plugin(folder: Path, tag: str, body: str = PLUGIN) -> Path:
     return path
 
 
-def test_a_plugin_metric_reaches_every_consumer_from_its_one_definition(tmp_path: Path, metric_table: None) -> None:
+def test_a_plugin_metric_reaches_every_consumer_from_its_one_definition(tmp_path: Path) -> None:
     before = pairs()
     (plugin,) = load_plugins([str(_plugin(tmp_path, "one"))])
     metric = metric_defs.METRIC["peak_one"]
@@ -67,7 +67,7 @@ def test_a_plugin_metric_reaches_every_consumer_from_its_one_definition(tmp_path
     assert metric_defs.declared() == [metric.declaration()] and "per_image" not in metric.declaration()
 
 
-def test_list_names_every_metric_with_its_origin(tmp_path: Path, metric_table: None,
+def test_list_names_every_metric_with_its_origin(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     plugin = _plugin(tmp_path, "listed")
     assert main(["list", "--plugin", str(plugin)]) == 0
@@ -77,7 +77,7 @@ def test_list_names_every_metric_with_its_origin(tmp_path: Path, metric_table: N
 
 
 def test_a_metric_name_or_column_taken_is_refused_and_a_failed_plugin_leaves_none(
-    tmp_path: Path, metric_table: None
+    tmp_path: Path
 ) -> None:
     clash = _plugin(tmp_path, "clash", PLUGIN.replace("def peak_{tag}", "def pointing_hit"))
     with pytest.raises(PluginError, match=r"metric 'pointing_hit'.* clashes with metric 'pointing_game' from built-in"):
@@ -89,7 +89,7 @@ def test_a_metric_name_or_column_taken_is_refused_and_a_failed_plugin_leaves_non
     assert "peak_broken" not in metric_defs.METRIC
 
 
-def test_registering_a_built_in_name_is_refused_from_any_origin(metric_table: None) -> None:
+def test_registering_a_built_in_name_is_refused_from_any_origin() -> None:
     """Even outside a plugin's import (origin built-in, as a direct `import` of a plugin module gives), a built-in
     metric's name or column is never replaced: its results would move."""
     for name in ("pointing_game", "pointing_hit"):
@@ -98,7 +98,7 @@ def test_registering_a_built_in_name_is_refused_from_any_origin(metric_table: No
     assert metric_defs.METRIC["pointing_game"].column == "pointing_hit" and metric_defs.METRIC["pointing_game"].binary
 
 
-def test_a_folders_declaration_is_read_never_computed_written_or_listed(tmp_path: Path, metric_table: None) -> None:
+def test_a_folders_declaration_is_read_never_computed_written_or_listed(tmp_path: Path) -> None:
     """What one results folder declared stays analysis: no run here computes it, no suite.json written here
     carries it, the docs list leaves it out, and another folder's report and correlation study do not show it."""
     metric_defs.declare([{"name": "spread", "label": "spread", "column": "spread", "correlated": True,
@@ -115,14 +115,14 @@ def test_a_folders_declaration_is_read_never_computed_written_or_listed(tmp_path
     assert metric_defs.METRIC["spread"].per_image is not None, "the plugin itself replaces what a folder declared"
 
 
-def test_a_failing_metric_fails_the_run_naming_it(tmp_path: Path, metric_table: None) -> None:
+def test_a_failing_metric_fails_the_run_naming_it(tmp_path: Path) -> None:
     load_plugins([str(_plugin(tmp_path, "bad", PLUGIN.replace("peak = maps", "peak = 1 / 0 * maps")))])
     maps = torch.rand(2, 4, 4)
     with pytest.raises(RuntimeError, match=r"metric 'peak_bad' \(plugin .*metric_bad.py.*\) failed: ZeroDivisionError"):
         localisation_columns(maps, maps > 0.5, torch.ones_like(maps, dtype=torch.bool))
 
 
-def test_a_declaration_makes_the_metric_known_without_its_function(metric_table: None) -> None:
+def test_a_declaration_makes_the_metric_known_without_its_function() -> None:
     declaration = {"name": "spread", "label": "spread", "roles": ["val"], "column": "spread", "short": "spread",
                    "higher_is_better": False, "origin": "plugin lab (lab==1.0)", "unknown_key_of_a_later_version": 1}
     metric_defs.declare([declaration])
@@ -133,7 +133,7 @@ def test_a_declaration_makes_the_metric_known_without_its_function(metric_table:
     assert metric_defs.METRIC["spread"].label == "spread", "a known metric keeps its definition"
 
 
-def test_a_metric_the_tables_cannot_read_is_a_clear_error_not_a_key_error(metric_table: None) -> None:
+def test_a_metric_the_tables_cannot_read_is_a_clear_error_not_a_key_error() -> None:
     metric_defs.declare([{"name": "no_column", "label": "no column"}])
     assert "no_column" not in metric_defs.METRIC, "a declaration without a column is not a plugin's metric"
     metric_defs.METRIC["by_hand"] = metric_defs.Metric("by_hand", "by hand", ("val",))
@@ -141,7 +141,7 @@ def test_a_metric_the_tables_cannot_read_is_a_clear_error_not_a_key_error(metric
         metric_groups.METRIC["by_hand"]
 
 
-def test_the_example_map_entropy(metric_table: None) -> None:
+def test_the_example_map_entropy() -> None:
     """harbour_lab's metric (docs/plugins.md): 0 for a map on one pixel, 1 for an even or an all-zero map, NaN
     without the class."""
     spec = importlib.util.spec_from_file_location("harbour_metric", ROOT / "examples" / "harbour_lab" / "metric.py")
@@ -159,7 +159,7 @@ def test_the_example_map_entropy(metric_table: None) -> None:
 
 @pytest.mark.slow
 def test_a_plugin_metric_is_in_the_record_the_predictions_the_table_and_the_report(
-    tmp_path: Path, metric_table: None, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _plugin(tmp_path, "e2e")
     suite = tmp_path / "suite.toml"

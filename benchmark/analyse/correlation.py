@@ -25,7 +25,6 @@ import numpy as np
 from benchmark.analyse.stats import N_RESAMPLES, bootstrap_p
 from benchmark.core import metric_defs
 from benchmark.core.metric_defs import LOCALISATION_KIND
-from benchmark.core.plugins import BUILTIN
 
 MIN_CONFIGURATIONS = 4
 """Fewest configurations a correlation is computed for: with 3 points Spearman's rho takes only the values ±1 and
@@ -37,8 +36,7 @@ def pairs(measured: Collection[str] | None = None) -> tuple[tuple[str, str], ...
     """(localisation metric x, robustness metric y) for every metric `metric_defs` marks `correlated`: the pairs
     the report and `studies.correlation_table` show, robustness metrics outer. Given the metrics a folder
     `measured`, a plugin's metric only where the folder measured it."""
-    axes = [m for m in metric_defs.metrics() if m.correlated and (measured is None or m.origin == BUILTIN
-                                                                    or m.name in measured)]  # fmt: skip
+    axes = [m for m in metric_defs.metrics() if m.correlated and m.shown_for(measured)]
     x = [m.name for m in axes if m.kind == LOCALISATION_KIND]
     return tuple((a, m.name) for m in axes if m.kind != LOCALISATION_KIND for a in x)
 

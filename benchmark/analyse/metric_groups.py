@@ -3,6 +3,7 @@ scores them (`METRIC`). A localisation metric is the mean of its per-image colum
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -132,6 +133,7 @@ _GROUPS: dict[str, tuple[Grouper, Statistic]] = {
 its per-image column (`_localisation`), so a plugin's needs nothing here."""
 
 
+@functools.cache  # a metric's reader is built once per definition, not at every lookup of tidy_table's loop
 def _table_metric(m: Metric) -> MetricDef:
     if m.name in _GROUPS:
         groups, statistic = _GROUPS[m.name]
@@ -147,11 +149,11 @@ class _Metrics(Mapping[str, MetricDef]):
     """Name -> `MetricDef` of every metric `metric_defs` knows at the time of reading (a plugin's, or one a
     results folder declared, included), in declaration order."""
 
-    def _all(self) -> dict[str, MetricDef]:
-        return {m.name: _table_metric(m) for m in metric_defs.metrics()}
-
     def __getitem__(self, name: str) -> MetricDef:
         return _table_metric(DEFINED[name])
+
+    def __contains__(self, name: object) -> bool:
+        return name in DEFINED
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(DEFINED))
@@ -160,7 +162,7 @@ class _Metrics(Mapping[str, MetricDef]):
         return len(DEFINED)
 
     def values(self) -> list[MetricDef]:  # type: ignore[override]
-        return list(self._all().values())
+        return [_table_metric(m) for m in metric_defs.metrics()]
 
 
 METRIC = _Metrics()

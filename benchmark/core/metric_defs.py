@@ -49,6 +49,16 @@ class Metric:
     origin: str = BUILTIN
 
     @property
+    def declared_only(self) -> bool:
+        """A metric a results folder declared, without its function (`declare`): read, never computed."""
+        return self.origin != BUILTIN and self.per_image is None
+
+    def shown_for(self, measured: Collection[str] | None) -> bool:
+        """Whether a folder that `measured` these metrics shows this one: a built-in always, another only where the
+        folder measured it (what another folder declared is not this one's); every one where `measured` is None."""
+        return measured is None or self.origin == BUILTIN or self.name in measured
+
+    @property
     def kind(self) -> str:
         """`localisation` (a per-image column of the val maps) or `robustness` (read from the calls)."""
         return LOCALISATION_KIND if self.column else ROBUSTNESS_KIND
@@ -138,15 +148,13 @@ def localisation(measured: Collection[str] | None = None) -> tuple[Metric, ...]:
     """The localisation metrics: a run's value is the mean of its per-image column over the val images with the
     class (`predictions.csv`). Given the metrics a folder `measured`, the built-ins and those of the others it
     measured (a metric another folder declared is not this one's)."""
-    return tuple(
-        m for m in METRIC.values() if m.column and (measured is None or m.origin == BUILTIN or m.name in measured)
-    )
+    return tuple(m for m in METRIC.values() if m.column and m.shown_for(measured))
 
 
 def computed() -> tuple[Metric, ...]:
     """The localisation metrics a run computes here: the built-ins and those plugins registered with their function
     (not those a results folder only declared)."""
-    return tuple(m for m in localisation() if m.per_image is not None)
+    return tuple(m for m in localisation() if not m.declared_only)
 
 
 def register(metric: Metric, origin: str) -> Metric:
@@ -157,9 +165,9 @@ def register(metric: Metric, origin: str) -> Metric:
                           "predictions.csv and its `per_image` function")  # fmt: skip
     metric = replace(metric, origin=origin, roles=tuple(metric.roles) or ("val",))
     for other in METRIC.values():
-        replaces = other.name == metric.name and other.origin != BUILTIN and (
-            other.origin == origin or other.per_image is None  # a re-imported plugin, or what a folder declared
-        )
+        # a re-imported plugin replaces its own metric, and any plugin what a folder only declared
+        mine = other.origin == origin or other.declared_only
+        replaces = other.name == metric.name and other.origin != BUILTIN and mine
         if not replaces and {other.name, other.column} & {metric.name, metric.column}:
             raise MetricError(f"metric {metric.name!r} (column {metric.column!r}) from {origin} clashes with metric "
                               f"{other.name!r} from {other.origin}; rename one of them")  # fmt: skip

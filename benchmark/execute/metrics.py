@@ -13,6 +13,7 @@ Which of them a run computes, and under which column, is `metric_defs` (`localis
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 
@@ -55,6 +56,7 @@ def _valid(region: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     return torch.ones_like(region, dtype=torch.bool) if valid is None else valid.to(torch.bool)
 
 
+@functools.cache  # resolved once per definition, not at every evaluation batch
 def per_image(metric: Metric) -> Callable[..., torch.Tensor]:
     """A localisation metric's per-image function (`Metric.per_image`: the function, or where a built-in's lives)."""
     fn = metric.per_image
