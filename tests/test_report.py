@@ -1,8 +1,8 @@
 import pandas as pd
 
 from benchmark.analyse.report.verdict import verdict
-from benchmark.analyse.report.views import metric_names
 from benchmark.analyse.runs import row_name as _config_name  # the one fallback of every view
+from benchmark.core.metric_defs import labels as metric_names
 from benchmark.core.registry import display
 
 

@@ -33,7 +33,6 @@ from benchmark.analyse.report.views import (
     effects,
     environment_view,
     merged_tables,
-    metric_names,
     other_rules,
     paper_view,
     record_throughput,
@@ -222,7 +221,7 @@ def context(out_root: Path, *, n_resamples: int = 2000) -> dict[str, Any]:
     tables["trials"] = pd.concat([trials_table(s) for s in by_rule.values()] or [pd.DataFrame()], ignore_index=True)
     paired = tables["paired"]
     context_name = suite.context
-    names = metric_names(suite.audited_class, context_name)
+    names = labels(suite.audited_class, context_name)
     run_level = run_level_means(records, ("context_attention_share", "context_area_share", "cam_miou"))
     try:
         references = read_references(out_root)
@@ -375,8 +374,8 @@ def render(
     path = Path(output) if output else out_root / "index.html"
     write_atomic(path, html)
     suite = ctx["suite"]
-    labels = metric_names(suite.audited_class, suite.context)
-    write_atomic(path.parent / SUMMARY_FILE, summary.markdown(ctx, views, path, labels))
+    names = labels(suite.audited_class, suite.context)
+    write_atomic(path.parent / SUMMARY_FILE, summary.markdown(ctx, views, path, names))
     written = (("results.csv", "aggregated"), ("results_runs.csv", "tidy"), ("results_paired.csv", "paired"),
                ("results_correlation.csv", "correlation"),
                ("results_content_effect.csv", "content_effect"))  # fmt: skip

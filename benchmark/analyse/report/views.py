@@ -28,7 +28,6 @@ from benchmark.analyse.results import (
 from benchmark.analyse.runs import TRUE_MASKS, mask_control, row_name
 from benchmark.analyse.summary import configuration
 from benchmark.analyse.tables import build_tables
-from benchmark.core.metric_defs import labels
 from benchmark.core.selection import RULES, Selection, reported_specs, unrecorded_note
 from benchmark.core.spec import RunSpec
 
@@ -40,10 +39,6 @@ SIGNIFICANCE_METRICS = ("val_accuracy", "class_without_context", "context_withou
 def display(method_names: Names, method: str, budget: int) -> str:
     return method_names.display(method) + (f"-{budget}" if budget else "")
 
-
-def metric_names(cls: str, context: str) -> dict[str, str]:
-    """Readable metric names for the audited class and its context (`metric_defs.labels`)."""
-    return labels(cls, context)
 
 
 def record_throughput(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
