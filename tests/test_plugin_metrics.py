@@ -23,7 +23,7 @@ from benchmark.cli import main
 from benchmark.core import metric_defs, predictions
 from benchmark.core.plugins import PluginError
 from benchmark.core.registry import RegistryError, load_plugins, register_metric
-from benchmark.execute.metrics import localisation_columns
+from benchmark.execute.metrics import localise
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,7 @@ def test_a_plugin_metric_reaches_every_consumer_from_its_one_definition(tmp_path
     assert pairs() == before, "not `correlated`: the correlation study keeps its pairs"
     maps = torch.tensor([[[0.0, 0.5], [0.25, 0.0]], [[1.0, 0.0], [0.0, 0.0]]])
     region = torch.tensor([[[True, False], [False, False]], [[False, False], [False, False]]])
-    columns = localisation_columns(maps, region, torch.ones_like(region))
+    columns = localise(maps, region, torch.ones_like(region))
     assert set(columns) == {"relevance_mass", "pointing_hit", "iou_at_tau", "peak_one"}
     assert columns["peak_one"][0] == 0.5 and math.isnan(columns["peak_one"][1])
     assert metric_defs.declared() == [metric.declaration()] and "per_image" not in metric.declaration()
@@ -106,7 +106,7 @@ def test_a_folders_declaration_is_read_never_computed_written_or_listed(tmp_path
     assert "spread" in metric_defs.METRIC and "spread" not in {m.name for m in metric_defs.computed()}
     assert metric_defs.declared() == [] and "`spread`" not in docs.metrics_reference()
     maps = torch.rand(2, 4, 4)
-    assert "spread" not in localisation_columns(maps, maps > 0.5, torch.ones_like(maps, dtype=torch.bool))
+    assert "spread" not in localise(maps, maps > 0.5, torch.ones_like(maps, dtype=torch.bool))
     other_folder = {"relevance_mass", "shifted_auroc"}
     assert "spread" not in {m.name for m in metric_defs.localisation(other_folder)}
     assert all("spread" not in pair for pair in pairs(other_folder))
@@ -119,7 +119,7 @@ def test_a_failing_metric_fails_the_run_naming_it(tmp_path: Path) -> None:
     load_plugins([str(_plugin(tmp_path, "bad", PLUGIN.replace("peak = maps", "peak = 1 / 0 * maps")))])
     maps = torch.rand(2, 4, 4)
     with pytest.raises(RuntimeError, match=r"metric 'peak_bad' \(plugin .*metric_bad.py.*\) failed: ZeroDivisionError"):
-        localisation_columns(maps, maps > 0.5, torch.ones_like(maps, dtype=torch.bool))
+        localise(maps, maps > 0.5, torch.ones_like(maps, dtype=torch.bool))
 
 
 def test_a_declaration_makes_the_metric_known_without_its_function() -> None:

@@ -8,7 +8,7 @@ The attention-localisation metrics are batched torch functions over maps `[N,H,W
 same shape, so `prediction.predict` computes them on the device beside the maps; `valid` (optional) marks the pixels
 that count (e.g. not 255 = ignore in a VOC mask). Every one scores an all-zero map (a map that points nowhere) as a
 failure (0), never as a success and never as "undefined"; NaN means there is no object to localise (empty mask).
-Which of them a run computes, and under which column, is `metric_defs` (`localisation_columns`).
+Which of them a run computes, and under which column, is `metric_defs` (`localise` computes them).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def per_image(metric: Metric) -> Callable[..., torch.Tensor]:
     return fn
 
 
-def localisation_columns(maps: torch.Tensor, region: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+def localise(maps: torch.Tensor, region: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every localisation metric's column for a batch of maps, `[N]` each (`metric_defs.computed()`, a plugin's
     included): what `prediction.predict` writes per image. A metric whose function fails fails the run, naming it."""
     columns = {}

@@ -16,7 +16,7 @@ from benchmark.execute.datasets.tensors import TensorSplit
 from benchmark.execute.methods import Method
 from benchmark.execute.metrics import (
     cam_segmentation,
-    localisation_columns,
+    localise,
     region_share,
     segmentation_counts,
 )
@@ -33,7 +33,7 @@ def predict(
     """Per-image scores for every class and the audited class's attention on context and object, for every role.
 
     Also per image, against the audited class's mask (255 = ignored), every localisation metric's column
-    (`metrics.localisation_columns`: NaN without object pixels); on `val`, the CAM segmentation from the maps of
+    (`metrics.localise`: NaN without object pixels); on `val`, the CAM segmentation from the maps of
     each image's ground-truth classes as per-label intersection/union counts (`cam_intersection`, `cam_union`,
     `[N,K+1]`).
     """
@@ -61,7 +61,7 @@ def predict(
                 "context_share": region_share(maps, context > 0),
                 "object_share": region_share(maps, obj),
                 "context_area": (context > 0).flatten(1).float().mean(1),
-                **localisation_columns(maps, obj, valid),
+                **localise(maps, obj, valid),
             }
             if role == "val":
                 found["cam_intersection"], found["cam_union"] = _cam_counts(features, logits, batch, model.head)
